@@ -1,0 +1,40 @@
+/*
+ * util.h — small helpers used everywhere.
+ */
+#ifndef FERRY_UTIL_H
+#define FERRY_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define DIV_ROUND_UP(n, d) (((n) + (d) - 1) / (d))
+
+/*
+ * Parse a size such as "4096", "256K", "512M", "1G" (binary units) into
+ * bytes. Returns -EINVAL on syntax errors and -ERANGE above max.
+ */
+int parse_size(const char *s, uint64_t max, uint64_t *out);
+
+/* Parse a decimal unsigned integer in [min, max]. -EINVAL / -ERANGE. */
+int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Read or write exactly len bytes, retrying on EINTR and short transfers.
+ * Returns 0, -EIO on EOF, or -errno. */
+int read_full(int fd, void *buf, size_t len);
+int write_full(int fd, const void *buf, size_t len);
+
+/* Close an fd if it is >= 0 and set it to -1. */
+void close_fd(int *fd);
+
+/* The run directory (runtime sockets, pid files): set explicitly, else
+ * $FERRY_RUN_DIR, else /run/ferry. */
+void ferry_set_run_dir(const char *dir);
+const char *ferry_run_dir(void);
+/* mkdir -p with mode for the missing components. 0 or -errno. */
+int mkdir_p(const char *path, unsigned mode);
+
+#endif

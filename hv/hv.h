@@ -1,0 +1,188 @@
+/*
+ * hv.h — the hypervisor interface: everything an engine (migrate/, replicate/)
+ * or a tool may do to a domain.
+ *
+ * A backend is one ops table (struct hv_ops) in its own file, registered under
+ * a URI prefix: "mvm:web1" is the microVM named web1, "xen:17" would be a Xen
+ * domid. Callers use the hv_*() wrappers, which pick the backend from the URI
+ * and otherwise pass straight through.
+ *
+ * Common rules, for every op and every backend:
+ *  - Return 0 (or a count, where stated) on success, a negative errno on
+ *    failure; the backend logs a message naming the domain.
+ *  - Every op may block (on the domain's runtime or the hypervisor). A handle
+ *    is used by one thread at a time; different handles are independent.
+ *  - Frames are guest page frame numbers in [0, nr_frames); a frame outside
+ *    that range is -ERANGE and nothing is touched.
+ *  - Bitmaps passed in are sized nr_frames bits (struct bitmap from common/).
+ *  - The caller owns everything it passes in; blobs handed out
+ *    (save_context) are malloc'd and owned by the caller afterwards.
+ */
+#ifndef FERRY_HV_H
+#define FERRY_HV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/bitmap.h"
+
+struct hv_domain;
+
+#define HV_CONFIG_MAX 512 /* config record, a NUL-terminated key=value list */
+#define HV_CONTEXT_MAX (1u << 20)
+
+struct hv_info {
+	uint32_t page_size;
+	uint32_t nr_vcpus;
+	uint64_t nr_frames;
+	uint32_t paused;    /* 1 if every writer of guest RAM is parked */
+	uint32_t logdirty;  /* 1 if write tracking is on */
+	int32_t pid;        /* runtime process, or -1 where there is none */
+	/* Backend config, e.g. "mem=1073741824 vcpus=2 workload=dirtier:ws=256M".
+	 * It is what create() needs to make a matching empty domain. */
+	char config[HV_CONFIG_MAX];
+};
+
+/* logdirty_harvest flags */
+#define HV_HARVEST_PEEK 0x1  /* report without clearing */
+#define HV_HARVEST_FINAL 0x2 /* the paused pass of stop-and-copy; -EBUSY if not paused */
+
+struct hv_ops {
+	const char *prefix; /* "mvm" */
+
+	/*
+	 * open: attach to the running domain NAME (the URI without its prefix).
+	 * One owner at a time: a second open of the same domain, from any
+	 * process, is -EBUSY. -ENOENT if there is no such domain.
+	 */
+	int (*open)(const char *name, struct hv_domain **out);
+	/* close: detach; the domain keeps running as it is (paused stays paused,
+	 * logdirty stays as it is). Never fails; NULL is a no-op. */
+	void (*close)(struct hv_domain *d);
+	/*
+	 * create: make an empty, paused domain NAME on this host whose memory
+	 * size and vCPUs match config (hv_info.config of the source). Its RAM is
+	 * all zero. For the microVM it is an incoming runtime that exits if the
+	 * returned handle is closed before the first unpause (the commit).
+	 * -EEXIST if NAME is taken.
+	 */
+	int (*create)(const char *name, const char *config, struct hv_domain **out);
+	int (*info)(struct hv_domain *d, struct hv_info *out);
+
+	/*
+	 * pause: stop every writer of guest RAM (vCPUs, device and network
+	 * threads) at a step boundary and return once all are parked. unpause:
+	 * let them run. Both are idempotent.
+	 */
+	int (*pause)(struct hv_domain *d);
+	int (*unpause)(struct hv_domain *d);
+	/* throttle: slow the vCPUs to (100 - pct)% of their speed; 0 undoes it.
+	 * pct in [0, 99], else -EINVAL. */
+	int (*throttle)(struct hv_domain *d, unsigned pct);
+
+	/*
+	 * logdirty_enable: start write tracking; from now on every frame written
+	 * (by a vCPU or a device of the domain) is reported by the next harvest.
+	 * logdirty_disable: stop it. Both idempotent.
+	 */
+	int (*logdirty_enable)(struct hv_domain *d);
+	int (*logdirty_disable)(struct hv_domain *d);
+	/*
+	 * logdirty_harvest: OR the frames written since the last harvest (or
+	 * since enable) into *dirty, and clear the log unless HV_HARVEST_PEEK.
+	 * Exact: no written frame is ever missed; a frame is reported at most
+	 * once per write-after-harvest. Returns the number of dirty frames found
+	 * (>= 0). -EINVAL if logging is off.
+	 */
+	int64_t (*logdirty_harvest)(struct hv_domain *d, struct bitmap *dirty, unsigned flags);
+	/* populated: set in *out (after zeroing it) every frame that exists; the
+	 * others read as zero and need not be read. Returns the count. */
+	int64_t (*populated)(struct hv_domain *d, struct bitmap *out);
+
+	/*
+	 * read_pages: copy n frames into bufs[i] (page_size bytes each): a
+	 * snapshot that later guest writes do not change. May be called while
+	 * the domain runs. write_pages: store n frames from bufs (destination
+	 * side, domain paused). discard_pages: make n frames zero and release
+	 * their memory.
+	 */
+	int (*read_pages)(struct hv_domain *d, const uint64_t *frames, size_t n, void *const *bufs);
+	int (*write_pages)(struct hv_domain *d, const uint64_t *frames, size_t n,
+			   const void *const *bufs);
+	int (*discard_pages)(struct hv_domain *d, const uint64_t *frames, size_t n);
+
+	/*
+	 * save_context: the vCPU, platform and device state as one opaque blob
+	 * (at most HV_CONTEXT_MAX bytes); domain must be paused (-EBUSY).
+	 * *blob is malloc'd and the caller frees it. load_context: install such a
+	 * blob into a paused domain; the blob is validated, -EINVAL if malformed.
+	 */
+	int (*save_context)(struct hv_domain *d, void **blob, size_t *len);
+	int (*load_context)(struct hv_domain *d, const void *blob, size_t len);
+
+	/*
+	 * watch: an fd, owned by the handle, that polls readable once the domain
+	 * has died. Valid until close.
+	 */
+	int (*watch)(struct hv_domain *d, int *fd);
+	/* destroy: end the domain and free its resources; the handle must still
+	 * be closed afterwards. */
+	int (*destroy)(struct hv_domain *d);
+};
+
+/* A handle: the backend's ops and its private state. */
+struct hv_domain {
+	const struct hv_ops *ops;
+	char uri[128];
+};
+
+/* Backend registry, keyed by URI prefix. */
+const struct hv_ops *hv_backend(const char *uri, const char **name);
+
+int hv_open(const char *uri, struct hv_domain **out);
+int hv_create(const char *uri, const char *config, struct hv_domain **out);
+
+static inline void hv_close(struct hv_domain *d)
+{
+	if (d)
+		d->ops->close(d);
+}
+static inline int hv_info(struct hv_domain *d, struct hv_info *o) { return d->ops->info(d, o); }
+static inline int hv_pause(struct hv_domain *d) { return d->ops->pause(d); }
+static inline int hv_unpause(struct hv_domain *d) { return d->ops->unpause(d); }
+static inline int hv_throttle(struct hv_domain *d, unsigned pct) { return d->ops->throttle(d, pct); }
+static inline int hv_logdirty_enable(struct hv_domain *d) { return d->ops->logdirty_enable(d); }
+static inline int hv_logdirty_disable(struct hv_domain *d) { return d->ops->logdirty_disable(d); }
+static inline int64_t hv_logdirty_harvest(struct hv_domain *d, struct bitmap *b, unsigned f)
+{
+	return d->ops->logdirty_harvest(d, b, f);
+}
+static inline int64_t hv_populated(struct hv_domain *d, struct bitmap *b)
+{
+	return d->ops->populated(d, b);
+}
+static inline int hv_read_pages(struct hv_domain *d, const uint64_t *f, size_t n, void *const *b)
+{
+	return d->ops->read_pages(d, f, n, b);
+}
+static inline int hv_write_pages(struct hv_domain *d, const uint64_t *f, size_t n,
+				 const void *const *b)
+{
+	return d->ops->write_pages(d, f, n, b);
+}
+static inline int hv_discard_pages(struct hv_domain *d, const uint64_t *f, size_t n)
+{
+	return d->ops->discard_pages(d, f, n);
+}
+static inline int hv_save_context(struct hv_domain *d, void **blob, size_t *len)
+{
+	return d->ops->save_context(d, blob, len);
+}
+static inline int hv_load_context(struct hv_domain *d, const void *blob, size_t len)
+{
+	return d->ops->load_context(d, blob, len);
+}
+static inline int hv_watch(struct hv_domain *d, int *fd) { return d->ops->watch(d, fd); }
+static inline int hv_destroy(struct hv_domain *d) { return d->ops->destroy(d); }
+
+#endif

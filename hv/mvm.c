@@ -1,0 +1,810 @@
+/*
+ * hv/mvm.c — the microVM backend: hv_ops over a running ferry-mvm.
+ *
+ * The handle holds the runtime's control socket and, received over it with
+ * SCM_RIGHTS, the guest RAM memfd and the runtime's /proc/self/pagemap fd.
+ * Guest RAM is read and written with preadv/pwritev on the memfd (never
+ * through a mapping: that would allocate holes and, for reads, fault in every
+ * page); the dirty log is harvested with PAGEMAP_SCAN on the pagemap fd.
+ */
+#include "hv/mvm.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/kcompat.h"
+#include "common/log.h"
+#include "common/mtime.h"
+#include "common/util.h"
+#include "mvm/config.h"
+#include "mvm/context.h"
+
+#define RPC_TIMEOUT_MS 10000
+#define VERIFY_TIMEOUT_MS 600000
+#define READY_TIMEOUT_MS 30000
+#define QUIT_TIMEOUT_MS 5000
+#define SCAN_VEC_LEN 4096
+
+struct mvm_dom {
+	struct hv_domain hv;
+	char name[MVM_NAME_MAX];
+	int sock;
+	int memfd;
+	int pagemap;
+	int pidfd;
+	pid_t pid;
+	uint32_t seq;
+	uint64_t ram_base;
+	uint64_t ram_size;
+	uint64_t nr_frames;
+	uint32_t page_size;
+	unsigned nr_vcpus;
+	bool paused;
+	bool logdirty;
+	struct page_region *vec;
+};
+
+extern const struct hv_ops hv_mvm_ops;
+
+static struct mvm_dom *dom(struct hv_domain *d) { return (struct mvm_dom *)d; }
+
+static int sys_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+static int sys_pidfd_kill(int pidfd, int sig)
+{
+	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+/*
+ * One request/reply exchange. The reply body (if any) is copied to rep
+ * (at most rep_max bytes); received fds go to fds[0..want_fds). Returns the
+ * runtime's status (0 or -errno, logged with its reason) or a transport error.
+ */
+static int rpc(struct mvm_dom *d, unsigned type, const void *body, size_t len, void *rep,
+	       size_t rep_max, size_t *rep_len, int *fds, int want_fds, int timeout_ms)
+{
+	static _Thread_local char buf[MVM_MSG_MAX];
+	struct mvm_req_hdr h = {
+		.magic = htole32(MVM_REQ_MAGIC),
+		.version = htole16(MVM_PROTO_VERSION),
+		.type = htole16((uint16_t)type),
+		.seq = htole32(++d->seq),
+		.body_len = htole32((uint32_t)len),
+	};
+	struct iovec iov[2] = { { &h, sizeof h }, { (void *)body, len } };
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
+	union {
+		char b[CMSG_SPACE(4 * sizeof(int))];
+		struct cmsghdr align;
+	} cm;
+	struct pollfd pfd = { .fd = d->sock, .events = POLLIN };
+	char err[160];
+	const void *rbody;
+	uint32_t rlen;
+	int32_t status;
+	int got = 0, r;
+	ssize_t n;
+
+	if (sendmsg(d->sock, &msg, MSG_NOSIGNAL) < 0) {
+		r = -errno;
+		log_error("mvm:%s: sending %s: %s", d->name, mvm_msg_name(type), strerror(errno));
+		return r;
+	}
+	do
+		r = poll(&pfd, 1, timeout_ms);
+	while (r < 0 && errno == EINTR);
+	if (r == 0) {
+		log_error("mvm:%s: no answer to %s within %d ms", d->name, mvm_msg_name(type),
+			  timeout_ms);
+		return -ETIMEDOUT;
+	}
+	iov[0] = (struct iovec){ buf, sizeof buf };
+	msg = (struct msghdr){ .msg_iov = iov, .msg_iovlen = 1, .msg_control = cm.b,
+			       .msg_controllen = sizeof cm.b };
+	n = recvmsg(d->sock, &msg, MSG_CMSG_CLOEXEC);
+	if (n <= 0) {
+		r = n < 0 ? -errno : -ECONNRESET;
+		log_error("mvm:%s: runtime gone (%s)", d->name, n < 0 ? strerror(errno) : "exited");
+		return r;
+	}
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+			if (got < want_fds)
+				fds[got++] = fd;
+			else
+				close(fd);
+		}
+	}
+	r = mvm_rep_parse(buf, msg.msg_flags & MSG_TRUNC ? MVM_MSG_MAX + 1 : (size_t)n,
+			  (uint16_t)type, d->seq, &status, &rbody, &rlen, err, sizeof err);
+	if (r == 0 && status == 0 && (got != want_fds || rlen > rep_max)) {
+		snprintf(err, sizeof err, "unexpected reply shape (%d fds, %u bytes)", got, rlen);
+		r = -EBADMSG;
+	}
+	if (r) {
+		log_error("mvm:%s: %s: %s", d->name, mvm_msg_name(type), err);
+		goto fail;
+	}
+	if (status) {
+		/* The body of an error reply is its reason. */
+		log_error("mvm:%s: %s refused: %.*s", d->name, mvm_msg_name(type), (int)rlen,
+			  rlen ? (const char *)rbody : strerror(-status));
+		r = status;
+		goto fail;
+	}
+	if (rep)
+		memcpy(rep, rbody, rlen);
+	if (rep_len)
+		*rep_len = rlen;
+	return 0;
+fail:
+	while (got)
+		close(fds[--got]);
+	return r;
+}
+
+static int rpc_simple(struct mvm_dom *d, unsigned type)
+{
+	return rpc(d, type, NULL, 0, NULL, 0, NULL, NULL, 0, RPC_TIMEOUT_MS);
+}
+
+static int rpc_u32(struct mvm_dom *d, unsigned type, uint32_t v)
+{
+	struct mvm_u32 b = { .v = htole32(v) };
+	return rpc(d, type, &b, sizeof b, NULL, 0, NULL, NULL, 0, RPC_TIMEOUT_MS);
+}
+
+static int get_info(struct mvm_dom *d, unsigned type, struct mvm_info *i)
+{
+	size_t len;
+	int r = rpc(d, type, NULL, 0, i, sizeof *i, &len, NULL, 0, RPC_TIMEOUT_MS);
+
+	if (r)
+		return r;
+	if (len != sizeof *i) {
+		log_error("mvm:%s: info reply of %zu bytes", d->name, len);
+		return -EBADMSG;
+	}
+	i->name[sizeof i->name - 1] = i->config[sizeof i->config - 1] = '\0';
+	return 0;
+}
+
+static void mvm_close(struct hv_domain *hd)
+{
+	struct mvm_dom *d = dom(hd);
+
+	if (!d)
+		return;
+	close_fd(&d->sock);
+	close_fd(&d->memfd);
+	close_fd(&d->pagemap);
+	close_fd(&d->pidfd);
+	free(d->vec);
+	free(d);
+}
+
+/*
+ * Take ownership over a connected control socket: HELLO, then the RAM and
+ * pagemap fds, checked (seals, size) before they are trusted.
+ */
+static int attach(const char *name, int sock, struct hv_domain **out)
+{
+	struct mvm_dom *d = calloc(1, sizeof *d);
+	struct mvm_info info;
+	struct mvm_fds f;
+	size_t len;
+	int fds[2], r, seals;
+	off_t size;
+
+	if (!d) {
+		close(sock);
+		return -ENOMEM;
+	}
+	d->hv.ops = &hv_mvm_ops;
+	snprintf(d->hv.uri, sizeof d->hv.uri, "mvm:%s", name);
+	snprintf(d->name, sizeof d->name, "%s", name);
+	d->sock = sock;
+	d->memfd = d->pagemap = d->pidfd = -1;
+	d->vec = calloc(SCAN_VEC_LEN, sizeof *d->vec);
+	r = -ENOMEM;
+	if (!d->vec)
+		goto fail;
+	r = get_info(d, MVM_HELLO, &info);
+	if (r)
+		goto fail;
+	d->page_size = le32toh(info.page_size);
+	d->nr_frames = le64toh(info.nr_frames);
+	d->nr_vcpus = le32toh(info.nr_vcpus);
+	d->paused = le32toh(info.paused);
+	d->logdirty = le32toh(info.logdirty);
+	d->pid = (pid_t)le32toh((uint32_t)info.pid);
+	r = rpc(d, MVM_GET_FDS, NULL, 0, &f, sizeof f, &len, fds, 2, RPC_TIMEOUT_MS);
+	if (r)
+		goto fail;
+	d->memfd = fds[0];
+	d->pagemap = fds[1];
+	d->ram_base = le64toh(f.ram_base);
+	d->ram_size = le64toh(f.ram_size);
+	r = -EBADMSG;
+	seals = fcntl(d->memfd, F_GET_SEALS);
+	size = lseek(d->memfd, 0, SEEK_END);
+	if (len != sizeof f || d->page_size != MVM_PAGE_SIZE ||
+	    d->ram_size != d->nr_frames * d->page_size || d->ram_base % d->page_size) {
+		log_error("mvm:%s: runtime reports an inconsistent RAM layout", name);
+		goto fail;
+	}
+	if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW) ||
+	    size != (off_t)d->ram_size) {
+		log_error("mvm:%s: guest RAM is not a sealed memfd of %" PRIu64 " bytes", name,
+			  d->ram_size);
+		goto fail;
+	}
+	/* The runtime is alive while it answers, so its pid is still its own
+	 * when the pidfd is taken; the PING after proves it. */
+	d->pidfd = sys_pidfd_open(d->pid);
+	if (d->pidfd < 0 || rpc_simple(d, MVM_PING)) {
+		r = -ESRCH;
+		log_error("mvm:%s: runtime vanished while attaching", name);
+		goto fail;
+	}
+	*out = &d->hv;
+	return 0;
+fail:
+	mvm_close(&d->hv);
+	return r;
+}
+
+static int mvm_open(const char *name, struct hv_domain **out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char path[256];
+	int fd, r;
+
+	r = mvm_socket_path(name, path, sizeof path, false);
+	if (r || strlen(path) >= sizeof sa.sun_path) {
+		log_error("mvm:%s: bad microVM name", name);
+		return -EINVAL;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		r = errno == ECONNREFUSED || errno == ENOENT ? -ENOENT : -errno;
+		log_error("mvm:%s: no such microVM (%s: %s)", name, path, strerror(errno));
+		close(fd);
+		return r;
+	}
+	return attach(name, fd, out);
+}
+
+const char *hv_mvm_runtime_path(void)
+{
+	static char path[PATH_MAX];
+	const char *env = getenv("FERRY_MVM");
+	ssize_t n;
+
+	if (env && *env)
+		return env;
+	n = readlink("/proc/self/exe", path, sizeof path - 32);
+	if (n > 0) {
+		char *slash;
+		path[n] = '\0';
+		slash = strrchr(path, '/');
+		if (slash) {
+			strcpy(slash + 1, "ferry-mvm");
+			if (access(path, X_OK) == 0)
+				return path;
+		}
+	}
+	return FERRY_LIBEXECDIR "/ferry-mvm";
+}
+
+/*
+ * posix_spawn a runtime in its own session with default signal handling,
+ * passing link (may be -1) as fd 3 and the write end of a ready pipe as
+ * fd 4; wait until it reports ready. Returns 0 and *pid, or -errno.
+ */
+static int spawn_runtime(const char *name, const char *config, bool incoming, bool paused,
+			 int link, pid_t *pid)
+{
+	const char *argv[16];
+	int argc = 0, p[2], r, status;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, defs;
+	struct pollfd pfd;
+	char c;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	/* Move both fds above 10 so that the dup2s below never collide. */
+	int ready = fcntl(p[1], F_DUPFD_CLOEXEC, 10), lk = -1;
+	close(p[1]);
+	if (link >= 0)
+		lk = fcntl(link, F_DUPFD_CLOEXEC, 10);
+	argv[argc++] = "ferry-mvm";
+	argv[argc++] = "--name";
+	argv[argc++] = name;
+	argv[argc++] = "--run-dir";
+	argv[argc++] = ferry_run_dir();
+	argv[argc++] = "--config";
+	argv[argc++] = config;
+	argv[argc++] = "--ready-fd";
+	argv[argc++] = "4";
+	if (incoming) {
+		argv[argc++] = "--incoming";
+		argv[argc++] = "--ctl-fd";
+		argv[argc++] = "3";
+	}
+	if (paused)
+		argv[argc++] = "--paused";
+	argv[argc] = NULL;
+
+	posix_spawn_file_actions_init(&fa);
+	if (lk >= 0)
+		posix_spawn_file_actions_adddup2(&fa, lk, 3);
+	posix_spawn_file_actions_adddup2(&fa, ready, 4);
+	posix_spawnattr_init(&at);
+	sigemptyset(&none);
+	sigemptyset(&defs);
+	sigaddset(&defs, SIGPIPE);
+	sigaddset(&defs, SIGINT);
+	sigaddset(&defs, SIGTERM);
+	sigaddset(&defs, SIGHUP);
+	sigaddset(&defs, SIGCHLD);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &defs);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+					      POSIX_SPAWN_SETSIGDEF);
+	r = -posix_spawn(pid, hv_mvm_runtime_path(), &fa, &at, (char *const *)argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	close(ready);
+	if (lk >= 0)
+		close(lk);
+	if (r) {
+		log_error("mvm:%s: starting %s: %s", name, hv_mvm_runtime_path(), strerror(-r));
+		close(p[0]);
+		return r;
+	}
+	pfd = (struct pollfd){ .fd = p[0], .events = POLLIN };
+	r = poll(&pfd, 1, READY_TIMEOUT_MS);
+	if (r == 1 && read(p[0], &c, 1) == 1) {
+		close(p[0]);
+		return 0;
+	}
+	close(p[0]);
+	/* It exited (its log says why) or hangs: make sure it is gone. */
+	kill(*pid, SIGKILL);
+	waitpid(*pid, &status, 0);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == MVM_EXIT_EXISTS)
+		return -EEXIST; /* the runtime logged it */
+	log_error("mvm:%s: runtime did not start (%s %d)", name,
+		  WIFEXITED(status) ? "exit status" : "signal",
+		  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+	return -EIO;
+}
+
+int hv_mvm_launch(const char *name, const char *config, bool paused, pid_t *pid)
+{
+	struct mvm_config cfg;
+	char err[256];
+	int r;
+
+	if (!mvm_name_ok(name)) {
+		log_error("mvm:%s: bad name: use 1-63 letters, digits, '.', '_' or '-'", name);
+		return -EINVAL;
+	}
+	r = mvm_config_parse(config, &cfg, err, sizeof err);
+	if (r) {
+		log_error("mvm:%s: %s", name, err);
+		return r;
+	}
+	return spawn_runtime(name, config, false, paused, -1, pid);
+}
+
+static int mvm_create(const char *name, const char *config, struct hv_domain **out)
+{
+	struct mvm_config cfg;
+	char err[256];
+	int sv[2], r;
+	pid_t pid;
+
+	if (!mvm_name_ok(name)) {
+		log_error("mvm:%s: bad name", name);
+		return -EINVAL;
+	}
+	r = mvm_config_parse(config, &cfg, err, sizeof err);
+	if (r) {
+		log_error("mvm:%s: config from the source: %s", name, err);
+		return r;
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	r = spawn_runtime(name, config, true, true, sv[1], &pid);
+	close(sv[1]);
+	if (r) {
+		close(sv[0]);
+		return r;
+	}
+	return attach(name, sv[0], out);
+}
+
+static int mvm_info(struct hv_domain *hd, struct hv_info *o)
+{
+	struct mvm_dom *d = dom(hd);
+	struct mvm_info i;
+	int r = get_info(d, MVM_INFO, &i);
+
+	if (r)
+		return r;
+	memset(o, 0, sizeof *o);
+	o->page_size = le32toh(i.page_size);
+	o->nr_vcpus = le32toh(i.nr_vcpus);
+	o->nr_frames = le64toh(i.nr_frames);
+	o->paused = le32toh(i.paused);
+	o->logdirty = le32toh(i.logdirty);
+	o->pid = (int32_t)le32toh((uint32_t)i.pid);
+	snprintf(o->config, sizeof o->config, "%s", i.config);
+	return 0;
+}
+
+static int mvm_pause(struct hv_domain *hd)
+{
+	int r = rpc_simple(dom(hd), MVM_PAUSE);
+	if (r == 0)
+		dom(hd)->paused = true;
+	return r;
+}
+
+static int mvm_unpause(struct hv_domain *hd)
+{
+	int r = rpc_simple(dom(hd), MVM_UNPAUSE);
+	if (r == 0)
+		dom(hd)->paused = false;
+	return r;
+}
+
+static int mvm_throttle(struct hv_domain *hd, unsigned pct)
+{
+	if (pct > 99)
+		return -EINVAL;
+	return rpc_u32(dom(hd), MVM_THROTTLE, pct);
+}
+
+static int mvm_logdirty(struct hv_domain *hd, bool on)
+{
+	int r = rpc_u32(dom(hd), MVM_LOGDIRTY, on);
+	if (r == 0)
+		dom(hd)->logdirty = on;
+	return r;
+}
+
+static int mvm_logdirty_enable(struct hv_domain *hd) { return mvm_logdirty(hd, true); }
+static int mvm_logdirty_disable(struct hv_domain *hd) { return mvm_logdirty(hd, false); }
+
+/*
+ * PAGEMAP_SCAN over all of guest RAM: report pages whose write-protection
+ * was broken by a write (PAGE_IS_WRITTEN) and, unless peeking, re-protect
+ * them in the same walk. The result vector can fill before the walk ends,
+ * so loop from walk_end until the whole range is covered.
+ */
+static int64_t mvm_harvest(struct hv_domain *hd, struct bitmap *dirty, unsigned flags)
+{
+	struct mvm_dom *d = dom(hd);
+	uint64_t start = d->ram_base, end = d->ram_base + d->ram_size, found = 0;
+
+	if (!d->logdirty) {
+		log_error("mvm:%s: harvest without dirty logging enabled", d->name);
+		return -EINVAL;
+	}
+	if ((flags & HV_HARVEST_FINAL) && !d->paused) {
+		log_error("mvm:%s: FINAL harvest of a running guest", d->name);
+		return -EBUSY;
+	}
+	if (dirty->nbits != d->nr_frames)
+		return -EINVAL;
+	while (start < end) {
+		struct pm_scan_arg a = {
+			.size = sizeof a,
+			.flags = PM_SCAN_CHECK_WPASYNC |
+				 ((flags & HV_HARVEST_PEEK) ? 0 : PM_SCAN_WP_MATCHING),
+			.start = start,
+			.end = end,
+			.vec = (uintptr_t)d->vec,
+			.vec_len = SCAN_VEC_LEN,
+			.category_mask = PAGE_IS_WRITTEN,
+			.return_mask = PAGE_IS_WRITTEN,
+		};
+		long n = ioctl(d->pagemap, PAGEMAP_SCAN, &a);
+
+		if (n < 0) {
+			int e = errno;
+			log_error("mvm:%s: PAGEMAP_SCAN: %s", d->name,
+				  e == ESRCH ? "runtime has exited" : strerror(e));
+			return -e;
+		}
+		for (long i = 0; i < n; i++) {
+			const struct page_region *pr = &d->vec[i];
+			uint64_t f = (pr->start - d->ram_base) / d->page_size;
+			uint64_t cnt = (pr->end - pr->start) / d->page_size;
+
+			if (pr->start < d->ram_base || pr->end > end || pr->end <= pr->start) {
+				log_error("mvm:%s: PAGEMAP_SCAN returned a region outside RAM",
+					  d->name);
+				return -EIO;
+			}
+			bitmap_set_range(dirty, f, cnt);
+			found += cnt;
+		}
+		if (a.walk_end <= start || a.walk_end > end) {
+			log_error("mvm:%s: PAGEMAP_SCAN made no progress", d->name);
+			return -EIO;
+		}
+		start = a.walk_end;
+	}
+	return (int64_t)found;
+}
+
+static int64_t mvm_populated(struct hv_domain *hd, struct bitmap *out)
+{
+	struct mvm_dom *d = dom(hd);
+	off_t pos = 0, size = (off_t)d->ram_size;
+	int64_t n = 0;
+
+	if (out->nbits != d->nr_frames)
+		return -EINVAL;
+	bitmap_zero(out);
+	while (pos < size) {
+		off_t data = lseek(d->memfd, pos, SEEK_DATA), hole;
+		if (data < 0) {
+			if (errno == ENXIO)
+				break;
+			return -errno;
+		}
+		hole = lseek(d->memfd, data, SEEK_HOLE);
+		if (hole < 0)
+			return -errno;
+		if (hole > size)
+			hole = size;
+		uint64_t f0 = (uint64_t)data / d->page_size;
+		uint64_t f1 = DIV_ROUND_UP((uint64_t)hole, d->page_size);
+		bitmap_set_range(out, f0, f1 - f0);
+		n += (int64_t)(f1 - f0);
+		pos = hole;
+	}
+	return n;
+}
+
+/* pread/pwrite exactly len bytes at off. */
+static int rw_full(int fd, char *buf, size_t len, off_t off, bool write)
+{
+	while (len) {
+		ssize_t r = write ? pwrite(fd, buf, len, off) : pread(fd, buf, len, off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO;
+		buf += r;
+		off += r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+/* Check frames, then one preadv/pwritev per run of consecutive frames; a
+ * short transfer (rare on a memfd) is finished page by page. */
+static int page_io(struct mvm_dom *d, const uint64_t *frames, size_t n, void *const *bufs,
+		   bool write)
+{
+	struct iovec iov[IOV_MAX];
+	size_t ps = d->page_size;
+
+	for (size_t i = 0; i < n; i++)
+		if (frames[i] >= d->nr_frames) {
+			log_error("mvm:%s: frame %" PRIu64 " beyond %" PRIu64, d->name, frames[i],
+				  d->nr_frames);
+			return -ERANGE;
+		}
+	for (size_t i = 0; i < n;) {
+		size_t k = 0, done;
+		off_t off = (off_t)(frames[i] * ps);
+		ssize_t r;
+
+		do {
+			iov[k] = (struct iovec){ bufs[i + k], ps };
+			k++;
+		} while (i + k < n && k < IOV_MAX && frames[i + k] == frames[i + k - 1] + 1);
+		do
+			r = write ? pwritev(d->memfd, iov, (int)k, off) : preadv(d->memfd, iov, (int)k, off);
+		while (r < 0 && errno == EINTR);
+		done = r > 0 ? (size_t)r : 0;
+		for (size_t j = done / ps; r >= 0 && j < k; j++) {
+			size_t skip = j == done / ps ? done % ps : 0;
+			int e = rw_full(d->memfd, (char *)bufs[i + j] + skip, ps - skip,
+					off + (off_t)(j * ps + skip), write);
+			if (e)
+				r = e, errno = -e;
+		}
+		if (r < 0) {
+			int e = errno;
+			log_error("mvm:%s: %s guest RAM: %s", d->name, write ? "writing" : "reading",
+				  strerror(e));
+			return -e;
+		}
+		i += k;
+	}
+	return 0;
+}
+
+static int mvm_read_pages(struct hv_domain *hd, const uint64_t *frames, size_t n,
+			  void *const *bufs)
+{
+	return page_io(dom(hd), frames, n, bufs, false);
+}
+
+static int mvm_write_pages(struct hv_domain *hd, const uint64_t *frames, size_t n,
+			   const void *const *bufs)
+{
+	return page_io(dom(hd), frames, n, (void *const *)bufs, true);
+}
+
+static int mvm_discard_pages(struct hv_domain *hd, const uint64_t *frames, size_t n)
+{
+	struct mvm_dom *d = dom(hd);
+
+	for (size_t i = 0; i < n; i++)
+		if (frames[i] >= d->nr_frames)
+			return -ERANGE;
+	for (size_t i = 0; i < n;) {
+		size_t k = 1;
+		while (i + k < n && frames[i + k] == frames[i + k - 1] + 1)
+			k++;
+		if (fallocate(d->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)(frames[i] * d->page_size), (off_t)(k * d->page_size)) < 0) {
+			int e = errno;
+			log_error("mvm:%s: discarding frames: %s", d->name, strerror(e));
+			return -e;
+		}
+		i += k;
+	}
+	return 0;
+}
+
+static int mvm_save_context(struct hv_domain *hd, void **blob, size_t *len)
+{
+	struct mvm_dom *d = dom(hd);
+	void *b = malloc(MVM_CONTEXT_MAX);
+	int r;
+
+	if (!b)
+		return -ENOMEM;
+	r = rpc(d, MVM_GET_CONTEXT, NULL, 0, b, MVM_CONTEXT_MAX, len, NULL, 0, RPC_TIMEOUT_MS);
+	if (r) {
+		free(b);
+		return r;
+	}
+	*blob = b;
+	return 0;
+}
+
+static int mvm_load_context(struct hv_domain *hd, const void *blob, size_t len)
+{
+	if (len > MVM_CONTEXT_MAX)
+		return -EINVAL;
+	return rpc(dom(hd), MVM_SET_CONTEXT, blob, len, NULL, 0, NULL, NULL, 0, RPC_TIMEOUT_MS);
+}
+
+static int mvm_watch(struct hv_domain *hd, int *fd)
+{
+	*fd = dom(hd)->pidfd;
+	return 0;
+}
+
+static bool wait_dead(int pidfd, int timeout_ms)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+	int r;
+
+	do
+		r = poll(&p, 1, timeout_ms);
+	while (r < 0 && errno == EINTR);
+	return r == 1;
+}
+
+static int mvm_destroy(struct hv_domain *hd)
+{
+	struct mvm_dom *d = dom(hd);
+	char path[256];
+
+	rpc_simple(d, MVM_QUIT);
+	if (!wait_dead(d->pidfd, QUIT_TIMEOUT_MS)) {
+		log_warn("mvm:%s: runtime did not quit; killing it", d->name);
+		sys_pidfd_kill(d->pidfd, SIGKILL);
+		wait_dead(d->pidfd, QUIT_TIMEOUT_MS);
+		if (mvm_socket_path(d->name, path, sizeof path, false) == 0)
+			unlink(path);
+	}
+	/* Reap it if it is our child; harmless otherwise. */
+	waitpid(d->pid, NULL, WNOHANG);
+	return 0;
+}
+
+int hv_mvm_stats(struct hv_domain *hd, struct hv_mvm_stats *out)
+{
+	struct mvm_info i;
+	int r;
+
+	if (hd->ops != &hv_mvm_ops)
+		return -EOPNOTSUPP;
+	r = get_info(dom(hd), MVM_INFO, &i);
+	if (r)
+		return r;
+	out->steps = le64toh(i.steps);
+	out->halted = le32toh(i.halted);
+	out->incoming = le32toh(i.incoming);
+	return 0;
+}
+
+int hv_mvm_verify(struct hv_domain *hd, struct mvm_verify *v)
+{
+	size_t len;
+	int r;
+
+	if (hd->ops != &hv_mvm_ops)
+		return -EOPNOTSUPP;
+	r = rpc(dom(hd), MVM_VERIFY, NULL, 0, v, sizeof *v, &len, NULL, 0, VERIFY_TIMEOUT_MS);
+	if (r)
+		return r;
+	if (len != sizeof *v)
+		return -EBADMSG;
+	v->why = le32toh(v->why);
+	v->frame = le64toh(v->frame);
+	v->expected_gen = le64toh(v->expected_gen);
+	v->found_gen = le64toh(v->found_gen);
+	v->pages_checked = le64toh(v->pages_checked);
+	v->pages_written = le64toh(v->pages_written);
+	v->msg[sizeof v->msg - 1] = '\0';
+	return 0;
+}
+
+const struct hv_ops hv_mvm_ops = {
+	.prefix = "mvm",
+	.open = mvm_open,
+	.close = mvm_close,
+	.create = mvm_create,
+	.info = mvm_info,
+	.pause = mvm_pause,
+	.unpause = mvm_unpause,
+	.throttle = mvm_throttle,
+	.logdirty_enable = mvm_logdirty_enable,
+	.logdirty_disable = mvm_logdirty_disable,
+	.logdirty_harvest = mvm_harvest,
+	.populated = mvm_populated,
+	.read_pages = mvm_read_pages,
+	.write_pages = mvm_write_pages,
+	.discard_pages = mvm_discard_pages,
+	.save_context = mvm_save_context,
+	.load_context = mvm_load_context,
+	.watch = mvm_watch,
+	.destroy = mvm_destroy,
+};

@@ -1,0 +1,100 @@
+/* config.c — microVM config record; see config.h. */
+#include "mvm/config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/util.h"
+
+int mvm_config_check(struct mvm_config *c, char *err, size_t errlen)
+{
+	if (c->mem < MVM_PAGE_SIZE || c->mem % MVM_PAGE_SIZE || c->mem > MVM_MEM_MAX) {
+		snprintf(err, errlen, "memory size must be a multiple of %u between 4K and 64G",
+			 MVM_PAGE_SIZE);
+		return -EINVAL;
+	}
+	if (c->nr_vcpus < 1 || c->nr_vcpus > MVM_VCPUS_MAX) {
+		snprintf(err, errlen, "vcpus must be 1..%u", MVM_VCPUS_MAX);
+		return -EINVAL;
+	}
+	return wl_parse(c->workload, c->mem / MVM_PAGE_SIZE, MVM_PAGE_SIZE, &c->wl, err, errlen);
+}
+
+int mvm_config_parse(const char *s, struct mvm_config *c, char *err, size_t errlen)
+{
+	char buf[MVM_CONFIG_MAX], *tok, *save = NULL;
+	unsigned seen = 0;
+	uint64_t v;
+
+	memset(c, 0, sizeof *c);
+	if (strlen(s) >= sizeof buf) {
+		snprintf(err, errlen, "config record too long");
+		return -EINVAL;
+	}
+	strcpy(buf, s);
+	for (tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+		char *val = strchr(tok, '=');
+		if (!val)
+			goto bad;
+		*val++ = '\0';
+		if (strcmp(tok, "mem") == 0 && parse_size(val, MVM_MEM_MAX, &c->mem) == 0)
+			seen |= 1;
+		else if (strcmp(tok, "vcpus") == 0 && parse_u64(val, 1, MVM_VCPUS_MAX, &v) == 0)
+			c->nr_vcpus = (unsigned)v, seen |= 2;
+		else if (strcmp(tok, "workload") == 0 && strlen(val) < sizeof c->workload)
+			strcpy(c->workload, val), seen |= 4;
+		else
+			goto bad;
+	}
+	if (seen != 7) {
+		snprintf(err, errlen, "config record needs mem=, vcpus= and workload=");
+		return -EINVAL;
+	}
+	return mvm_config_check(c, err, errlen);
+bad:
+	snprintf(err, errlen, "bad config item '%s'", tok);
+	return -EINVAL;
+}
+
+void mvm_config_format(const struct mvm_config *c, char *buf, size_t len)
+{
+	char wl[256];
+
+	wl_format(&c->wl, MVM_PAGE_SIZE, wl, sizeof wl);
+	snprintf(buf, len, "mem=%" PRIu64 " vcpus=%u workload=%s", c->mem, c->nr_vcpus, wl);
+}
+
+bool mvm_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n >= MVM_NAME_MAX || name[0] == '.' || name[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = name[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
+			return false;
+	}
+	return true;
+}
+
+int mvm_socket_path(const char *name, char *path, size_t len, bool create)
+{
+	int n;
+
+	if (!mvm_name_ok(name))
+		return -EINVAL;
+	n = snprintf(path, len, "%s/mvm", ferry_run_dir());
+	if (n < 0 || (size_t)n >= len)
+		return -ENAMETOOLONG;
+	if (create) {
+		int r = mkdir_p(path, 0700);
+		if (r)
+			return r;
+	}
+	n = snprintf(path, len, "%s/mvm/%s.sock", ferry_run_dir(), name);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}

@@ -1,0 +1,203 @@
+/*
+ * ferry-mvm — the microVM runtime: one process is one running guest.
+ *
+ *   ferry-mvm --name NAME --mem 1G --vcpus 2 --workload dirtier:ws=256M,rate=64
+ *   ferry-mvm --name NAME --config "mem=... vcpus=... workload=..." --incoming --ctl-fd 3
+ *
+ * It listens on RUN_DIR/mvm/NAME.sock (SOCK_SEQPACKET, mode 0600). Normally
+ * started by ferryd (hv/mvm.c) with posix_spawn; see docs/ferry-mvm.md.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "mvm/runtime.h"
+
+static const char usage[] =
+	"usage: ferry-mvm --name NAME [--run-dir DIR] [--paused]\n"
+	"                 (--config \"mem=SIZE vcpus=N workload=SPEC\" |\n"
+	"                  --mem SIZE [--vcpus N] [--workload SPEC])\n"
+	"                 [--incoming --ctl-fd FD] [--ready-fd FD] [--log-level LEVEL]\n"
+	"\n"
+	"Runs one microVM guest. Workloads: idle | fill[:ws=SIZE,seed=N,rate=MiB/s]\n"
+	"  | dirtier:ws=SIZE,rate=MiB/s|max,pattern=uniform|hotcold,seed=N,steps=N\n"
+	"--incoming starts paused with zero RAM, owned by the peer of --ctl-fd, and\n"
+	"exits if that link closes before the first unpause (the commit).\n";
+
+/* Bind RUN_DIR/mvm/NAME.sock; a stale socket (nobody listening) is replaced.
+ * Claiming the socket is what makes the name ours. */
+static int bind_socket(const char *name, char *path, size_t pathlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, r;
+
+	r = mvm_socket_path(name, path, pathlen, true);
+	if (r)
+		return r;
+	if (strlen(path) >= sizeof sa.sun_path)
+		return log_error("%s: socket path too long", path), -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	umask(077);
+	for (int tries = 0; tries < 2; tries++) {
+		if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 8) == 0)
+			return fd;
+		if (errno != EADDRINUSE)
+			break;
+		int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		bool live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
+		if (probe >= 0)
+			close(probe);
+		if (live) {
+			log_error("%s: a microVM of this name is already running", name);
+			close(fd);
+			return -EEXIST;
+		}
+		unlink(path); /* stale: its runtime is gone */
+	}
+	r = -errno;
+	log_error("%s: binding %s: %s", name, path, strerror(errno));
+	close(fd);
+	return r;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "name", required_argument, 0, 'n' },	   { "run-dir", required_argument, 0, 'd' },
+		{ "config", required_argument, 0, 'c' },   { "mem", required_argument, 0, 'm' },
+		{ "vcpus", required_argument, 0, 'v' },	   { "workload", required_argument, 0, 'w' },
+		{ "incoming", no_argument, 0, 'i' },	   { "ctl-fd", required_argument, 0, 'f' },
+		{ "ready-fd", required_argument, 0, 'r' }, { "paused", no_argument, 0, 'p' },
+		{ "log-level", required_argument, 0, 'l' }, { "help", no_argument, 0, 'h' },
+		{ 0 }
+	};
+	static struct mvm m;
+	const char *config = NULL, *mem = NULL, *vcpus = "1", *workload = "idle";
+	int ctl_fd = -1, ready_fd = -1, listen_fd, c, r;
+	bool start_paused = false;
+	char err[256], path[256];
+	uint64_t v;
+	enum log_level lvl = LOG_INFO;
+
+	signal(SIGPIPE, SIG_IGN);
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'n': snprintf(m.name, sizeof m.name, "%s", optarg); break;
+		case 'd': ferry_set_run_dir(optarg); break;
+		case 'c': config = optarg; break;
+		case 'm': mem = optarg; break;
+		case 'v': vcpus = optarg; break;
+		case 'w': workload = optarg; break;
+		case 'i': m.incoming = true; break;
+		case 'p': start_paused = true; break;
+		case 'f':
+			if (parse_u64(optarg, 0, 1 << 20, &v))
+				fatal("--ctl-fd: not a file descriptor: %s", optarg);
+			ctl_fd = (int)v;
+			break;
+		case 'r':
+			if (parse_u64(optarg, 0, 1 << 20, &v))
+				fatal("--ready-fd: not a file descriptor: %s", optarg);
+			ready_fd = (int)v;
+			break;
+		case 'l':
+			if (log_parse_level(optarg, &lvl))
+				fatal("--log-level: error, warn, info or debug");
+			break;
+		case 'h': fputs(usage, stdout); return 0;
+		default: fputs(usage, stderr); return 2;
+		}
+	}
+	log_init("ferry-mvm", lvl);
+	if (optind != argc || !m.name[0] || (!config && !mem) || (m.incoming && ctl_fd < 0)) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	if (!mvm_name_ok(m.name))
+		fatal("bad name '%s': use 1-63 letters, digits, '.', '_' or '-'", m.name);
+	if (config) {
+		r = mvm_config_parse(config, &m.cfg, err, sizeof err);
+	} else {
+		r = parse_size(mem, MVM_MEM_MAX, &m.cfg.mem);
+		if (r == 0)
+			r = parse_u64(vcpus, 1, MVM_VCPUS_MAX, &v);
+		if (r)
+			fatal("--mem SIZE (4K..64G) and --vcpus 1..%u", MVM_VCPUS_MAX);
+		m.cfg.nr_vcpus = (unsigned)v;
+		snprintf(m.cfg.workload, sizeof m.cfg.workload, "%s", workload);
+		r = mvm_config_check(&m.cfg, err, sizeof err);
+	}
+	if (r)
+		fatal("%s", err);
+	mvm_config_format(&m.cfg, m.config_text, sizeof m.config_text);
+
+	m.page_size = MVM_PAGE_SIZE;
+	m.nr_frames = m.cfg.mem / m.page_size;
+	m.nr_vcpus = m.cfg.nr_vcpus;
+	m.memfd = m.uffd = m.pagemap = -1;
+	pthread_mutex_init(&m.lock, NULL);
+	{
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&m.cond, &ca);
+		pthread_cond_init(&m.parked_cv, NULL);
+	}
+	m.vcpus = calloc(m.nr_vcpus, sizeof *m.vcpus);
+	if (!m.vcpus)
+		fatal("out of memory");
+	for (unsigned i = 0; i < m.nr_vcpus; i++) {
+		struct mvm_vcpu *vc = &m.vcpus[i];
+		vc->m = &m;
+		vc->id = i;
+		wl_slice(&m.cfg.wl, m.nr_vcpus, i, &vc->lo, &vc->hi);
+		vc->limit = wl_step_limit(&m.cfg.wl, vc->lo, vc->hi);
+		vc->regs.seed = wl_vcpu_seed(&m.cfg.wl, i);
+	}
+
+	/* Claim the name before anything expensive. */
+	listen_fd = bind_socket(m.name, path, sizeof path);
+	if (listen_fd < 0)
+		return listen_fd == -EEXIST ? MVM_EXIT_EXISTS : 1;
+	if (mvm_ram_setup(&m) < 0) {
+		unlink(path);
+		return 1;
+	}
+	/* From here on: no fork (the dirty log would not see a child's writes). */
+	if (m.incoming || start_paused)
+		atomic_store(&m.pause_req, true);
+	if (mvm_vcpus_start(&m) < 0) {
+		unlink(path);
+		return 1;
+	}
+	if (m.incoming || start_paused)
+		mvm_pause(&m);
+	log_info("%s: running %s%s", m.name, m.config_text,
+		 m.incoming ? " (incoming, paused)" : start_paused ? " (paused)" : "");
+	if (ready_fd >= 0) {
+		if (write(ready_fd, "R", 1) < 0) {
+			/* The launcher is gone; keep running, it may re-open us. */
+		}
+		close(ready_fd);
+	}
+	r = mvm_serve(&m, listen_fd, ctl_fd);
+	atomic_store(&m.quit, true);
+	unlink(path);
+	if (r < 0)
+		log_error("%s: control loop: %s", m.name, strerror(-r));
+	/* The vCPUs are left to exit with the process: nothing of the guest
+	 * survives it. */
+	return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,96 @@
+/*
+ * runtime.h — the ferry-mvm process: one running microVM.
+ *
+ * Threads: the control thread (main) serves the control socket; one thread
+ * per vCPU runs the workload. Guest RAM is a sealed memfd mapped MAP_SHARED
+ * and registered with userfaultfd in async write-protect mode, so that the
+ * kernel logs every write for PAGEMAP_SCAN. The process never forks after the
+ * registration (a child's writes would not be logged).
+ */
+#ifndef FERRY_MVM_RUNTIME_H
+#define FERRY_MVM_RUNTIME_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mvm/config.h"
+#include "mvm/context.h"
+#include "mvm/proto.h"
+
+struct mvm;
+
+struct mvm_vcpu {
+	struct mvm *m;
+	unsigned id;
+	pthread_t thread;
+	uint64_t lo, hi;  /* slice of the working set */
+	uint64_t limit;   /* steps after which it halts */
+	/* Registers: written by the vCPU thread while it runs, read and written by
+	 * the control thread only while the vCPU is parked (under m->lock).
+	 * step is also read racily (atomically) for progress reports. */
+	struct mvm_vcpu_regs regs;
+};
+
+struct mvm {
+	char name[MVM_NAME_MAX];
+	struct mvm_config cfg;
+	char config_text[MVM_CONFIG_MAX];
+
+	/* Set up before the vCPUs start; constant afterwards. */
+	int memfd;
+	int uffd;
+	int pagemap;
+	char *ram;
+	uint64_t nr_frames;
+	size_t page_size;
+
+	/* Guest clock: CLOCK_MONOTONIC + offset (ns). */
+	_Atomic int64_t clock_offset;
+
+	/* Run control. pause_req and quit are read by vCPUs without the lock at
+	 * every step boundary; everything else here is under lock. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;     /* vCPUs wait here: parked, paced, idle */
+	pthread_cond_t parked_cv; /* the control thread waits here for parking */
+	atomic_bool pause_req;
+	atomic_bool quit;
+	atomic_uint throttle;    /* percent, 0..99 */
+	unsigned parked;         /* vCPUs parked at a step boundary */
+	unsigned run_gen;        /* bumped on unpause: vCPUs reset pacing */
+
+	/* Owned by the control thread. */
+	bool paused;
+	bool incoming; /* until the first unpause */
+	bool logdirty;
+
+	unsigned nr_vcpus;
+	struct mvm_vcpu *vcpus;
+};
+
+static inline uint64_t mvm_guest_ns(struct mvm *m);
+
+/* ram.c */
+int mvm_ram_setup(struct mvm *m);
+int mvm_ram_logdirty(struct mvm *m, bool on);
+
+/* vcpu.c */
+int mvm_vcpus_start(struct mvm *m);
+/* Park every vCPU at a step boundary; returns once all are parked. Idempotent. */
+void mvm_pause(struct mvm *m);
+void mvm_unpause(struct mvm *m);
+void mvm_throttle(struct mvm *m, unsigned pct);
+unsigned mvm_halted(struct mvm *m);
+uint64_t mvm_total_steps(struct mvm *m);
+
+/* ctl.c */
+int mvm_serve(struct mvm *m, int listen_fd, int link_fd);
+
+#include "common/mtime.h"
+static inline uint64_t mvm_guest_ns(struct mvm *m)
+{
+	return (uint64_t)((int64_t)mono_ns() + atomic_load(&m->clock_offset));
+}
+
+#endif
