@@ -1,0 +1,353 @@
+/*
+ * test_runtime.c — the ferry-mvm runtime: verify catches what it must,
+ * workloads are deterministic across save/restore, the control socket
+ * survives malformed requests, ownership and the incoming mode.
+ */
+#include "tests/integration/harness.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/bitmap.h"
+#include "common/util.h"
+#include "mvm/config.h"
+#include "mvm/proto.h"
+#include "mvm/workload.h"
+
+#define PS 4096
+
+static void verify_ok(struct hv_domain *d)
+{
+	struct mvm_verify v;
+
+	assert_int_equal(hv_mvm_verify(d, &v), 0);
+	if (v.why != MVM_VERIFY_OK)
+		fail_msg("verify: %s", v.msg);
+}
+
+/* A frame the guest wrote at least twice, and its generation. */
+static uint64_t pick_written(struct hv_domain *d, uint64_t *gen)
+{
+	uint64_t nr, f;
+	char *ram = h_ram_read(d, &nr);
+
+	for (f = 0; f < nr; f++) {
+		*gen = wl_page_gen(ram + f * PS, f);
+		if (*gen >= 2)
+			break;
+	}
+	free(ram);
+	assert_true(f < nr);
+	return f;
+}
+
+static void put_page(struct hv_domain *d, uint64_t f, const void *page)
+{
+	const void *bufs[1] = { page };
+	assert_int_equal(hv_write_pages(d, &f, 1, bufs), 0);
+}
+
+static void get_page(struct hv_domain *d, uint64_t f, void *page)
+{
+	void *bufs[1] = { page };
+	assert_int_equal(hv_read_pages(d, &f, 1, bufs), 0);
+}
+
+static void expect_bad(struct hv_domain *d, unsigned why, uint64_t frame)
+{
+	struct mvm_verify v;
+
+	assert_int_equal(hv_mvm_verify(d, &v), 0);
+	if (v.why != why || v.frame != frame)
+		fail_msg("expected %s at frame %lu, verify said %s: %s", wl_why_name(why),
+			 (unsigned long)frame, wl_why_name(v.why), v.msg);
+}
+
+/* verify catches a corrupted, a stale, a torn and a lost page (all changed
+ * behind the runtime's back, through the memfd) and passes once repaired. */
+static void test_verify_catches(void **state)
+{
+	const char *cfg = "mem=8M vcpus=2 workload=dirtier:ws=256K,rate=max,steps=2000";
+	struct hv_domain *d = h_launch("victim", cfg, false);
+	uint64_t f, gen = 0, seed;
+	unsigned char good[PS], bad[PS];
+
+	(void)state;
+	h_wait_halted(d, 20000);
+	verify_ok(d);
+	f = pick_written(d, &gen);
+	get_page(d, f, good);
+	memcpy(&seed, good + 24, sizeof seed);
+
+	memcpy(bad, good, PS);
+	bad[1000] ^= 0x40; /* corrupt */
+	put_page(d, f, bad);
+	expect_bad(d, MVM_VERIFY_CORRUPT, f);
+
+	wl_page_fill(bad, PS, seed, f, gen - 1); /* stale */
+	put_page(d, f, bad);
+	expect_bad(d, MVM_VERIFY_STALE, f);
+
+	memcpy(bad, good, PS / 2); /* torn: first half new, second half old */
+	put_page(d, f, bad);
+	expect_bad(d, MVM_VERIFY_TORN, f);
+
+	memset(bad, 0, PS); /* lost */
+	put_page(d, f, bad);
+	expect_bad(d, MVM_VERIFY_LOST, f);
+
+	put_page(d, f, good);
+	verify_ok(d);
+	h_destroy(d);
+}
+
+/* Copy all of a paused domain's RAM and context into a new incoming domain. */
+static struct hv_domain *move(struct hv_domain *src, const char *uri)
+{
+	struct hv_domain *dst;
+	struct hv_info info;
+	struct bitmap pop;
+	uint64_t f;
+	void *blob;
+	size_t len;
+	char page[PS];
+	const void *bufs[1] = { page };
+
+	assert_int_equal(hv_info(src, &info), 0);
+	assert_int_equal(hv_create(uri, info.config, &dst), 0);
+	assert_int_equal(bitmap_init(&pop, info.nr_frames), 0);
+	assert_true(hv_populated(src, &pop) >= 0);
+	bitmap_for_each_set(f, &pop) {
+		void *rb[1] = { page };
+		assert_int_equal(hv_read_pages(src, &f, 1, rb), 0);
+		assert_int_equal(hv_write_pages(dst, &f, 1, bufs), 0);
+	}
+	bitmap_free(&pop);
+	assert_int_equal(hv_save_context(src, &blob, &len), 0);
+	assert_int_equal(hv_load_context(dst, blob, len), 0);
+	free(blob);
+	return dst;
+}
+
+/* N steps straight through, and N steps with a save/restore into a second
+ * runtime at step k, give the same RAM; verify passes there. */
+static void test_determinism(void **state)
+{
+	const char *cfg = "mem=32M vcpus=2 workload=dirtier:ws=24M,rate=64,steps=12000";
+	unsigned rounds = h_rounds(20) / 4 + 1;
+
+	(void)state;
+	struct hv_domain *a = h_launch("straight", cfg, false);
+	h_wait_halted(a, 60000);
+	uint64_t want = h_ram_hash(a);
+	verify_ok(a);
+	h_destroy(a);
+
+	for (unsigned r = 0; r < rounds; r++) {
+		struct hv_domain *b = h_launch("moved", cfg, false), *c;
+		struct hv_mvm_stats st;
+		struct hv_info info;
+
+		h_sleep_ms(100 + (unsigned)(random() % 400));
+		assert_int_equal(hv_pause(b), 0);
+		assert_int_equal(hv_mvm_stats(b, &st), 0);
+		assert_true(st.steps > 0 && st.steps < 24000); /* k is mid-way */
+		c = move(b, "mvm:moved-2");
+		h_destroy(b);
+		assert_int_equal(hv_info(c, &info), 0);
+		h_track_pid(info.pid);
+		assert_int_equal(hv_unpause(c), 0); /* commit */
+		h_wait_halted(c, 60000);
+		assert_true(h_ram_hash(c) == want);
+		verify_ok(c);
+		h_destroy(c);
+	}
+}
+
+/* Raw control connection, to send what hv/mvm.c never would. */
+static int raw_connect(const char *name)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(mvm_socket_path(name, sa.sun_path, sizeof sa.sun_path, false), 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	return fd;
+}
+
+/* Send a packet (optionally with an fd) and return the reply's status. */
+static int raw_rpc(int fd, const void *pkt, size_t len, int pass_fd)
+{
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cm;
+	struct iovec iov = { (void *)pkt, len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	static char rep[MVM_MSG_MAX];
+	struct mvm_rep_hdr h;
+	ssize_t n;
+
+	if (pass_fd >= 0) {
+		m.msg_control = cm.b;
+		m.msg_controllen = sizeof cm.b;
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+	}
+	assert_true(sendmsg(fd, &m, MSG_NOSIGNAL) == (ssize_t)len);
+	n = recv(fd, rep, sizeof rep, 0);
+	assert_true(n >= (ssize_t)sizeof h);
+	memcpy(&h, rep, sizeof h);
+	assert_int_equal(le32toh(h.magic), MVM_REP_MAGIC);
+	return (int32_t)le32toh((uint32_t)h.status);
+}
+
+static size_t mkreq(void *buf, unsigned type, uint32_t body_len, size_t actual_body)
+{
+	struct mvm_req_hdr h = { .magic = htole32(MVM_REQ_MAGIC),
+				 .version = htole16(MVM_PROTO_VERSION),
+				 .type = htole16((uint16_t)type), .seq = htole32(7),
+				 .body_len = htole32(body_len) };
+	memcpy(buf, &h, sizeof h);
+	memset((char *)buf + sizeof h, 0, actual_body);
+	return sizeof h + actual_body;
+}
+
+/* Malformed requests get an error reply; the runtime keeps running and its
+ * owner keeps working. */
+static void test_malformed_requests(void **state)
+{
+	struct hv_domain *d = h_launch("sturdy", "mem=8M vcpus=1 workload=dirtier:ws=4M,rate=8", false);
+	static char pkt[MVM_MSG_MAX + 512];
+	struct hv_info info;
+	int fd = raw_connect("sturdy"), devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	size_t n;
+
+	(void)state;
+	/* Truncated: shorter than a header, and shorter than its body_len. */
+	assert_int_equal(raw_rpc(fd, pkt, mkreq(pkt, MVM_PING, 0, 0) - 4, -1), -EBADMSG);
+	n = mkreq(pkt, MVM_THROTTLE, 8, 4);
+	assert_int_equal(raw_rpc(fd, pkt, n, -1), -EBADMSG);
+	/* Oversized. */
+	n = mkreq(pkt, MVM_SET_CONTEXT, MVM_MSG_MAX + 100, MVM_MSG_MAX + 100);
+	assert_int_equal(raw_rpc(fd, pkt, n, -1), -EMSGSIZE);
+	/* Unknown type, zero type. */
+	assert_int_equal(raw_rpc(fd, pkt, mkreq(pkt, 99, 0, 0), -1), -EOPNOTSUPP);
+	assert_int_equal(raw_rpc(fd, pkt, mkreq(pkt, 0, 0, 0), -1), -EOPNOTSUPP);
+	/* Wrong fd count: a ping carrying a descriptor. */
+	assert_int_equal(raw_rpc(fd, pkt, mkreq(pkt, MVM_PING, 0, 0), devnull), -EBADMSG);
+	/* Wrong body size for its type; bad magic; bad version. */
+	assert_int_equal(raw_rpc(fd, pkt, mkreq(pkt, MVM_PAUSE, 8, 8), -1), -EBADMSG);
+	n = mkreq(pkt, MVM_PING, 0, 0);
+	pkt[0] ^= 1;
+	assert_int_equal(raw_rpc(fd, pkt, n, -1), -EBADMSG);
+	n = mkreq(pkt, MVM_PING, 0, 0);
+	pkt[4] = 9;
+	assert_int_equal(raw_rpc(fd, pkt, n, -1), -EPROTONOSUPPORT);
+	/* Well-formed but not the owner. */
+	assert_int_equal(raw_rpc(fd, pkt, mkreq(pkt, MVM_PAUSE, 0, 0), -1), -EPERM);
+	assert_int_equal(raw_rpc(fd, pkt, mkreq(pkt, MVM_HELLO, 0, 0), -1), -EBUSY);
+	/* Still alive and serving, for this client and for the owner. */
+	assert_int_equal(raw_rpc(fd, pkt, mkreq(pkt, MVM_PING, 0, 0), -1), 0);
+	assert_int_equal(hv_info(d, &info), 0);
+	assert_int_equal(kill(info.pid, 0), 0);
+	assert_int_equal(hv_pause(d), 0);
+	/* A bad context is refused, the domain is unchanged. */
+	assert_int_equal(hv_load_context(d, "garbage", 7), -EINVAL);
+	{
+		void *blob;
+		size_t len;
+		assert_int_equal(hv_save_context(d, &blob, &len), 0);
+		((unsigned char *)blob)[32] ^= 1; /* vCPU 0's seed */
+		assert_int_equal(hv_load_context(d, blob, len), -EINVAL);
+		((unsigned char *)blob)[32] ^= 1;
+		assert_int_equal(hv_load_context(d, blob, len), 0);
+		free(blob);
+	}
+	assert_int_equal(hv_unpause(d), 0);
+	{
+		void *blob;
+		size_t len;
+		assert_int_equal(hv_save_context(d, &blob, &len), -EBUSY); /* running */
+	}
+	verify_ok(d);
+	close(fd);
+	close(devnull);
+	h_destroy(d);
+}
+
+/* One owner at a time; a name is taken while its runtime lives. */
+static void test_ownership(void **state)
+{
+	struct hv_domain *d = h_launch("owned", "mem=4M vcpus=1 workload=idle", false), *e;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(hv_open("mvm:owned", &e), -EBUSY);
+	assert_int_equal(hv_mvm_launch("owned", "mem=4M vcpus=1 workload=idle", false, &pid),
+			 -EEXIST);
+	assert_int_equal(hv_open("mvm:nobody", &e), -ENOENT);
+	assert_int_equal(hv_open("bogus:owned", &e), -EINVAL);
+	hv_close(d); /* the guest keeps running without an owner */
+	assert_int_equal(hv_open("mvm:owned", &d), 0);
+	h_destroy(d);
+}
+
+/* An incoming runtime exits when its link closes before the commit, and
+ * keeps running after it. */
+static void test_incoming_link(void **state)
+{
+	const char *cfg = "mem=4M vcpus=1 workload=dirtier:ws=1M,rate=1";
+	struct hv_domain *d;
+	struct hv_info info;
+	struct hv_mvm_stats st;
+	int status;
+
+	(void)state;
+	assert_int_equal(hv_create("mvm:inc", cfg, &d), 0);
+	assert_int_equal(hv_info(d, &info), 0);
+	h_track_pid(info.pid);
+	assert_int_equal(info.paused, 1);
+	assert_int_equal(hv_mvm_stats(d, &st), 0);
+	assert_true(st.incoming);
+	assert_int_equal(hv_create("mvm:inc", cfg, &d) == 0, 0); /* name taken */
+	hv_close(d);
+	assert_int_equal(waitpid(info.pid, &status, 0), info.pid); /* it exits */
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	assert_int_equal(hv_create("mvm:inc", cfg, &d), 0);
+	assert_int_equal(hv_info(d, &info), 0);
+	h_track_pid(info.pid);
+	assert_int_equal(hv_unpause(d), 0); /* commit */
+	hv_close(d);
+	h_sleep_ms(100);
+	assert_int_equal(waitpid(info.pid, &status, WNOHANG), 0); /* still running */
+	assert_int_equal(hv_open("mvm:inc", &d), 0);
+	assert_int_equal(hv_mvm_stats(d, &st), 0);
+	assert_false(st.incoming);
+	h_destroy(d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_verify_catches),
+		cmocka_unit_test(test_determinism),
+		cmocka_unit_test(test_malformed_requests),
+		cmocka_unit_test(test_ownership),
+		cmocka_unit_test(test_incoming_link),
+	};
+	return cmocka_run_group_tests_name("runtime", tests, h_group_setup, h_group_teardown);
+}
