@@ -39,11 +39,14 @@ int mvm_config_parse(const char *s, struct mvm_config *c, char *err, size_t errl
 		if (!val)
 			goto bad;
 		*val++ = '\0';
-		if (strcmp(tok, "mem") == 0 && parse_size(val, MVM_MEM_MAX, &c->mem) == 0)
+		if (strcmp(tok, "mem") == 0 && !(seen & 1) &&
+		    parse_size(val, MVM_MEM_MAX, &c->mem) == 0)
 			seen |= 1;
-		else if (strcmp(tok, "vcpus") == 0 && parse_u64(val, 1, MVM_VCPUS_MAX, &v) == 0)
+		else if (strcmp(tok, "vcpus") == 0 && !(seen & 2) &&
+			 parse_u64(val, 1, MVM_VCPUS_MAX, &v) == 0)
 			c->nr_vcpus = (unsigned)v, seen |= 2;
-		else if (strcmp(tok, "workload") == 0 && strlen(val) < sizeof c->workload)
+		else if (strcmp(tok, "workload") == 0 && !(seen & 4) &&
+			 strlen(val) < sizeof c->workload)
 			strcpy(c->workload, val), seen |= 4;
 		else
 			goto bad;

@@ -8,6 +8,7 @@
  * rate and, after being starved of CPU, does not catch up in a burst.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <string.h>
 
@@ -63,8 +64,15 @@ static void step(struct mvm_vcpu *v)
 	struct mvm *m = v->m;
 	struct mvm_vcpu_regs *r = &v->regs;
 	uint64_t f = wl_pick(&m->cfg.wl, r->seed, v->lo, v->hi, r->step), now;
-	char *page = m->ram + f * m->page_size;
+	char *page;
 
+	if (f >= m->nr_frames) { /* cannot happen below the step limit; never write wild */
+		log_error("%s: vCPU %u: step %" PRIu64 " picked no frame; halting it", m->name,
+			  v->id, r->step);
+		v->limit = r->step;
+		return;
+	}
+	page = m->ram + f * m->page_size;
 	wl_page_fill(page, m->page_size, r->seed, f, wl_page_gen(page, f) + 1);
 	__atomic_store_n(&r->step, r->step + 1, __ATOMIC_RELAXED);
 	now = mvm_guest_ns(m);

@@ -61,6 +61,7 @@ int wl_parse(const char *spec, uint64_t nr_frames, size_t page_size, struct wl_c
 			return -EINVAL;
 		}
 		if (strcmp(tok, "ws") == 0) {
+			v = 0;
 			r = parse_size(val, nr_frames * page_size, &v);
 			if (r == 0 && (v < page_size || v % page_size))
 				r = -ERANGE;
@@ -114,6 +115,8 @@ void wl_format(const struct wl_config *c, size_t page_size, char *buf, size_t le
 	if (n > 0 && (size_t)n < len && c->rate_pages)
 		n += snprintf(buf + n, len - (size_t)n, ",rate=%" PRIu64,
 			      c->rate_pages * page_size >> 20);
+	else if (n > 0 && (size_t)n < len && c->kind == WL_DIRTIER)
+		n += snprintf(buf + n, len - (size_t)n, ",rate=max");
 	if (n > 0 && (size_t)n < len && c->steps)
 		n += snprintf(buf + n, len - (size_t)n, ",steps=%" PRIu64, c->steps);
 	if (n > 0 && (size_t)n < len && c->kind == WL_DIRTIER)
@@ -137,8 +140,8 @@ uint64_t wl_step_limit(const struct wl_config *c, uint64_t lo, uint64_t hi)
 {
 	uint64_t lim = UINT64_MAX;
 
-	if (c->kind == WL_IDLE)
-		return 0;
+	if (c->kind == WL_IDLE || hi <= lo)
+		return 0; /* nothing to write (an empty slice: more vCPUs than pages) */
 	if (c->kind == WL_FILL)
 		lim = hi - lo;
 	if (c->steps && c->steps < lim)
@@ -156,11 +159,12 @@ uint64_t wl_pick(const struct wl_config *c, uint64_t seed, uint64_t lo, uint64_t
 		return lo + step;
 	h = mix64(seed ^ mix64(step + GOLDEN));
 	if (c->pattern == WL_HOTCOLD) {
-		/* 90% of writes go to the first tenth of the slice. */
+		/* 230/256 (~90%) of writes go to the first tenth of the slice; the
+		 * index below comes from a fresh mix, not from the bits used here. */
 		uint64_t hot = n / 10 ? n / 10 : 1;
 		if ((h & 0xff) < 230)
 			n = hot;
-		h >>= 8;
+		h = mix64(h);
 	}
 	return lo + (uint64_t)(((unsigned __int128)h * n) >> 64);
 }
@@ -270,8 +274,7 @@ static void classify(const uint64_t *page, size_t ps, uint64_t seed, uint64_t fr
 int wl_verify(const struct wl_config *c, unsigned nr_vcpus, const struct mvm_vcpu_regs *regs,
 	      uint64_t nr_frames, size_t ps, wl_read_fn read, void *ctx, struct mvm_verify *out)
 {
-	uint32_t *gen = NULL;
-	uint64_t *buf = NULL, *scratch = NULL;
+	uint64_t *gen = NULL, *buf = NULL, *scratch = NULL;
 	size_t nw = ps / 8;
 	int r = -ENOMEM;
 
