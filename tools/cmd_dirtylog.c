@@ -121,7 +121,7 @@ int dirtylog_main(int argc, char **argv)
 	char uri[96];
 	snprintf(uri, sizeof uri, "mvm:%s", name);
 	if ((r = hv_open(uri, &d)) || (r = hv_info(d, &info)) ||
-	    (r = bitmap_init(&dirty, info.nr_frames)) || (r = hv_logdirty_enable(d)))
+	    (r = bitmap_init(&dirty, info.nr_frames)))
 		goto out;
 
 	if (!json)
@@ -129,11 +129,15 @@ int dirtylog_main(int argc, char **argv)
 		       "%6s %10s %12s %12s %10s %9s\n",
 		       name, info.config, "t(s)", "dirty", "pred(nom)", "pred(ach)", "ach MiB/s",
 		       "scan ms");
-	uint64_t t0 = mono_ns(), last = t0, prev_steps = 0;
+	/* The first interval starts just before the log is switched on:
+	 * write-protecting all of RAM takes a few ms, and pages written behind
+	 * the walk are already logged. */
 	struct hv_mvm_stats st;
 	if ((r = hv_mvm_stats(d, &st)))
 		goto out;
-	prev_steps = st.steps;
+	uint64_t t0 = mono_ns(), last = t0, prev_steps = st.steps;
+	if ((r = hv_logdirty_enable(d)))
+		goto out;
 	for (unsigned k = 1; !stop && ns_to_sec(mono_ns() - t0) < seconds - 1e-9; k++) {
 		uint64_t due = t0 + (uint64_t)(k * interval * 1e9), now = mono_ns(), h0, h1;
 		int64_t n;
