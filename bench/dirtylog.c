@@ -43,12 +43,12 @@
 #include "common/util.h"
 #include "hv/hv.h"
 #include "hv/mvm.h"
+#include "hv/pagemap.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
 
-#define SCAN_VEC_LEN 4096   /* result vector entries per PAGEMAP_SCAN, as hv/mvm.c */
 #define WP_PAGES 16384      /* pages written by the write-cost case */
 #define MAX_SIZES 16
 #define MAX_REPS 1000
@@ -185,7 +185,7 @@ struct ram {
 	size_t len;
 	uint64_t npages;
 	bool populated;
-	struct page_region *vec;
+	struct pagemap_scan scan;
 	struct bitmap dirty;
 };
 
@@ -206,8 +206,7 @@ static void ram_free(struct ram *r)
 	close_fd(&r->uffd);
 	close_fd(&r->pagemap);
 	close_fd(&r->memfd);
-	free(r->vec);
-	r->vec = NULL;
+	pagemap_scan_free(&r->scan);
 	bitmap_free(&r->dirty);
 }
 
@@ -239,8 +238,7 @@ static int ram_setup(struct ram *r, size_t len, bool populate)
 	r->len = len;
 	r->npages = len / page_size;
 	r->populated = populate;
-	r->vec = calloc(SCAN_VEC_LEN, sizeof *r->vec);
-	if (!r->vec || (e = bitmap_init(&r->dirty, r->npages))) {
+	if ((e = bitmap_init(&r->dirty, r->npages))) {
 		log_error("guest RAM of %zu MiB: out of memory for the harvest", len >> 20);
 		ram_free(r);
 		return -ENOMEM;
@@ -296,6 +294,12 @@ static int ram_setup(struct ram *r, size_t len, bool populate)
 	r->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (r->pagemap < 0)
 		goto fail;
+	what = "harvest set-up";
+	if ((e = pagemap_scan_init(&r->scan, r->pagemap, (uintptr_t)r->base, r->npages,
+				   page_size))) {
+		errno = -e;
+		goto fail;
+	}
 	return 0;
 fail:
 	e = errno;
@@ -305,63 +309,28 @@ fail:
 }
 
 /*
- * One harvest over all of r: PAGEMAP_SCAN from the start of the range,
- * again from walk_end until the walk covers the range (the result vector
- * may fill first), OR-ing the written pages into r->dirty (zeroed before the
- * clock starts, as callers of hv_logdirty_harvest do) and re-protecting them.
+ * One harvest over all of r with the code hv/mvm.c uses (hv/pagemap.c),
+ * OR-ing the written pages into r->dirty (zeroed before the clock starts, as
+ * callers of hv_logdirty_harvest do) and re-protecting them.
  */
 static int ram_harvest(struct ram *r, struct harvest *h)
 {
-	const uint64_t base = (uintptr_t)r->base, end = base + r->len;
-	uint64_t start = base, t0;
+	uint64_t t0;
+	int64_t n;
 
 	memset(h, 0, sizeof *h);
 	bitmap_zero(&r->dirty);
 	t0 = mono_ns();
-	while (start < end) {
-		struct pm_scan_arg a = {
-			.size = sizeof a,
-			.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
-			.start = start,
-			.end = end,
-			.vec = (uintptr_t)r->vec,
-			.vec_len = SCAN_VEC_LEN,
-			.category_mask = PAGE_IS_WRITTEN,
-			.return_mask = PAGE_IS_WRITTEN,
-		};
-		uint64_t i0 = mono_ns();
-		long n = ioctl(r->pagemap, PAGEMAP_SCAN, &a);
-
-		h->ioctl_ns += mono_ns() - i0;
-		if (n < 0) {
-			int e = errno;
-			log_error("PAGEMAP_SCAN: %s", strerror(e));
-			return -e;
-		}
-		h->calls++;
-		h->regions += (uint64_t)n;
-		for (long i = 0; i < n; i++) {
-			const struct page_region *pr = &r->vec[i];
-
-			if (pr->start < start || pr->end > end || pr->end <= pr->start ||
-			    (pr->start - base) % page_size || (pr->end - base) % page_size) {
-				log_error("PAGEMAP_SCAN returned a bad region [%#llx, %#llx)",
-					  (unsigned long long)pr->start,
-					  (unsigned long long)pr->end);
-				return -EIO;
-			}
-			bitmap_set_range(&r->dirty, (pr->start - base) / page_size,
-					 (pr->end - pr->start) / page_size);
-			h->found += (pr->end - pr->start) / page_size;
-		}
-		if (a.walk_end <= start || a.walk_end > end) {
-			log_error("PAGEMAP_SCAN made no progress (walk_end %#llx)",
-				  (unsigned long long)a.walk_end);
-			return -EIO;
-		}
-		start = a.walk_end;
-	}
+	n = pagemap_harvest(&r->scan, &r->dirty, true);
 	h->ns = mono_ns() - t0;
+	if (n < 0) {
+		log_error("PAGEMAP_SCAN: %s", strerror((int)-n));
+		return (int)n;
+	}
+	h->found = (uint64_t)n;
+	h->ioctl_ns = r->scan.ioctl_ns;
+	h->regions = r->scan.regions;
+	h->calls = (unsigned)r->scan.calls;
 	return 0;
 }
 

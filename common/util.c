@@ -94,6 +94,23 @@ int write_full(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+int pio_full(int fd, void *buf, size_t len, off_t off, bool write)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t n = write ? pwrite(fd, p, len, off) : pread(fd, p, len, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		off += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 void close_fd(int *fd)
 {
 	if (*fd >= 0) {

@@ -4,6 +4,7 @@
 #ifndef FERRY_UTIL_H
 #define FERRY_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -26,6 +27,10 @@ int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
  * Returns 0, -EIO on EOF, or -errno. */
 int read_full(int fd, void *buf, size_t len);
 int write_full(int fd, const void *buf, size_t len);
+
+/* pread (or pwrite) exactly len bytes at off, retrying EINTR and short
+ * transfers. 0, -EIO on EOF, or -errno. */
+int pio_full(int fd, void *buf, size_t len, off_t off, bool write);
 
 /* Close an fd if it is >= 0 and set it to -1. */
 void close_fd(int *fd);

@@ -27,18 +27,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/kcompat.h"
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/util.h"
 #include "mvm/config.h"
+#include "hv/pagemap.h"
 #include "mvm/context.h"
 
 #define RPC_TIMEOUT_MS 10000
 #define VERIFY_TIMEOUT_MS 600000
 #define READY_TIMEOUT_MS 30000
 #define QUIT_TIMEOUT_MS 5000
-#define SCAN_VEC_LEN 4096
 
 struct mvm_dom {
 	struct hv_domain hv;
@@ -56,7 +55,7 @@ struct mvm_dom {
 	unsigned nr_vcpus;
 	bool paused;
 	bool logdirty;
-	struct page_region *vec;
+	struct pagemap_scan scan;
 };
 
 extern const struct hv_ops hv_mvm_ops;
@@ -197,7 +196,7 @@ static void mvm_close(struct hv_domain *hd)
 	close_fd(&d->memfd);
 	close_fd(&d->pagemap);
 	close_fd(&d->pidfd);
-	free(d->vec);
+	pagemap_scan_free(&d->scan);
 	free(d);
 }
 
@@ -223,10 +222,6 @@ static int attach(const char *name, int sock, struct hv_domain **out)
 	snprintf(d->name, sizeof d->name, "%s", name);
 	d->sock = sock;
 	d->memfd = d->pagemap = d->pidfd = -1;
-	d->vec = calloc(SCAN_VEC_LEN, sizeof *d->vec);
-	r = -ENOMEM;
-	if (!d->vec)
-		goto fail;
 	r = get_info(d, MVM_HELLO, &info);
 	if (r)
 		goto fail;
@@ -257,6 +252,9 @@ static int attach(const char *name, int sock, struct hv_domain **out)
 			  d->ram_size);
 		goto fail;
 	}
+	r = pagemap_scan_init(&d->scan, d->pagemap, d->ram_base, d->nr_frames, d->page_size);
+	if (r)
+		goto fail;
 	/* The runtime is alive while it answers, so its pid is still its own
 	 * when the pidfd is taken; the PING after proves it. */
 	d->pidfd = sys_pidfd_open(d->pid);
@@ -502,16 +500,11 @@ static int mvm_logdirty(struct hv_domain *hd, bool on)
 static int mvm_logdirty_enable(struct hv_domain *hd) { return mvm_logdirty(hd, true); }
 static int mvm_logdirty_disable(struct hv_domain *hd) { return mvm_logdirty(hd, false); }
 
-/*
- * PAGEMAP_SCAN over all of guest RAM: report pages whose write-protection
- * was broken by a write (PAGE_IS_WRITTEN) and, unless peeking, re-protect
- * them in the same walk. The result vector can fill before the walk ends,
- * so loop from walk_end until the whole range is covered.
- */
+/* The kernel's dirty log of the runtime's RAM; see hv/pagemap.h. */
 static int64_t mvm_harvest(struct hv_domain *hd, struct bitmap *dirty, unsigned flags)
 {
 	struct mvm_dom *d = dom(hd);
-	uint64_t start = d->ram_base, end = d->ram_base + d->ram_size, found = 0;
+	int64_t n;
 
 	if (!d->logdirty) {
 		log_error("mvm:%s: harvest without dirty logging enabled", d->name);
@@ -521,48 +514,13 @@ static int64_t mvm_harvest(struct hv_domain *hd, struct bitmap *dirty, unsigned 
 		log_error("mvm:%s: FINAL harvest of a running guest", d->name);
 		return -EBUSY;
 	}
-	if (dirty->nbits != d->nr_frames)
-		return -EINVAL;
-	while (start < end) {
-		struct pm_scan_arg a = {
-			.size = sizeof a,
-			.flags = PM_SCAN_CHECK_WPASYNC |
-				 ((flags & HV_HARVEST_PEEK) ? 0 : PM_SCAN_WP_MATCHING),
-			.start = start,
-			.end = end,
-			.vec = (uintptr_t)d->vec,
-			.vec_len = SCAN_VEC_LEN,
-			.category_mask = PAGE_IS_WRITTEN,
-			.return_mask = PAGE_IS_WRITTEN,
-		};
-		long n = ioctl(d->pagemap, PAGEMAP_SCAN, &a);
-
-		if (n < 0) {
-			int e = errno;
-			log_error("mvm:%s: PAGEMAP_SCAN: %s", d->name,
-				  e == ESRCH ? "runtime has exited" : strerror(e));
-			return -e;
-		}
-		for (long i = 0; i < n; i++) {
-			const struct page_region *pr = &d->vec[i];
-			uint64_t f = (pr->start - d->ram_base) / d->page_size;
-			uint64_t cnt = (pr->end - pr->start) / d->page_size;
-
-			if (pr->start < d->ram_base || pr->end > end || pr->end <= pr->start) {
-				log_error("mvm:%s: PAGEMAP_SCAN returned a region outside RAM",
-					  d->name);
-				return -EIO;
-			}
-			bitmap_set_range(dirty, f, cnt);
-			found += cnt;
-		}
-		if (a.walk_end <= start || a.walk_end > end) {
-			log_error("mvm:%s: PAGEMAP_SCAN made no progress", d->name);
-			return -EIO;
-		}
-		start = a.walk_end;
-	}
-	return (int64_t)found;
+	n = pagemap_harvest(&d->scan, dirty, !(flags & HV_HARVEST_PEEK));
+	if (n < 0)
+		log_error("mvm:%s: PAGEMAP_SCAN: %s", d->name,
+			  n == -ESRCH ? "runtime has exited"
+			  : n == -EIO ? "kernel returned an impossible region"
+				      : strerror((int)-n));
+	return n;
 }
 
 static int64_t mvm_populated(struct hv_domain *hd, struct bitmap *out)
@@ -595,22 +553,6 @@ static int64_t mvm_populated(struct hv_domain *hd, struct bitmap *out)
 	return n;
 }
 
-/* pread/pwrite exactly len bytes at off. */
-static int rw_full(int fd, char *buf, size_t len, off_t off, bool write)
-{
-	while (len) {
-		ssize_t r = write ? pwrite(fd, buf, len, off) : pread(fd, buf, len, off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO;
-		buf += r;
-		off += r;
-		len -= (size_t)r;
-	}
-	return 0;
-}
-
 /* Check frames, then one preadv/pwritev per run of consecutive frames; a
  * short transfer (rare on a memfd) is finished page by page. */
 static int page_io(struct mvm_dom *d, const uint64_t *frames, size_t n, void *const *bufs,
@@ -640,8 +582,8 @@ static int page_io(struct mvm_dom *d, const uint64_t *frames, size_t n, void *co
 		done = r > 0 ? (size_t)r : 0;
 		for (size_t j = done / ps; r >= 0 && j < k; j++) {
 			size_t skip = j == done / ps ? done % ps : 0;
-			int e = rw_full(d->memfd, (char *)bufs[i + j] + skip, ps - skip,
-					off + (off_t)(j * ps + skip), write);
+			int e = pio_full(d->memfd, (char *)bufs[i + j] + skip, ps - skip,
+					 off + (off_t)(j * ps + skip), write);
 			if (e)
 				r = e, errno = -e;
 		}

@@ -89,23 +89,10 @@ static void fill_info(struct mvm *m, struct mvm_info *i)
 static int read_ram(void *ctx, uint64_t frame, uint64_t count, void *buf)
 {
 	struct mvm *m = ctx;
-	size_t len = count * m->page_size;
-	off_t off = (off_t)(frame * m->page_size);
-	char *p = buf;
 
 	/* pread, not the mapping: reading a hole through the mapping would
 	 * allocate it. */
-	while (len) {
-		ssize_t n = pread(m->memfd, p, len, off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		off += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return pio_full(m->memfd, buf, count * m->page_size, (off_t)(frame * m->page_size), false);
 }
 
 static void get_context(struct mvm *m, struct mvm_context *c)

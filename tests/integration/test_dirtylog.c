@@ -143,6 +143,20 @@ static void test_paused_writes_nothing(void **state)
 	h_destroy(d);
 }
 
+/* Read the frames set in b from d into their places in shadow. */
+static void copy_set(struct hv_domain *d, const struct bitmap *b, char *shadow, uint64_t *frames,
+		     void **bufs)
+{
+	size_t n = 0;
+	uint64_t f;
+
+	bitmap_for_each_set(f, b) {
+		frames[n] = f;
+		bufs[n++] = shadow + f * 4096;
+	}
+	assert_int_equal(hv_read_pages(d, frames, n, bufs), 0);
+}
+
 /*
  * A shadow copy kept up to date only by harvest + read_pages while a 2-vCPU
  * dirtier runs, then pause + FINAL harvest + read, equals guest RAM byte for
@@ -168,39 +182,23 @@ static void test_shadow_copy(void **state)
 	bitmap_init(&dirty, nr);
 	bitmap_init(&pop, nr);
 	for (unsigned round = 0; round < h_rounds(20); round++) {
-		size_t n = 0;
-
 		/* Iteration 0: enable the log first, then copy what exists. */
 		assert_int_equal(hv_logdirty_enable(d), 0);
 		memset(shadow, 0, nr * info.page_size);
 		assert_true(hv_populated(d, &pop) >= 0);
-		bitmap_for_each_set(f, &pop) {
-			frames[n] = f;
-			bufs[n++] = shadow + f * info.page_size;
-		}
-		assert_int_equal(hv_read_pages(d, frames, n, bufs), 0);
+		copy_set(d, &pop, shadow, frames, bufs);
 		/* Iterations while it runs. */
 		for (unsigned it = 0; it < 4; it++) {
 			h_sleep_ms((unsigned)(random() % 40));
 			bitmap_zero(&dirty);
 			assert_true(hv_logdirty_harvest(d, &dirty, 0) >= 0);
-			n = 0;
-			bitmap_for_each_set(f, &dirty) {
-				frames[n] = f;
-				bufs[n++] = shadow + f * info.page_size;
-			}
-			assert_int_equal(hv_read_pages(d, frames, n, bufs), 0);
+			copy_set(d, &dirty, shadow, frames, bufs);
 		}
 		/* Stop and copy. */
 		assert_int_equal(hv_pause(d), 0);
 		bitmap_zero(&dirty);
 		assert_true(hv_logdirty_harvest(d, &dirty, HV_HARVEST_FINAL) >= 0);
-		n = 0;
-		bitmap_for_each_set(f, &dirty) {
-			frames[n] = f;
-			bufs[n++] = shadow + f * info.page_size;
-		}
-		assert_int_equal(hv_read_pages(d, frames, n, bufs), 0);
+		copy_set(d, &dirty, shadow, frames, bufs);
 		ram = h_ram_read(d, &nr);
 		for (f = 0; f < nr; f++)
 			if (memcmp(ram + f * info.page_size, shadow + f * info.page_size,
