@@ -63,7 +63,9 @@ struct hv_ops {
 	 * create: make an empty, paused domain NAME on this host whose memory
 	 * size and vCPUs match config (hv_info.config of the source). Its RAM is
 	 * all zero. For the microVM it is an incoming runtime that exits if the
-	 * returned handle is closed before the first unpause (the commit).
+	 * returned handle is closed before the first unpause (the commit); it is
+	 * the caller's child, reaped by close/destroy once it has ended (a
+	 * committed one that outlives its handle is the caller's to reap).
 	 * -EEXIST if NAME is taken.
 	 */
 	int (*create)(const char *name, const char *config, struct hv_domain **out);
@@ -93,6 +95,10 @@ struct hv_ops {
 	 * Exact: no written frame is ever missed; a frame is reported at most
 	 * once per write-after-harvest. Returns the number of dirty frames found
 	 * (>= 0). -EINVAL if logging is off.
+	 * On any other error part of the log may already have been read and
+	 * cleared: the bits set in *dirty so far are valid and must be kept, and
+	 * the caller must treat every frame as dirty before it trusts the log
+	 * again (a migration sends everything, or gives up).
 	 */
 	int64_t (*logdirty_harvest)(struct hv_domain *d, struct bitmap *dirty, unsigned flags);
 	/* populated: set in *out (after zeroing it) every frame that exists; the
@@ -126,7 +132,7 @@ struct hv_ops {
 	 */
 	int (*watch)(struct hv_domain *d, int *fd);
 	/* destroy: end the domain and free its resources; the handle must still
-	 * be closed afterwards. */
+	 * be closed afterwards. -ETIMEDOUT if it could not be ended. */
 	int (*destroy)(struct hv_domain *d);
 };
 

@@ -34,6 +34,10 @@
 #include "hv/pagemap.h"
 #include "mvm/context.h"
 
+#ifndef P_PIDFD
+#define P_PIDFD 3 /* Linux 5.4; glibc 2.36 headers lack it */
+#endif
+
 #define RPC_TIMEOUT_MS 10000
 #define VERIFY_TIMEOUT_MS 600000
 #define READY_TIMEOUT_MS 30000
@@ -55,6 +59,8 @@ struct mvm_dom {
 	unsigned nr_vcpus;
 	bool paused;
 	bool logdirty;
+	bool incoming; /* not yet committed (first unpause) */
+	bool child;    /* we spawned it (create): we reap it */
 	struct pagemap_scan scan;
 };
 
@@ -68,15 +74,50 @@ static int sys_pidfd_kill(int pidfd, int sig)
 	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
 }
 
+/* Wait up to the deadline for events on fd. 1 ready, 0 timed out, -errno. */
+static int wait_fd(int fd, short events, uint64_t deadline)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+
+	for (;;) {
+		uint64_t now = mono_ns();
+		int r;
+
+		if (now >= deadline)
+			return 0;
+		r = poll(&p, 1, (int)DIV_ROUND_UP(deadline - now, NSEC_PER_MSEC));
+		if (r >= 0)
+			return r > 0;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+/* Close the fds that came with a message we do not keep. */
+static void drop_fds(struct msghdr *msg)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+				close(fd);
+			}
+}
+
 /*
- * One request/reply exchange. The reply body (if any) is copied to rep
- * (at most rep_max bytes); received fds go to fds[0..want_fds). Returns the
- * runtime's status (0 or -errno, logged with its reason) or a transport error.
+ * One request/reply exchange over the (nonblocking) control socket, within
+ * timeout_ms. The reply body (if any) is copied to rep (at most rep_max
+ * bytes); received fds go to fds[0..want_fds). A late reply to an earlier
+ * request that timed out is recognised by its sequence number and dropped, so
+ * one timeout does not shift every later answer. Returns the runtime's status
+ * (0 or -errno, logged with its reason) or a transport error.
  */
 static int rpc(struct mvm_dom *d, unsigned type, const void *body, size_t len, void *rep,
 	       size_t rep_max, size_t *rep_len, int *fds, int want_fds, int timeout_ms)
 {
 	static _Thread_local char buf[MVM_MSG_MAX];
+	uint64_t deadline = mono_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
 	struct mvm_req_hdr h = {
 		.magic = htole32(MVM_REQ_MAGIC),
 		.version = htole16(MVM_PROTO_VERSION),
@@ -90,7 +131,6 @@ static int rpc(struct mvm_dom *d, unsigned type, const void *body, size_t len, v
 		char b[CMSG_SPACE(4 * sizeof(int))];
 		struct cmsghdr align;
 	} cm;
-	struct pollfd pfd = { .fd = d->sock, .events = POLLIN };
 	char err[160];
 	const void *rbody;
 	uint32_t rlen;
@@ -98,27 +138,41 @@ static int rpc(struct mvm_dom *d, unsigned type, const void *body, size_t len, v
 	int got = 0, r;
 	ssize_t n;
 
-	if (sendmsg(d->sock, &msg, MSG_NOSIGNAL) < 0) {
-		r = -errno;
-		log_error("mvm:%s: sending %s: %s", d->name, mvm_msg_name(type), strerror(errno));
-		return r;
+	while (sendmsg(d->sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		if (errno != EAGAIN && errno != EINTR) {
+			r = -errno;
+			log_error("mvm:%s: sending %s: %s", d->name, mvm_msg_name(type),
+				  strerror(errno));
+			return r;
+		}
+		if ((r = wait_fd(d->sock, POLLOUT, deadline)) <= 0)
+			goto timeout;
 	}
-	do
-		r = poll(&pfd, 1, timeout_ms);
-	while (r < 0 && errno == EINTR);
-	if (r == 0) {
-		log_error("mvm:%s: no answer to %s within %d ms", d->name, mvm_msg_name(type),
-			  timeout_ms);
-		return -ETIMEDOUT;
-	}
-	iov[0] = (struct iovec){ buf, sizeof buf };
-	msg = (struct msghdr){ .msg_iov = iov, .msg_iovlen = 1, .msg_control = cm.b,
-			       .msg_controllen = sizeof cm.b };
-	n = recvmsg(d->sock, &msg, MSG_CMSG_CLOEXEC);
-	if (n <= 0) {
-		r = n < 0 ? -errno : -ECONNRESET;
-		log_error("mvm:%s: runtime gone (%s)", d->name, n < 0 ? strerror(errno) : "exited");
-		return r;
+	for (;;) {
+		struct mvm_rep_hdr rh;
+
+		if ((r = wait_fd(d->sock, POLLIN, deadline)) <= 0)
+			goto timeout;
+		iov[0] = (struct iovec){ buf, sizeof buf };
+		msg = (struct msghdr){ .msg_iov = iov, .msg_iovlen = 1, .msg_control = cm.b,
+				       .msg_controllen = sizeof cm.b };
+		n = recvmsg(d->sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n <= 0) {
+			r = n < 0 ? -errno : -ECONNRESET;
+			log_error("mvm:%s: runtime gone (%s)", d->name,
+				  n < 0 ? strerror(errno) : "exited");
+			return r;
+		}
+		memcpy(&rh, buf, MIN((size_t)n, sizeof rh));
+		if ((size_t)n >= sizeof rh && le32toh(rh.magic) == MVM_REP_MAGIC &&
+		    (int32_t)(le32toh(rh.seq) - d->seq) < 0) {
+			log_debug("mvm:%s: dropping a late reply (#%u)", d->name, le32toh(rh.seq));
+			drop_fds(&msg);
+			continue;
+		}
+		break;
 	}
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
@@ -158,6 +212,14 @@ fail:
 	while (got)
 		close(fds[--got]);
 	return r;
+timeout:
+	if (r == 0) {
+		log_error("mvm:%s: no answer to %s within %d ms", d->name, mvm_msg_name(type),
+			  timeout_ms);
+		return -ETIMEDOUT;
+	}
+	log_error("mvm:%s: %s: poll: %s", d->name, mvm_msg_name(type), strerror(-r));
+	return r;
 }
 
 static int rpc_simple(struct mvm_dom *d, unsigned type)
@@ -186,6 +248,21 @@ static int get_info(struct mvm_dom *d, unsigned type, struct mvm_info *i)
 	return 0;
 }
 
+static bool wait_dead(int pidfd, int timeout_ms)
+{
+	return pidfd >= 0 && wait_fd(pidfd, POLLIN, mono_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC) == 1;
+}
+
+/* Collect our dead child's exit status, if it is ours and dead. */
+static void reap(struct mvm_dom *d)
+{
+	siginfo_t si;
+
+	if (d->child && d->pidfd >= 0 &&
+	    waitid((idtype_t)P_PIDFD, (id_t)d->pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid)
+		d->child = false;
+}
+
 static void mvm_close(struct hv_domain *hd)
 {
 	struct mvm_dom *d = dom(hd);
@@ -193,6 +270,10 @@ static void mvm_close(struct hv_domain *hd)
 	if (!d)
 		return;
 	close_fd(&d->sock);
+	/* Closing the link ends an uncommitted incoming runtime: wait for it. */
+	if (d->child && d->incoming)
+		wait_dead(d->pidfd, QUIT_TIMEOUT_MS);
+	reap(d);
 	close_fd(&d->memfd);
 	close_fd(&d->pagemap);
 	close_fd(&d->pidfd);
@@ -202,9 +283,10 @@ static void mvm_close(struct hv_domain *hd)
 
 /*
  * Take ownership over a connected control socket: HELLO, then the RAM and
- * pagemap fds, checked (seals, size) before they are trusted.
+ * pagemap fds, checked (seals, size) before they are trusted. child_pidfd
+ * (or -1) is the pidfd of a runtime we spawned; the handle takes it over.
  */
-static int attach(const char *name, int sock, struct hv_domain **out)
+static int attach(const char *name, int sock, int child_pidfd, struct hv_domain **out)
 {
 	struct mvm_dom *d = calloc(1, sizeof *d);
 	struct mvm_info info;
@@ -215,13 +297,17 @@ static int attach(const char *name, int sock, struct hv_domain **out)
 
 	if (!d) {
 		close(sock);
+		if (child_pidfd >= 0)
+			close(child_pidfd);
 		return -ENOMEM;
 	}
 	d->hv.ops = &hv_mvm_ops;
 	snprintf(d->hv.uri, sizeof d->hv.uri, "mvm:%s", name);
 	snprintf(d->name, sizeof d->name, "%s", name);
 	d->sock = sock;
-	d->memfd = d->pagemap = d->pidfd = -1;
+	d->memfd = d->pagemap = -1;
+	d->pidfd = child_pidfd;
+	d->child = d->incoming = child_pidfd >= 0;
 	r = get_info(d, MVM_HELLO, &info);
 	if (r)
 		goto fail;
@@ -230,6 +316,7 @@ static int attach(const char *name, int sock, struct hv_domain **out)
 	d->nr_vcpus = le32toh(info.nr_vcpus);
 	d->paused = le32toh(info.paused);
 	d->logdirty = le32toh(info.logdirty);
+	d->incoming = le32toh(info.incoming);
 	d->pid = (pid_t)le32toh((uint32_t)info.pid);
 	r = rpc(d, MVM_GET_FDS, NULL, 0, &f, sizeof f, &len, fds, 2, RPC_TIMEOUT_MS);
 	if (r)
@@ -257,7 +344,8 @@ static int attach(const char *name, int sock, struct hv_domain **out)
 		goto fail;
 	/* The runtime is alive while it answers, so its pid is still its own
 	 * when the pidfd is taken; the PING after proves it. */
-	d->pidfd = sys_pidfd_open(d->pid);
+	if (d->pidfd < 0)
+		d->pidfd = sys_pidfd_open(d->pid);
 	if (d->pidfd < 0 || rpc_simple(d, MVM_PING)) {
 		r = -ESRCH;
 		log_error("mvm:%s: runtime vanished while attaching", name);
@@ -282,16 +370,25 @@ static int mvm_open(const char *name, struct hv_domain **out)
 		return -EINVAL;
 	}
 	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		r = errno == ECONNREFUSED || errno == ENOENT ? -ENOENT : -errno;
+	/* A wedged runtime's full backlog makes connect wait: retry, bounded. */
+	for (uint64_t until = mono_ns() + RPC_TIMEOUT_MS * NSEC_PER_MSEC;;) {
+		if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+			break;
+		if (errno == EAGAIN && mono_ns() < until) {
+			mono_sleep_ns(10 * NSEC_PER_MSEC);
+			continue;
+		}
+		r = errno == ECONNREFUSED || errno == ENOENT ? -ENOENT
+		    : errno == EAGAIN			   ? -ETIMEDOUT
+							   : -errno;
 		log_error("mvm:%s: no such microVM (%s: %s)", name, path, strerror(errno));
 		close(fd);
 		return r;
 	}
-	return attach(name, fd, out);
+	return attach(name, fd, -1, out);
 }
 
 const char *hv_mvm_runtime_path(void)
@@ -317,28 +414,36 @@ const char *hv_mvm_runtime_path(void)
 }
 
 /*
- * posix_spawn a runtime in its own session with default signal handling,
- * passing link (may be -1) as fd 3 and the write end of a ready pipe as
- * fd 4; wait until it reports ready. Returns 0 and *pid, or -errno.
+ * posix_spawn a runtime in its own session with default signal handling.
+ * Its fds: 0 and 1 on /dev/null, 2 appended to RUN_DIR/mvm/NAME.log, link
+ * (if >= 0) as 3, the write end of a ready pipe as 4, nothing else, so that
+ * a runtime that outlives the caller holds none of the caller's pipes.
+ * Waits until it reports ready. Returns 0 and *pid, or -errno.
  */
 static int spawn_runtime(const char *name, const char *config, bool incoming, bool paused,
 			 int link, pid_t *pid)
 {
 	const char *argv[16];
-	int argc = 0, p[2], r, status;
+	int argc = 0, p[2] = { -1, -1 }, ready = -1, lk = -1, r, status;
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, defs;
-	struct pollfd pfd;
-	char c;
+	char c, logpath[256];
 
+	r = mvm_run_path(name, ".log", logpath, sizeof logpath, true);
+	if (r)
+		return r;
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
-	/* Move both fds above 10 so that the dup2s below never collide. */
-	int ready = fcntl(p[1], F_DUPFD_CLOEXEC, 10), lk = -1;
+	/* Move the fds above 10 so that the dup2s below never collide. */
+	ready = fcntl(p[1], F_DUPFD_CLOEXEC, 10);
 	close(p[1]);
 	if (link >= 0)
 		lk = fcntl(link, F_DUPFD_CLOEXEC, 10);
+	if (ready < 0 || (link >= 0 && lk < 0)) {
+		r = -errno;
+		goto out;
+	}
 	argv[argc++] = "ferry-mvm";
 	argv[argc++] = "--name";
 	argv[argc++] = name;
@@ -358,9 +463,13 @@ static int spawn_runtime(const char *name, const char *config, bool incoming, bo
 	argv[argc] = NULL;
 
 	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 2, logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
 	if (lk >= 0)
 		posix_spawn_file_actions_adddup2(&fa, lk, 3);
 	posix_spawn_file_actions_adddup2(&fa, ready, 4);
+	posix_spawn_file_actions_addclosefrom_np(&fa, 5);
 	posix_spawnattr_init(&at);
 	sigemptyset(&none);
 	sigemptyset(&defs);
@@ -376,30 +485,35 @@ static int spawn_runtime(const char *name, const char *config, bool incoming, bo
 	r = -posix_spawn(pid, hv_mvm_runtime_path(), &fa, &at, (char *const *)argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);
-	close(ready);
-	if (lk >= 0)
-		close(lk);
+	close_fd(&ready);
+	close_fd(&lk);
 	if (r) {
 		log_error("mvm:%s: starting %s: %s", name, hv_mvm_runtime_path(), strerror(-r));
-		close(p[0]);
-		return r;
+		goto out;
 	}
-	pfd = (struct pollfd){ .fd = p[0], .events = POLLIN };
-	r = poll(&pfd, 1, READY_TIMEOUT_MS);
-	if (r == 1 && read(p[0], &c, 1) == 1) {
-		close(p[0]);
-		return 0;
+	/* EOF without the byte: it exited; nothing within the time: it hangs. */
+	if (wait_fd(p[0], POLLIN, mono_ns() + READY_TIMEOUT_MS * NSEC_PER_MSEC) == 1 &&
+	    read(p[0], &c, 1) == 1) {
+		r = 0;
+		goto out;
 	}
-	close(p[0]);
-	/* It exited (its log says why) or hangs: make sure it is gone. */
 	kill(*pid, SIGKILL);
-	waitpid(*pid, &status, 0);
-	if (WIFEXITED(status) && WEXITSTATUS(status) == MVM_EXIT_EXISTS)
-		return -EEXIST; /* the runtime logged it */
-	log_error("mvm:%s: runtime did not start (%s %d)", name,
-		  WIFEXITED(status) ? "exit status" : "signal",
-		  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-	return -EIO;
+	while (waitpid(*pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == MVM_EXIT_EXISTS) {
+		log_error("mvm:%s: a microVM of this name is already running", name);
+		r = -EEXIST;
+	} else {
+		log_error("mvm:%s: runtime did not start (%s %d); see %s", name,
+			  WIFEXITED(status) ? "exit status" : "signal",
+			  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), logpath);
+		r = -EIO;
+	}
+out:
+	close_fd(&p[0]);
+	close_fd(&ready);
+	close_fd(&lk);
+	return r;
 }
 
 int hv_mvm_launch(const char *name, const char *config, bool paused, pid_t *pid)
@@ -424,7 +538,7 @@ static int mvm_create(const char *name, const char *config, struct hv_domain **o
 {
 	struct mvm_config cfg;
 	char err[256];
-	int sv[2], r;
+	int sv[2], r, pidfd;
 	pid_t pid;
 
 	if (!mvm_name_ok(name)) {
@@ -444,7 +558,24 @@ static int mvm_create(const char *name, const char *config, struct hv_domain **o
 		close(sv[0]);
 		return r;
 	}
-	return attach(name, sv[0], out);
+	/* Our child: its pid cannot be reused before we reap it. */
+	pidfd = sys_pidfd_open(pid);
+	if (pidfd < 0) {
+		r = -errno;
+		close(sv[0]);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return r;
+	}
+	if (fcntl(sv[0], F_SETFL, O_NONBLOCK) < 0) {
+		r = -errno;
+		close(sv[0]);
+		sys_pidfd_kill(pidfd, SIGKILL);
+		waitpid(pid, NULL, 0);
+		close(pidfd);
+		return r;
+	}
+	return attach(name, sv[0], pidfd, out);
 }
 
 static int mvm_info(struct hv_domain *hd, struct hv_info *o)
@@ -478,7 +609,7 @@ static int mvm_unpause(struct hv_domain *hd)
 {
 	int r = rpc_simple(dom(hd), MVM_UNPAUSE);
 	if (r == 0)
-		dom(hd)->paused = false;
+		dom(hd)->paused = dom(hd)->incoming = false;
 	return r;
 }
 
@@ -662,32 +793,26 @@ static int mvm_watch(struct hv_domain *hd, int *fd)
 	return 0;
 }
 
-static bool wait_dead(int pidfd, int timeout_ms)
-{
-	struct pollfd p = { .fd = pidfd, .events = POLLIN };
-	int r;
-
-	do
-		r = poll(&p, 1, timeout_ms);
-	while (r < 0 && errno == EINTR);
-	return r == 1;
-}
-
 static int mvm_destroy(struct hv_domain *hd)
 {
 	struct mvm_dom *d = dom(hd);
-	char path[256];
+	int lock;
 
 	rpc_simple(d, MVM_QUIT);
 	if (!wait_dead(d->pidfd, QUIT_TIMEOUT_MS)) {
 		log_warn("mvm:%s: runtime did not quit; killing it", d->name);
 		sys_pidfd_kill(d->pidfd, SIGKILL);
-		wait_dead(d->pidfd, QUIT_TIMEOUT_MS);
-		if (mvm_socket_path(d->name, path, sizeof path, false) == 0)
-			unlink(path);
+		if (!wait_dead(d->pidfd, QUIT_TIMEOUT_MS)) {
+			log_error("mvm:%s: runtime survives SIGKILL", d->name);
+			return -ETIMEDOUT;
+		}
+		/* It had no chance to remove its socket: do it under its lock,
+		 * unless a new runtime has claimed the name meanwhile. */
+		lock = mvm_name_lock(d->name);
+		if (lock >= 0)
+			mvm_name_release(d->name, lock);
 	}
-	/* Reap it if it is our child; harmless otherwise. */
-	waitpid(d->pid, NULL, WNOHANG);
+	reap(d);
 	return 0;
 }
 

@@ -33,5 +33,17 @@ void mvm_config_format(const struct mvm_config *c, char *buf, size_t len);
 bool mvm_name_ok(const char *name);
 /* RUN_DIR/mvm/NAME.sock into path; with create, make the directory (0700). */
 int mvm_socket_path(const char *name, char *path, size_t len, bool create);
+/* RUN_DIR/mvm/NAME<ext>, e.g. ".lock", ".log". */
+int mvm_run_path(const char *name, const char *ext, char *path, size_t len, bool create);
+
+/*
+ * Claim NAME on this host: an exclusive flock on RUN_DIR/mvm/NAME.lock, held
+ * for as long as the returned fd stays open (a runtime holds it for life, so
+ * it is released by the kernel whatever way the runtime ends). -EEXIST if a
+ * live runtime holds it.
+ */
+int mvm_name_lock(const char *name);
+/* With the lock held: remove NAME's socket and lock file, then drop the lock. */
+void mvm_name_release(const char *name, int lock_fd);
 
 #endif

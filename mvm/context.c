@@ -58,6 +58,10 @@ int mvm_ctx_decode(const void *buf, size_t len, unsigned expect_vcpus, struct mv
 		snprintf(err, errlen, "context of %zu bytes for %u vCPUs", len, n);
 		return -EINVAL;
 	}
+	if (le64toh(h.guest_ns) > MVM_CTX_TIME_MAX || le64toh(h.real_ns) > MVM_CTX_TIME_MAX) {
+		snprintf(err, errlen, "context clock out of range");
+		return -EINVAL;
+	}
 	p += sizeof h;
 	memset(c, 0, sizeof *c);
 	c->nr_vcpus = n;

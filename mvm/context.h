@@ -18,6 +18,7 @@
 #define MVM_CTX_MAGIC 0x58434d46u /* "FMCX" */
 #define MVM_CTX_VERSION 1
 #define MVM_VCPUS_MAX 64
+#define MVM_CTX_TIME_MAX (1ULL << 62) /* ns; clocks beyond it are refused */
 
 struct mvm_ctx_hdr {
 	uint32_t magic;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/mtime.h"
 #include "common/util.h"
 #include "mvm/runtime.h"
 
@@ -27,11 +28,12 @@
 struct client {
 	int fd;
 	bool owner;
-	bool link; /* the incoming runtime's link to its creator */
+	bool link;   /* the incoming runtime's link to its creator */
+	bool broken; /* a reply could not be sent: drop the client */
 };
 
 /* One reply packet; fds (if any) ride along with it. */
-static int send_reply(int fd, const struct mvm_req *req, int status, const void *body,
+static int send_reply(struct client *cl, const struct mvm_req *req, int status, const void *body,
 		      size_t len, const int *fds, int nfds)
 {
 	struct mvm_rep_hdr h = {
@@ -59,14 +61,17 @@ static int send_reply(int fd, const struct mvm_req *req, int status, const void 
 		c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
 		memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
 	}
-	if (sendmsg(fd, &msg, MSG_NOSIGNAL) < 0)
+	/* Never block: a client that does not read its replies is dropped. */
+	if (sendmsg(cl->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		cl->broken = true;
 		return -errno;
+	}
 	return 0;
 }
 
-static int send_error(int fd, const struct mvm_req *req, int status, const char *text)
+static int send_error(struct client *cl, const struct mvm_req *req, int status, const char *text)
 {
-	return send_reply(fd, req, status, text, strlen(text) + 1, NULL, 0);
+	return send_reply(cl, req, status, text, strlen(text) + 1, NULL, 0);
 }
 
 static void fill_info(struct mvm *m, struct mvm_info *i)
@@ -113,11 +118,9 @@ static int set_context(struct mvm *m, const void *blob, size_t len, char *err, s
 
 	if (r)
 		return r;
-	for (unsigned i = 0; i < m->nr_vcpus; i++)
-		if (c.regs[i].seed != wl_vcpu_seed(&m->cfg.wl, i)) {
-			snprintf(err, errlen, "context of vCPU %u belongs to another workload", i);
-			return -EINVAL;
-		}
+	r = wl_check_regs(&m->cfg.wl, m->nr_vcpus, c.regs, err, errlen);
+	if (r)
+		return r;
 	for (unsigned i = 0; i < m->nr_vcpus; i++)
 		m->vcpus[i].regs = c.regs[i];
 	/* Guest time resumes where it was plus the real time that passed. */
@@ -136,14 +139,14 @@ static int handle(struct mvm *m, struct client *cl, struct client *clients,
 
 	if (req->type != MVM_HELLO && req->type != MVM_INFO && req->type != MVM_PING &&
 	    !cl->owner) {
-		send_error(cl->fd, req, -EPERM, "not the owner of this domain: send hello first");
+		send_error(cl, req, -EPERM, "not the owner of this domain: send hello first");
 		return 0;
 	}
 	switch (req->type) {
 	case MVM_HELLO:
 		for (int i = 0; i < MAX_CLIENTS; i++)
 			if (clients[i].fd >= 0 && clients[i].owner && &clients[i] != cl) {
-				send_error(cl->fd, req, -EBUSY, "domain is already open by another owner");
+				send_error(cl, req, -EBUSY, "domain is already open by another owner");
 				return 0;
 			}
 		cl->owner = true;
@@ -151,7 +154,7 @@ static int handle(struct mvm *m, struct client *cl, struct client *clients,
 	case MVM_INFO: {
 		struct mvm_info info;
 		fill_info(m, &info);
-		send_reply(cl->fd, req, 0, &info, sizeof info, NULL, 0);
+		send_reply(cl, req, 0, &info, sizeof info, NULL, 0);
 		return 0;
 	}
 	case MVM_PING:
@@ -160,7 +163,7 @@ static int handle(struct mvm *m, struct client *cl, struct client *clients,
 		struct mvm_fds f = { .ram_base = htole64((uintptr_t)m->ram),
 				     .ram_size = htole64(m->cfg.mem) };
 		int fds[2] = { m->memfd, m->pagemap };
-		send_reply(cl->fd, req, 0, &f, sizeof f, fds, 2);
+		send_reply(cl, req, 0, &f, sizeof f, fds, 2);
 		return 0;
 	}
 	case MVM_PAUSE:
@@ -199,11 +202,11 @@ static int handle(struct mvm *m, struct client *cl, struct client *clients,
 		static char blob[MVM_CONTEXT_MAX];
 		struct mvm_context c;
 		if (!m->paused) {
-			send_error(cl->fd, req, -EBUSY, "context can only be saved while paused");
+			send_error(cl, req, -EBUSY, "context can only be saved while paused");
 			return 0;
 		}
 		get_context(m, &c);
-		send_reply(cl->fd, req, 0, blob, mvm_ctx_encode(&c, blob), NULL, 0);
+		send_reply(cl, req, 0, blob, mvm_ctx_encode(&c, blob), NULL, 0);
 		return 0;
 	}
 	case MVM_SET_CONTEXT:
@@ -238,11 +241,11 @@ static int handle(struct mvm *m, struct client *cl, struct client *clients,
 		v.found_gen = htole64(v.found_gen);
 		v.pages_checked = htole64(v.pages_checked);
 		v.pages_written = htole64(v.pages_written);
-		send_reply(cl->fd, req, 0, &v, sizeof v, NULL, 0);
+		send_reply(cl, req, 0, &v, sizeof v, NULL, 0);
 		return 0;
 	}
 	case MVM_QUIT:
-		send_reply(cl->fd, req, 0, NULL, 0, NULL, 0);
+		send_reply(cl, req, 0, NULL, 0, NULL, 0);
 		log_info("%s: quit requested", m->name);
 		return 1;
 	default:
@@ -250,15 +253,15 @@ static int handle(struct mvm *m, struct client *cl, struct client *clients,
 		snprintf(err, sizeof err, "unhandled request");
 	}
 	if (r)
-		send_error(cl->fd, req, r, err);
+		send_error(cl, req, r, err);
 	else
-		send_reply(cl->fd, req, 0, NULL, 0, NULL, 0);
+		send_reply(cl, req, 0, NULL, 0, NULL, 0);
 	return 0;
 }
 
 /* Receive and answer one packet. Returns -1 if the client is gone, 1 to
  * exit the runtime, 0 otherwise. */
-static int serve_one(struct mvm *m, struct client *cl, struct client *clients)
+static int serve_one(struct mvm *m, struct client *cl, struct client *clients, short revents)
 {
 	static char buf[MVM_MSG_MAX];
 	union {
@@ -276,7 +279,8 @@ static int serve_one(struct mvm *m, struct client *cl, struct client *clients)
 
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR ? 0 : -1;
-	if (n == 0)
+	/* SEQPACKET delivers empty packets too: 0 is the end only on a hangup. */
+	if (n == 0 && (revents & (POLLHUP | POLLRDHUP | POLLERR)))
 		return -1;
 	/* Close whatever descriptors came along: requests carry none. */
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
@@ -295,10 +299,11 @@ static int serve_one(struct mvm *m, struct client *cl, struct client *clients)
 	r = mvm_req_parse(buf, len, nfds, &req, err, sizeof err);
 	if (r) {
 		log_warn("%s: rejected request: %s", m->name, err);
-		send_error(cl->fd, &req, r, err);
-		return 0;
+		send_error(cl, &req, r, err);
+		return cl->broken ? -1 : 0;
 	}
-	return handle(m, cl, clients, &req);
+	r = handle(m, cl, clients, &req);
+	return r == 1 ? 1 : cl->broken ? -1 : 0;
 }
 
 int mvm_serve(struct mvm *m, int listen_fd, int link_fd)
@@ -331,7 +336,8 @@ int mvm_serve(struct mvm *m, int listen_fd, int link_fd)
 		map[n++] = -1;
 		for (int i = 0; i < MAX_CLIENTS; i++)
 			if (clients[i].fd >= 0) {
-				pfd[n] = (struct pollfd){ .fd = clients[i].fd, .events = POLLIN };
+				pfd[n] = (struct pollfd){ .fd = clients[i].fd,
+							  .events = POLLIN | POLLRDHUP };
 				map[n++] = i;
 			}
 		if (poll(pfd, (nfds_t)n, -1) < 0) {
@@ -350,19 +356,43 @@ int mvm_serve(struct mvm *m, int listen_fd, int link_fd)
 				}
 			} else if (map[k] == -1) {
 				int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK), i;
-				if (fd < 0)
+				if (fd < 0) {
+					if (errno == EMFILE || errno == ENFILE) {
+						/* Out of fds: back off instead of spinning. */
+						log_warn("%s: accept: %s", m->name, strerror(errno));
+						mono_sleep_ns(100 * NSEC_PER_MSEC);
+					}
 					continue;
+				}
 				for (i = 0; i < MAX_CLIENTS && clients[i].fd >= 0; i++)
 					;
 				if (i == MAX_CLIENTS) {
-					log_warn("%s: too many control connections; refusing one", m->name);
-					close(fd);
-					continue;
+					/* Full: make room by dropping the oldest client that
+					 * is not the owner, so idle lookers cannot lock the
+					 * owner out. */
+					for (i = 0; i < MAX_CLIENTS; i++)
+						if (!clients[i].owner && !clients[i].link)
+							break;
+					if (i == MAX_CLIENTS) {
+						close(fd);
+						continue;
+					}
+					log_warn("%s: too many control connections; dropping an idle one",
+						 m->name);
+					close(clients[i].fd);
+					/* Keep this round's poll results aligned with the table. */
+					for (int q = k + 1; q < n; q++)
+						if (map[q] == i)
+							pfd[q].revents = 0;
 				}
 				clients[i] = (struct client){ .fd = fd };
 			} else {
 				struct client *cl = &clients[map[k]];
-				int r = serve_one(m, cl, clients);
+				int r;
+
+				if (cl->fd != pfd[k].fd)
+					continue; /* replaced earlier in this round */
+				r = serve_one(m, cl, clients, pfd[k].revents);
 
 				if (r == 1)
 					return 0;

@@ -8,6 +8,7 @@
  * started by ferryd (hv/mvm.c) with posix_spawn; see docs/ferry-mvm.md.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,8 +34,8 @@ static const char usage[] =
 	"--incoming starts paused with zero RAM, owned by the peer of --ctl-fd, and\n"
 	"exits if that link closes before the first unpause (the commit).\n";
 
-/* Bind RUN_DIR/mvm/NAME.sock; a stale socket (nobody listening) is replaced.
- * Claiming the socket is what makes the name ours. */
+/* Bind RUN_DIR/mvm/NAME.sock. The caller holds NAME's lock, so a socket
+ * already there is a dead runtime's: replace it. */
 static int bind_socket(const char *name, char *path, size_t pathlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -50,22 +51,9 @@ static int bind_socket(const char *name, char *path, size_t pathlen)
 	if (fd < 0)
 		return -errno;
 	umask(077);
-	for (int tries = 0; tries < 2; tries++) {
-		if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 8) == 0)
-			return fd;
-		if (errno != EADDRINUSE)
-			break;
-		int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-		bool live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
-		if (probe >= 0)
-			close(probe);
-		if (live) {
-			log_error("%s: a microVM of this name is already running", name);
-			close(fd);
-			return -EEXIST;
-		}
-		unlink(path); /* stale: its runtime is gone */
-	}
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 8) == 0)
+		return fd;
 	r = -errno;
 	log_error("%s: binding %s: %s", name, path, strerror(errno));
 	close(fd);
@@ -85,7 +73,7 @@ int main(int argc, char **argv)
 	};
 	static struct mvm m;
 	const char *config = NULL, *mem = NULL, *vcpus = "1", *workload = "idle";
-	int ctl_fd = -1, ready_fd = -1, listen_fd, c, r;
+	int ctl_fd = -1, ready_fd = -1, listen_fd, lock_fd, c, r;
 	bool start_paused = false;
 	char err[256], path[256];
 	uint64_t v;
@@ -167,19 +155,32 @@ int main(int argc, char **argv)
 		vc->regs.seed = wl_vcpu_seed(&m.cfg.wl, i);
 	}
 
-	/* Claim the name before anything expensive. */
+	/* Claim the name before anything expensive; hold it for life. */
+	lock_fd = mvm_name_lock(m.name);
+	if (lock_fd < 0) {
+		if (lock_fd == -EEXIST) {
+			log_error("%s: a microVM of this name is already running", m.name);
+			return MVM_EXIT_EXISTS;
+		}
+		fatal("%s: cannot claim the name: %s", m.name, strerror(-lock_fd));
+	}
 	listen_fd = bind_socket(m.name, path, sizeof path);
-	if (listen_fd < 0)
-		return listen_fd == -EEXIST ? MVM_EXIT_EXISTS : 1;
-	if (mvm_ram_setup(&m) < 0) {
-		unlink(path);
+	if (listen_fd < 0 || mvm_ram_setup(&m) < 0) {
+		mvm_name_release(m.name, lock_fd);
 		return 1;
+	}
+	if (m.incoming) {
+		/* Never block the only control thread on a peer that stops reading. */
+		int fl = fcntl(ctl_fd, F_GETFL);
+		if (fl < 0 || fcntl(ctl_fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+		    fcntl(ctl_fd, F_SETFD, FD_CLOEXEC) < 0)
+			fatal("%s: --ctl-fd %d: %s", m.name, ctl_fd, strerror(errno));
 	}
 	/* From here on: no fork (the dirty log would not see a child's writes). */
 	if (m.incoming || start_paused)
 		atomic_store(&m.pause_req, true);
 	if (mvm_vcpus_start(&m) < 0) {
-		unlink(path);
+		mvm_name_release(m.name, lock_fd);
 		return 1;
 	}
 	if (m.incoming || start_paused)
@@ -194,7 +195,7 @@ int main(int argc, char **argv)
 	}
 	r = mvm_serve(&m, listen_fd, ctl_fd);
 	atomic_store(&m.quit, true);
-	unlink(path);
+	mvm_name_release(m.name, lock_fd);
 	if (r < 0)
 		log_error("%s: control loop: %s", m.name, strerror(-r));
 	/* The vCPUs are left to exit with the process: nothing of the guest

@@ -69,7 +69,7 @@ static void step(struct mvm_vcpu *v)
 	if (f >= m->nr_frames) { /* cannot happen below the step limit; never write wild */
 		log_error("%s: vCPU %u: step %" PRIu64 " picked no frame; halting it", m->name,
 			  v->id, r->step);
-		v->limit = r->step;
+		__atomic_store_n(&v->limit, r->step, __ATOMIC_RELAXED);
 		return;
 	}
 	page = m->ram + f * m->page_size;
@@ -98,7 +98,7 @@ static void *vcpu_main(void *arg)
 			reset = true;
 			continue;
 		}
-		if (v->regs.step >= v->limit) {
+		if (v->regs.step >= __atomic_load_n(&v->limit, __ATOMIC_RELAXED)) {
 			nap(m, 0); /* halted or idle: nothing to do until paused or quit */
 			continue;
 		}
@@ -191,7 +191,8 @@ unsigned mvm_halted(struct mvm *m)
 	unsigned n = 0;
 
 	for (unsigned i = 0; i < m->nr_vcpus; i++)
-		if (__atomic_load_n(&m->vcpus[i].regs.step, __ATOMIC_RELAXED) >= m->vcpus[i].limit)
+		if (__atomic_load_n(&m->vcpus[i].regs.step, __ATOMIC_RELAXED) >=
+		    __atomic_load_n(&m->vcpus[i].limit, __ATOMIC_RELAXED))
 			n++;
 	return n;
 }

@@ -169,6 +169,29 @@ uint64_t wl_pick(const struct wl_config *c, uint64_t seed, uint64_t lo, uint64_t
 	return lo + (uint64_t)(((unsigned __int128)h * n) >> 64);
 }
 
+int wl_check_regs(const struct wl_config *c, unsigned nr_vcpus, const struct mvm_vcpu_regs *regs,
+		  char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < nr_vcpus; i++) {
+		uint64_t lo, hi, lim;
+
+		wl_slice(c, nr_vcpus, i, &lo, &hi);
+		lim = wl_step_limit(c, lo, hi);
+		if (lim > WL_STEPS_MAX)
+			lim = WL_STEPS_MAX;
+		if (regs[i].seed != wl_vcpu_seed(c, i)) {
+			snprintf(err, errlen, "context of vCPU %u belongs to another workload", i);
+			return -EINVAL;
+		}
+		if (regs[i].step > lim) {
+			snprintf(err, errlen, "vCPU %u: step %" PRIu64 " beyond its limit %" PRIu64, i,
+				 regs[i].step, lim);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 void wl_page_fill(void *page, size_t page_size, uint64_t seed, uint64_t frame, uint64_t gen)
 {
 	uint64_t *w = page, s = mix64(seed ^ mix64(frame * GOLDEN ^ mix64(gen)));

@@ -63,6 +63,16 @@ uint64_t wl_pick(const struct wl_config *c, uint64_t seed, uint64_t lo, uint64_t
 /* Steps after which a vCPU halts for good (fill: its slice; steps=), or UINT64_MAX. */
 uint64_t wl_step_limit(const struct wl_config *c, uint64_t lo, uint64_t hi);
 
+/* The most steps a vCPU without a limit may claim in a loaded context:
+ * verify replays every step, so a wild value must not wedge it (2^40 steps
+ * is over two years at 16 MiB/s). */
+#define WL_STEPS_MAX (1ULL << 40)
+
+/* Check registers from a context against this workload: each vCPU's seed is
+ * its own and its step count is within its limit. -EINVAL + reason. */
+int wl_check_regs(const struct wl_config *c, unsigned nr_vcpus, const struct mvm_vcpu_regs *regs,
+		  char *err, size_t errlen);
+
 /* Write the content of (seed, frame, gen) into page. gen >= 1. */
 void wl_page_fill(void *page, size_t page_size, uint64_t seed, uint64_t frame, uint64_t gen);
 /* The generation a page's header claims (0 if it has no valid header). */

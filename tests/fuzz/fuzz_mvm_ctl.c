@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "mvm/context.h"
+#include "mvm/workload.h"
 #include "mvm/proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -64,6 +65,20 @@ static void check_ctx(const void *buf, size_t len, unsigned expect)
 	/* The wire form is canonical: decode then encode gives the same bytes. */
 	CHECK(mvm_ctx_encode(&c, again) == len);
 	CHECK(memcmp(again, buf, len) == 0);
+	CHECK(c.guest_ns <= MVM_CTX_TIME_MAX && c.real_ns <= MVM_CTX_TIME_MAX);
+
+	/* What the runtime checks next (SET_CONTEXT): registers against a
+	 * dirtier with the same vCPU count; accepted steps are bounded. */
+	{
+		struct wl_config w;
+		char e2[128];
+
+		CHECK(wl_parse("dirtier:ws=1M,rate=max", 1024, 4096, &w, e2, sizeof e2) == 0);
+		if (wl_check_regs(&w, c.nr_vcpus, c.regs, e2, sizeof e2) == 0)
+			for (unsigned i = 0; i < c.nr_vcpus; i++)
+				CHECK(c.regs[i].step <= WL_STEPS_MAX &&
+				      c.regs[i].seed == wl_vcpu_seed(&w, i));
+	}
 }
 
 static void check_req(const uint8_t *pkt, size_t len, int nfds, size_t errlen, unsigned expect)

@@ -56,7 +56,8 @@ int h_group_setup(void **state)
 
 int h_group_teardown(void **state)
 {
-	char cmd[PATH_MAX + 16];
+	char cmd[PATH_MAX + 128];
+	bool bad;
 
 	(void)state;
 	for (unsigned i = 0; i < npids; i++) {
@@ -66,8 +67,16 @@ int h_group_teardown(void **state)
 		}
 	}
 	npids = 0;
+	/* The runtimes log to RUN_DIR/mvm/NAME.log: a sanitizer report there
+	 * fails the group even if no test noticed. */
+	snprintf(cmd, sizeof cmd,
+		 "grep -H -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' '%s'/mvm/*.log 2>/dev/null",
+		 run_dir);
+	bad = system(cmd) == 0;
+	if (bad)
+		fprintf(stderr, "not ok - a ferry-mvm runtime reported a sanitizer error (above)\n");
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", run_dir);
-	if (system(cmd) != 0)
+	if (system(cmd) != 0 || bad)
 		return -1;
 	return 0;
 }
