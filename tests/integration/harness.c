@@ -19,22 +19,36 @@
 
 static char run_dir[PATH_MAX];
 static pid_t pids[256];
-static unsigned npids;
+static volatile sig_atomic_t npids;
 
 void h_track_pid(pid_t pid)
 {
-	if (npids < ARRAY_SIZE(pids))
-		pids[npids++] = pid;
+	if ((size_t)npids < ARRAY_SIZE(pids))
+		pids[npids] = pid, npids = npids + 1;
+}
+
+/* The test process is being killed (timeout, Ctrl-C) or aborts (a sanitizer):
+ * end the runtimes it started, which live in sessions of their own and would
+ * otherwise outlive it. Only async-signal-safe calls. */
+static void on_fatal_signal(int sig)
+{
+	for (int i = 0; i < npids; i++)
+		kill(pids[i], SIGKILL);
+	signal(sig, SIG_DFL);
+	raise(sig);
 }
 
 int h_group_setup(void **state)
 {
+	static const int fatal[] = { SIGTERM, SIGINT, SIGHUP, SIGABRT };
 	char exe[PATH_MAX], *slash;
 	ssize_t n;
 
 	(void)state;
 	log_init("test", LOG_ERROR);
 	signal(SIGPIPE, SIG_IGN);
+	for (size_t i = 0; i < ARRAY_SIZE(fatal); i++)
+		signal(fatal[i], on_fatal_signal);
 	/* The runtime next to the build tree's top, unless FERRY_MVM says. */
 	if (!getenv("FERRY_MVM")) {
 		n = readlink("/proc/self/exe", exe, sizeof exe - 64);
@@ -60,7 +74,7 @@ int h_group_teardown(void **state)
 	bool bad;
 
 	(void)state;
-	for (unsigned i = 0; i < npids; i++) {
+	for (int i = 0; i < npids; i++) {
 		if (waitpid(pids[i], NULL, WNOHANG) == 0) {
 			kill(pids[i], SIGKILL);
 			waitpid(pids[i], NULL, 0);
