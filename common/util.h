@@ -23,11 +23,6 @@ int parse_size(const char *s, uint64_t max, uint64_t *out);
 /* Parse a decimal unsigned integer in [min, max]. -EINVAL / -ERANGE. */
 int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
-/* Read or write exactly len bytes, retrying on EINTR and short transfers.
- * Returns 0, -EIO on EOF, or -errno. */
-int read_full(int fd, void *buf, size_t len);
-int write_full(int fd, const void *buf, size_t len);
-
 /* pread (or pwrite) exactly len bytes at off, retrying EINTR and short
  * transfers. 0, -EIO on EOF, or -errno. */
 int pio_full(int fd, void *buf, size_t len, off_t off, bool write);
