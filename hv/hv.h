@@ -70,6 +70,12 @@ struct hv_ops {
 	 */
 	int (*create)(const char *name, const char *config, struct hv_domain **out);
 	int (*info)(struct hv_domain *d, struct hv_info *out);
+	/*
+	 * commit: make a created domain permanent without running it: from now
+	 * on it outlives its handle. The first unpause commits too. Idempotent;
+	 * a no-op for a domain that was opened rather than created.
+	 */
+	int (*commit)(struct hv_domain *d);
 
 	/*
 	 * pause: stop every writer of guest RAM (vCPUs, device and network
@@ -154,6 +160,7 @@ static inline void hv_close(struct hv_domain *d)
 		d->ops->close(d);
 }
 static inline int hv_info(struct hv_domain *d, struct hv_info *o) { return d->ops->info(d, o); }
+static inline int hv_commit(struct hv_domain *d) { return d->ops->commit(d); }
 static inline int hv_pause(struct hv_domain *d) { return d->ops->pause(d); }
 static inline int hv_unpause(struct hv_domain *d) { return d->ops->unpause(d); }
 static inline int hv_throttle(struct hv_domain *d, unsigned pct) { return d->ops->throttle(d, pct); }

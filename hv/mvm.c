@@ -613,6 +613,14 @@ static int mvm_unpause(struct hv_domain *hd)
 	return r;
 }
 
+static int mvm_commit(struct hv_domain *hd)
+{
+	int r = rpc_simple(dom(hd), MVM_COMMIT);
+	if (r == 0)
+		dom(hd)->incoming = false;
+	return r;
+}
+
 static int mvm_throttle(struct hv_domain *hd, unsigned pct)
 {
 	if (pct > 99)
@@ -860,6 +868,7 @@ const struct hv_ops hv_mvm_ops = {
 	.close = mvm_close,
 	.create = mvm_create,
 	.info = mvm_info,
+	.commit = mvm_commit,
 	.pause = mvm_pause,
 	.unpause = mvm_unpause,
 	.throttle = mvm_throttle,

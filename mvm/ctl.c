@@ -169,12 +169,15 @@ static int handle(struct mvm *m, struct client *cl, struct client *clients,
 	case MVM_PAUSE:
 		mvm_pause(m);
 		break;
+	case MVM_COMMIT:
 	case MVM_UNPAUSE:
 		if (m->incoming) {
 			m->incoming = false;
-			log_info("%s: committed; the incoming guest runs", m->name);
+			log_info("%s: committed; the incoming guest %s", m->name,
+				 req->type == MVM_UNPAUSE ? "runs" : "stays paused");
 		}
-		mvm_unpause(m);
+		if (req->type == MVM_UNPAUSE)
+			mvm_unpause(m);
 		break;
 	case MVM_THROTTLE: {
 		struct mvm_u32 v;

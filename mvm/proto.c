@@ -15,6 +15,7 @@ static const char *const names[MVM_MSG_TYPE_MAX] = {
 	[MVM_LOGDIRTY] = "logdirty",	 [MVM_GET_CONTEXT] = "get-context",
 	[MVM_SET_CONTEXT] = "set-context", [MVM_VERIFY] = "verify",
 	[MVM_QUIT] = "quit",		 [MVM_PING] = "ping",
+	[MVM_COMMIT] = "commit",
 };
 
 const char *mvm_msg_name(unsigned type)

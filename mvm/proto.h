@@ -39,6 +39,7 @@ enum mvm_msg_type {
 	MVM_VERIFY,       /* pauses, checks every page, restores run state; reply: mvm_verify */
 	MVM_QUIT,         /* reply, then exit */
 	MVM_PING,
+	MVM_COMMIT,       /* an incoming runtime becomes permanent without running */
 	MVM_MSG_TYPE_MAX
 };
 

@@ -14,6 +14,8 @@ static const struct {
 	int (*fn)(int, char **);
 	const char *help;
 } cmds[] = {
+	{ "save", save_main, "save a running microVM to a file (then stop it, or --keep-running)" },
+	{ "restore", restore_main, "start a microVM from a file written by save" },
 	{ "dirtylog", dirtylog_main,
 	  "run a microVM and compare its kernel dirty log with the workload's prediction" },
 };

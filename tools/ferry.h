@@ -6,5 +6,7 @@
 #define FERRY_TOOLS_FERRY_H
 
 int dirtylog_main(int argc, char **argv);
+int save_main(int argc, char **argv);
+int restore_main(int argc, char **argv);
 
 #endif

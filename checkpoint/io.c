@@ -1,0 +1,55 @@
+/* io.c — file-descriptor sink and source; see io.h. */
+#include "checkpoint/io.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <unistd.h>
+
+int xsink_fd_writev(void *ctx, const struct iovec *iov_in, int n)
+{
+	int fd = *(int *)ctx;
+	struct iovec iov[IOV_MAX];
+
+	if (n > IOV_MAX)
+		return -EINVAL;
+	for (int i = 0; i < n; i++)
+		iov[i] = iov_in[i];
+	for (int i = 0; i < n;) {
+		ssize_t w = writev(fd, iov + i, n - i);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		/* Skip what was written; resume inside a partly written iovec. */
+		while (i < n && (size_t)w >= iov[i].iov_len) {
+			w -= (ssize_t)iov[i].iov_len;
+			i++;
+		}
+		if (i < n) {
+			iov[i].iov_base = (char *)iov[i].iov_base + w;
+			iov[i].iov_len -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
+int xsource_fd_read(void *ctx, void *buf, size_t len)
+{
+	int fd = *(int *)ctx;
+	char *p = buf;
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t r = read(fd, p + got, len - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return got ? -EIO : -ENODATA;
+		got += (size_t)r;
+	}
+	return 0;
+}

@@ -1,0 +1,68 @@
+/*
+ * reader.h — reads and validates a ferry stream and hands its contents to a
+ * sink.
+ *
+ * Every length, frame number, count, padding byte, sequence number and
+ * checksum is checked before the sink sees a record; a PAGES record is
+ * decoded completely into the reader's buffers before the sink gets any page
+ * of it. stream_read() returns 0 only after a valid END record whose totals
+ * match what was read: a stream cut anywhere, even at a record boundary, is
+ * an error. Errors name the record, its type and its byte offset.
+ */
+#ifndef FERRY_CHECKPOINT_READER_H
+#define FERRY_CHECKPOINT_READER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "checkpoint/io.h"
+#include "checkpoint/stream.h"
+
+struct stream_info {
+	uint16_t major, minor;
+	uint32_t kind;
+	uint32_t page_size;
+	uint64_t nr_frames;
+	char backend[17];
+	char name[65];
+	char config[STREAM_CONFIG_MAX + 1];
+};
+
+/*
+ * Where the contents go: apply now (migration), stage until commit
+ * (replication), or a file. Every callback returns 0 or -errno (which stops
+ * the read); NULL callbacks: header/end/iter_end/ckpt are optional, a stream
+ * with a record whose callback is NULL is refused (e.g. DELTA pages need
+ * base, DEVICE needs device).
+ */
+struct stream_sink {
+	void *ctx;
+	int (*header)(void *ctx, const struct stream_info *info);
+	/* The receiver's current version of frame, the base of a DELTA page. */
+	int (*base)(void *ctx, uint64_t frame, void *page);
+	/* n decoded pages, frames strictly increasing. */
+	int (*pages)(void *ctx, const uint64_t *frames, void *const *pages, unsigned n);
+	int (*zero)(void *ctx, uint64_t first, uint64_t count);
+	int (*context)(void *ctx, const void *blob, size_t len);
+	int (*device)(void *ctx, const void *blob, size_t len);
+	int (*iter_end)(void *ctx, const struct stream_iter_end *it);
+	int (*ckpt)(void *ctx, uint32_t type, uint64_t epoch);
+	int (*end)(void *ctx, const struct stream_end *totals);
+};
+
+struct stream_read_stats {
+	uint64_t records, bytes, zero_frames;
+	uint64_t pages[STREAM_ENC_MAX];
+	uint64_t skipped; /* unknown optional records */
+};
+
+/*
+ * Read one whole stream from src into sink. With expect_eof, the source
+ * must end right after END (a file). Returns 0, or -errno with a one-line
+ * reason in err.
+ */
+int stream_read(const struct xsource *src, const struct stream_sink *sink, bool expect_eof,
+		struct stream_read_stats *stats, char *err, size_t errlen);
+
+#endif

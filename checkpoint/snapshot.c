@@ -1,0 +1,386 @@
+/* snapshot.c — save to file and restore; see snapshot.h. */
+#include "checkpoint/snapshot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "checkpoint/writer.h"
+#include "common/bitmap.h"
+#include "common/log.h"
+#include "common/mtime.h"
+
+#define BATCH STREAM_PAGES_MAX
+
+/* Save state: one pass over all frames, in order. */
+struct saver {
+	struct hv_domain *d;
+	struct stream_writer w;
+	struct codec *codec;
+	uint32_t ps;
+	uint64_t zfirst, zcount;  /* pending run of zero frames */
+	uint64_t frames[BATCH];   /* pending non-zero pages */
+	void *bufs[BATCH];
+	unsigned n;
+	uint8_t *pages, *scratch;
+};
+
+static int flush_zero(struct saver *s)
+{
+	int r = 0;
+
+	if (s->zcount)
+		r = stream_write_zero_extent(&s->w, s->zfirst, s->zcount);
+	s->zcount = 0;
+	return r;
+}
+
+static int flush_pages(struct saver *s)
+{
+	int r = 0;
+
+	if (s->n)
+		r = stream_write_pages(&s->w, s->codec, s->frames, s->bufs, s->n, s->scratch);
+	s->n = 0;
+	return r;
+}
+
+/* Frame f is zero (a hole or a page of zeros): extend or start a zero run. */
+static int add_zero(struct saver *s, uint64_t f)
+{
+	int r;
+
+	if (s->zcount && s->zfirst + s->zcount == f) {
+		s->zcount++;
+		return 0;
+	}
+	if ((r = flush_zero(s)))
+		return r;
+	s->zfirst = f;
+	s->zcount = 1;
+	return 0;
+}
+
+/* Walk all frames in order: holes and zero pages become zero extents, the
+ * other pages go out in one PAGES record per read batch, straight from the
+ * buffers read_pages filled (the codec works on these snapshots). */
+static int save_ram(struct saver *s, const struct snapshot_opts *o, uint64_t nr)
+{
+	struct bitmap pop = { 0 };
+	uint64_t batch[BATCH], f = 0;
+	void *rb[BATCH];
+	int r = bitmap_init(&pop, nr);
+	int64_t np;
+
+	if (r)
+		return r;
+	np = hv_populated(s->d, &pop);
+	if (np < 0) {
+		r = (int)np;
+		goto out;
+	}
+	while (f < nr) {
+		unsigned k = 0;
+
+		while (f < nr && k < BATCH) {
+			if (bitmap_test(&pop, f)) {
+				rb[k] = s->pages + (size_t)k * s->ps;
+				batch[k++] = f;
+			} else if ((r = add_zero(s, f))) {
+				goto out;
+			}
+			f++;
+		}
+		if (k && (r = hv_read_pages(s->d, batch, k, rb)))
+			goto out;
+		for (unsigned i = 0; i < k; i++) {
+			if (codec_page_is_zero(rb[i], s->ps)) {
+				if ((r = add_zero(s, batch[i])))
+					goto out;
+				continue;
+			}
+			s->frames[s->n] = batch[i];
+			s->bufs[s->n++] = rb[i];
+		}
+		if ((r = flush_pages(s)))
+			goto out;
+		if (o->progress)
+			o->progress(o->progress_ctx, f, nr);
+	}
+	r = flush_zero(s);
+out:
+	bitmap_free(&pop);
+	return r;
+}
+
+/* Write the whole stream to fd. */
+static int save_stream(struct saver *s, int fd, const struct hv_info *info, const char *name,
+		       const struct snapshot_opts *o, char *err, size_t errlen)
+{
+	struct xsink sink = { xsink_fd_writev, &fd };
+	void *ctx = NULL;
+	size_t clen;
+	int r;
+
+	r = stream_writer_start(&s->w, sink, STREAM_KIND_SNAPSHOT, info->page_size,
+				info->nr_frames, "mvm", name, info->config);
+	if (r) {
+		snprintf(err, errlen, "writing the header: %s", strerror(-r));
+		return r;
+	}
+	r = save_ram(s, o, info->nr_frames);
+	if (r) {
+		snprintf(err, errlen, "writing guest memory: %s", strerror(-r));
+		return r;
+	}
+	r = hv_save_context(s->d, &ctx, &clen);
+	if (r) {
+		snprintf(err, errlen, "saving the vCPU context: %s", strerror(-r));
+		return r;
+	}
+	r = stream_write_context(&s->w, ctx, clen);
+	free(ctx);
+	if (!r)
+		r = stream_write_end(&s->w);
+	if (r) {
+		snprintf(err, errlen, "writing: %s", strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+/* fsync the directory that holds path, so that a rename into it is durable. */
+static int sync_dir(const char *path)
+{
+	char buf[PATH_MAX];
+	int fd, r = 0;
+
+	snprintf(buf, sizeof buf, "%s", path);
+	fd = open(dirname(buf), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+int snapshot_save(struct hv_domain *d, const char *path, const struct snapshot_opts *o,
+		  struct snapshot_stats *st, char *err, size_t errlen)
+{
+	struct saver *s = calloc(1, sizeof *s);
+	struct codec_opts copts;
+	struct hv_info info;
+	char tmp[PATH_MAX] = "";
+	const char *name = strchr(d->uri, ':') ? strchr(d->uri, ':') + 1 : d->uri;
+	uint64_t t0 = mono_ns(), tp = 0;
+	int fd = -1, r;
+	bool was_paused = false, paused = false;
+
+	memset(st, 0, sizeof *st);
+	if (!s)
+		return -ENOMEM;
+	s->d = d;
+	if ((r = hv_info(d, &info))) {
+		snprintf(err, errlen, "%s: cannot read the domain's info: %s", d->uri, strerror(-r));
+		goto out;
+	}
+	s->ps = info.page_size;
+	s->pages = malloc((size_t)BATCH * s->ps);
+	s->scratch = malloc((size_t)BATCH * codec_out_max(s->ps));
+	r = -ENOMEM;
+	/* A snapshot sends every frame once: a delta cache would only cost a
+	 * copy of every page. */
+	copts = o->codec;
+	copts.delta = false;
+	copts.delta_cache_pages = 0;
+	if (!s->pages || !s->scratch || (r = codec_new(&copts, s->ps, &s->codec))) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof tmp) {
+		r = -ENAMETOOLONG;
+		snprintf(err, errlen, "%s: path too long", path);
+		goto out;
+	}
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	was_paused = info.paused;
+	if ((r = hv_pause(d))) {
+		snprintf(err, errlen, "%s: cannot pause: %s", d->uri, strerror(-r));
+		goto out;
+	}
+	paused = true;
+	tp = mono_ns();
+	r = save_stream(s, fd, &info, name, o, err, errlen);
+	if (!r && fsync(fd) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s: fsync: %s", tmp, strerror(errno));
+	}
+	if (!r && close(fd) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s: close: %s", tmp, strerror(errno));
+	}
+	fd = -1;
+	if (!r && rename(tmp, path) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "renaming to %s: %s", path, strerror(errno));
+	}
+	if (r)
+		goto out;
+	tmp[0] = '\0'; /* it is the snapshot now */
+	sync_dir(path);
+	st->bytes = s->w.bytes;
+	memcpy(st->pages, codec_stats(s->codec)->pages, sizeof st->pages);
+	st->zero_frames = s->w.zero_frames;
+	if (!o->keep_running) {
+		r = hv_destroy(d);
+		if (r)
+			snprintf(err, errlen, "saved, but stopping %s failed: %s", d->uri, strerror(-r));
+		paused = false;
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	if (tmp[0])
+		unlink(tmp);
+	/* The guest is left as it was: running again unless it was paused. */
+	if (paused && !was_paused) {
+		int u = hv_unpause(d);
+		if (u && !r) {
+			r = u;
+			snprintf(err, errlen, "saved, but %s did not resume: %s", d->uri, strerror(-u));
+		}
+	}
+	if (tp)
+		st->paused_ns = mono_ns() - tp;
+	st->ns = mono_ns() - t0;
+	if (s) {
+		codec_free(s->codec);
+		free(s->pages);
+		free(s->scratch);
+		free(s);
+	}
+	return r;
+}
+
+/* Restore: the sink creates the domain when the header arrives and applies
+ * everything to it; nothing runs until the whole stream checked out. */
+struct restorer {
+	const char *name;
+	const struct snapshot_opts *o;
+	struct hv_domain *d;
+	uint64_t done, total;
+	char *err;
+	size_t errlen;
+};
+
+static int r_header(void *ctx, const struct stream_info *i)
+{
+	struct restorer *rs = ctx;
+	char uri[128];
+	int r;
+
+	if (i->kind != STREAM_KIND_SNAPSHOT) {
+		snprintf(rs->err, rs->errlen, "not a snapshot (stream kind %u)", i->kind);
+		return -EINVAL;
+	}
+	snprintf(uri, sizeof uri, "%s:%s", i->backend, rs->name ? rs->name : i->name);
+	r = hv_create(uri, i->config, &rs->d);
+	if (r)
+		snprintf(rs->err, rs->errlen, "cannot create %s: %s", uri,
+			 r == -EEXIST ? "a domain of that name exists (use --name)" : strerror(-r));
+	rs->total = i->nr_frames;
+	return r;
+}
+
+static int r_base(void *ctx, uint64_t frame, void *page)
+{
+	struct restorer *rs = ctx;
+
+	return hv_read_pages(rs->d, &frame, 1, &page);
+}
+
+static int r_pages(void *ctx, const uint64_t *frames, void *const *pages, unsigned n)
+{
+	struct restorer *rs = ctx;
+	int r = hv_write_pages(rs->d, frames, n, (const void *const *)pages);
+
+	rs->done += n;
+	if (!r && rs->o->progress)
+		rs->o->progress(rs->o->progress_ctx, rs->done, rs->total);
+	return r;
+}
+
+/* A new domain is all zero already: a zero extent needs no work there. */
+static int r_zero(void *ctx, uint64_t first, uint64_t count)
+{
+	struct restorer *rs = ctx;
+
+	rs->done += count;
+	return 0;
+}
+
+static int r_context(void *ctx, const void *blob, size_t len)
+{
+	struct restorer *rs = ctx;
+
+	return hv_load_context(rs->d, blob, len);
+}
+
+int snapshot_restore(const char *path, const char *name, const struct snapshot_opts *o,
+		     struct hv_domain **out, struct snapshot_stats *st, char *err, size_t errlen)
+{
+	struct restorer rs = { .name = name, .o = o, .err = err, .errlen = errlen };
+	struct stream_sink sink = {
+		.ctx = &rs, .header = r_header, .base = r_base, .pages = r_pages,
+		.zero = r_zero, .context = r_context,
+	};
+	struct stream_read_stats rst;
+	struct xsource src;
+	uint64_t t0 = mono_ns();
+	char why[256] = "";
+	int fd, r;
+
+	memset(st, 0, sizeof *st);
+	err[0] = '\0';
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return r;
+	}
+	src = (struct xsource){ xsource_fd_read, &fd };
+	r = stream_read(&src, &sink, true, &rst, why, sizeof why);
+	close(fd);
+	if (!r && (r = o->paused ? hv_commit(rs.d) : hv_unpause(rs.d)))
+		snprintf(err, errlen, "restored, but %s: %s", o->paused ? "commit failed" : "the guest did not start",
+			 strerror(-r));
+	if (r) {
+		/* The sink's own message wins; else the reader's. */
+		if (!err[0])
+			snprintf(err, errlen, "%s: %s", path, why);
+		if (rs.d) {
+			/* Uncommitted: closing the handle discards the guest. */
+			hv_destroy(rs.d);
+			hv_close(rs.d);
+		}
+		return r;
+	}
+	st->bytes = rst.bytes;
+	memcpy(st->pages, rst.pages, sizeof st->pages);
+	st->zero_frames = rst.zero_frames;
+	st->ns = mono_ns() - t0;
+	*out = rs.d;
+	return 0;
+}

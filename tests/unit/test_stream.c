@@ -1,0 +1,379 @@
+/*
+ * test_stream.c — the ferry stream: round trips with every encoding, and a
+ * reader that refuses every corrupted or truncated variant of a real stream.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <endian.h>
+#include <stdio.h>
+
+#include "checkpoint/codec.h"
+#include "checkpoint/reader.h"
+#include "checkpoint/writer.h"
+#include "tests/unit/memio.h"
+
+#define PS 4096
+#define NR 256
+
+static uint64_t rng = 88172645463325252ULL;
+static uint64_t next(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+/* Pages of every kind: zero, random, text-like. */
+static void make_page(uint8_t *p, unsigned kind)
+{
+	switch (kind % 3) {
+	case 0:
+		memset(p, 0, PS);
+		break;
+	case 1:
+		for (size_t i = 0; i < PS; i += 8) {
+			uint64_t v = next();
+			memcpy(p + i, &v, 8);
+		}
+		break;
+	default:
+		for (size_t i = 0; i < PS; i++)
+			p[i] = "the quick brown fox jumps over the lazy dog "[(i + kind) % 44];
+	}
+}
+
+struct src_guest {
+	uint8_t ram[NR * PS];
+};
+
+/* Write the frames of g selected by every-k into a stream with codec options o. */
+static void write_stream(struct membuf *mb, const struct src_guest *g, const struct codec_opts *o,
+			 unsigned passes, void (*mutate)(struct src_guest *, unsigned),
+			 struct src_guest *live)
+{
+	struct stream_writer w;
+	struct xsink sink = { membuf_writev, mb };
+	struct codec *c;
+	uint8_t *scratch = malloc(STREAM_PAGES_MAX * codec_out_max(PS));
+	uint64_t frames[NR];
+	void *bufs[NR];
+	static const char ctx[] = "context-blob";
+
+	(void)g;
+	assert_int_equal(codec_new(o, PS, &c), 0);
+	assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_MIGRATION, PS, NR, "mvm", "t",
+					     "mem=1M vcpus=1 workload=idle"), 0);
+	for (unsigned pass = 0; pass < passes; pass++) {
+		if (pass && mutate)
+			mutate(live, pass);
+		for (unsigned f = 0; f < NR; f++) {
+			frames[f] = f;
+			bufs[f] = live->ram + f * PS;
+		}
+		for (unsigned f = 0; f < NR; f += STREAM_PAGES_MAX < NR ? STREAM_PAGES_MAX : NR)
+			assert_int_equal(stream_write_pages(&w, c, frames + f, bufs + f,
+							    NR - f < STREAM_PAGES_MAX ? NR - f
+										      : STREAM_PAGES_MAX,
+							    scratch), 0);
+	}
+	assert_int_equal(stream_write_zero_extent(&w, 10, 3), 0);
+	memset(live->ram + 10 * PS, 0, 3 * PS);
+	assert_int_equal(stream_write_context(&w, ctx, sizeof ctx), 0);
+	assert_int_equal(stream_write_end(&w), 0);
+	assert_int_equal(stream_write_end(&w), -EPIPE); /* nothing after END */
+	codec_free(c);
+	free(scratch);
+}
+
+static int read_stream(struct membuf *mb, struct memguest *g, struct stream_read_stats *st,
+		       char *err, size_t errlen)
+{
+	struct xsource src = { membuf_read, mb };
+	struct stream_sink sink = memguest_sink(g);
+
+	mb->pos = 0;
+	memset(g, 0, sizeof *g);
+	g->max_frames = 1 << 20;
+	return stream_read(&src, &sink, true, st, err, errlen);
+}
+
+static void fill_guest(struct src_guest *g)
+{
+	for (unsigned f = 0; f < NR; f++)
+		make_page(g->ram + f * PS, f);
+}
+
+/* Change one word of every third page. */
+static void touch(struct src_guest *g, unsigned pass)
+{
+	for (unsigned f = 0; f < NR; f += 3)
+		g->ram[f * PS + (pass * 8) % PS] ^= 0x5a;
+}
+
+/* Round trip with each encoding forced, and with the automatic choice: the
+ * restored RAM equals the source byte for byte, and the encoding asked for
+ * is the one that travelled. */
+static void test_roundtrip_each_encoding(void **state)
+{
+	static struct src_guest g;
+	static const int forced[] = { -1, STREAM_ENC_RAW, STREAM_ENC_LZ4, STREAM_ENC_DELTA,
+				      STREAM_ENC_ZERO };
+	(void)state;
+	for (size_t k = 0; k < sizeof forced / sizeof forced[0]; k++) {
+		struct codec_opts o;
+		struct membuf mb = { 0 };
+		struct memguest out;
+		struct stream_read_stats st;
+		char err[256];
+		unsigned passes = forced[k] == STREAM_ENC_DELTA || forced[k] == -1 ? 3 : 1;
+
+		fill_guest(&g);
+		codec_opts_default(&o);
+		o.force = forced[k];
+		write_stream(&mb, &g, &o, passes, touch, &g);
+		assert_int_equal(read_stream(&mb, &out, &st, err, sizeof err), 0);
+		assert_true(out.ended);
+		assert_memory_equal(out.ram, g.ram, NR * PS);
+		assert_int_equal(out.ctx_len, 13);
+		switch (forced[k]) {
+		case STREAM_ENC_RAW:
+			assert_int_equal(st.pages[STREAM_ENC_RAW], NR);
+			break;
+		case STREAM_ENC_LZ4:
+			assert_int_equal(st.pages[STREAM_ENC_LZ4], NR);
+			break;
+		case STREAM_ENC_DELTA: /* first pass has no base: RAW, then deltas */
+			assert_int_equal(st.pages[STREAM_ENC_DELTA], 2 * NR);
+			break;
+		case STREAM_ENC_ZERO: /* the zero pages; the rest falls back to RAW */
+			assert_int_equal(st.pages[STREAM_ENC_ZERO], (NR + 2) / 3);
+			break;
+		default: /* automatic: every kind shows up, and the stream is small */
+			assert_true(st.pages[STREAM_ENC_ZERO] > 0 && st.pages[STREAM_ENC_LZ4] > 0 &&
+				    st.pages[STREAM_ENC_RAW] > 0 && st.pages[STREAM_ENC_DELTA] > 0);
+			assert_true(mb.len < 3 * NR * PS / 3);
+		}
+		memguest_free(&out);
+		free(mb.p);
+	}
+}
+
+/* Random page sets, random batch splits, automatic encoding. */
+static void test_roundtrip_random_sets(void **state)
+{
+	static struct src_guest g;
+
+	(void)state;
+	for (unsigned round = 0; round < 20; round++) {
+		struct stream_writer w;
+		struct membuf mb = { 0 };
+		struct xsink sink = { membuf_writev, &mb };
+		struct memguest out;
+		struct codec *c;
+		struct codec_opts o;
+		static uint8_t want[NR * PS];
+		uint8_t *scratch = malloc(STREAM_PAGES_MAX * codec_out_max(PS));
+		char err[256];
+
+		memset(want, 0, sizeof want);
+		codec_opts_default(&o);
+		assert_int_equal(codec_new(&o, PS, &c), 0);
+		assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_MIGRATION, PS, NR, "mvm",
+						     "r", NULL), 0);
+		for (unsigned it = 0; it < 4; it++) {
+			uint64_t frames[NR];
+			void *bufs[NR];
+			unsigned n = 0;
+
+			for (unsigned f = 0; f < NR; f++) {
+				if (next() % 3)
+					continue;
+				make_page(g.ram + f * PS, (unsigned)next());
+				memcpy(want + f * PS, g.ram + f * PS, PS);
+				frames[n] = f;
+				bufs[n++] = g.ram + f * PS;
+			}
+			for (unsigned i = 0; i < n;) {
+				unsigned k = 1 + (unsigned)(next() % 40);
+				if (k > n - i)
+					k = n - i;
+				assert_int_equal(stream_write_pages(&w, c, frames + i, bufs + i, k, scratch), 0);
+				i += k;
+			}
+		}
+		assert_int_equal(stream_write_end(&w), 0);
+		assert_int_equal(read_stream(&mb, &out, NULL, err, sizeof err), 0);
+		assert_memory_equal(out.ram, want, NR * PS);
+		memguest_free(&out);
+		codec_free(c);
+		free(scratch);
+		free(mb.p);
+	}
+}
+
+/* A small real stream (header, pages of each kind, an extent, a context,
+ * END): every byte corrupted, and every truncation, is refused. */
+static void test_every_byte_and_cut(void **state)
+{
+	static struct src_guest g;
+	struct membuf mb = { 0 };
+	struct codec_opts o;
+	struct memguest out;
+	char err[256];
+	size_t refused = 0;
+
+	(void)state;
+	fill_guest(&g);
+	codec_opts_default(&o);
+	/* 12 pages only: a stream of a few KiB. */
+	{
+		struct stream_writer w;
+		struct xsink sink = { membuf_writev, &mb };
+		struct codec *c;
+		uint8_t *scratch = malloc(STREAM_PAGES_MAX * codec_out_max(PS));
+		uint64_t frames[4] = { 3, 4, 5, 9 };
+		void *bufs[4] = { g.ram + 3 * PS, g.ram + 4 * PS, g.ram + 5 * PS, g.ram + 9 * PS };
+
+		assert_int_equal(codec_new(&o, PS, &c), 0);
+		assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_SNAPSHOT, PS, 16, "mvm",
+						     "small", "mem=64K vcpus=1 workload=idle"), 0);
+		assert_int_equal(stream_write_pages(&w, c, frames, bufs, 4, scratch), 0);
+		assert_int_equal(stream_write_zero_extent(&w, 10, 6), 0);
+		assert_int_equal(stream_write_context(&w, "ctx", 3), 0);
+		assert_int_equal(stream_write_end(&w), 0);
+		codec_free(c);
+		free(scratch);
+	}
+	assert_int_equal(read_stream(&mb, &out, NULL, err, sizeof err), 0);
+	memguest_free(&out);
+
+	for (size_t i = 0; i < mb.len; i++) {
+		for (unsigned bit = 0; bit < 8; bit += 3) {
+			mb.p[i] ^= (uint8_t)(1u << bit);
+			int r = read_stream(&mb, &out, NULL, err, sizeof err);
+			mb.p[i] ^= (uint8_t)(1u << bit);
+			if (r == 0)
+				fail_msg("flipping bit %u of byte %zu was not detected", bit, i);
+			assert_true(err[0] != '\0');
+			memguest_free(&out);
+			refused++;
+		}
+	}
+	for (size_t cut = 0; cut < mb.len; cut++) {
+		size_t len = mb.len;
+		mb.len = cut;
+		int r = read_stream(&mb, &out, NULL, err, sizeof err);
+		mb.len = len;
+		if (r == 0)
+			fail_msg("a stream cut at byte %zu of %zu was accepted", cut, len);
+		memguest_free(&out);
+		refused++;
+	}
+	/* Data after END. */
+	{
+		uint8_t extra = 0;
+		struct iovec v = { &extra, 1 };
+		assert_int_equal(membuf_writev(&mb, &v, 1), 0);
+		assert_int_not_equal(read_stream(&mb, &out, NULL, err, sizeof err), 0);
+		assert_non_null(strstr(err, "after the END"));
+		memguest_free(&out);
+	}
+	assert_true(refused > 8 * 1000);
+	free(mb.p);
+}
+
+/* A newer minor version's optional record is skipped; an unknown mandatory
+ * one is refused with a clear message. */
+static void test_unknown_records(void **state)
+{
+	for (int optional = 1; optional >= 0; optional--) {
+		struct stream_writer w;
+		struct membuf mb = { 0 };
+		struct xsink sink = { membuf_writev, &mb };
+		struct memguest out;
+		struct stream_read_stats st;
+		char err[256], body[100];
+		struct iovec b = { body, optional ? sizeof body : 0 };
+		int r;
+
+		(void)state;
+		memset(body, 0x11, sizeof body);
+		assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_SNAPSHOT, PS, 4, "mvm", "u",
+						     NULL), 0);
+		assert_int_equal(stream_write_record(&w, 77, optional ? STREAM_REC_OPTIONAL : 0, &b, 1), 0);
+		assert_int_equal(stream_write_end(&w), 0);
+		r = read_stream(&mb, &out, &st, err, sizeof err);
+		if (optional) {
+			assert_int_equal(r, 0);
+			assert_int_equal(st.skipped, 1);
+		} else {
+			assert_int_equal(r, -EOPNOTSUPP);
+			assert_non_null(strstr(err, "unknown mandatory record type 77"));
+		}
+		memguest_free(&out);
+		free(mb.p);
+	}
+}
+
+/* Header checks: another major version, a second HEADER, a missing HEADER. */
+static void test_header_rules(void **state)
+{
+	struct membuf mb = { 0 };
+	struct xsink sink = { membuf_writev, &mb };
+	struct stream_writer w;
+	struct memguest out;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_SNAPSHOT, PS, 4, "mvm", "h", NULL), 0);
+	assert_int_equal(stream_write_end(&w), 0);
+	/* major version 2: bytes 8+16 = major (after magic and record header) */
+	mb.p[STREAM_MAGIC_LEN + 16] = 2;
+	assert_int_not_equal(read_stream(&mb, &out, NULL, err, sizeof err), 0);
+	memguest_free(&out);
+	free(mb.p);
+	/* no magic */
+	mb = (struct membuf){ 0 };
+	assert_int_equal(membuf_writev(&mb, &(struct iovec){ "NOTFERRY", 8 }, 1), 0);
+	assert_int_equal(read_stream(&mb, &out, NULL, err, sizeof err), -EBADMSG);
+	assert_non_null(strstr(err, "not a ferry stream"));
+	free(mb.p);
+}
+
+/* A write error is sticky and reported. */
+static void test_writer_errors(void **state)
+{
+	struct membuf mb = { .fail_after = 200 };
+	struct xsink sink = { membuf_writev, &mb };
+	struct stream_writer w;
+	uint8_t page[PS] = { 1 };
+	uint64_t f = 0, big = 99;
+	void *b = page;
+
+	(void)state;
+	assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_SNAPSHOT, PS, 4, "mvm", "e", NULL), 0);
+	assert_int_equal(stream_write_pages(&w, NULL, &f, &b, 1, NULL), -ENOSPC);
+	assert_int_equal(stream_write_end(&w), -ENOSPC);
+	free(mb.p);
+	mb = (struct membuf){ 0 };
+	assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_SNAPSHOT, PS, 4, "mvm", "e", NULL), 0);
+	assert_int_equal(stream_write_pages(&w, NULL, &big, &b, 1, NULL), -ERANGE);
+	free(mb.p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_roundtrip_each_encoding),
+		cmocka_unit_test(test_roundtrip_random_sets),
+		cmocka_unit_test(test_every_byte_and_cut),
+		cmocka_unit_test(test_unknown_records),
+		cmocka_unit_test(test_header_rules),
+		cmocka_unit_test(test_writer_errors),
+	};
+	return cmocka_run_group_tests_name("stream", tests, NULL, NULL);
+}
