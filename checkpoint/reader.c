@@ -66,6 +66,8 @@ static int grow(struct rd *r, size_t len)
 {
 	char *b;
 
+	if (len < 64)
+		len = 64; /* never a NULL buffer, even for an empty body */
 	if (len <= r->buflen)
 		return 0;
 	b = realloc(r->buf, len);
@@ -128,7 +130,12 @@ static int do_header(struct rd *r, const char *b, uint64_t len)
 		if (!r->pagebuf)
 			return fail(r, -ENOMEM, "no memory for page buffers");
 	}
-	return r->sink->header ? r->sink->header(r->sink->ctx, i) : 0;
+	if (r->sink->header) {
+		int e = r->sink->header(r->sink->ctx, i);
+		if (e)
+			return fail(r, e, "refused by the receiver: %s", strerror(-e));
+	}
+	return 0;
 }
 
 /* Validate a whole PAGES body, decode every page, then hand them over. */
