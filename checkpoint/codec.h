@@ -17,7 +17,9 @@
  *   DELTA (3)  the XOR of the page against the receiver's current version of
  *              the same frame (the last version the sender sent of it; a frame
  *              last sent ZERO, or as a zero extent, is the zero page),
- *              run-length coded as below.
+ *              run-length coded as below. The encoder knows only what went
+ *              through codec_encode: a frame sent any other way (a zero
+ *              extent, a raw copy) must be codec_forget-ed first.
  *
  * DELTA format. The page is seen as W = page_size / 8 words of 8 bytes (word
  * k is bytes [8k, 8k + 8) of the page). The data is a sequence of runs; each
@@ -39,18 +41,20 @@
  * An unchanged page is the single run (skip W, copy 0) when W <= 65535. The
  * encoder emits each maximal stretch of changed words as one run (split every
  * 65535 words, and a skip above 65535 as runs of (65535, 0)), ends with a
- * (skip, 0) run for an unchanged tail, and never emits XOR words that are
- * zero except where a stretch is split; a decoder must not rely on any of
- * that. A one-word change in a 4 KiB page is 16 bytes: (k, 1), the word,
- * (511 - k, 0).
+ * (skip, 0) run for an unchanged tail, and never emits a zero XOR word;
+ * a decoder must not rely on any of that. A one-word change in a 4 KiB page
+ * is 16 bytes: (k, 1), the word, (511 - k, 0).
  *
  * Choice: the smallest of the encodings tried wins (RAW on a tie); ZERO
- * whenever the page is zero. An incompressible page costs a zero test, an LZ4
- * probe of its first and last CODEC_PROBE bytes, and a memcpy (plus a copy
- * into the delta cache when delta is on). DELTA is tried only when the cache
- * holds the frame's last version and a sample of words says the page did not
- * change almost everywhere; LZ4 is skipped when the best so far is at most
- * page_size / 256 bytes, which no LZ4 block of a whole page can beat.
+ * whenever the page is zero. An incompressible page costs a zero test, a
+ * 64-byte sample (LZ4 is not tried when the sample holds CODEC_LZ4_DISTINCT
+ * or more distinct byte values, as random bytes do) and a memcpy, plus a copy
+ * into the delta cache when delta is on. DELTA is tried only when the cache
+ * holds the frame's last version and at most 7/8 of a 32-word sample changed;
+ * it stops once it is no smaller than RAW. LZ4 is then tried with room for
+ * one byte less than the best so far (it stops when it overflows), and not at
+ * all when the best is at most page_size / 256 bytes, which no LZ4 block of a
+ * whole page can beat.
  *
  * Threads: a struct codec belongs to one thread at a time. Its delta cache is
  * per codec, so a frame must always be encoded by the same codec (or be
@@ -69,8 +73,8 @@
 #define CODEC_PAGE_MIN 8u          /* page_size: a multiple of 8 in [MIN, MAX] */
 #define CODEC_PAGE_MAX (1u << 30)
 #define CODEC_CACHE_MAX (1u << 28) /* most delta cache pages */
-#define CODEC_PROBE 256u           /* bytes of each LZ4 probe */
-#define CODEC_PROBE_ACCEL 4        /* LZ4 acceleration of the probes */
+#define CODEC_LZ4_DISTINCT 50u     /* LZ4 skipped at this many distinct byte values
+				    * in a 64-byte sample */
 #define CODEC_DELTA_HDR 4u         /* bytes of a DELTA run header */
 
 struct codec_opts {
@@ -135,7 +139,7 @@ struct codec_stats {
 	uint64_t pages[STREAM_ENC_MAX];
 	uint64_t bytes_out[STREAM_ENC_MAX];
 	uint64_t bytes_in;         /* page bytes encoded */
-	uint64_t lz4_probe_skips;  /* full LZ4 skipped: the probes did not shrink */
+	uint64_t lz4_skips;        /* LZ4 skipped: the byte sample looked random */
 	uint64_t delta_misses;     /* no cached version (DELTA not possible) */
 	uint64_t delta_skips;      /* cached, but the sample said "changed everywhere" */
 	uint64_t delta_aborts;     /* tried, stopped once larger than the best so far */
@@ -144,8 +148,9 @@ struct codec_stats {
 const struct codec_stats *codec_stats(const struct codec *c);
 void codec_stats_reset(struct codec *c);
 
-/* Whether len bytes at page are all zero: 32 bytes at a time (SIMD where the
- * compiler has it), stops at the first non-zero block. Any alignment. */
+/* Whether len bytes at page are all zero: 256 bytes per step in 16-byte
+ * vectors (SSE2 on x86-64), stopping at the first non-zero step. Any
+ * alignment; reads at memory bandwidth (bench/codec). */
 bool codec_page_is_zero(const void *page, size_t len);
 
 #endif
