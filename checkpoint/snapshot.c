@@ -2,6 +2,7 @@
 #include "checkpoint/snapshot.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
@@ -274,13 +275,11 @@ out:
 	return r;
 }
 
-/* Restore: the sink creates the domain when the header arrives and applies
- * everything to it; nothing runs until the whole stream checked out. */
+/* Restore: the header creates the domain, the apply sink fills it; nothing
+ * runs until the whole stream checked out. */
 struct restorer {
+	struct apply_sink a; /* first: the sink's ctx is the restorer too */
 	const char *name;
-	const struct snapshot_opts *o;
-	struct hv_domain *d;
-	uint64_t done, total;
 	char *err;
 	size_t errlen;
 };
@@ -296,56 +295,21 @@ static int r_header(void *ctx, const struct stream_info *i)
 		return -EINVAL;
 	}
 	snprintf(uri, sizeof uri, "%s:%s", i->backend, rs->name ? rs->name : i->name);
-	r = hv_create(uri, i->config, &rs->d);
+	r = hv_create(uri, i->config, &rs->a.d);
 	if (r)
 		snprintf(rs->err, rs->errlen, "cannot create %s: %s", uri,
 			 r == -EEXIST ? "a domain of that name exists (use --name)" : strerror(-r));
-	rs->total = i->nr_frames;
+	rs->a.total = i->nr_frames;
 	return r;
-}
-
-static int r_base(void *ctx, uint64_t frame, void *page)
-{
-	struct restorer *rs = ctx;
-
-	return hv_read_pages(rs->d, &frame, 1, &page);
-}
-
-static int r_pages(void *ctx, const uint64_t *frames, void *const *pages, unsigned n)
-{
-	struct restorer *rs = ctx;
-	int r = hv_write_pages(rs->d, frames, n, (const void *const *)pages);
-
-	rs->done += n;
-	if (!r && rs->o->progress)
-		rs->o->progress(rs->o->progress_ctx, rs->done, rs->total);
-	return r;
-}
-
-/* A new domain is all zero already: a zero extent needs no work there. */
-static int r_zero(void *ctx, uint64_t first, uint64_t count)
-{
-	struct restorer *rs = ctx;
-
-	rs->done += count;
-	return 0;
-}
-
-static int r_context(void *ctx, const void *blob, size_t len)
-{
-	struct restorer *rs = ctx;
-
-	return hv_load_context(rs->d, blob, len);
 }
 
 int snapshot_restore(const char *path, const char *name, const struct snapshot_opts *o,
 		     struct hv_domain **out, struct snapshot_stats *st, char *err, size_t errlen)
 {
-	struct restorer rs = { .name = name, .o = o, .err = err, .errlen = errlen };
-	struct stream_sink sink = {
-		.ctx = &rs, .header = r_header, .base = r_base, .pages = r_pages,
-		.zero = r_zero, .context = r_context,
-	};
+	struct restorer rs = { .a = { .fresh = true, .progress = o->progress,
+				      .progress_ctx = o->progress_ctx },
+			       .name = name, .err = err, .errlen = errlen };
+	struct stream_sink sink = apply_sink(&rs.a);
 	struct stream_read_stats rst;
 	struct xsource src;
 	uint64_t t0 = mono_ns();
@@ -360,20 +324,22 @@ int snapshot_restore(const char *path, const char *name, const struct snapshot_o
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return r;
 	}
+	_Static_assert(offsetof(struct restorer, a) == 0, "the sink's ctx is the restorer");
+	sink.header = r_header;
 	src = (struct xsource){ xsource_fd_read, &fd };
 	r = stream_read(&src, &sink, true, &rst, why, sizeof why);
 	close(fd);
-	if (!r && (r = o->paused ? hv_commit(rs.d) : hv_unpause(rs.d)))
+	if (!r && (r = o->paused ? hv_commit(rs.a.d) : hv_unpause(rs.a.d)))
 		snprintf(err, errlen, "restored, but %s: %s", o->paused ? "commit failed" : "the guest did not start",
 			 strerror(-r));
 	if (r) {
 		/* The sink's own message wins; else the reader's. */
 		if (!err[0])
 			snprintf(err, errlen, "%s: %s", path, why);
-		if (rs.d) {
+		if (rs.a.d) {
 			/* Uncommitted: closing the handle discards the guest. */
-			hv_destroy(rs.d);
-			hv_close(rs.d);
+			hv_destroy(rs.a.d);
+			hv_close(rs.a.d);
 		}
 		return r;
 	}
@@ -381,6 +347,6 @@ int snapshot_restore(const char *path, const char *name, const struct snapshot_o
 	memcpy(st->pages, rst.pages, sizeof st->pages);
 	st->zero_frames = rst.zero_frames;
 	st->ns = mono_ns() - t0;
-	*out = rs.d;
+	*out = rs.a.d;
 	return 0;
 }

@@ -11,16 +11,14 @@
 
 #include "checkpoint/codec.h"
 #include "checkpoint/reader.h"
+#include "checkpoint/sink.h"
 #include "hv/hv.h"
-
-/* Called now and then with the work done so far (frames of all). */
-typedef void (*snapshot_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
 struct snapshot_opts {
 	bool keep_running;       /* save: leave the guest running; else stop it after the save */
 	bool paused;             /* restore: leave the new guest paused */
 	struct codec_opts codec;
-	snapshot_progress_fn progress;
+	stream_progress_fn progress;
 	void *progress_ctx;
 };
 

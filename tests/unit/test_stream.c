@@ -12,6 +12,7 @@
 
 #include "checkpoint/codec.h"
 #include "checkpoint/reader.h"
+#include "checkpoint/sink.h"
 #include "checkpoint/writer.h"
 #include "tests/unit/memio.h"
 
@@ -365,6 +366,129 @@ static void test_writer_errors(void **state)
 	free(mb.p);
 }
 
+/* Write all NR frames of g as PAGES records. */
+static void send_all(struct stream_writer *w, struct codec *c, struct src_guest *g, uint8_t *scratch)
+{
+	uint64_t frames[NR];
+	void *bufs[NR];
+
+	for (unsigned f = 0; f < NR; f++) {
+		frames[f] = f;
+		bufs[f] = g->ram + f * PS;
+	}
+	for (unsigned f = 0; f < NR; f += 128)
+		assert_int_equal(stream_write_pages(w, c, frames + f, bufs + f, 128, scratch), 0);
+}
+
+/* Replication epochs: each is applied only once its COMMIT has arrived; an
+ * epoch cut short leaves the last committed state, whole. */
+static void test_stage_epochs(void **state)
+{
+	static struct src_guest g, v1, v2;
+	struct codec_opts o;
+	uint8_t *scratch = malloc(STREAM_PAGES_MAX * codec_out_max(PS));
+
+	(void)state;
+	codec_opts_default(&o);
+	for (int complete = 0; complete <= 1; complete++) {
+		struct membuf mb = { 0 };
+		struct xsink sink = { membuf_writev, &mb };
+		struct stream_writer w;
+		struct codec *c;
+		struct memguest out;
+		struct stage_sink st;
+		struct stream_sink inner, outer;
+		struct xsource src = { membuf_read, &mb };
+		char err[256];
+		int r;
+
+		fill_guest(&g);
+		assert_int_equal(codec_new(&o, PS, &c), 0);
+		assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_REPLICATION, PS, NR, "mvm",
+						     "rep", NULL), 0);
+		send_all(&w, c, &g, scratch);
+		/* Epoch 1: a light change everywhere (deltas), a zero extent, a context. */
+		touch(&g, 1);
+		assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_BEGIN, 1), 0);
+		send_all(&w, c, &g, scratch);
+		assert_int_equal(stream_write_zero_extent(&w, 20, 4), 0);
+		memset(g.ram + 20 * PS, 0, 4 * PS);
+		for (unsigned f = 20; f < 24; f++)
+			codec_forget(c, f);
+		assert_int_equal(stream_write_context(&w, "c1", 2), 0);
+		assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_COMMIT, 1), 0);
+		v1 = g;
+		/* Epoch 2: another change; committed and ended only if complete. */
+		touch(&g, 2);
+		assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_BEGIN, 2), 0);
+		send_all(&w, c, &g, scratch);
+		assert_int_equal(stream_write_context(&w, "c2", 2), 0);
+		if (complete) {
+			assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_COMMIT, 2), 0);
+			assert_int_equal(stream_write_end(&w), 0);
+		}
+		v2 = g;
+		codec_free(c);
+
+		memset(&out, 0, sizeof out);
+		out.max_frames = NR;
+		inner = memguest_sink(&out);
+		outer = stage_sink(&st, inner);
+		r = stream_read(&src, &outer, true, NULL, err, sizeof err);
+		if (complete) {
+			assert_int_equal(r, 0);
+			assert_memory_equal(out.ram, v2.ram, NR * PS);
+			assert_memory_equal(out.ctx, "c2", 2);
+			assert_int_equal(st.committed, 2);
+		} else {
+			assert_int_equal(r, -EBADMSG); /* cut before epoch 2's COMMIT */
+			assert_memory_equal(out.ram, v1.ram, NR * PS);
+			assert_memory_equal(out.ctx, "c1", 2);
+			assert_int_equal(st.committed, 1);
+		}
+		stage_sink_free(&st);
+		memguest_free(&out);
+		free(mb.p);
+	}
+	free(scratch);
+}
+
+/* Epoch numbers must go up by one; END inside an epoch is refused. */
+static void test_stage_epoch_rules(void **state)
+{
+	static const uint64_t seqs[][3] = { { 1, 1, 3 }, { 5, 5, 6 } };
+
+	(void)state;
+	for (unsigned k = 0; k < 3; k++) {
+		struct membuf mb = { 0 };
+		struct xsink sink = { membuf_writev, &mb };
+		struct xsource src = { membuf_read, &mb };
+		struct stream_writer w;
+		struct memguest out = { .max_frames = 16 };
+		struct stage_sink st;
+		struct stream_sink outer;
+		char err[256];
+
+		assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_REPLICATION, PS, 16, "mvm",
+						     "rep", NULL), 0);
+		if (k < 2) {
+			assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_BEGIN, seqs[k][0]), 0);
+			assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_COMMIT, seqs[k][1]), 0);
+			assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_BEGIN, seqs[k][2]), 0);
+			if (k == 1) /* a good sequence, but END inside the epoch */
+				assert_int_equal(stream_write_end(&w), 0);
+		} else {
+			/* COMMIT without BEGIN */
+			assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_COMMIT, 1), 0);
+		}
+		outer = stage_sink(&st, memguest_sink(&out));
+		assert_int_equal(stream_read(&src, &outer, true, NULL, err, sizeof err), -EPROTO);
+		stage_sink_free(&st);
+		memguest_free(&out);
+		free(mb.p);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -374,6 +498,8 @@ int main(void)
 		cmocka_unit_test(test_unknown_records),
 		cmocka_unit_test(test_header_rules),
 		cmocka_unit_test(test_writer_errors),
+		cmocka_unit_test(test_stage_epochs),
+		cmocka_unit_test(test_stage_epoch_rules),
 	};
 	return cmocka_run_group_tests_name("stream", tests, NULL, NULL);
 }

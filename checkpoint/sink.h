@@ -1,0 +1,51 @@
+/*
+ * sink.h — where a stream reader's contents go (struct stream_sink):
+ *
+ *  - apply: straight into a domain, as they arrive (migration, restore);
+ *  - stage: hold each replication epoch (CKPT_BEGIN … CKPT_COMMIT) apart
+ *    and hand it to an inner sink only when its COMMIT has arrived, so that
+ *    an epoch cut short is never partly applied.
+ *
+ * A third kind, a file, is simply a stream_writer on a file descriptor.
+ */
+#ifndef FERRY_CHECKPOINT_SINK_H
+#define FERRY_CHECKPOINT_SINK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "checkpoint/reader.h"
+#include "hv/hv.h"
+
+/* Called now and then with the frames done so far of all. */
+typedef void (*stream_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+struct apply_sink {
+	struct hv_domain *d;
+	bool fresh;     /* the domain is all zero: zero extents need no work */
+	stream_progress_fn progress;
+	void *progress_ctx;
+	uint64_t done, total; /* frames applied (pages + extents) of nr_frames */
+};
+
+/* A stream_sink over a (the caller's) apply_sink. header is left NULL: the
+ * caller creates the domain; wrap it if it needs to. */
+struct stream_sink apply_sink(struct apply_sink *a);
+
+struct stage_sink {
+	struct stream_sink inner;
+	/* Private. */
+	bool in_epoch;
+	uint64_t epoch;     /* current, or last committed */
+	bool any_epoch;
+	uint64_t committed; /* epochs handed over */
+	struct staged *items;
+	size_t n, cap;
+	uint32_t page_size;
+};
+
+struct stream_sink stage_sink(struct stage_sink *s, struct stream_sink inner);
+/* Drop whatever is staged (an epoch that will never commit). */
+void stage_sink_free(struct stage_sink *s);
+
+#endif
