@@ -12,9 +12,11 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "checkpoint/snapshot.h"
+#include "common/util.h"
 
 static char dir[64];
 
@@ -234,6 +236,45 @@ static void test_restore_bad_file(void **state)
 	h_destroy(d);
 }
 
+/* The command line: ferry save / ferry restore, their exit codes and --json. */
+static void test_cli(void **state)
+{
+	struct hv_domain *d = h_launch("cli", "mem=16M vcpus=1 workload=fill:ws=2M", false), *r;
+	char ferry[600], cmd[1400], out[512];
+	const char *mvm = getenv("FERRY_MVM");
+	struct hv_info info;
+	FILE *p;
+
+	(void)state;
+	assert_non_null(mvm);
+	snprintf(ferry, sizeof ferry, "%.*s/ferry --run-dir %s", (int)(strrchr(mvm, '/') - mvm),
+		 mvm, ferry_run_dir());
+	h_wait_halted(d, 10000);
+	hv_close(d); /* the CLI opens it itself */
+	snprintf(cmd, sizeof cmd, "%s save --json mvm:cli %s", ferry, path("cli.snap"));
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_non_null(fgets(out, sizeof out, p));
+	assert_int_equal(pclose(p), 0);
+	assert_non_null(strstr(out, "\"saved\":\"mvm:cli\""));
+	assert_int_equal(hv_open("mvm:cli", &r), -ENOENT); /* stopped after the save */
+	snprintf(cmd, sizeof cmd, "%s restore --name cli2 %s >/dev/null", ferry, path("cli.snap"));
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(hv_open("mvm:cli2", &r), 0);
+	assert_int_equal(hv_info(r, &info), 0);
+	h_track_pid(info.pid);
+	verify_ok(r);
+	h_destroy(r);
+	/* Not a snapshot: exit status 1 and a reason. */
+	snprintf(cmd, sizeof cmd, "%s restore %s 2>&1", ferry, "/etc/hostname");
+	p = popen(cmd, "r");
+	assert_non_null(fgets(out, sizeof out, p));
+	assert_int_equal(WEXITSTATUS(pclose(p)), 1);
+	assert_non_null(strstr(out, "not a ferry stream"));
+	snprintf(cmd, sizeof cmd, "%s save mvm:nobody %s 2>/dev/null", ferry, path("x.snap"));
+	assert_int_equal(WEXITSTATUS(system(cmd)), 1);
+}
+
 static int setup(void **state)
 {
 	snprintf(dir, sizeof dir, "/tmp/ferry-snap.XXXXXX");
@@ -259,6 +300,7 @@ int main(void)
 		cmocka_unit_test(test_file_sizes),
 		cmocka_unit_test(test_save_write_error),
 		cmocka_unit_test(test_restore_bad_file),
+		cmocka_unit_test(test_cli),
 	};
 	return cmocka_run_group_tests_name("snapshot", tests, setup, teardown);
 }

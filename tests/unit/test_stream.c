@@ -9,6 +9,8 @@
 #include <cmocka.h>
 #include <endian.h>
 #include <stdio.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 #include "checkpoint/codec.h"
 #include "checkpoint/reader.h"
@@ -307,7 +309,21 @@ static void test_unknown_records(void **state)
 						     NULL), 0);
 		assert_int_equal(stream_write_record(&w, 77, optional ? STREAM_REC_OPTIONAL : 0, &b, 1), 0);
 		assert_int_equal(stream_write_end(&w), 0);
+		/* Make it a stream of a newer minor version, 1.7: patch the
+		 * HEADER and give it its checksum back. */
+		{
+			size_t h = STREAM_MAGIC_LEN, hb = 120, tr = h + 16 + hb;
+			uint64_t sum;
+			XXH3_state_t xs;
+
+			mb.p[h + 16 + 2] = 7;
+			XXH3_64bits_reset(&xs);
+			XXH3_64bits_update(&xs, mb.p + h, 16 + hb + 8);
+			sum = htole64(XXH3_64bits_digest(&xs));
+			memcpy(mb.p + tr + 8, &sum, 8);
+		}
 		r = read_stream(&mb, &out, &st, err, sizeof err);
+		assert_int_equal(out.info.minor, 7);
 		if (optional) {
 			assert_int_equal(r, 0);
 			assert_int_equal(st.skipped, 1);
