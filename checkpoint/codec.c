@@ -556,8 +556,8 @@ static bool lz4_promising(const uint8_t *page, size_t ps)
  * once no smaller than RAW), LZ4 (when the sample is not random, with room for
  * less than the best so far), else RAW. Then the cache learns the page.
  */
-enum stream_enc codec_encode(struct codec *c, uint64_t frame, const void *page, void *out,
-			     uint32_t *len)
+static enum stream_enc encode(struct codec *c, uint64_t frame, const void *page, void *out,
+			      uint32_t *len, bool copy_raw)
 {
 	const uint8_t *p = page, *old = NULL;
 	size_t ps = c->page_size, best = ps, n;
@@ -626,7 +626,8 @@ enum stream_enc codec_encode(struct codec *c, uint64_t frame, const void *page, 
 	}
 raw:
 	if (enc == STREAM_ENC_RAW) {
-		memcpy(out, p, ps);
+		if (copy_raw)
+			memcpy(out, p, ps);
 		best = ps;
 	}
 done:
@@ -637,6 +638,21 @@ done:
 	c->st.bytes_in += ps;
 	*len = (uint32_t)best;
 	return enc;
+}
+
+enum stream_enc codec_encode(struct codec *c, uint64_t frame, const void *page, void *out,
+			     uint32_t *len)
+{
+	return encode(c, frame, page, out, len, true);
+}
+
+enum stream_enc codec_encode_ref(struct codec *c, uint64_t frame, const void *page, void *out,
+				 uint32_t *len, const void **data)
+{
+	enum stream_enc e = encode(c, frame, page, out, len, false);
+
+	*data = e == STREAM_ENC_RAW ? page : out;
+	return e;
 }
 
 /* Check the length for the encoding, then decode; see codec.h. */

@@ -115,6 +115,12 @@ size_t codec_out_max(uint32_t page_size);
 enum stream_enc codec_encode(struct codec *c, uint64_t frame, const void *page, void *out,
 			     uint32_t *len);
 
+/* As codec_encode, but a RAW page is not copied: *data points at the page
+ * itself for RAW, at out otherwise. What a writer that sends page buffers
+ * by reference uses, so an incompressible page costs no copy at all. */
+enum stream_enc codec_encode_ref(struct codec *c, uint64_t frame, const void *page, void *out,
+				 uint32_t *len, const void **data);
+
 /* Forget frame's cached version (it was discarded, or sent by other means,
  * e.g. in a zero extent). */
 void codec_forget(struct codec *c, uint64_t frame);

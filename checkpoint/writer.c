@@ -111,18 +111,17 @@ int stream_write_pages(struct stream_writer *w, struct codec *codec, const uint6
 	body[k++] = (struct iovec){ ents, n * sizeof ents[0] };
 	for (unsigned i = 0; i < n; i++) {
 		uint32_t enc = STREAM_ENC_RAW, len = w->page_size;
-		void *data = pages[i];
+		const void *data = pages[i];
 
 		if (frames[i] >= w->nr_frames)
 			return w->error = -ERANGE;
-		if (codec) {
-			data = (char *)scratch + i * omax;
-			enc = codec_encode(codec, frames[i], pages[i], data, &len);
-		}
+		if (codec)
+			enc = codec_encode_ref(codec, frames[i], pages[i], (char *)scratch + i * omax,
+					       &len, &data);
 		ents[i] = (struct stream_page){ .frame = htole64(frames[i]), .encoding = htole32(enc),
 						.data_len = htole32(len) };
 		if (len)
-			body[k++] = (struct iovec){ data, len };
+			body[k++] = (struct iovec){ (void *)data, len };
 	}
 	r = stream_write_record(w, STREAM_REC_PAGES, 0, body, k);
 	if (r == 0)
