@@ -4,9 +4,9 @@
  *  - apply: straight into a domain, as they arrive (migration, restore);
  *  - stage: hold each replication epoch (CKPT_BEGIN … CKPT_COMMIT) apart
  *    and hand it to an inner sink only when its COMMIT has arrived, so that
- *    an epoch cut short is never partly applied.
- *
- * A third kind, a file, is simply a stream_writer on a file descriptor.
+ *    an epoch cut short is never partly applied;
+ *  - file: write what arrives as a new stream (e.g. an incoming guest kept
+ *    as a snapshot), re-encoded by its own codec.
  */
 #ifndef FERRY_CHECKPOINT_SINK_H
 #define FERRY_CHECKPOINT_SINK_H
@@ -47,5 +47,20 @@ struct stage_sink {
 struct stream_sink stage_sink(struct stage_sink *s, struct stream_sink inner);
 /* Drop whatever is staged (an epoch that will never commit). */
 void stage_sink_free(struct stage_sink *s);
+
+struct codec;
+struct stream_writer;
+
+struct file_sink {
+	struct stream_writer *w; /* not yet started: the header starts it */
+	struct xsink out;
+	uint32_t kind;           /* of the stream written (STREAM_KIND_SNAPSHOT) */
+	struct codec *codec;     /* NULL: pages go raw */
+	void *scratch;           /* STREAM_PAGES_MAX * codec_out_max(page_size) */
+};
+
+/* A stream_sink that writes into f->w. It cannot supply delta bases, so a
+ * stream with DELTA pages is refused (a snapshot never has them). */
+struct stream_sink file_sink(struct file_sink *f);
 
 #endif
