@@ -76,50 +76,9 @@ struct rec {
 static uint8_t *src_a, *src_b, *dst, *out;
 static struct rec *recs;
 
+#include "tests/pagegen.h"
+
 /* ---- helpers ------------------------------------------------------------- */
-
-static uint64_t rng = 0x2545f4914f6cdd1dULL;
-
-static uint64_t rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
-
-static void fill_random(uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i + 8 <= n; i += 8) {
-		uint64_t v = rnd();
-
-		memcpy(p + i, &v, 8);
-	}
-}
-
-/* Log lines with varying numbers: LZ4 makes ~45 % of them. */
-static void fill_text(uint8_t *p, size_t n)
-{
-	static const char *lv[] = { "INFO", "WARN", "DEBUG", "ERROR" };
-	static const char *path[] = { "/api/v1/items", "/api/v1/users", "/static/app.js",
-				      "/healthz", "/api/v2/orders" };
-	char line[256];
-	size_t i = 0;
-
-	while (i < n) {
-		int l = snprintf(line, sizeof line,
-				 "2024-05-%02u %02u:%02u:%02u.%03u %s worker-%u request id=%u "
-				 "path=%s status=%u bytes=%u\n",
-				 (unsigned)(1 + rnd() % 28), (unsigned)(rnd() % 24),
-				 (unsigned)(rnd() % 60), (unsigned)(rnd() % 60),
-				 (unsigned)(rnd() % 1000), lv[rnd() % 4], (unsigned)(rnd() % 8),
-				 (unsigned)(rnd() % 1000000), path[rnd() % 5],
-				 rnd() % 5 ? 200u : 404u, (unsigned)(rnd() % 65536));
-
-		for (int k = 0; k < l && i < n; k++)
-			p[i++] = (uint8_t)line[k];
-	}
-}
 
 static void *big_alloc(size_t len)
 {

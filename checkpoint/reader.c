@@ -78,6 +78,19 @@ static int grow(struct rd *r, size_t len)
 	return 0;
 }
 
+/* A non-empty string of at most n - 1 bytes, NUL-padded to n. */
+static bool padded_string(const char *s, size_t n)
+{
+	size_t len = strnlen(s, n);
+
+	if (len == 0 || len == n)
+		return false;
+	for (size_t k = len; k < n; k++)
+		if (s[k])
+			return false;
+	return true;
+}
+
 static int do_header(struct rd *r, const char *b, uint64_t len)
 {
 	struct stream_header h;
@@ -106,18 +119,12 @@ static int do_header(struct rd *r, const char *b, uint64_t len)
 		return fail(r, -EBADMSG, "config of %u bytes in a header of %" PRIu64, clen, len);
 	if (h.reserved[0] || h.reserved[1])
 		return fail(r, -EBADMSG, "reserved header fields are set");
-	if (memchr(h.backend, 0, sizeof h.backend) == NULL || !h.backend[0])
-		return fail(r, -EBADMSG, "backend name is not a NUL-terminated string");
-	for (size_t k = strlen(h.backend); k < sizeof h.backend; k++)
-		if (h.backend[k])
-			return fail(r, -EBADMSG, "backend name padding is not zero");
+	if (!padded_string(h.backend, sizeof h.backend))
+		return fail(r, -EBADMSG, "backend name is not a NUL-padded string");
+	if (!padded_string(h.name, sizeof h.name))
+		return fail(r, -EBADMSG, "domain name is not a NUL-padded string");
 	memcpy(i->backend, h.backend, sizeof h.backend);
 	i->backend[sizeof h.backend] = '\0';
-	if (memchr(h.name, 0, sizeof h.name) == NULL || !h.name[0])
-		return fail(r, -EBADMSG, "domain name is not a NUL-terminated string");
-	for (size_t k = strlen(h.name); k < sizeof h.name; k++)
-		if (h.name[k])
-			return fail(r, -EBADMSG, "domain name padding is not zero");
 	memcpy(i->name, h.name, sizeof h.name);
 	i->name[sizeof h.name] = '\0';
 	memcpy(i->config, b + sizeof h, clen);

@@ -22,50 +22,10 @@
 #include "checkpoint/codec.h"
 
 #define PS 4096u
+#include "tests/pagegen.h"
+
 #define GUARD 64u
 #define CANARY 0xa5
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
-
-static uint64_t rnd(void)
-{
-	uint64_t x = rng_state;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return rng_state = x;
-}
-
-static void fill_random(uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = (uint8_t)rnd();
-}
-
-/* Text-like: log lines with varying numbers (LZ4 makes ~45 % of them). */
-static void fill_text(uint8_t *p, size_t n)
-{
-	static const char *lv[] = { "INFO", "WARN", "DEBUG", "ERROR" };
-	static const char *path[] = { "/api/v1/items", "/api/v1/users", "/static/app.js",
-				      "/healthz", "/api/v2/orders" };
-	char line[256];
-	size_t i = 0;
-
-	while (i < n) {
-		int l = snprintf(line, sizeof line,
-				 "2024-05-%02u %02u:%02u:%02u.%03u %s worker-%u request id=%u "
-				 "path=%s status=%u bytes=%u\n",
-				 (unsigned)(1 + rnd() % 28), (unsigned)(rnd() % 24),
-				 (unsigned)(rnd() % 60), (unsigned)(rnd() % 60),
-				 (unsigned)(rnd() % 1000), lv[rnd() % 4], (unsigned)(rnd() % 8),
-				 (unsigned)(rnd() % 1000000), path[rnd() % 5],
-				 rnd() % 5 ? 200u : 404u, (unsigned)(rnd() % 65536));
-
-		for (int k = 0; k < l && i < n; k++)
-			p[i++] = (uint8_t)line[k];
-	}
-}
 
 /* Change k random 8-byte words of a page of ps bytes (each to a new value). */
 static void change_words(uint8_t *p, size_t ps, unsigned k)
