@@ -29,7 +29,6 @@
 #include "common/mtime.h"
 #include "common/util.h"
 
-#define MAX_REPS 1000
 
 static const char help[] =
 	"usage: codec [--mib N] [--reps N] [--quick]\n"
@@ -77,6 +76,7 @@ static uint8_t *src_a, *src_b, *dst, *out;
 static struct rec *recs;
 
 #include "tests/pagegen.h"
+#include "bench/stats.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -92,29 +92,6 @@ static void *big_alloc(size_t len)
 	return p;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-struct stats {
-	double med, min, max;
-};
-
-static struct stats stats_of(const double *v, unsigned n)
-{
-	double s[MAX_REPS];
-	struct stats st;
-
-	memcpy(s, v, n * sizeof *v);
-	qsort(s, n, sizeof *s, cmp_double);
-	st.min = s[0];
-	st.max = s[n - 1];
-	st.med = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-	return st;
-}
 
 static double gbps(uint64_t ns)
 {

@@ -44,6 +44,7 @@
 #include "hv/hv.h"
 #include "hv/mvm.h"
 #include "hv/pagemap.h"
+#include "bench/stats.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -51,7 +52,6 @@
 
 #define WP_PAGES 16384      /* pages written by the write-cost case */
 #define MAX_SIZES 16
-#define MAX_REPS 1000
 #define VIA_MIB 1024        /* guest size of the ferry-mvm cases */
 #define FILL_TIMEOUT_NS (300 * NSEC_PER_SEC)
 
@@ -77,31 +77,6 @@ static size_t page_size;
 
 /* ---- statistics and output ---------------------------------------------- */
 
-struct stats {
-	double med, min, max;
-};
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* Median, minimum and maximum of v[0..n) (sorts a copy; no libm). */
-static struct stats stats_of(const double *v, unsigned n)
-{
-	double s[MAX_REPS];
-	struct stats st = { 0, 0, 0 };
-
-	if (n == 0)
-		return st;
-	memcpy(s, v, n * sizeof *v);
-	qsort(s, n, sizeof *s, cmp_double);
-	st.min = s[0];
-	st.max = s[n - 1];
-	st.med = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-	return st;
-}
 
 /* One JSON object, built up field by field and printed as one line. */
 struct jline {
