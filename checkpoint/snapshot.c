@@ -12,113 +12,19 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint/send.h"
 #include "checkpoint/writer.h"
 #include "common/bitmap.h"
 #include "common/log.h"
 #include "common/mtime.h"
 
-#define BATCH STREAM_PAGES_MAX
-
-/* Save state: one pass over all frames, in order. */
+/* Save state. */
 struct saver {
 	struct hv_domain *d;
 	struct stream_writer w;
 	struct codec *codec;
-	uint32_t ps;
-	uint64_t zfirst, zcount;  /* pending run of zero frames */
-	uint64_t frames[BATCH];   /* pending non-zero pages */
-	void *bufs[BATCH];
-	unsigned n;
-	uint8_t *pages, *scratch;
+	struct page_sender ps;
 };
-
-static int flush_zero(struct saver *s)
-{
-	int r = 0;
-
-	if (s->zcount)
-		r = stream_write_zero_extent(&s->w, s->zfirst, s->zcount);
-	s->zcount = 0;
-	return r;
-}
-
-static int flush_pages(struct saver *s)
-{
-	int r = 0;
-
-	if (s->n)
-		r = stream_write_pages(&s->w, s->codec, s->frames, s->bufs, s->n, s->scratch);
-	s->n = 0;
-	return r;
-}
-
-/* Frame f is zero (a hole or a page of zeros): extend or start a zero run. */
-static int add_zero(struct saver *s, uint64_t f)
-{
-	int r;
-
-	if (s->zcount && s->zfirst + s->zcount == f) {
-		s->zcount++;
-		return 0;
-	}
-	if ((r = flush_zero(s)))
-		return r;
-	s->zfirst = f;
-	s->zcount = 1;
-	return 0;
-}
-
-/* Walk all frames in order: holes and zero pages become zero extents, the
- * other pages go out in one PAGES record per read batch, straight from the
- * buffers read_pages filled (the codec works on these snapshots). */
-static int save_ram(struct saver *s, const struct snapshot_opts *o, uint64_t nr)
-{
-	struct bitmap pop = { 0 };
-	uint64_t batch[BATCH], f = 0;
-	void *rb[BATCH];
-	int r = bitmap_init(&pop, nr);
-	int64_t np;
-
-	if (r)
-		return r;
-	np = hv_populated(s->d, &pop);
-	if (np < 0) {
-		r = (int)np;
-		goto out;
-	}
-	while (f < nr) {
-		unsigned k = 0;
-
-		while (f < nr && k < BATCH) {
-			if (bitmap_test(&pop, f)) {
-				rb[k] = s->pages + (size_t)k * s->ps;
-				batch[k++] = f;
-			} else if ((r = add_zero(s, f))) {
-				goto out;
-			}
-			f++;
-		}
-		if (k && (r = hv_read_pages(s->d, batch, k, rb)))
-			goto out;
-		for (unsigned i = 0; i < k; i++) {
-			if (codec_page_is_zero(rb[i], s->ps)) {
-				if ((r = add_zero(s, batch[i])))
-					goto out;
-				continue;
-			}
-			s->frames[s->n] = batch[i];
-			s->bufs[s->n++] = rb[i];
-		}
-		if ((r = flush_pages(s)))
-			goto out;
-		if (o->progress)
-			o->progress(o->progress_ctx, f, nr);
-	}
-	r = flush_zero(s);
-out:
-	bitmap_free(&pop);
-	return r;
-}
 
 /* Write the whole stream to fd. */
 static int save_stream(struct saver *s, int fd, const struct hv_info *info, const char *name,
@@ -135,7 +41,17 @@ static int save_stream(struct saver *s, int fd, const struct hv_info *info, cons
 		snprintf(err, errlen, "writing the header: %s", strerror(-r));
 		return r;
 	}
-	r = save_ram(s, o, info->nr_frames);
+	r = page_sender_init(&s->ps, s->d, &s->w, s->codec, info->page_size, info->nr_frames);
+	if (r == 0) {
+		struct bitmap pop;
+
+		s->ps.progress = o->progress;
+		s->ps.progress_ctx = o->progress_ctx;
+		r = bitmap_init(&pop, info->nr_frames);
+		if (r == 0 && (r = (int)hv_populated(s->d, &pop)) >= 0)
+			r = page_sender_send(&s->ps, NULL, &pop);
+		bitmap_free(&pop);
+	}
 	if (r) {
 		snprintf(err, errlen, "writing guest memory: %s", strerror(-r));
 		return r;
@@ -192,16 +108,12 @@ int snapshot_save(struct hv_domain *d, const char *path, const struct snapshot_o
 		snprintf(err, errlen, "%s: cannot read the domain's info: %s", d->uri, strerror(-r));
 		goto out;
 	}
-	s->ps = info.page_size;
-	s->pages = malloc((size_t)BATCH * s->ps);
-	s->scratch = malloc((size_t)BATCH * codec_out_max(s->ps));
-	r = -ENOMEM;
 	/* A snapshot sends every frame once: a delta cache would only cost a
 	 * copy of every page. */
 	copts = o->codec;
 	copts.delta = false;
 	copts.delta_cache_pages = 0;
-	if (!s->pages || !s->scratch || (r = codec_new(&copts, s->ps, &s->codec))) {
+	if ((r = codec_new(&copts, info.page_size, &s->codec))) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
@@ -268,8 +180,7 @@ out:
 	st->ns = mono_ns() - t0;
 	if (s) {
 		codec_free(s->codec);
-		free(s->pages);
-		free(s->scratch);
+		page_sender_free(&s->ps);
 		free(s);
 	}
 	return r;

@@ -1,0 +1,50 @@
+/*
+ * send.h — send sets of a domain's frames through a stream writer: frames
+ * that are holes or hold only zeros as zero extents, the others in PAGES
+ * records encoded by a codec. Used by save (every frame once) and by
+ * migration (all frames, then the dirty ones, again and again).
+ */
+#ifndef FERRY_CHECKPOINT_SEND_H
+#define FERRY_CHECKPOINT_SEND_H
+
+#include <stdint.h>
+
+#include "checkpoint/codec.h"
+#include "checkpoint/sink.h"
+#include "checkpoint/writer.h"
+#include "common/bitmap.h"
+#include "hv/hv.h"
+
+struct page_sender {
+	struct hv_domain *d;        /* read with read_pages: snapshots */
+	struct stream_writer *w;
+	struct codec *codec;        /* NULL: raw */
+	stream_progress_fn progress;
+	void *progress_ctx;
+	/* Totals over all sends. */
+	uint64_t pages, zero_frames;
+	/* Private. */
+	uint32_t ps;
+	uint64_t nr_frames;
+	uint64_t zfirst, zcount;    /* pending run of zero frames */
+	uint64_t frames[STREAM_PAGES_MAX];
+	void *bufs[STREAM_PAGES_MAX];
+	unsigned n;
+	uint8_t *pages_buf, *scratch;
+};
+
+/* Buffers for a domain of nr_frames of page_size. 0 or -ENOMEM. */
+int page_sender_init(struct page_sender *s, struct hv_domain *d, struct stream_writer *w,
+		     struct codec *codec, uint32_t page_size, uint64_t nr_frames);
+void page_sender_free(struct page_sender *s);
+
+/*
+ * Send the frames set in set (every frame if NULL), in frame order. Frames
+ * not set in populated (if given) are known zero and not read. A frame sent
+ * as zero is forgotten by the codec, so that a later delta is never taken
+ * against a version the receiver does not have. 0 or -errno.
+ */
+int page_sender_send(struct page_sender *s, const struct bitmap *set,
+		     const struct bitmap *populated);
+
+#endif
