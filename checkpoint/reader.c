@@ -139,6 +139,8 @@ static int do_header(struct rd *r, const char *b, uint64_t len)
 	}
 	if (r->sink->header) {
 		int e = r->sink->header(r->sink->ctx, i);
+		if (e > 0)
+			e = -EPROTO;
 		if (e)
 			return fail(r, e, "refused by the receiver: %s", strerror(-e));
 	}
@@ -152,6 +154,7 @@ static int do_pages(struct rd *r, const char *b, uint64_t len)
 	const uint64_t omax = codec_out_max(ps);
 	struct stream_pages ph;
 	uint64_t frames[STREAM_PAGES_MAX], data_total = 0;
+	uint32_t encs[STREAM_PAGES_MAX], lens[STREAM_PAGES_MAX];
 	void *pages[STREAM_PAGES_MAX];
 	const char *data;
 	uint32_t n;
@@ -187,12 +190,26 @@ static int do_pages(struct rd *r, const char *b, uint64_t len)
 				    stream_enc_name(enc), dl);
 		if (dl > len - (uint64_t)(data - b) - data_total)
 			return fail(r, -EBADMSG, "page %u: data runs past the record", i);
+		encs[i] = enc;
+		lens[i] = dl;
+		data_total += dl;
+	}
+	if ((uint64_t)(data - b) + data_total != len)
+		return fail(r, -EBADMSG, "%" PRIu64 " bytes after the last page's data",
+			    len - (uint64_t)(data - b) - data_total);
+	/* Every entry checks out: decode (delta bases are read only now). */
+	data_total = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t enc = encs[i], dl = lens[i];
+
 		pages[i] = r->pagebuf + (size_t)i * ps;
 		if (enc == STREAM_ENC_DELTA) {
 			if (!r->sink->base)
 				return fail(r, -EBADMSG, "page %u: delta page, but this stream "
 					    "cannot carry deltas", i);
 			e = r->sink->base(r->sink->ctx, frames[i], pages[i]);
+			if (e > 0)
+				e = -EPROTO;
 			if (e)
 				return fail(r, e, "page %u: reading the delta base of frame %" PRIu64
 					    ": %s", i, frames[i], strerror(-e));
@@ -204,13 +221,12 @@ static int do_pages(struct rd *r, const char *b, uint64_t len)
 		data_total += dl;
 		r->st->pages[enc]++;
 	}
-	if ((uint64_t)(data - b) + data_total != len)
-		return fail(r, -EBADMSG, "%" PRIu64 " bytes after the last page's data",
-			    len - (uint64_t)(data - b) - data_total);
 	r->pages += n;
 	if (!r->sink->pages)
 		return fail(r, -EBADMSG, "this stream cannot carry pages");
 	e = r->sink->pages(r->sink->ctx, frames, pages, n);
+	if (e > 0)
+		e = -EPROTO; /* a sink returns 0 or -errno; never mistake it for END */
 	return e ? fail(r, e, "storing pages: %s", strerror(-e)) : 0;
 }
 
@@ -232,6 +248,8 @@ static int do_end(struct rd *r, const char *b, uint64_t len)
 	if (r->sink->end) {
 		struct stream_end h = { r->seq, r->pages, r->zero_frames, r->off };
 		int x = r->sink->end(r->sink->ctx, &h);
+		if (x > 0)
+			x = -EPROTO;
 		if (x)
 			return fail(r, x, "%s", strerror(-x));
 	}
@@ -307,6 +325,8 @@ static int dispatch(struct rd *r, uint32_t type, const char *b, uint64_t len)
 	case STREAM_REC_HEADER:
 		return fail(r, -EBADMSG, "a second HEADER");
 	}
+	if (e > 0)
+		e = -EPROTO;
 	return e ? fail(r, e, "%s", strerror(-e)) : 0;
 }
 

@@ -95,6 +95,9 @@ int page_sender_send(struct page_sender *s, const struct bitmap *set,
 	while (f < s->nr_frames) {
 		unsigned k = 0;
 
+		if (s->cancel && *s->cancel)
+			return -ECANCELED;
+
 		/* Up to BATCH frames to read; known-zero ones go to the run. */
 		for (; f < s->nr_frames && k < BATCH; f = next_frame(s, set, f + 1)) {
 			if (populated && !bitmap_test(populated, f)) {

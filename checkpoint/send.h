@@ -7,6 +7,7 @@
 #ifndef FERRY_CHECKPOINT_SEND_H
 #define FERRY_CHECKPOINT_SEND_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "checkpoint/codec.h"
@@ -21,6 +22,7 @@ struct page_sender {
 	struct codec *codec;        /* NULL: raw */
 	stream_progress_fn progress;
 	void *progress_ctx;
+	const volatile sig_atomic_t *cancel; /* if set and non-zero: stop, -ECANCELED */
 	/* Totals over all sends. */
 	uint64_t pages, zero_frames;
 	/* Private. */

@@ -1,6 +1,7 @@
 /* sink.c — apply and stage sinks; see sink.h. */
 #include "checkpoint/sink.h"
 
+#include "checkpoint/codec.h"
 #include "checkpoint/writer.h"
 
 #include <errno.h>
@@ -28,6 +29,8 @@ static int a_pages(void *ctx, const uint64_t *frames, void *const *pages, unsign
 	struct apply_sink *a = ctx;
 	int r = hv_write_pages(a->d, frames, n, (const void *const *)pages);
 
+	/* From now on a zero extent may cover a frame written before. */
+	a->fresh = false;
 	if (!r)
 		a_progress(a, n);
 	return r;
@@ -55,8 +58,11 @@ static int a_zero(void *ctx, uint64_t first, uint64_t count)
 static int a_context(void *ctx, const void *blob, size_t len)
 {
 	struct apply_sink *a = ctx;
+	int r = hv_load_context(a->d, blob, len);
 
-	return hv_load_context(a->d, blob, len);
+	if (!r)
+		a->contexts++;
+	return r;
 }
 
 struct stream_sink apply_sink(struct apply_sink *a)
@@ -80,6 +86,7 @@ struct staged {
 
 static void drop(struct stage_sink *s)
 {
+	s->staged_bytes = 0;
 	for (size_t i = 0; i < s->n; i++) {
 		free(s->items[i].frames);
 		free(s->items[i].data);
@@ -114,6 +121,7 @@ static int s_header(void *ctx, const struct stream_info *i)
 	struct stage_sink *s = ctx;
 
 	s->page_size = i->page_size;
+	s->nr_frames = i->nr_frames;
 	return s->inner.header ? s->inner.header(s->inner.ctx, i) : 0;
 }
 
@@ -145,8 +153,17 @@ static int s_pages(void *ctx, const uint64_t *frames, void *const *pages, unsign
 	struct stage_sink *s = ctx;
 	struct staged *it;
 
+	if (!s->in_epoch && s->any_epoch)
+		return -EPROTO; /* after the first epoch, state comes in epochs only */
 	if (!s->in_epoch)
 		return s->inner.pages ? s->inner.pages(s->inner.ctx, frames, pages, n) : -EOPNOTSUPP;
+	/* What one epoch may stage is bounded by the guest, whatever the wire
+	 * says: twice its memory. */
+	s->staged_bytes += (uint64_t)n * s->page_size;
+	if (s->staged_bytes > 2 * s->nr_frames * s->page_size)
+		return -EFBIG;
+	if (!s->inner.pages)
+		return -EOPNOTSUPP;
 	if (!(it = push(s)))
 		return -ENOMEM;
 	it->kind = ST_PAGES;
@@ -166,8 +183,12 @@ static int s_zero(void *ctx, uint64_t first, uint64_t count)
 	struct stage_sink *s = ctx;
 	struct staged *it;
 
+	if (!s->in_epoch && s->any_epoch)
+		return -EPROTO; /* after the first epoch, state comes in epochs only */
 	if (!s->in_epoch)
 		return s->inner.zero ? s->inner.zero(s->inner.ctx, first, count) : -EOPNOTSUPP;
+	if (!s->inner.zero)
+		return -EOPNOTSUPP;
 	if (!(it = push(s)))
 		return -ENOMEM;
 	it->kind = ST_ZERO;
@@ -195,8 +216,12 @@ static int s_context(void *ctx, const void *blob, size_t len)
 {
 	struct stage_sink *s = ctx;
 
+	if (!s->inner.context)
+		return -EOPNOTSUPP;
+	if (!s->in_epoch && s->any_epoch)
+		return -EPROTO;
 	if (!s->in_epoch)
-		return s->inner.context ? s->inner.context(s->inner.ctx, blob, len) : -EOPNOTSUPP;
+		return s->inner.context(s->inner.ctx, blob, len);
 	return stage_blob(s, ST_CONTEXT, blob, len);
 }
 
@@ -206,16 +231,19 @@ static int s_device(void *ctx, const void *blob, size_t len)
 
 	if (!s->inner.device)
 		return -EOPNOTSUPP;
+	if (!s->in_epoch && s->any_epoch)
+		return -EPROTO;
 	if (!s->in_epoch)
 		return s->inner.device(s->inner.ctx, blob, len);
 	return stage_blob(s, ST_DEVICE, blob, len);
 }
 
-/* Hand a complete epoch to the inner sink, in the order it arrived. */
+/* Hand a complete epoch to the inner sink, in the order it arrived,
+ * framed by its BEGIN and (by the caller) its COMMIT. */
 static int commit(struct stage_sink *s)
 {
 	const struct stream_sink *in = &s->inner;
-	int r = 0;
+	int r = in->ckpt ? in->ckpt(in->ctx, STREAM_REC_CKPT_BEGIN, s->epoch) : 0;
 
 	for (size_t i = 0; i < s->n && !r; i++) {
 		struct staged *it = &s->items[i];
@@ -314,6 +342,11 @@ static int f_zero(void *ctx, uint64_t first, uint64_t count)
 {
 	struct file_sink *f = ctx;
 
+	/* The receiver of the new stream has zeros there now: no delta may be
+	 * taken against what was sent before. */
+	if (f->codec)
+		for (uint64_t i = 0; i < count; i++)
+			codec_forget(f->codec, first + i);
 	return stream_write_zero_extent(f->w, first, count);
 }
 

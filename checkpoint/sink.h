@@ -22,7 +22,9 @@ typedef void (*stream_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
 struct apply_sink {
 	struct hv_domain *d;
-	bool fresh;     /* the domain is all zero: zero extents need no work */
+	bool fresh;     /* the domain is all zero and no page was applied yet:
+			 * zero extents need no work (cleared by the first page) */
+	unsigned contexts; /* CONTEXT records applied */
 	stream_progress_fn progress;
 	void *progress_ctx;
 	uint64_t done, total; /* frames applied (pages + extents) of nr_frames */
@@ -42,6 +44,8 @@ struct stage_sink {
 	struct staged *items;
 	size_t n, cap;
 	uint32_t page_size;
+	uint64_t nr_frames;
+	uint64_t staged_bytes; /* of the current epoch; at most 2 x the guest */
 };
 
 struct stream_sink stage_sink(struct stage_sink *s, struct stream_sink inner);

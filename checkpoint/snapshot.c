@@ -47,9 +47,12 @@ static int save_stream(struct saver *s, int fd, const struct hv_info *info, cons
 
 		s->ps.progress = o->progress;
 		s->ps.progress_ctx = o->progress_ctx;
+		s->ps.cancel = o->cancel;
 		r = bitmap_init(&pop, info->nr_frames);
-		if (r == 0 && (r = (int)hv_populated(s->d, &pop)) >= 0)
-			r = page_sender_send(&s->ps, NULL, &pop);
+		if (r == 0) {
+			int64_t np = hv_populated(s->d, &pop);
+			r = np < 0 ? (int)np : page_sender_send(&s->ps, NULL, &pop);
+		}
 		bitmap_free(&pop);
 	}
 	if (r) {
@@ -140,7 +143,7 @@ int snapshot_save(struct hv_domain *d, const char *path, const struct snapshot_o
 		r = -errno;
 		snprintf(err, errlen, "%s: fsync: %s", tmp, strerror(errno));
 	}
-	if (!r && close(fd) < 0) {
+	if (close(fd) < 0 && !r) {
 		r = -errno;
 		snprintf(err, errlen, "%s: close: %s", tmp, strerror(errno));
 	}
@@ -186,6 +189,24 @@ out:
 	return r;
 }
 
+/* The domain created from a header must have the header's geometry. */
+int check_created(struct hv_domain *d, const struct stream_info *i, char *err, size_t errlen)
+{
+	struct hv_info info;
+	int r = hv_info(d, &info);
+
+	if (r) {
+		snprintf(err, errlen, "%s: %s", d->uri, strerror(-r));
+		return r;
+	}
+	if (info.nr_frames != i->nr_frames || info.page_size != i->page_size) {
+		snprintf(err, errlen, "%s has %" PRIu64 " frames of %u bytes, the stream %" PRIu64
+			 " of %u", d->uri, info.nr_frames, info.page_size, i->nr_frames, i->page_size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Restore: the header creates the domain, the apply sink fills it; nothing
  * runs until the whole stream checked out. */
 struct restorer {
@@ -207,11 +228,13 @@ static int r_header(void *ctx, const struct stream_info *i)
 	}
 	snprintf(uri, sizeof uri, "%s:%s", i->backend, rs->name ? rs->name : i->name);
 	r = hv_create(uri, i->config, &rs->a.d);
-	if (r)
+	if (r) {
 		snprintf(rs->err, rs->errlen, "cannot create %s: %s", uri,
 			 r == -EEXIST ? "a domain of that name exists (use --name)" : strerror(-r));
+		return r;
+	}
 	rs->a.total = i->nr_frames;
-	return r;
+	return check_created(rs->a.d, i, rs->err, rs->errlen);
 }
 
 int snapshot_restore(const char *path, const char *name, const struct snapshot_opts *o,
@@ -240,6 +263,11 @@ int snapshot_restore(const char *path, const char *name, const struct snapshot_o
 	src = (struct xsource){ xsource_fd_read, &fd };
 	r = stream_read(&src, &sink, true, &rst, why, sizeof why);
 	close(fd);
+	if (!r && rs.a.contexts != 1) {
+		snprintf(err, errlen, "%s: a snapshot carries exactly one CONTEXT record, this one %u",
+			 path, rs.a.contexts);
+		r = -EBADMSG;
+	}
 	if (!r && (r = o->paused ? hv_commit(rs.a.d) : hv_unpause(rs.a.d)))
 		snprintf(err, errlen, "restored, but %s: %s", o->paused ? "commit failed" : "the guest did not start",
 			 strerror(-r));

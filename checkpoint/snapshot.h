@@ -6,6 +6,7 @@
 #ifndef FERRY_CHECKPOINT_SNAPSHOT_H
 #define FERRY_CHECKPOINT_SNAPSHOT_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -20,6 +21,7 @@ struct snapshot_opts {
 	struct codec_opts codec;
 	stream_progress_fn progress;
 	void *progress_ctx;
+	const volatile sig_atomic_t *cancel; /* save: non-zero stops it (e.g. Ctrl-C) */
 };
 
 struct snapshot_stats {
@@ -48,5 +50,9 @@ int snapshot_save(struct hv_domain *d, const char *path, const struct snapshot_o
  */
 int snapshot_restore(const char *path, const char *name, const struct snapshot_opts *o,
 		     struct hv_domain **out, struct snapshot_stats *st, char *err, size_t errlen);
+
+/* Whether d, created from a stream's header, has the header's geometry;
+ * -EINVAL with a reason if not. Shared with the migration receiver. */
+int check_created(struct hv_domain *d, const struct stream_info *i, char *err, size_t errlen);
 
 #endif

@@ -14,6 +14,7 @@
 #include "checkpoint/reader.h"
 #include "checkpoint/send.h"
 #include "checkpoint/sink.h"
+#include "checkpoint/snapshot.h"
 #include "checkpoint/writer.h"
 #include "common/bitmap.h"
 #include "common/mtime.h"
@@ -273,10 +274,12 @@ static int d_header(void *ctx, const struct stream_info *i)
 	}
 	snprintf(uri, sizeof uri, "%s:%s", i->backend, ds->name ? ds->name : i->name);
 	r = hv_create(uri, i->config, &ds->a.d);
-	if (r)
+	if (r) {
 		snprintf(ds->err, ds->errlen, "cannot create %s: %s", uri,
 			 r == -EEXIST ? "a domain of that name exists here" : strerror(-r));
-	return r;
+		return r;
+	}
+	return check_created(ds->a.d, i, ds->err, ds->errlen);
 }
 
 int migrate_recv(int sock, const char *name, int timeout_ms, struct hv_domain **out,
@@ -292,6 +295,11 @@ int migrate_recv(int sock, const char *name, int timeout_ms, struct hv_domain **
 	err[0] = '\0';
 	sink.header = d_header;
 	r = stream_read(&src, &sink, false, NULL, why, sizeof why);
+	if (!r && ds.a.contexts != 1) {
+		snprintf(why, sizeof why, "the stream carried %u CONTEXT records, not one",
+			 ds.a.contexts);
+		r = -EBADMSG;
+	}
 	if (r) {
 		if (!err[0])
 			snprintf(err, errlen, "%s", why);

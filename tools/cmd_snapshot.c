@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,9 @@ static void print_stats(const char *verb, const char *dom, const char *file,
 	       (double)st->bytes / (1 << 20), ns_to_sec(st->ns), st->zero_frames, nr_frames,
 	       st->pages[STREAM_ENC_RAW], st->pages[STREAM_ENC_LZ4], st->pages[STREAM_ENC_DELTA]);
 }
+
+static volatile sig_atomic_t interrupted;
+static void on_signal(int sig) { (void)sig; interrupted = 1; }
 
 int save_main(int argc, char **argv)
 {
@@ -95,6 +99,10 @@ int save_main(int argc, char **argv)
 	progress_init(&pr, what, info.page_size);
 	o.progress = progress_update;
 	o.progress_ctx = &pr;
+	/* Ctrl-C stops the save cleanly: the guest runs on, no file is left. */
+	o.cancel = &interrupted;
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
 	r = snapshot_save(d, argv[optind + 1], &o, &st, err, sizeof err);
 	progress_end(&pr);
 	hv_close(d);

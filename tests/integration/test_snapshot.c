@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "checkpoint/snapshot.h"
+#include "checkpoint/writer.h"
 #include "common/util.h"
 
 static char dir[64];
@@ -237,6 +238,68 @@ static void test_restore_bad_file(void **state)
 	h_destroy(d);
 }
 
+/* Write a crafted snapshot of cfg: frame 3 sent with data and then as a zero
+ * extent; with the given number of copies of a real context. */
+static void craft(const char *file, const char *cfg, const void *ctx, size_t clen,
+		  unsigned contexts)
+{
+	struct stream_writer w;
+	int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	struct xsink sink = { xsink_fd_writev, &fd };
+	static uint8_t page[4096];
+	uint64_t f = 3;
+	void *b = page;
+
+	assert_true(fd >= 0);
+	memset(page, 0xab, sizeof page);
+	assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_SNAPSHOT, 4096, 1024, "mvm",
+					     "crafted", cfg), 0);
+	assert_int_equal(stream_write_pages(&w, NULL, &f, &b, 1, NULL), 0);
+	assert_int_equal(stream_write_zero_extent(&w, 2, 3), 0);
+	for (unsigned i = 0; i < contexts; i++)
+		assert_int_equal(stream_write_context(&w, ctx, clen), 0);
+	assert_int_equal(stream_write_end(&w), 0);
+	close(fd);
+}
+
+/* A zero extent after a page of the same frame zeroes it; a snapshot must
+ * carry exactly one context. */
+static void test_restore_rules(void **state)
+{
+	const char *cfg = "mem=4194304 vcpus=1 workload=idle";
+	struct hv_domain *d = h_launch("ctxsrc", cfg, true), *r;
+	struct snapshot_opts o = opts();
+	struct snapshot_stats st;
+	struct hv_info info;
+	uint8_t page[4096];
+	void *ctx, *pb = page;
+	uint64_t f = 3;
+	size_t clen;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(hv_save_context(d, &ctx, &clen), 0);
+	h_destroy(d);
+	o.paused = true;
+	craft(path("crafted.snap"), cfg, ctx, clen, 1);
+	assert_int_equal(snapshot_restore(path("crafted.snap"), NULL, &o, &r, &st, err, sizeof err), 0);
+	assert_int_equal(hv_info(r, &info), 0);
+	h_track_pid(info.pid);
+	assert_int_equal(hv_read_pages(r, &f, 1, &pb), 0);
+	for (size_t i = 0; i < sizeof page; i++)
+		if (page[i])
+			fail_msg("frame 3 byte %zu is 0x%x after a zero extent", i, page[i]);
+	h_destroy(r);
+	for (unsigned n = 0; n <= 2; n += 2) {
+		craft(path("crafted.snap"), cfg, ctx, clen, n);
+		assert_int_equal(snapshot_restore(path("crafted.snap"), NULL, &o, &r, &st, err,
+						  sizeof err), -EBADMSG);
+		assert_non_null(strstr(err, "exactly one CONTEXT"));
+		assert_int_equal(hv_open("mvm:crafted", &r), -ENOENT);
+	}
+	free(ctx);
+}
+
 /* The command line: ferry save / ferry restore, their exit codes and --json. */
 static void test_cli(void **state)
 {
@@ -301,6 +364,7 @@ int main(void)
 		cmocka_unit_test(test_file_sizes),
 		cmocka_unit_test(test_save_write_error),
 		cmocka_unit_test(test_restore_bad_file),
+		cmocka_unit_test(test_restore_rules),
 		cmocka_unit_test(test_cli),
 	};
 	return cmocka_run_group_tests_name("snapshot", tests, setup, teardown);
