@@ -172,6 +172,22 @@ void h_wait_halted(struct hv_domain *d, int timeout_ms)
 	}
 }
 
+void h_wait_steps(struct hv_domain *d, uint64_t steps, int timeout_ms)
+{
+	struct hv_mvm_stats st;
+	uint64_t until = mono_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
+
+	for (;;) {
+		assert_int_equal(hv_mvm_stats(d, &st), 0);
+		if (st.steps >= steps)
+			return;
+		if (mono_ns() > until)
+			fail_msg("guest made %lu of %lu steps within %d ms", (unsigned long)st.steps,
+				 (unsigned long)steps, timeout_ms);
+		h_sleep_ms(5);
+	}
+}
+
 unsigned h_regs(struct hv_domain *d, struct mvm_vcpu_regs *regs)
 {
 	struct mvm_context c;

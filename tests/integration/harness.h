@@ -34,6 +34,9 @@ uint64_t h_ram_hash(struct hv_domain *d);
 void *h_ram_read(struct hv_domain *d, uint64_t *nr_frames);
 /* Wait until every vCPU has halted (reached steps=), at most timeout_ms. */
 void h_wait_halted(struct hv_domain *d, int timeout_ms);
+/* Wait until the guest has made at least steps steps in all (a loaded
+ * machine can starve it for a while), at most timeout_ms. */
+void h_wait_steps(struct hv_domain *d, uint64_t steps, int timeout_ms);
 /* Per-vCPU registers from save_context (domain must be paused). */
 unsigned h_regs(struct hv_domain *d, struct mvm_vcpu_regs *regs);
 /* Sleep ms milliseconds. */

@@ -157,6 +157,7 @@ static void test_determinism(void **state)
 		struct hv_info info;
 
 		h_sleep_ms(100 + (unsigned)(random() % 400));
+		h_wait_steps(b, 1, 10000);
 		assert_int_equal(hv_pause(b), 0);
 		assert_int_equal(hv_mvm_stats(b, &st), 0);
 		assert_true(st.steps > 0 && st.steps < 24000); /* k is mid-way */
