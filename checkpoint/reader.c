@@ -14,7 +14,6 @@
 #include "checkpoint/codec.h"
 
 #define NR_FRAMES_MAX (1ULL << 36)       /* 256 TiB of 4 KiB pages */
-#define SKIP_MAX (64ULL << 20)           /* largest unknown optional record */
 #define SKIP_CHUNK (64u << 10)
 
 struct rd {
@@ -378,7 +377,7 @@ static int read_record(struct rd *r)
 		return fail(r, -EOPNOTSUPP,
 			    "unknown mandatory record type %u: written by a newer ferry "
 			    "(stream %u.%u)", type, r->info.major, r->info.minor);
-	max = known ? stream_rec_max(type, r->info.page_size ? r->info.page_size : 4096) : SKIP_MAX;
+	max = known ? stream_rec_max(type, r->info.page_size ? r->info.page_size : 4096) : STREAM_SKIP_MAX;
 	if (len > max)
 		return fail(r, -EBADMSG, "length %" PRIu64 " exceeds the maximum %" PRIu64, len, max);
 	total = len + (-len & 7);

@@ -117,7 +117,8 @@ int snapshot_save(struct hv_domain *d, const char *path, const struct snapshot_o
 	copts.delta = false;
 	copts.delta_cache_pages = 0;
 	if ((r = codec_new(&copts, info.page_size, &s->codec))) {
-		snprintf(err, errlen, "out of memory");
+		snprintf(err, errlen, "%s", r == -EINVAL ? "bad compression options"
+							 : "out of memory");
 		goto out;
 	}
 	if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof tmp) {
@@ -155,7 +156,11 @@ int snapshot_save(struct hv_domain *d, const char *path, const struct snapshot_o
 	if (r)
 		goto out;
 	tmp[0] = '\0'; /* it is the snapshot now */
-	sync_dir(path);
+	if ((r = sync_dir(path))) {
+		/* The file is complete, but its name may not survive a crash. */
+		snprintf(err, errlen, "%s: syncing its directory: %s", path, strerror(-r));
+		goto out;
+	}
 	st->bytes = s->w.bytes;
 	memcpy(st->pages, codec_stats(s->codec)->pages, sizeof st->pages);
 	st->zero_frames = s->w.zero_frames;
@@ -163,7 +168,8 @@ int snapshot_save(struct hv_domain *d, const char *path, const struct snapshot_o
 		r = hv_destroy(d);
 		if (r)
 			snprintf(err, errlen, "saved, but stopping %s failed: %s", d->uri, strerror(-r));
-		paused = false;
+		else
+			paused = false; /* gone; on failure it is resumed below */
 	}
 out:
 	if (fd >= 0)

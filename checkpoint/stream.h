@@ -126,6 +126,7 @@ struct stream_end {
 _Static_assert(sizeof(struct stream_end) == 32, "wire size");
 
 #define STREAM_CONTEXT_MAX (1u << 20)
+#define STREAM_SKIP_MAX (64ULL << 20) /* largest unknown optional record */
 #define STREAM_DEVICE_MAX (16u << 20)
 
 /* The largest body a record of this type may have; 0 for an unknown type. */

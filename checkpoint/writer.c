@@ -30,8 +30,18 @@ int stream_write_record(struct stream_writer *w, uint32_t type, uint32_t flags,
 		return w->error = -EINVAL;
 	for (int i = 0; i < n; i++)
 		len += body[i].iov_len;
-	if (len > stream_rec_max(type, w->page_size) && !(flags & STREAM_REC_OPTIONAL))
+	/* Write nothing our own reader would refuse: a known type within its
+	 * maximum, an unknown one only as OPTIONAL and within the skip limit. */
+	if (flags & ~STREAM_REC_OPTIONAL)
+		return w->error = -EINVAL;
+	if (stream_rec_max(type, w->page_size)) {
+		if (len > stream_rec_max(type, w->page_size))
+			return w->error = -EMSGSIZE;
+	} else if (!(flags & STREAM_REC_OPTIONAL) && type != 0 && len) {
+		return w->error = -EINVAL;
+	} else if (len > STREAM_SKIP_MAX) {
 		return w->error = -EMSGSIZE;
+	}
 	pad = (size_t)(-len & 7);
 	h = (struct stream_rec_hdr){ .type = htole32(type), .flags = htole32(flags),
 				     .length = htole64(len) };
@@ -115,6 +125,8 @@ int stream_write_pages(struct stream_writer *w, struct codec *codec, const uint6
 
 		if (frames[i] >= w->nr_frames)
 			return w->error = -ERANGE;
+		if (i && frames[i] <= frames[i - 1])
+			return w->error = -EINVAL; /* the reader wants them strictly increasing */
 		if (codec)
 			enc = codec_encode_ref(codec, frames[i], pages[i], (char *)scratch + i * omax,
 					       &len, &data);

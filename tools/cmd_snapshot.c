@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,12 +37,19 @@ static void print_stats(const char *verb, const char *dom, const char *file,
 			const struct snapshot_stats *st, uint64_t nr_frames, bool json)
 {
 	if (json) {
-		printf("{\"%s\":\"%s\",\"file\":\"%s\",\"bytes\":%" PRIu64 ",\"seconds\":%.3f,"
-		       "\"paused_seconds\":%.3f,\"zero_frames\":%" PRIu64 ",\"pages\":{\"zero\":%" PRIu64
-		       ",\"raw\":%" PRIu64 ",\"lz4\":%" PRIu64 ",\"delta\":%" PRIu64 "}}\n",
-		       verb, dom, file, st->bytes, ns_to_sec(st->ns), ns_to_sec(st->paused_ns),
-		       st->zero_frames, st->pages[STREAM_ENC_ZERO], st->pages[STREAM_ENC_RAW],
-		       st->pages[STREAM_ENC_LZ4], st->pages[STREAM_ENC_DELTA]);
+		json_t *o = json_pack("{s:s, s:s, s:I, s:f, s:f, s:I, s:{s:I, s:I, s:I, s:I}}", verb,
+				      dom, "file", file, "bytes", (json_int_t)st->bytes, "seconds",
+				      ns_to_sec(st->ns), "paused_seconds", ns_to_sec(st->paused_ns),
+				      "zero_frames", (json_int_t)st->zero_frames, "pages", "zero",
+				      (json_int_t)st->pages[STREAM_ENC_ZERO], "raw",
+				      (json_int_t)st->pages[STREAM_ENC_RAW], "lz4",
+				      (json_int_t)st->pages[STREAM_ENC_LZ4], "delta",
+				      (json_int_t)st->pages[STREAM_ENC_DELTA]);
+		if (o) {
+			json_dumpf(o, stdout, JSON_COMPACT);
+			putchar('\n');
+			json_decref(o);
+		}
 		return;
 	}
 	printf("%s %s %s %s: %.1f MiB file in %.2f s; %" PRIu64 " of %" PRIu64
