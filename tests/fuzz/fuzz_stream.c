@@ -10,7 +10,8 @@
  * at the checksum check. So inputs whose first byte is odd are read with the
  * sequence numbers and checksums of every whole record recomputed (the rest
  * of the input after that byte is the stream); even ones are read as they
- * are, checksums included.
+ * are, checksums included. Inputs whose first byte has bit 1 set are read
+ * through the stage sink (replication epochs).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include <xxhash.h>
 
 #include "checkpoint/reader.h"
+#include "checkpoint/sink.h"
 #include "tests/unit/memio.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -69,7 +71,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		mb.p = copy;
 		mb.len = size - 1;
 	}
+	/* Bit 1 of the first byte: read through the epoch-staging sink, so that
+	 * CKPT records and staging are fuzzed too. */
+	struct stage_sink stage;
+	bool staged = size && (data[0] & 2);
+
+	if (staged)
+		sink = stage_sink(&stage, memguest_sink(&g));
 	r = stream_read(&src, &sink, true, &st, err, sizeof err);
+	if (staged)
+		stage_sink_free(&stage);
 
 	if (r == 0 && !g.ended)
 		abort(); /* success without END */
