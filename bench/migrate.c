@@ -794,6 +794,13 @@ static void report(const struct mcase *c, const struct rep *rp, unsigned n)
 				w[kk++] = (double)rp[i].st.throughput / (1 << 20);
 		tp = stats_of(w, kk);
 		jl_num(&j, "throughput_to_copypath", tp.med / cp.med, k && kk && cp.med > 0);
+		/* The same, repetition by repetition (each against its own
+		 * reference, measured just before it), then over the repetitions. */
+		kk = 0;
+		for (unsigned i = 0; i < n; i++)
+			if (!rp[i].bench_failed && rp[i].st.committed && rp[i].cp_mib_s > 0)
+				w[kk++] = (double)rp[i].st.throughput / (1 << 20) / rp[i].cp_mib_s;
+		jl_stats(&j, "throughput_to_copypath_per_rep", w, kk, true);
 	}
 	k = 0;
 	for (unsigned i = 0; i < n; i++)
