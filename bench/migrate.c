@@ -458,7 +458,11 @@ static void *receiver(void *arg)
 {
 	struct recv_job *j = arg;
 
-	j->r = migrate_recv(j->sock, j->name, RECV_TIMEOUT_MS, &j->d, j->err, sizeof j->err);
+	struct migrate_opts o;
+
+	migrate_opts_default(&o);
+	o.peer_timeout_ms = RECV_TIMEOUT_MS;
+	j->r = migrate_recv(j->sock, j->name, &o, &j->d, j->err, sizeof j->err);
 	return NULL;
 }
 

@@ -1,21 +1,27 @@
 /*
  * precopy.h — live pre-copy migration of one domain over one connection
- * (DESIGN.md §6): iteration 0 sends every frame, later iterations what the
- * dirty log reports, until the expected downtime is under the target; then
- * stop-and-copy, and the READY / GO / RUNNING commit.
+ * (DESIGN.md §6): iteration 0 sends every populated frame, later iterations
+ * what the dirty log reports, until the expected downtime is under the
+ * target; then stop-and-copy, and the READY / GO / RUNNING commit.
  *
- * The connection is a connected stream socket (TCP now; the transport layer
- * plugs in later). The source writes one ferry stream (kind MIGRATION) and
- * then exchanges the commit messages below; the point of no return is the
- * source handing GO to the socket. Before it, any failure rolls back: the
- * source runs on, the destination discards its copy.
+ * The connection is a connected stream socket on which the handshake
+ * (migrate/wire.h) is already done. The source writes one ferry stream (kind
+ * MIGRATION); the destination sends heartbeats and the commit messages back.
+ * The point of no return is the source handing GO to the socket. Before it,
+ * any failure rolls back: the source runs on as it was (unthrottled, log
+ * off, unpaused), the destination discards its copy. After it, a failure is
+ * unresolved: the source stays paused and its caller finds out from the
+ * destination which copy runs (DESIGN.md §6 step 6).
  *
- * Not here yet (issue 4): ferryd and its journal, heartbeats, TLS,
- * bandwidth limit, resolving a failure after GO.
+ * Liveness: the destination sends a HEARTBEAT every peer_timeout/4; the
+ * source gives up when it has heard nothing for peer_timeout. The source's
+ * stream is its heartbeat: the destination gives up when no byte arrived for
+ * peer_timeout.
  */
 #ifndef FERRY_MIGRATE_PRECOPY_H
 #define FERRY_MIGRATE_PRECOPY_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -24,37 +30,79 @@
 
 enum noconv_policy { NOCONV_STOP, NOCONV_THROTTLE, NOCONV_ABORT };
 
+enum mig_phase {
+	MIG_PH_SETUP,
+	MIG_PH_ITERATING,
+	MIG_PH_STOP_COPY,
+	MIG_PH_COMMIT, /* stream sent, waiting for READY / RUNNING */
+	MIG_PH_DONE,
+};
+const char *mig_phase_name(enum mig_phase p);
+
+/* Journal points: the hook makes the job's state durable before the engine
+ * passes the point; an error from it fails the migration there. */
+enum mig_point {
+	MIG_PT_GO,      /* source, before GO is sent (also the last chance to cancel) */
+	MIG_PT_READY,   /* destination, before READY */
+	MIG_PT_RESUME,  /* destination, GO received, before resuming */
+	MIG_PT_RUNNING, /* destination, resumed, before RUNNING */
+};
+
+struct migrate_stats;
+
+struct migrate_hooks {
+	void *ctx;
+	/* From the migrating thread, at every phase change and at most every
+	 * 100 ms during an iteration. */
+	void (*progress)(void *ctx, const struct migrate_stats *st);
+	int (*journal)(void *ctx, enum mig_point pt);
+};
+
 struct migrate_opts {
-	uint64_t downtime_ns;     /* target; default 300 ms */
-	unsigned max_iters;       /* default 30 */
+	uint64_t downtime_ns;      /* target; default 300 ms */
+	unsigned max_iters;        /* default 30 */
 	enum noconv_policy on_no_converge;
 	struct codec_opts codec;
-	int timeout_ms;           /* for each commit message; default 30 s */
+	uint64_t bandwidth;        /* bytes/s, 0 = unlimited */
+	int peer_timeout_ms;       /* default 15 s */
+	const volatile sig_atomic_t *cancel; /* non-zero: stop, roll back */
+	struct migrate_hooks hooks;
 };
 
 void migrate_opts_default(struct migrate_opts *o);
 
 struct migrate_stats {
+	enum mig_phase phase;
+	uint64_t ram_bytes;
 	uint64_t setup_ns, total_ns, downtime_ns, expected_downtime_ns;
-	uint64_t bytes;           /* stream bytes sent */
+	uint64_t bytes;            /* stream bytes sent */
 	uint64_t pages[STREAM_ENC_MAX];
 	uint64_t zero_frames;
-	unsigned iterations;
-	uint64_t dirty_rate;      /* pages/s in the last iteration */
-	uint64_t throughput;      /* bytes/s over the pre-copy phase */
-	unsigned throttle;        /* percent at the end */
-	bool committed;           /* GO was sent */
+	unsigned iterations;       /* completed dirty-log iterations (0 = only the first pass) */
+	uint64_t iter_pos, iter_frames; /* progress through the current pass, in frames */
+	uint64_t dirty_pages;      /* found by the last harvest */
+	uint64_t dirty_rate;       /* pages/s in the last iteration */
+	uint64_t throughput;       /* bytes/s over the pre-copy phase */
+	unsigned throttle;         /* percent at the end */
+	bool committed;            /* GO was sent */
 };
 
-/* Source side. d is open and running; on success it has been destroyed
- * (it runs on the destination). Returns 0 or -errno with a reason. */
+/*
+ * Source side. d is open and running; on success it has been destroyed (it
+ * runs on the destination). Returns 0 or -errno with a reason in err; if
+ * st->committed is set on failure, the result is unresolved and d is left
+ * paused.
+ */
 int migrate_send(struct hv_domain *d, int sock, const struct migrate_opts *o,
 		 struct migrate_stats *st, char *err, size_t errlen);
 
-/* Destination side: create the domain from the stream (name overrides the
- * source's name if given), commit on GO. On success *out is the running
- * domain's handle. */
-int migrate_recv(int sock, const char *name, int timeout_ms, struct hv_domain **out,
-		 char *err, size_t errlen);
+/*
+ * Destination side: create the domain from the stream (name overrides the
+ * source's), resume it on GO. On success *out is the running domain's
+ * handle. On failure before GO the half-made domain is destroyed. o gives
+ * peer_timeout_ms and the journal hook.
+ */
+int migrate_recv(int sock, const char *name, const struct migrate_opts *o,
+		 struct hv_domain **out, char *err, size_t errlen);
 
 #endif

@@ -46,6 +46,7 @@ struct recv_job {
 static void *receiver(void *arg)
 {
 	struct recv_job *j = arg;
+	struct migrate_opts o;
 
 	if (j->close_after_ms) {
 		h_sleep_ms((unsigned)j->close_after_ms);
@@ -53,7 +54,9 @@ static void *receiver(void *arg)
 		j->r = -ECONNRESET;
 		return NULL;
 	}
-	j->r = migrate_recv(j->sock, j->name, 10000, &j->d, j->err, sizeof j->err);
+	migrate_opts_default(&o);
+	o.peer_timeout_ms = 10000;
+	j->r = migrate_recv(j->sock, j->name, &o, &j->d, j->err, sizeof j->err);
 	return NULL;
 }
 

@@ -1,0 +1,241 @@
+/* wire.c — migration handshake frames and control messages; see wire.h. */
+#include "migrate/wire.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "checkpoint/io.h"
+#include "common/mtime.h"
+
+#define MSG_MAGIC 0x47494d46u /* "FMIG" */
+
+struct mig_msg_wire {
+	uint32_t magic;
+	uint32_t type;
+	uint64_t arg;
+};
+_Static_assert(sizeof(struct mig_msg_wire) == 16, "wire size");
+
+int mig_frame_parse_hdr(const struct mig_frame_hdr *h, uint32_t *version, uint32_t *len)
+{
+	if (memcmp(h->magic, MIG_FRAME_MAGIC, sizeof h->magic) != 0)
+		return -EPROTO;
+	*version = le32toh(h->version);
+	*len = le32toh(h->len);
+	if (*len == 0 || *len > MIG_FRAME_MAX)
+		return -EPROTO;
+	return 0;
+}
+
+int mig_send_frame(int sock, json_t *obj)
+{
+	char *body = json_dumps(obj, JSON_COMPACT);
+	struct mig_frame_hdr h;
+	struct iovec v[2];
+	size_t len;
+	int r;
+
+	if (!body)
+		return -ENOMEM;
+	len = strlen(body);
+	if (len > MIG_FRAME_MAX) {
+		free(body);
+		return -EMSGSIZE;
+	}
+	memcpy(h.magic, MIG_FRAME_MAGIC, sizeof h.magic);
+	h.version = htole32(MIG_PROTO_VERSION);
+	h.len = htole32((uint32_t)len);
+	v[0] = (struct iovec){ &h, sizeof h };
+	v[1] = (struct iovec){ body, len };
+	r = xsink_fd_writev(&sock, v, 2);
+	free(body);
+	return r;
+}
+
+/* Read len bytes, each wait for data bounded by the deadline. */
+static int read_deadline(int sock, void *buf, size_t len, uint64_t deadline)
+{
+	struct pollfd p = { .fd = sock, .events = POLLIN };
+	uint64_t now = mono_ns();
+	int r;
+
+	if (now >= deadline)
+		return -ETIMEDOUT;
+	do
+		r = poll(&p, 1, (int)((deadline - now) / NSEC_PER_MSEC) + 1);
+	while (r < 0 && errno == EINTR);
+	if (r == 0)
+		return -ETIMEDOUT;
+	if (r < 0)
+		return -errno;
+	r = xsource_fd_read(&sock, buf, len);
+	return r == -ENODATA || r == -EIO ? -ECONNRESET : r;
+}
+
+int mig_recv_frame(int sock, int timeout_ms, uint32_t *version, json_t **out, char *err,
+		   size_t errlen)
+{
+	uint64_t deadline = mono_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
+	struct mig_frame_hdr h;
+	json_error_t je;
+	uint32_t len;
+	char *body;
+	int r;
+
+	*out = NULL;
+	if ((r = read_deadline(sock, &h, sizeof h, deadline))) {
+		snprintf(err, errlen, "%s", r == -ETIMEDOUT ? "no answer in time" : strerror(-r));
+		return r;
+	}
+	if (mig_frame_parse_hdr(&h, version, &len)) {
+		snprintf(err, errlen, "the peer does not speak the ferry migration protocol");
+		return -EPROTO;
+	}
+	if (!(body = malloc(len)))
+		return -ENOMEM;
+	if ((r = read_deadline(sock, body, len, deadline))) {
+		snprintf(err, errlen, "%s", r == -ETIMEDOUT ? "no answer in time" : strerror(-r));
+		free(body);
+		return r;
+	}
+	*out = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+	free(body);
+	if (!*out || !json_is_object(*out)) {
+		snprintf(err, errlen, "malformed handshake frame: %s",
+			 *out ? "not a JSON object" : je.text);
+		json_decref(*out);
+		*out = NULL;
+		return -EPROTO;
+	}
+	return 0;
+}
+
+bool mig_valid_id(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= max || s[0] == '.' || s[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+json_t *mig_hello_json(const struct mig_hello *h)
+{
+	if (h->op == MIG_OP_RESOLVE)
+		return json_pack("{s:s, s:s, s:s}", "op", "resolve", "job", h->job, "from",
+				 h->from);
+	return json_pack("{s:s, s:s, s:s, s:s, s:s}", "op", "migrate", "job", h->job, "name",
+			 h->name, "config", h->config, "from", h->from);
+}
+
+/* Copy string member key of o into dst[max]; required or optional. */
+static int get_str(const json_t *o, const char *key, char *dst, size_t max, bool required,
+		   char *err, size_t errlen)
+{
+	const json_t *v = json_object_get(o, key);
+
+	dst[0] = '\0';
+	if (!v) {
+		if (!required)
+			return 0;
+		snprintf(err, errlen, "HELLO lacks \"%s\"", key);
+		return -EINVAL;
+	}
+	if (!json_is_string(v) || json_string_length(v) >= max ||
+	    strlen(json_string_value(v)) != json_string_length(v)) {
+		snprintf(err, errlen, "HELLO \"%s\" is not a string of under %zu bytes", key, max);
+		return -EINVAL;
+	}
+	memcpy(dst, json_string_value(v), json_string_length(v) + 1);
+	return 0;
+}
+
+int mig_hello_parse(const json_t *o, struct mig_hello *out, char *err, size_t errlen)
+{
+	char op[16];
+	int r;
+
+	memset(out, 0, sizeof *out);
+	if ((r = get_str(o, "op", op, sizeof op, true, err, errlen)))
+		return r;
+	if (strcmp(op, "migrate") == 0) {
+		out->op = MIG_OP_MIGRATE;
+	} else if (strcmp(op, "resolve") == 0) {
+		out->op = MIG_OP_RESOLVE;
+	} else {
+		snprintf(err, errlen, "unknown HELLO op \"%s\"", op);
+		return -EINVAL;
+	}
+	if ((r = get_str(o, "job", out->job, sizeof out->job, true, err, errlen)) ||
+	    (r = get_str(o, "from", out->from, sizeof out->from, false, err, errlen)))
+		return r;
+	if (!mig_valid_id(out->job, sizeof out->job)) {
+		snprintf(err, errlen, "HELLO job id is not valid");
+		return -EINVAL;
+	}
+	if (out->op == MIG_OP_RESOLVE)
+		return 0;
+	if ((r = get_str(o, "name", out->name, sizeof out->name, true, err, errlen)) ||
+	    (r = get_str(o, "config", out->config, sizeof out->config, true, err, errlen)))
+		return r;
+	if (!mig_valid_id(out->name, sizeof out->name)) {
+		snprintf(err, errlen, "HELLO domain name \"%s\" is not valid", out->name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int mig_send_msg(int sock, uint32_t type, uint64_t arg)
+{
+	struct mig_msg_wire m = { htole32(MSG_MAGIC), htole32(type), htole64(arg) };
+	struct iovec v = { &m, sizeof m };
+
+	return xsink_fd_writev(&sock, &v, 1);
+}
+
+void mig_send_abort(int sock, int e, const char *text)
+{
+	size_t len = strnlen(text, MIG_ABORT_TEXT_MAX);
+	struct mig_msg_wire m = { htole32(MSG_MAGIC), htole32(MIG_ABORT),
+				  htole64(((uint64_t)(uint32_t)e << 32) | len) };
+	char buf[sizeof m + MIG_ABORT_TEXT_MAX];
+
+	memcpy(buf, &m, sizeof m);
+	memcpy(buf + sizeof m, text, len);
+	if (send(sock, buf, sizeof m + len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		return; /* the link is gone or full: the source finds out anyway */
+}
+
+int mig_msg_parse(const void *buf16, uint32_t *type, uint64_t *arg)
+{
+	struct mig_msg_wire m;
+
+	memcpy(&m, buf16, sizeof m);
+	*type = le32toh(m.type);
+	*arg = le64toh(m.arg);
+	if (le32toh(m.magic) != MSG_MAGIC || *type < MIG_READY || *type > MIG_ABORT)
+		return -EPROTO;
+	return 0;
+}
+
+int mig_read_msg(int sock, uint32_t *type, uint64_t *arg)
+{
+	struct mig_msg_wire m;
+	int r = xsource_fd_read(&sock, &m, sizeof m);
+
+	if (r)
+		return r == -ENODATA || r == -EIO ? -ECONNRESET : r;
+	return mig_msg_parse(&m, type, arg);
+}

@@ -1,0 +1,87 @@
+/*
+ * wire.h — what two ferryd say to each other on a migration connection,
+ * around the stream itself (docs/migration-protocol.md).
+ *
+ * 1. The connecting side sends a HELLO frame; the listener answers with one
+ *    frame. A frame is the 16-byte header {"FERRYMIG", le32 version, le32
+ *    length} and a JSON object of that length. The header is the same in
+ *    every version, so a peer of another version still reads why it was
+ *    refused.
+ * 2. After an accepted "migrate" HELLO the source writes one ferry stream
+ *    (kind MIGRATION); the destination answers on the other direction with
+ *    16-byte control messages: HEARTBEAT (throughout), ABORT (with an errno),
+ *    READY; the source sends GO after END; the destination answers RUNNING.
+ */
+#ifndef FERRY_MIGRATE_WIRE_H
+#define FERRY_MIGRATE_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define MIG_PROTO_VERSION 1
+#define MIG_FRAME_MAGIC "FERRYMIG"
+#define MIG_FRAME_MAX 65536u /* JSON body */
+#define MIG_DEFAULT_PORT 7480
+#define MIG_ABORT_TEXT_MAX 512
+
+struct mig_frame_hdr {
+	char magic[8];
+	uint32_t version; /* le */
+	uint32_t len;     /* le, body bytes */
+};
+_Static_assert(sizeof(struct mig_frame_hdr) == 16, "wire size");
+
+/* Check a received header: 0 and the host-order fields, or -EPROTO. */
+int mig_frame_parse_hdr(const struct mig_frame_hdr *h, uint32_t *version, uint32_t *len);
+
+/* Send obj as one frame of our version. 0 or -errno. */
+int mig_send_frame(int sock, json_t *obj);
+/*
+ * Receive one frame within timeout_ms: *out is the JSON object (caller
+ * decrefs), *version the peer's. -ETIMEDOUT, -ECONNRESET, -EPROTO (bad
+ * header or not a JSON object; err says which), -errno.
+ */
+int mig_recv_frame(int sock, int timeout_ms, uint32_t *version, json_t **out, char *err,
+		   size_t errlen);
+
+/* What a HELLO asks for. */
+enum mig_op { MIG_OP_MIGRATE = 1, MIG_OP_RESOLVE = 2 };
+
+struct mig_hello {
+	enum mig_op op;
+	char job[40];     /* the source's job id */
+	char name[64];    /* the domain's name (migrate) */
+	char config[512]; /* its hv config (migrate) */
+	char from[256];   /* the source host's name, informational */
+};
+
+/* Build / validate a HELLO body. Parse: 0, or -EINVAL with err set. */
+json_t *mig_hello_json(const struct mig_hello *h);
+int mig_hello_parse(const json_t *o, struct mig_hello *out, char *err, size_t errlen);
+
+/* A job id and a domain name as the wire allows them: [A-Za-z0-9._-],
+ * 1..max-1 characters, not starting with '.' or '-'. */
+bool mig_valid_id(const char *s, size_t max);
+
+/* 16-byte control messages after the handshake. */
+enum mig_msg {
+	MIG_READY = 1,     /* destination: all applied, journaled */
+	MIG_GO = 2,        /* source: the point of no return */
+	MIG_RUNNING = 3,   /* destination: resumed; arg = GO-to-resume ns */
+	MIG_HEARTBEAT = 4, /* destination: alive */
+	MIG_ABORT = 5,     /* destination: giving up; arg = errno */
+};
+
+int mig_send_msg(int sock, uint32_t type, uint64_t arg);
+/* ABORT with errno e and a reason (at most 512 bytes of it): sent without
+ * blocking, best effort, as the last thing on the connection. */
+void mig_send_abort(int sock, int e, const char *text);
+/* Read one message (blocking): 0, -ECONNRESET at end of data, -EPROTO. */
+int mig_read_msg(int sock, uint32_t *type, uint64_t *arg);
+/* Validate a raw message: 0 and its fields, or -EPROTO. */
+int mig_msg_parse(const void *buf16, uint32_t *type, uint64_t *arg);
+
+#endif
