@@ -837,6 +837,8 @@ int hv_mvm_stats(struct hv_domain *hd, struct hv_mvm_stats *out)
 	out->steps = le64toh(i.steps);
 	out->halted = le32toh(i.halted);
 	out->incoming = le32toh(i.incoming);
+	out->max_gap_ns = le64toh(i.max_gap_ns);
+	out->resume_gap_ns = le64toh(i.resume_gap_ns);
 	return 0;
 }
 

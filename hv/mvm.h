@@ -24,6 +24,8 @@ struct hv_mvm_stats {
 	uint64_t steps;  /* steps of all vCPUs so far */
 	unsigned halted; /* vCPUs that reached their step limit */
 	bool incoming;   /* not yet committed */
+	uint64_t max_gap_ns;    /* largest gap between two steps a vCPU saw */
+	uint64_t resume_gap_ns; /* the gap before its first step after the last pause */
 };
 int hv_mvm_stats(struct hv_domain *d, struct hv_mvm_stats *out);
 

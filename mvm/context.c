@@ -25,6 +25,7 @@ size_t mvm_ctx_encode(const struct mvm_context *c, void *buf)
 			.step = htole64(c->regs[i].step),
 			.last_step_ns = htole64(c->regs[i].last_step_ns),
 			.max_gap_ns = htole64(c->regs[i].max_gap_ns),
+			.resume_gap_ns = htole64(c->regs[i].resume_gap_ns),
 		};
 		memcpy(p, &r, sizeof r);
 		p += sizeof r;
@@ -70,7 +71,7 @@ int mvm_ctx_decode(const void *buf, size_t len, unsigned expect_vcpus, struct mv
 	for (unsigned i = 0; i < n; i++, p += sizeof(struct mvm_vcpu_regs)) {
 		struct mvm_vcpu_regs r;
 		memcpy(&r, p, sizeof r);
-		for (unsigned k = 0; k < 4; k++)
+		for (unsigned k = 0; k < 3; k++)
 			if (r.reserved[k]) {
 				snprintf(err, errlen, "vCPU %u: reserved register set", i);
 				return -EINVAL;
@@ -79,6 +80,7 @@ int mvm_ctx_decode(const void *buf, size_t len, unsigned expect_vcpus, struct mv
 		c->regs[i].step = le64toh(r.step);
 		c->regs[i].last_step_ns = le64toh(r.last_step_ns);
 		c->regs[i].max_gap_ns = le64toh(r.max_gap_ns);
+		c->regs[i].resume_gap_ns = le64toh(r.resume_gap_ns);
 	}
 	return 0;
 }

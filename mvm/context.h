@@ -36,7 +36,9 @@ struct mvm_vcpu_regs {
 	uint64_t step;         /* steps completed */
 	uint64_t last_step_ns; /* guest time of the last step */
 	uint64_t max_gap_ns;   /* largest guest-time gap between two steps seen */
-	uint64_t reserved[4];
+	uint64_t resume_gap_ns; /* the gap before the first step after the last pause:
+				 * a migration's downtime as the guest saw it */
+	uint64_t reserved[3];
 };
 _Static_assert(sizeof(struct mvm_vcpu_regs) == 64, "wire size");
 

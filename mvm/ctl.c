@@ -89,6 +89,15 @@ static void fill_info(struct mvm *m, struct mvm_info *i)
 	i->steps = htole64(mvm_total_steps(m));
 	snprintf(i->name, sizeof i->name, "%s", m->name);
 	snprintf(i->config, sizeof i->config, "%s", m->config_text);
+	for (unsigned k = 0; k < m->nr_vcpus; k++) {
+		uint64_t g = __atomic_load_n(&m->vcpus[k].regs.max_gap_ns, __ATOMIC_RELAXED);
+		uint64_t rg = __atomic_load_n(&m->vcpus[k].regs.resume_gap_ns, __ATOMIC_RELAXED);
+
+		if (g > le64toh(i->max_gap_ns))
+			i->max_gap_ns = htole64(g);
+		if (rg > le64toh(i->resume_gap_ns))
+			i->resume_gap_ns = htole64(rg);
+	}
 }
 
 static int read_ram(void *ctx, uint64_t frame, uint64_t count, void *buf)

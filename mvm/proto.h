@@ -85,8 +85,10 @@ struct mvm_info {
 	uint64_t steps;    /* sum of all vCPUs' step counters */
 	char name[MVM_NAME_MAX];
 	char config[MVM_CONFIG_MAX]; /* "mem=... vcpus=... workload=..." NUL-terminated */
+	uint64_t max_gap_ns;    /* the largest of the vCPUs' registers */
+	uint64_t resume_gap_ns; /* ditto */
 };
-_Static_assert(sizeof(struct mvm_info) == 624, "wire size");
+_Static_assert(sizeof(struct mvm_info) == 640, "wire size");
 
 struct mvm_fds {
 	uint64_t ram_base; /* address of guest RAM in the runtime, for PAGEMAP_SCAN */

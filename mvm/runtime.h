@@ -27,6 +27,7 @@ struct mvm_vcpu {
 	pthread_t thread;
 	uint64_t lo, hi;  /* slice of the working set */
 	uint64_t limit;   /* steps after which it halts */
+	bool resumed;     /* parked since the last step: record resume_gap_ns */
 	/* Registers: written by the vCPU thread while it runs, read and written by
 	 * the control thread only while the vCPU is parked (under m->lock).
 	 * step is also read racily (atomically) for progress reports. */

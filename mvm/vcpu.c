@@ -77,7 +77,10 @@ static void step(struct mvm_vcpu *v)
 	__atomic_store_n(&r->step, r->step + 1, __ATOMIC_RELAXED);
 	now = mvm_guest_ns(m);
 	if (r->last_step_ns && now > r->last_step_ns && now - r->last_step_ns > r->max_gap_ns)
-		r->max_gap_ns = now - r->last_step_ns;
+		__atomic_store_n(&r->max_gap_ns, now - r->last_step_ns, __ATOMIC_RELAXED);
+	if (v->resumed && r->last_step_ns && now > r->last_step_ns)
+		__atomic_store_n(&r->resume_gap_ns, now - r->last_step_ns, __ATOMIC_RELAXED);
+	v->resumed = false;
 	r->last_step_ns = now;
 }
 
@@ -95,6 +98,7 @@ static void *vcpu_main(void *arg)
 
 		if (atomic_load_explicit(&m->pause_req, memory_order_acquire)) {
 			park(m);
+			v->resumed = true;
 			reset = true;
 			continue;
 		}

@@ -418,6 +418,7 @@ static void fill_ctx(struct mvm_context *c, unsigned n)
 		c->regs[i].step = 1000ULL * i + 1;
 		c->regs[i].last_step_ns = UINT64_MAX - i;
 		c->regs[i].max_gap_ns = (uint64_t)i << 32;
+		c->regs[i].resume_gap_ns = (uint64_t)i << 20;
 	}
 }
 
@@ -442,7 +443,7 @@ static void check_roundtrip(unsigned n)
 	for (size_t i = 24; i < 32; i++)
 		assert_int_equal(buf[i], 0); /* header reserved */
 	for (unsigned v = 0; v < n; v++)
-		for (size_t i = 32; i < 64; i++)
+		for (size_t i = 40; i < 64; i++)
 			assert_int_equal(buf[32 + v * 64 + i], 0); /* regs reserved */
 
 	memset(&d, 0x77, sizeof d);
@@ -456,7 +457,8 @@ static void check_roundtrip(unsigned n)
 		assert_int_equal(d.regs[i].step, c.regs[i].step);
 		assert_int_equal(d.regs[i].last_step_ns, c.regs[i].last_step_ns);
 		assert_int_equal(d.regs[i].max_gap_ns, c.regs[i].max_gap_ns);
-		for (unsigned k = 0; k < 4; k++)
+		assert_int_equal(d.regs[i].resume_gap_ns, c.regs[i].resume_gap_ns);
+		for (unsigned k = 0; k < 3; k++)
 			assert_int_equal(d.regs[i].reserved[k], 0);
 	}
 	/* expect_vcpus 0 accepts any count. */
@@ -551,7 +553,7 @@ static void test_ctx_decode_rejects(void **state)
 	buf[31] = 0x80;
 	expect_decode_fail(buf, len, 2, NULL);
 	buf[31] = 0;
-	for (unsigned k = 0; k < 4; k++) {
+	for (unsigned k = 0; k < 3; k++) {
 		size_t off = sizeof(struct mvm_ctx_hdr) + sizeof(struct mvm_vcpu_regs) +
 			     offsetof(struct mvm_vcpu_regs, reserved) + k * 8 + k;
 		buf[off] = 0x10;
