@@ -1,0 +1,920 @@
+/*
+ * d_job.c — migration jobs: the outgoing and incoming threads, the durable
+ * journal (STATE/jobs/ID.json), cancel, resolving a job that failed after
+ * GO, and recovery at start-up (DESIGN.md §6 step 6).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/mtime.h"
+#include "common/util.h"
+#include "hv/mvm.h"
+#include "migrate/wire.h"
+#include "tools/daemon.h"
+
+#define JOBS_KEPT 200 /* finished jobs remembered across restarts */
+
+static const char *const state_names[] = { "active", "completed", "failed", "cancelled",
+					   "unresolved" };
+
+/* ---- the list and the journal ---- */
+
+struct job *job_find(const char *id)
+{
+	for (struct job *j = D.jobs; j; j = j->next)
+		if (strcmp(j->id, id) == 0)
+			return j;
+	return NULL;
+}
+
+static struct job *job_new(bool out, const char *id)
+{
+	struct job *j = calloc(1, sizeof *j);
+	unsigned char rnd[6];
+
+	if (!j)
+		return NULL;
+	j->out = out;
+	j->sock = -1;
+	j->started = time(NULL);
+	pthread_cond_init(&j->wake, NULL);
+	if (id) {
+		snprintf(j->id, sizeof j->id, "%s", id);
+	} else {
+		if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd)
+			for (size_t i = 0; i < sizeof rnd; i++)
+				rnd[i] = (unsigned char)(mono_ns() >> (i * 3));
+		for (size_t i = 0; i < sizeof rnd; i++)
+			snprintf(j->id + 2 * i, 3, "%02x", rnd[i]);
+	}
+	migrate_opts_default(&j->opts);
+	return j;
+}
+
+/* Caller holds D.lock. */
+static void job_link(struct job *j)
+{
+	j->next = D.jobs;
+	D.jobs = j;
+}
+
+static json_t *stats_json(const struct migrate_stats *s)
+{
+	return json_pack("{s:s, s:f, s:f, s:f, s:f, s:I, s:I, s:{s:I, s:I, s:I}, s:I, s:i, s:I, "
+			 "s:I, s:I, s:i, s:I, s:I, s:b}",
+			 "phase", mig_phase_name(s->phase), "setup_ms", ns_to_ms(s->setup_ns),
+			 "total_ms", ns_to_ms(s->total_ns), "downtime_ms", ns_to_ms(s->downtime_ns),
+			 "expected_downtime_ms", ns_to_ms(s->expected_downtime_ns), "ram_bytes",
+			 (json_int_t)s->ram_bytes, "bytes", (json_int_t)s->bytes, "pages", "raw",
+			 (json_int_t)s->pages[STREAM_ENC_RAW], "lz4",
+			 (json_int_t)s->pages[STREAM_ENC_LZ4], "delta",
+			 (json_int_t)s->pages[STREAM_ENC_DELTA], "zero_pages",
+			 (json_int_t)s->zero_frames, "iterations", (int)s->iterations,
+			 "dirty_pages", (json_int_t)s->dirty_pages, "dirty_rate",
+			 (json_int_t)s->dirty_rate, "throughput", (json_int_t)s->throughput,
+			 "throttle", (int)s->throttle, "iter_pos", (json_int_t)s->iter_pos,
+			 "iter_frames", (json_int_t)s->iter_frames, "committed", s->committed);
+}
+
+json_t *job_json(const struct job *j)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:o, s:b}", "id", j->id,
+			      "direction", j->out ? "out" : "in", "vm", j->vm, "peer", j->peer,
+			      "state", state_names[j->state], "phase", mig_phase_name(j->st.phase),
+			      "started", (json_int_t)j->started, "ended", (json_int_t)j->ended,
+			      "stats", stats_json(&j->st), "go", j->go);
+
+	if (o && j->error[0])
+		json_object_set_new(o, "error", json_string(j->error));
+	if (o && !j->out)
+		json_object_set_new(o, "in_state", json_string(j->in_state));
+	if (o && j->out)
+		json_object_set_new(o, "options",
+				    json_pack("{s:f, s:i, s:s, s:I, s:i}", "downtime_ms",
+					      ns_to_ms(j->opts.downtime_ns), "max_iters",
+					      (int)j->opts.max_iters, "on_no_converge",
+					      j->opts.on_no_converge == NOCONV_STOP ? "stop"
+					      : j->opts.on_no_converge == NOCONV_THROTTLE
+						      ? "throttle" : "abort",
+					      "bandwidth", (json_int_t)j->opts.bandwidth,
+					      "peer_timeout_ms", j->opts.peer_timeout_ms));
+	return o;
+}
+
+/* Journal the job's current state durably. */
+static int job_save(struct job *j)
+{
+	char dir[300], file[JOB_ID_LEN + 8];
+	json_t *o;
+	int r;
+
+	pthread_mutex_lock(&D.lock);
+	o = job_json(j);
+	pthread_mutex_unlock(&D.lock);
+	if (!o)
+		return -ENOMEM;
+	snprintf(dir, sizeof dir, "%s/jobs", D.state_dir);
+	snprintf(file, sizeof file, "%s.json", j->id);
+	r = write_json_file(dir, file, o);
+	json_decref(o);
+	return r;
+}
+
+static void job_finish(struct job *j, enum job_state s, const char *why)
+{
+	pthread_mutex_lock(&D.lock);
+	j->state = s;
+	j->ended = time(NULL);
+	snprintf(j->error, sizeof j->error, "%s", why ? why : "");
+	j->running = false;
+	pthread_mutex_unlock(&D.lock);
+	job_save(j);
+	if (s == JOB_COMPLETED)
+		log_info("job %s: %s %s %s: completed", j->id, j->vm, j->out ? "to" : "from", j->peer);
+	else
+		log_warn("job %s: %s %s %s: %s: %s", j->id, j->vm, j->out ? "to" : "from", j->peer,
+			 state_names[s], why);
+}
+
+/* ---- hooks the engine calls ---- */
+
+static void on_progress(void *ctx, const struct migrate_stats *st)
+{
+	struct job *j = ctx;
+
+	pthread_mutex_lock(&D.lock);
+	j->st = *st;
+	pthread_mutex_unlock(&D.lock);
+}
+
+static int on_journal(void *ctx, enum mig_point pt)
+{
+	struct job *j = ctx;
+	const char *in = NULL;
+
+	pthread_mutex_lock(&D.lock);
+	if (pt == MIG_PT_GO) {
+		/* The last moment a cancel wins; from here none does. */
+		if (j->cancel) {
+			pthread_mutex_unlock(&D.lock);
+			return -ECANCELED;
+		}
+		j->go = true;
+	} else {
+		in = pt == MIG_PT_READY ? "ready" : pt == MIG_PT_RESUME ? "resuming" : "running";
+		snprintf(j->in_state, sizeof j->in_state, "%s", in);
+	}
+	pthread_mutex_unlock(&D.lock);
+	if (pt == MIG_PT_RESUME) {
+		/* The guest is ours from now on, also if ferryd dies next. */
+		struct vm *v = vm_get(j->vm);
+
+		if (v) {
+			vm_record_write(v);
+			vm_put(v);
+		}
+	}
+	return job_save(j);
+}
+
+/* ---- talking to the peer ---- */
+
+static int connect_peer(const char *peer, int timeout_ms, int *out, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai, *a;
+	char host[256], port[16];
+	int r, fd = -1, one = 1;
+
+	if (split_host_port(peer, host, sizeof host, port, sizeof port)) {
+		snprintf(err, errlen, "\"%s\" is not HOST[:PORT]", peer);
+		return -EINVAL;
+	}
+	if ((r = getaddrinfo(host, port, &hints, &ai))) {
+		snprintf(err, errlen, "%s: %s", host, gai_strerror(r));
+		return -EHOSTUNREACH;
+	}
+	r = -ECONNREFUSED;
+	for (a = ai; a; a = a->ai_next) {
+		struct pollfd p;
+		int e = 0;
+		socklen_t el = sizeof e;
+
+		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0)
+			continue;
+		if (connect(fd, a->ai_addr, a->ai_addrlen) < 0 && errno != EINPROGRESS) {
+			r = -errno;
+			close_fd(&fd);
+			continue;
+		}
+		p = (struct pollfd){ .fd = fd, .events = POLLOUT };
+		if (poll(&p, 1, timeout_ms) != 1) {
+			r = -ETIMEDOUT;
+			close_fd(&fd);
+			continue;
+		}
+		getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el);
+		if (e) {
+			r = -e;
+			close_fd(&fd);
+			continue;
+		}
+		break;
+	}
+	freeaddrinfo(ai);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot connect to %s: %s", peer, strerror(-r));
+		return r;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	*out = fd;
+	return 0;
+}
+
+/* Send a HELLO and read the answer: 0 and *reply (decref it), or -errno. */
+static int hello(int sock, const struct mig_hello *h, int timeout_ms, json_t **reply, char *err,
+		 size_t errlen)
+{
+	json_t *o = mig_hello_json(h);
+	const char *why = NULL;
+	uint32_t version;
+	int ok = 0, r;
+	char e[300];
+
+	if (!o)
+		return -ENOMEM;
+	r = mig_send_frame(sock, o);
+	json_decref(o);
+	if (r) {
+		snprintf(err, errlen, "sending HELLO: %s", strerror(-r));
+		return r;
+	}
+	if ((r = mig_recv_frame(sock, timeout_ms, &version, reply, e, sizeof e))) {
+		snprintf(err, errlen, "handshake: %s", e);
+		return r;
+	}
+	if (json_unpack(*reply, "{s:b, s?s}", "ok", &ok, "error", &why) || !ok) {
+		snprintf(err, errlen, "refused by %s: %s", h->op == MIG_OP_RESOLVE ? "the peer"
+			 : "the destination", why ? why : "no reason given");
+		r = -EPERM;
+	} else if (version != MIG_PROTO_VERSION) {
+		snprintf(err, errlen, "the destination speaks migration protocol %u, this host %d",
+			 version, MIG_PROTO_VERSION);
+		r = -EPROTO;
+	}
+	if (r) {
+		json_decref(*reply);
+		*reply = NULL;
+	}
+	return r;
+}
+
+/* Ask the destination what became of job j: "running", "discarded",
+ * "pending", "unknown"; NULL if it cannot be reached. */
+static const char *ask_peer(struct job *j, char *buf, size_t len)
+{
+	struct mig_hello h = { .op = MIG_OP_RESOLVE };
+	json_t *reply = NULL;
+	const char *s = NULL;
+	char err[300];
+	int sock;
+
+	snprintf(h.job, sizeof h.job, "%s", j->id);
+	snprintf(h.from, sizeof h.from, "%s", D.hostname);
+	if (connect_peer(j->peer, 2000, &sock, err, sizeof err))
+		return NULL;
+	if (!hello(sock, &h, 5000, &reply, err, sizeof err) &&
+	    !json_unpack(reply, "{s:s}", "state", &s) && strlen(s) < len) {
+		snprintf(buf, len, "%s", s);
+		s = buf;
+	} else {
+		s = NULL;
+	}
+	json_decref(reply);
+	close(sock);
+	return s;
+}
+
+/* ---- outgoing ---- */
+
+/* The guest runs here again as before the migration. */
+static int resume_here(struct vm *v)
+{
+	int r;
+
+	hv_throttle(v->d, 0);
+	hv_logdirty_disable(v->d);
+	r = hv_unpause(v->d);
+	pthread_mutex_lock(&D.lock);
+	v->paused = r != 0;
+	pthread_mutex_unlock(&D.lock);
+	return r;
+}
+
+/* After GO without RUNNING: find out which copy runs, or wait for the
+ * operator. The guest stays paused here meanwhile. */
+static void resolve_loop(struct job *j, struct vm *v)
+{
+	char buf[32], why[300];
+	unsigned tries = 0;
+
+	for (;;) {
+		enum job_force force;
+		const char *ans = NULL;
+		bool stopping;
+		struct timespec ts;
+
+		pthread_mutex_lock(&D.lock);
+		force = j->force;
+		stopping = D.stopping;
+		pthread_mutex_unlock(&D.lock);
+		if (force == FORCE_NONE && !stopping)
+			ans = ask_peer(j, buf, sizeof buf);
+		if (force == FORCE_DESTINATION || (ans && strcmp(ans, "running") == 0)) {
+			int r = hv_destroy(v->d);
+
+			snprintf(why, sizeof why, "%s", force ? "resolved by the operator: the guest "
+				 "runs on the destination" : "");
+			if (r)
+				log_error("job %s: destroying the source copy: %s", j->id, strerror(-r));
+			job_finish(j, JOB_COMPLETED, why);
+			return;
+		}
+		if (force == FORCE_SOURCE || (ans && strcmp(ans, "discarded") == 0)) {
+			int r = resume_here(v);
+
+			snprintf(why, sizeof why, "%s; the guest %s here",
+				 force ? "resolved by the operator" : "the destination discarded its copy after GO",
+				 r ? "could not be resumed" : "runs on");
+			job_finish(j, JOB_FAILED, why);
+			return;
+		}
+		if (stopping)
+			return; /* the journal keeps it unresolved for the next ferryd */
+		if (ans && strcmp(ans, "unknown") == 0 && tries++ % 30 == 0)
+			log_warn("job %s: the destination has no record of it; `ferry resolve %s "
+				 "--force source|destination` decides", j->id, j->id);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_mutex_lock(&D.lock);
+		if (j->force == FORCE_NONE && !D.stopping)
+			pthread_cond_timedwait(&j->wake, &D.lock, &ts);
+		pthread_mutex_unlock(&D.lock);
+	}
+}
+
+static void *out_main(void *p)
+{
+	struct job *j = p;
+	struct vm *v = j->v;
+	struct mig_hello h = { .op = MIG_OP_MIGRATE };
+	struct migrate_stats st = { 0 };
+	json_t *reply = NULL;
+	char err[600] = "";
+	int sock = -1, r;
+
+	snprintf(h.job, sizeof h.job, "%s", j->id);
+	snprintf(h.name, sizeof h.name, "%s", v->name);
+	snprintf(h.config, sizeof h.config, "%s", v->config);
+	snprintf(h.from, sizeof h.from, "%s", D.hostname);
+	j->opts.hooks = (struct migrate_hooks){ j, on_progress, on_journal };
+	j->opts.cancel = &j->cancel;
+	r = connect_peer(j->peer, j->opts.peer_timeout_ms, &sock, err, sizeof err);
+	if (!r) {
+		pthread_mutex_lock(&D.lock);
+		if (j->cancel)
+			r = -ECANCELED;
+		else
+			j->sock = sock;
+		pthread_mutex_unlock(&D.lock);
+		if (r)
+			snprintf(err, sizeof err, "cancelled");
+	}
+	if (!r)
+		r = hello(sock, &h, j->opts.peer_timeout_ms, &reply, err, sizeof err);
+	json_decref(reply);
+	if (!r) {
+		log_info("job %s: migrating %s to %s", j->id, v->name, j->peer);
+		r = migrate_send(v->d, sock, &j->opts, &st, err, sizeof err);
+		on_progress(j, &st);
+	}
+	pthread_mutex_lock(&D.lock);
+	j->sock = -1;
+	pthread_mutex_unlock(&D.lock);
+	close_fd(&sock);
+	if (!r) {
+		job_finish(j, JOB_COMPLETED, "");
+	} else if (!st.committed) {
+		/* Rolled back: the guest runs here as before. */
+		pthread_mutex_lock(&D.lock);
+		v->paused = false;
+		pthread_mutex_unlock(&D.lock);
+		job_finish(j, r == -ECANCELED ? JOB_CANCELLED : JOB_FAILED, err);
+	} else {
+		pthread_mutex_lock(&D.lock);
+		j->state = JOB_UNRESOLVED;
+		snprintf(j->error, sizeof j->error, "%s", err);
+		v->paused = true;
+		pthread_mutex_unlock(&D.lock);
+		job_save(j);
+		log_error("job %s: %s", j->id, err);
+		resolve_loop(j, v);
+	}
+	vm_unbusy(v);
+	vm_put(v);
+	pthread_mutex_lock(&D.lock);
+	j->running = false;
+	j->v = NULL;
+	pthread_mutex_unlock(&D.lock);
+	thread_done();
+	return NULL;
+}
+
+int job_start_out(const char *name, const char *dest, const struct migrate_opts *o, char *id,
+		  char *err, size_t errlen)
+{
+	char host[256], port[16];
+	struct vm *v;
+	struct job *j;
+	int r;
+
+	if (split_host_port(dest, host, sizeof host, port, sizeof port)) {
+		snprintf(err, errlen, "\"%s\" is not HOST[:PORT]", dest);
+		return -EINVAL;
+	}
+	if (!(v = vm_get(name))) {
+		snprintf(err, errlen, "no microVM named %s on this host", name);
+		return -ENOENT;
+	}
+	if (!(j = job_new(true, NULL))) {
+		vm_put(v);
+		return -ENOMEM;
+	}
+	if ((r = vm_busy(v, "migrating", j->id, err, errlen))) {
+		vm_put(v);
+		free(j);
+		return r;
+	}
+	j->opts = *o;
+	j->v = v;
+	snprintf(j->vm, sizeof j->vm, "%s", name);
+	snprintf(j->peer, sizeof j->peer, "%s", dest);
+	j->st.phase = MIG_PH_SETUP;
+	j->running = true;
+	pthread_mutex_lock(&D.lock);
+	job_link(j);
+	pthread_mutex_unlock(&D.lock);
+	job_save(j);
+	if ((r = spawn_thread(out_main, j))) {
+		job_finish(j, JOB_FAILED, "cannot start a thread");
+		vm_unbusy(v);
+		vm_put(v);
+		snprintf(err, errlen, "cannot start a thread: %s", strerror(-r));
+		return r;
+	}
+	snprintf(id, JOB_ID_LEN, "%s", j->id);
+	return 0;
+}
+
+int job_cancel(const char *id, char *err, size_t errlen)
+{
+	struct job *j;
+	int r = 0;
+
+	pthread_mutex_lock(&D.lock);
+	j = job_find(id);
+	if (!j) {
+		snprintf(err, errlen, "no job %s", id);
+		r = -ENOENT;
+	} else if (!j->out) {
+		snprintf(err, errlen, "job %s is an incoming migration; cancel it on the source host",
+			 id);
+		r = -EINVAL;
+	} else if (j->state != JOB_ACTIVE) {
+		snprintf(err, errlen, "job %s is not active (%s)", id, state_names[j->state]);
+		r = -EINVAL;
+	} else if (j->go) {
+		snprintf(err, errlen, "job %s is past its point of no return (GO was sent)", id);
+		r = -EBUSY;
+	} else {
+		j->cancel = 1;
+		if (j->sock >= 0)
+			shutdown(j->sock, SHUT_RDWR);
+	}
+	pthread_mutex_unlock(&D.lock);
+	return r;
+}
+
+int job_resolve(const char *id, enum job_force force, char *err, size_t errlen)
+{
+	struct job *j;
+	int r = 0;
+
+	pthread_mutex_lock(&D.lock);
+	j = job_find(id);
+	if (!j) {
+		snprintf(err, errlen, "no job %s", id);
+		r = -ENOENT;
+	} else if (j->state != JOB_UNRESOLVED || !j->out) {
+		snprintf(err, errlen, "job %s is %s; only an unresolved outgoing job needs resolving",
+			 id, state_names[j->state]);
+		r = -EINVAL;
+	} else {
+		if (force)
+			j->force = force;
+		pthread_cond_broadcast(&j->wake);
+	}
+	pthread_mutex_unlock(&D.lock);
+	return r;
+}
+
+/* ---- incoming ---- */
+
+static void refuse(int sock, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void refuse(int sock, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	json_t *o;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	log_warn("incoming: refused: %s", msg);
+	if ((o = json_pack("{s:b, s:s}", "ok", 0, "error", msg))) {
+		mig_send_frame(sock, o);
+		json_decref(o);
+	}
+}
+
+static void answer_resolve(int sock, const struct mig_hello *h)
+{
+	const char *s = "unknown";
+	struct job *j;
+	json_t *o;
+
+	pthread_mutex_lock(&D.lock);
+	j = job_find(h->job);
+	if (j && !j->out) {
+		if (strcmp(j->in_state, "running") == 0)
+			s = "running";
+		else if (strcmp(j->in_state, "discarded") == 0)
+			s = "discarded";
+		else
+			s = "pending";
+	}
+	pthread_mutex_unlock(&D.lock);
+	log_info("job %s: %s asks what became of it: %s", h->job, h->from, s);
+	if ((o = json_pack("{s:b, s:s}", "ok", 1, "state", s))) {
+		mig_send_frame(sock, o);
+		json_decref(o);
+	}
+}
+
+static void *in_main(void *p)
+{
+	int sock = (int)(intptr_t)p;
+	struct mig_hello h;
+	struct hv_domain *d = NULL;
+	struct job *j = NULL;
+	struct vm *v = NULL;
+	json_t *o = NULL;
+	uint32_t version;
+	char err[600];
+	int r;
+
+	if ((r = mig_recv_frame(sock, D.peer_timeout_ms, &version, &o, err, sizeof err))) {
+		log_warn("incoming: %s", err);
+		goto out;
+	}
+	if (version != MIG_PROTO_VERSION) {
+		refuse(sock, "migration protocol version %u is not supported: this host speaks "
+		       "version %d", version, MIG_PROTO_VERSION);
+		goto out;
+	}
+	if (mig_hello_parse(o, &h, err, sizeof err)) {
+		refuse(sock, "%s", err);
+		goto out;
+	}
+	if (h.op == MIG_OP_RESOLVE) {
+		answer_resolve(sock, &h);
+		goto out;
+	}
+	pthread_mutex_lock(&D.lock);
+	if (D.stopping) {
+		pthread_mutex_unlock(&D.lock);
+		refuse(sock, "ferryd on %s is shutting down", D.hostname);
+		goto out;
+	}
+	if (vm_name_taken(h.name)) {
+		pthread_mutex_unlock(&D.lock);
+		refuse(sock, "a microVM named %s already exists on %s", h.name, D.hostname);
+		goto out;
+	}
+	if (job_find(h.job)) {
+		pthread_mutex_unlock(&D.lock);
+		refuse(sock, "job %s is already known on %s", h.job, D.hostname);
+		goto out;
+	}
+	if (D.incoming >= D.max_incoming) {
+		pthread_mutex_unlock(&D.lock);
+		refuse(sock, "%s already receives %u migrations (max-incoming)", D.hostname,
+		       D.incoming);
+		goto out;
+	}
+	pthread_mutex_unlock(&D.lock);
+	if (!(j = job_new(false, h.job)) || !(v = vm_new(h.name))) {
+		refuse(sock, "out of memory");
+		free(j);
+		j = NULL;
+		goto out;
+	}
+	snprintf(j->vm, sizeof j->vm, "%s", h.name);
+	snprintf(j->peer, sizeof j->peer, "%s", h.from[0] ? h.from : "?");
+	snprintf(j->in_state, sizeof j->in_state, "receiving");
+	j->st.phase = MIG_PH_SETUP;
+	j->running = true;
+	j->sock = sock;
+	j->opts.peer_timeout_ms = D.peer_timeout_ms;
+	j->opts.hooks = (struct migrate_hooks){ j, on_progress, on_journal };
+	snprintf(v->config, sizeof v->config, "%s", h.config);
+	v->busy = "incoming";
+	snprintf(v->job, sizeof v->job, "%s", j->id);
+	v->paused = true;
+	pthread_mutex_lock(&D.lock);
+	/* Checked again: another connection may have taken the name. */
+	if (vm_name_taken(h.name) || job_find(h.job)) {
+		pthread_mutex_unlock(&D.lock);
+		refuse(sock, "a microVM named %s already exists on %s", h.name, D.hostname);
+		vm_put(v);
+		free(j);
+		j = NULL;
+		v = NULL;
+		goto out;
+	}
+	D.incoming++;
+	job_link(j);
+	pthread_mutex_unlock(&D.lock);
+	vm_add(v);
+	job_save(j);
+	json_decref(o);
+	o = json_pack("{s:b, s:s}", "ok", 1, "host", D.hostname);
+	if ((r = mig_send_frame(sock, o))) {
+		snprintf(err, sizeof err, "answering HELLO: %s", strerror(-r));
+	} else {
+		log_info("job %s: receiving %s from %s", j->id, h.name, j->peer);
+		r = migrate_recv(sock, h.name, &j->opts, &d, err, sizeof err);
+	}
+	pthread_mutex_lock(&D.lock);
+	j->sock = -1;
+	D.incoming--;
+	pthread_mutex_unlock(&D.lock);
+	if (!r) {
+		struct hv_info info;
+
+		if (!hv_info(d, &info))
+			v->pid = info.pid;
+		v->d = d;
+		v->child = false; /* the handle reaps it */
+		pthread_mutex_lock(&D.lock);
+		v->paused = false;
+		snprintf(j->in_state, sizeof j->in_state, "running");
+		pthread_mutex_unlock(&D.lock);
+		job_finish(j, JOB_COMPLETED, "");
+		vm_unbusy(v);
+		pthread_mutex_lock(&D.lock);
+		v->refs++;
+		pthread_mutex_unlock(&D.lock);
+		loop_call(vm_watch_start, v);
+	} else {
+		bool resumed;
+
+		pthread_mutex_lock(&D.lock);
+		resumed = strcmp(j->in_state, "resuming") == 0 && d;
+		if (!resumed)
+			snprintf(j->in_state, sizeof j->in_state, "discarded");
+		v->dead = true;
+		pthread_mutex_unlock(&D.lock);
+		job_finish(j, JOB_FAILED, err);
+		vm_unbusy(v); /* dead: removed on the loop */
+	}
+	vm_put(v);
+out:
+	json_decref(o);
+	close(sock);
+	thread_done();
+	return NULL;
+}
+
+void job_accept(int fd)
+{
+	int one = 1;
+
+	/* libevent hands accepted sockets over non-blocking; job threads block. */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (spawn_thread(in_main, (void *)(intptr_t)fd)) {
+		log_error("incoming: cannot start a thread");
+		close(fd);
+	}
+}
+
+/* ---- start-up and shutdown ---- */
+
+static int parse_policy_name(const char *s)
+{
+	return strcmp(s, "throttle") == 0 ? NOCONV_THROTTLE : strcmp(s, "abort") == 0 ? NOCONV_ABORT
+										    : NOCONV_STOP;
+}
+
+/* A job from its journal file; NULL if malformed. */
+static struct job *job_load(const char *path)
+{
+	json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
+	const char *id, *dir, *vm, *peer, *state, *in_state = "", *error = "", *pol = "stop";
+	json_int_t started = 0, ended = 0, bw = 0;
+	int go = 0, iters = 30, pto = 15000;
+	double dt = 300;
+	struct job *j = NULL;
+
+	if (!o)
+		return NULL;
+	if (json_unpack(o, "{s:s, s:s, s:s, s:s, s:s, s?s, s?s, s?I, s?I, s?b, s?{s?f, s?i, s?s, "
+			"s?I, s?i}}",
+			"id", &id, "direction", &dir, "vm", &vm, "peer", &peer, "state", &state,
+			"in_state", &in_state, "error", &error, "started", &started, "ended",
+			&ended, "go", &go, "options", "downtime_ms", &dt, "max_iters", &iters,
+			"on_no_converge", &pol, "bandwidth", &bw, "peer_timeout_ms", &pto) ||
+	    !mig_valid_id(id, JOB_ID_LEN + 27) || strlen(id) >= JOB_ID_LEN ||
+	    !(j = job_new(strcmp(dir, "out") == 0, id))) {
+		json_decref(o);
+		return NULL;
+	}
+	snprintf(j->vm, sizeof j->vm, "%s", vm);
+	snprintf(j->peer, sizeof j->peer, "%s", peer);
+	snprintf(j->in_state, sizeof j->in_state, "%s", in_state);
+	snprintf(j->error, sizeof j->error, "%s", error);
+	j->started = started;
+	j->ended = ended;
+	j->go = go;
+	j->opts.downtime_ns = (uint64_t)(dt * 1e6);
+	j->opts.max_iters = (unsigned)iters;
+	j->opts.on_no_converge = parse_policy_name(pol);
+	j->opts.bandwidth = (uint64_t)bw;
+	j->opts.peer_timeout_ms = pto;
+	j->state = JOB_FAILED;
+	for (unsigned i = 0; i < ARRAY_SIZE(state_names); i++)
+		if (strcmp(state, state_names[i]) == 0)
+			j->state = (enum job_state)i;
+	json_decref(o);
+	return j;
+}
+
+static void *resolve_main(void *p)
+{
+	struct job *j = p;
+	struct vm *v = j->v;
+
+	resolve_loop(j, v);
+	vm_unbusy(v);
+	vm_put(v);
+	pthread_mutex_lock(&D.lock);
+	j->running = false;
+	j->v = NULL;
+	pthread_mutex_unlock(&D.lock);
+	thread_done();
+	return NULL;
+}
+
+/* Bring a job that was in flight when ferryd stopped to a safe state. */
+static void recover(struct job *j)
+{
+	struct vm *v = vm_get(j->vm);
+	char err[256];
+
+	if (!j->out) {
+		/* Incoming: the guest is ours if it resumed (its runtime then
+		 * outlives us and was adopted); otherwise its runtime exited
+		 * when our link to it closed. */
+		struct hv_mvm_stats ms;
+		bool runs = v && v->d && !hv_mvm_stats(v->d, &ms) && !ms.incoming;
+
+		if (v && !runs) {
+			hv_destroy(v->d);
+			vm_record_remove(v->name);
+		}
+		snprintf(j->in_state, sizeof j->in_state, "%s", runs ? "running" : "discarded");
+		job_finish(j, runs ? JOB_COMPLETED : JOB_FAILED,
+			   runs ? "" : "ferryd restarted before the guest was resumed here");
+	} else if (!j->go) {
+		/* Before GO: roll back. */
+		if (v)
+			resume_here(v);
+		job_finish(j, JOB_FAILED, v ? "ferryd restarted during the migration; rolled back, "
+			   "the guest runs here" : "ferryd restarted during the migration; the guest "
+			   "is gone");
+	} else if (!v) {
+		/* GO was sent and the source copy is gone: it was destroyed
+		 * after RUNNING. */
+		job_finish(j, JOB_COMPLETED, "");
+	} else if (vm_busy(v, "migrating", j->id, err, sizeof err) == 0) {
+		j->state = JOB_UNRESOLVED;
+		j->running = true;
+		j->v = v;
+		v->paused = true;
+		v = NULL; /* the thread's reference */
+		job_save(j);
+		log_warn("job %s: unresolved after a restart; asking %s", j->id, j->peer);
+		if (spawn_thread(resolve_main, j)) {
+			v = j->v;
+			vm_unbusy(v);
+		}
+	}
+	vm_put(v);
+}
+
+void jobs_recover(void)
+{
+	char dir[300], path[600];
+	DIR *dp;
+	struct dirent *e;
+	struct job *list = NULL, *j;
+	size_t n = 0;
+
+	snprintf(dir, sizeof dir, "%s/jobs", D.state_dir);
+	if (!(dp = opendir(dir)))
+		return;
+	while ((e = readdir(dp))) {
+		size_t len = strlen(e->d_name);
+
+		if (e->d_name[0] == '.' || len < 6 || strcmp(e->d_name + len - 5, ".json") != 0)
+			continue;
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		if (!(j = job_load(path))) {
+			log_warn("%s: not a job record; ignored", path);
+			continue;
+		}
+		j->next = list;
+		list = j;
+		n++;
+	}
+	closedir(dp);
+	/* Oldest first, so that the list ends newest first. */
+	for (bool sorted = false; !sorted;) {
+		sorted = true;
+		for (struct job **pp = &list; *pp && (*pp)->next; pp = &(*pp)->next)
+			if ((*pp)->started > (*pp)->next->started) {
+				struct job *a = *pp, *b = a->next;
+
+				a->next = b->next;
+				b->next = a;
+				*pp = b;
+				sorted = false;
+			}
+	}
+	while ((j = list)) {
+		list = j->next;
+		if (n-- > JOBS_KEPT && j->state != JOB_ACTIVE && j->state != JOB_UNRESOLVED) {
+			snprintf(path, sizeof path, "%s/%s.json", dir, j->id);
+			unlink(path);
+			free(j);
+			continue;
+		}
+		pthread_mutex_lock(&D.lock);
+		job_link(j);
+		pthread_mutex_unlock(&D.lock);
+		if (j->state == JOB_ACTIVE || j->state == JOB_UNRESOLVED)
+			recover(j);
+	}
+}
+
+void jobs_stop(void)
+{
+	pthread_mutex_lock(&D.lock);
+	for (struct job *j = D.jobs; j; j = j->next) {
+		if (j->state == JOB_ACTIVE && !j->go) {
+			if (j->out)
+				j->cancel = 1;
+			if (j->sock >= 0 && (j->out || strcmp(j->in_state, "receiving") == 0 ||
+					     strcmp(j->in_state, "ready") == 0))
+				shutdown(j->sock, SHUT_RDWR);
+		}
+		pthread_cond_broadcast(&j->wake);
+	}
+	pthread_mutex_unlock(&D.lock);
+}

@@ -1,0 +1,147 @@
+/*
+ * daemon.h — ferryd's shared state: the microVMs it owns, its jobs, and the
+ * few rules that keep its threads apart.
+ *
+ * Threads: the libevent loop (control API, migration listener, guest death
+ * watches) never blocks on a guest; each job has its own thread, and each
+ * control request that talks to a runtime runs on a short-lived task thread.
+ * D.lock guards both lists and every field marked (L). A guest's handle is
+ * used by one thread at a time: a long operation marks the VM busy (L) and
+ * then owns the handle; a short one (info) takes vm->hlock and skips a busy
+ * VM. A VM leaves the list only on the loop thread (vm_remove), and its
+ * memory goes with the last reference.
+ */
+#ifndef FERRY_TOOLS_DAEMON_H
+#define FERRY_TOOLS_DAEMON_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "hv/hv.h"
+#include "migrate/precopy.h"
+
+#define JOB_ID_LEN 13 /* 12 hex digits */
+#define NAME_LEN 64
+#define PEER_LEN 300
+
+struct event;
+
+struct vm {
+	struct vm *next;              /* (L) */
+	int refs;                     /* (L) */
+	bool listed;                  /* (L) in D.vms */
+	char name[NAME_LEN];
+	char config[HV_CONFIG_MAX];
+	struct hv_domain *d;          /* NULL while incoming */
+	pid_t pid;
+	bool child;                   /* spawned by create: reaped when it ends */
+	bool paused;                  /* (L) as ferryd last set it */
+	bool dead;                    /* (L) its runtime ended */
+	const char *busy;             /* (L) "migrating", "verifying", ... or NULL */
+	char job[JOB_ID_LEN];         /* (L) the job holding it */
+	pthread_mutex_t hlock;        /* short uses of d */
+	struct event *watch;          /* loop thread only */
+	int64_t created;              /* Unix seconds */
+};
+
+enum job_state { JOB_ACTIVE, JOB_COMPLETED, JOB_FAILED, JOB_CANCELLED, JOB_UNRESOLVED };
+enum job_force { FORCE_NONE, FORCE_SOURCE, FORCE_DESTINATION };
+
+struct job {
+	struct job *next;             /* (L) */
+	char id[JOB_ID_LEN];
+	bool out;                     /* we are the source */
+	char vm[NAME_LEN];
+	char peer[PEER_LEN];          /* out: HOST:PORT asked for; in: the peer's name */
+	enum job_state state;         /* (L) */
+	char in_state[16];            /* (L) destination: receiving, ready, resuming, running, discarded */
+	char error[512];              /* (L) */
+	int64_t started, ended;       /* (L) Unix seconds */
+	struct migrate_stats st;      /* (L) */
+	struct migrate_opts opts;
+	volatile sig_atomic_t cancel;
+	bool go;                      /* (L) source: GO journaled; cancel refused */
+	int sock;                     /* (L) -1 when none */
+	enum job_force force;         /* (L) */
+	bool running;                 /* (L) a thread works on it */
+	pthread_cond_t wake;          /* resolve: try again now */
+	struct vm *v;                 /* out: the guest, held busy */
+};
+
+struct daemon {
+	struct event_base *base;
+	pthread_mutex_t lock;
+	pthread_cond_t idle;          /* threads dropped to 0 */
+	struct vm *vms;               /* (L) */
+	struct job *jobs;             /* (L) */
+	unsigned threads;             /* (L) job and task threads alive */
+	unsigned incoming;            /* (L) incoming migrations now */
+	bool stopping;                /* (L) */
+
+	/* Settings (config file, then flags). */
+	char config_path[256];
+	char socket_path[256];
+	char listen[PEER_LEN];
+	char state_dir[256];
+	char run_dir[256];
+	char hostname[256];
+	int peer_timeout_ms;
+	unsigned max_incoming;
+	uint64_t downtime_ms;
+	unsigned max_iters;
+	enum noconv_policy on_no_converge;
+};
+
+extern struct daemon D;
+
+/* ferryd.c */
+/* Run fn(arg) on the loop thread soon; callable from any thread. */
+void loop_call(void (*fn)(void *), void *arg);
+/* Start a detached thread counted in D.threads. 0 or -errno. */
+int spawn_thread(void *(*fn)(void *), void *arg);
+void thread_done(void);
+/* Write a JSON object durably to dir/name (tmp, fsync, rename, fsync dir). */
+int write_json_file(const char *dir, const char *name, json_t *o);
+/* "HOST:PORT", "[V6]:PORT" or "HOST" (the default port). 0 or -EINVAL. */
+int split_host_port(const char *s, char *host, size_t hlen, char *port, size_t plen);
+
+/* d_vm.c */
+struct vm *vm_new(const char *name);
+struct vm *vm_get(const char *name);        /* listed, with a reference */
+void vm_put(struct vm *v);
+int vm_busy(struct vm *v, const char *what, const char *job, char *err, size_t errlen);
+void vm_unbusy(struct vm *v);
+void vm_add(struct vm *v);                  /* list it; the list takes a reference */
+void vm_remove(void *v);                    /* loop thread: unlist, stop watching */
+void vm_watch_start(void *v);               /* loop thread */
+int vm_record_write(struct vm *v);
+void vm_record_remove(const char *name);
+json_t *vm_json(struct vm *v);              /* caller holds D.lock */
+void vms_adopt(void);
+struct vm *vm_adopt(const char *name, int64_t created);                       /* start-up: open what vms/ records */
+bool vm_name_taken(const char *name);       /* (L) listed here, any state */
+
+/* d_job.c */
+struct job *job_find(const char *id);       /* (L) */
+json_t *job_json(const struct job *j);      /* (L) */
+int job_start_out(const char *name, const char *dest, const struct migrate_opts *o,
+		  char *id, char *err, size_t errlen);
+void job_accept(int fd);                    /* a migration connection: takes fd */
+int job_cancel(const char *id, char *err, size_t errlen);
+int job_resolve(const char *id, enum job_force force, char *err, size_t errlen);
+void jobs_recover(void);                    /* start-up, after vms_adopt */
+void jobs_stop(void);                       /* shutdown: cancel what can be */
+
+/* d_api.c */
+/* Handle one request; may block (runs on a task thread). */
+json_t *api_handle(json_t *req);
+/* Quick validation for the loop: op known, members of the right types.
+ * 0 and *slow (needs a task thread), or -EINVAL with err. */
+int api_check(const json_t *req, bool *slow, char *err, size_t errlen);
+
+#endif
