@@ -365,6 +365,8 @@ int migrate_send(struct hv_domain *d, int sock, const struct migrate_opts *o,
 		st->dirty_rate = (uint64_t)((double)n / ns_to_sec(ns + (mono_ns() - th) + 1));
 		st->expected_downtime_ns = bw > 0 ? (uint64_t)((double)n * per_page / bw * 1e9) : 0;
 		st->throughput = (uint64_t)bw;
+		log_debug("%s: pass %u: %" PRId64 " dirty pages, %.0f MiB/s, expected downtime "
+			  "%.1f ms", d->uri, it, n, bw / (1 << 20), ns_to_ms(st->expected_downtime_ns));
 		if (st->expected_downtime_ns <= o->downtime_ns)
 			break;
 		stalls = (uint64_t)n >= prev_dirty ? stalls + 1 : 0;

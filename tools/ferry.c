@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "tools/client.h"
 #include "tools/ferry.h"
 
 static const struct {
@@ -14,6 +15,16 @@ static const struct {
 	int (*fn)(int, char **);
 	const char *help;
 } cmds[] = {
+	{ "create", create_main, "start a microVM owned by the local ferryd" },
+	{ "list", list_main, "list the local ferryd's microVMs" },
+	{ "info", info_main, "show one microVM" },
+	{ "destroy", destroy_main, "end a microVM" },
+	{ "verify", verify_main, "check every page of a microVM against its workload" },
+	{ "migrate", migrate_main, "live-migrate a microVM to another host's ferryd" },
+	{ "jobs", jobs_main, "list migration jobs" },
+	{ "status", status_main, "show one job and its statistics" },
+	{ "cancel", cancel_main, "cancel an outgoing migration" },
+	{ "resolve", resolve_main, "settle a migration left unresolved after its point of no return" },
 	{ "save", save_main, "save a running microVM to a file (then stop it, or --keep-running)" },
 	{ "restore", restore_main, "start a microVM from a file written by save" },
 	{ "dirtylog", dirtylog_main,
@@ -22,12 +33,14 @@ static const struct {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: ferry [--run-dir DIR] [--log-level LEVEL] COMMAND [ARGS]\n\n"
+	fprintf(f, "usage: ferry [--socket PATH] [--run-dir DIR] [--log-level LEVEL] COMMAND [ARGS]\n\n"
 		   "Live migration and replication of virtual machines.\n\ncommands:\n");
 	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++)
 		fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].help);
 	fprintf(f, "\n`ferry COMMAND --help` describes a command. Environment: FERRY_RUN_DIR "
-		   "(default /run/ferry), FERRY_LOG (error|warn|info|debug).\n");
+		   "(default /run/ferry),\nFERRY_SOCKET (ferryd's control socket, default RUN_DIR/ferryd.sock), "
+		   "FERRY_LOG\n(error|warn|info|debug). save, restore and dirtylog work without "
+		   "ferryd.\n");
 }
 
 int main(int argc, char **argv)
@@ -39,6 +52,8 @@ int main(int argc, char **argv)
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--run-dir") == 0 && i + 1 < argc) {
 			ferry_set_run_dir(argv[++i]);
+		} else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
+			client_set_socket(argv[++i]);
 		} else if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc) {
 			if (log_parse_level(argv[++i], &lvl)) {
 				fprintf(stderr, "ferry: --log-level: error, warn, info or debug\n");

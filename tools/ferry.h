@@ -8,5 +8,15 @@
 int dirtylog_main(int argc, char **argv);
 int save_main(int argc, char **argv);
 int restore_main(int argc, char **argv);
+int create_main(int argc, char **argv);
+int list_main(int argc, char **argv);
+int info_main(int argc, char **argv);
+int destroy_main(int argc, char **argv);
+int verify_main(int argc, char **argv);
+int migrate_main(int argc, char **argv);
+int jobs_main(int argc, char **argv);
+int status_main(int argc, char **argv);
+int cancel_main(int argc, char **argv);
+int resolve_main(int argc, char **argv);
 
 #endif

@@ -1,0 +1,478 @@
+/*
+ * ferry migrate / jobs / status / cancel / resolve — live migration through
+ * the local ferryd.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/mtime.h"
+#include "common/util.h"
+#include "tools/client.h"
+#include "tools/ferry.h"
+
+static const char migrate_help[] =
+	"usage: ferry migrate NAME HOST[:PORT] [options]\n"
+	"\n"
+	"Moves the running microVM NAME to the ferryd on HOST (port 7480 by default)\n"
+	"by live pre-copy: memory is copied while the guest runs, then the guest is\n"
+	"paused for a short stop-and-copy and resumed on HOST. If anything fails\n"
+	"before the destination has the whole guest, it keeps running here.\n"
+	"\n"
+	"  --downtime-ms MS        the pause to aim for (default: ferryd's, 300)\n"
+	"  --max-iters N           copy passes before the no-converge policy applies (30)\n"
+	"  --bandwidth RATE        limit, bytes per second: 100M means 100 MiB/s (none)\n"
+	"  --on-no-converge P      stop (pause anyway), throttle (slow the guest down\n"
+	"                          until it converges) or abort (keep it here)\n"
+	"  --peer-timeout-ms MS    give up on a silent destination after MS (15000)\n"
+	"  --wait                  follow the job to its end (the default)\n"
+	"  --detach                print the job id and return at once\n"
+	"  --json                  print the final job as one JSON object\n"
+	"\n"
+	"On a terminal, a progress line shows the pass, how far it is, the dirty rate,\n"
+	"the throughput, the expected downtime and the pass's ETA. Ctrl-C cancels the\n"
+	"migration (unless it is past its point of no return). Exit status: 0 migrated,\n"
+	"1 failed or cancelled (the guest runs here), 3 unresolved (see ferry resolve).\n";
+
+static const char jobs_help[] = "usage: ferry jobs [--json]\n\nLists this host's migration jobs, "
+				"newest first.\n";
+static const char status_help[] = "usage: ferry status JOB [--json]\n\nShows one job and its "
+				  "statistics.\n";
+static const char cancel_help[] =
+	"usage: ferry cancel JOB\n\nStops an outgoing migration and leaves the guest running "
+	"here. Refused once\nGO was sent: the job then ends on its own or becomes unresolved.\n";
+static const char resolve_help[] =
+	"usage: ferry resolve JOB [--force source|destination] [--json]\n"
+	"\n"
+	"An unresolved job sent GO but heard no RUNNING: the guest is paused here and\n"
+	"may or may not run on the destination. ferryd asks the destination once a\n"
+	"second by itself; this asks now and waits up to 15 s for the answer.\n"
+	"\n"
+	"If the destination cannot answer (its host is gone), the operator decides:\n"
+	"  --force source        the destination's copy is known dead: resume here\n"
+	"  --force destination   the destination runs it: destroy the copy here\n"
+	"Forcing the wrong side can leave two copies running, or none.\n";
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+static double jnum(json_t *o, const char *k)
+{
+	json_t *v = json_object_get(o, k);
+
+	return v ? json_number_value(v) : 0;
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s ? s : "";
+}
+
+/* The progress line for one status snapshot. */
+static void draw(json_t *job, double *pos0, uint64_t *t0, bool tty)
+{
+	json_t *s = json_object_get(job, "stats");
+	double pos = jnum(s, "iter_pos"), frames = jnum(s, "iter_frames"), frac;
+	double ram = jnum(s, "ram_bytes"), rate, eta = -1;
+	const char *phase = jstr(s, "phase");
+	uint64_t now = mono_ns();
+	char bar[21], b1[32], b2[32], line[256];
+	int fill;
+
+	if (!tty)
+		return;
+	frac = frames > 0 ? pos / frames : 0;
+	if (frac > 1)
+		frac = 1;
+	fill = (int)(frac * 20);
+	for (int i = 0; i < 20; i++)
+		bar[i] = i < fill ? '#' : '.';
+	bar[20] = '\0';
+	if (pos < *pos0 || !*t0) {
+		*pos0 = pos;
+		*t0 = now;
+	} else if (now > *t0 && pos > *pos0) {
+		rate = (pos - *pos0) / ns_to_sec(now - *t0);
+		eta = (frames - pos) / rate;
+	}
+	snprintf(line, sizeof line,
+		 "%s %-13s pass %-2d [%s] %3.0f%%  sent %s (%.0f%% of RAM)  dirty %.0f p/s  "
+		 "%s/s  exp. downtime %.0f ms%s",
+		 jstr(job, "vm"), phase, (int)jnum(s, "iterations"), bar, frac * 100,
+		 fmt_bytes(jnum(s, "bytes"), b1, sizeof b1),
+		 ram > 0 ? jnum(s, "bytes") / ram * 100 : 0.0, jnum(s, "dirty_rate"),
+		 fmt_bytes(jnum(s, "throughput"), b2, sizeof b2), jnum(s, "expected_downtime_ms"),
+		 eta >= 0 ? "" : "");
+	if (eta >= 0 && strcmp(phase, "iterating") == 0)
+		snprintf(line + strlen(line), sizeof line - strlen(line), "  ETA %.0f s", eta);
+	fprintf(stderr, "\r\033[K%s", line);
+	fflush(stderr);
+}
+
+static void summary(json_t *job)
+{
+	json_t *s = json_object_get(job, "stats"), *p = json_object_get(s, "pages");
+	const char *state = jstr(job, "state");
+	char b[32];
+
+	if (strcmp(state, "completed") == 0) {
+		printf("%s: migrated to %s in %.2f s: downtime %.1f ms, %s on the wire, "
+		       "%d dirty-log pass(es) after the first, %s/s\n"
+		       "  pages: %.0f raw, %.0f lz4, %.0f delta, %.0f zero\n",
+		       jstr(job, "vm"), jstr(job, "peer"), jnum(s, "total_ms") / 1000,
+		       jnum(s, "downtime_ms"), fmt_bytes(jnum(s, "bytes"), b, sizeof b),
+		       (int)jnum(s, "iterations"),
+		       fmt_bytes(jnum(s, "throughput"), (char[32]){ 0 }, 32), jnum(p, "raw"),
+		       jnum(p, "lz4"), jnum(p, "delta"), jnum(s, "zero_pages"));
+	} else if (strcmp(state, "unresolved") == 0) {
+		fprintf(stderr, "ferry: %s: UNRESOLVED: %s\n"
+			"       ferryd keeps asking %s; `ferry resolve %s` to ask now\n",
+			jstr(job, "vm"), jstr(job, "error"), jstr(job, "peer"), jstr(job, "id"));
+	} else {
+		fprintf(stderr, "ferry: %s: migration %s: %s\n       the guest keeps running "
+			"on this host\n", jstr(job, "vm"), state, jstr(job, "error"));
+	}
+}
+
+static int exit_status(json_t *job)
+{
+	const char *state = jstr(job, "state");
+
+	return strcmp(state, "completed") == 0 ? 0 : strcmp(state, "unresolved") == 0 ? 3 : 1;
+}
+
+/* Poll the job until it is no longer active; returns the final job. */
+static json_t *follow(int fd, const char *id, bool cancel_on_int)
+{
+	bool tty = isatty(STDERR_FILENO), cancelled = false;
+	double pos0 = 0;
+	uint64_t t0 = 0;
+	json_t *job = NULL;
+
+	for (;;) {
+		json_t *r = client_call(fd, json_pack("{s:s, s:s}", "op", "status", "job", id));
+
+		if (!client_ok(r))
+			return NULL;
+		json_decref(job);
+		job = json_incref(json_object_get(r, "job"));
+		json_decref(r);
+		if (strcmp(jstr(job, "state"), "active") != 0)
+			break;
+		draw(job, &pos0, &t0, tty);
+		if (interrupted && cancel_on_int && !cancelled) {
+			r = client_call(fd, json_pack("{s:s, s:s}", "op", "cancel", "job", id));
+			if (tty)
+				fprintf(stderr, "\r\033[K");
+			if (client_ok(r)) {
+				fprintf(stderr, "ferry: cancelling job %s\n", id);
+				json_decref(r);
+			}
+			cancelled = true;
+		}
+		usleep(tty ? 100000 : 200000);
+	}
+	if (tty)
+		fprintf(stderr, "\r\033[K");
+	return job;
+}
+
+int migrate_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "downtime-ms", required_argument, 0, 'd' },
+		{ "max-iters", required_argument, 0, 'i' },
+		{ "bandwidth", required_argument, 0, 'b' },
+		{ "on-no-converge", required_argument, 0, 'p' },
+		{ "peer-timeout-ms", required_argument, 0, 't' },
+		{ "wait", no_argument, 0, 'W' },
+		{ "detach", no_argument, 0, 'D' },
+		{ "json", no_argument, 0, 'j' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	json_t *req = json_object(), *r, *job;
+	bool json = false, detach = false;
+	const char *id;
+	uint64_t n;
+	int c, fd, st;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			if (parse_u64(optarg, 1, 3600000, &n))
+				goto bad;
+			json_object_set_new(req, "downtime_ms", json_integer((json_int_t)n));
+			break;
+		case 'i':
+			if (parse_u64(optarg, 1, 1000, &n))
+				goto bad;
+			json_object_set_new(req, "max_iters", json_integer((json_int_t)n));
+			break;
+		case 'b':
+			if (parse_size(optarg, UINT64_MAX / 2, &n) || !n)
+				goto bad;
+			json_object_set_new(req, "bandwidth", json_integer((json_int_t)n));
+			break;
+		case 'p':
+			if (strcmp(optarg, "stop") && strcmp(optarg, "throttle") &&
+			    strcmp(optarg, "abort"))
+				goto bad;
+			json_object_set_new(req, "on_no_converge", json_string(optarg));
+			break;
+		case 't':
+			if (parse_u64(optarg, 100, 3600000, &n))
+				goto bad;
+			json_object_set_new(req, "peer_timeout_ms", json_integer((json_int_t)n));
+			break;
+		case 'W': detach = false; break;
+		case 'D': detach = true; break;
+		case 'j': json = true; break;
+		case 'h':
+			fputs(migrate_help, stdout);
+			json_decref(req);
+			return 0;
+		default:
+			goto usage;
+		}
+	}
+	if (argc - optind != 2)
+		goto usage;
+	json_object_set_new(req, "op", json_string("migrate"));
+	json_object_set_new(req, "name", json_string(argv[optind]));
+	json_object_set_new(req, "dest", json_string(argv[optind + 1]));
+	if ((fd = client_open()) < 0) {
+		json_decref(req);
+		return 1;
+	}
+	r = client_call(fd, req);
+	if (!client_ok(r)) {
+		client_close(fd);
+		return 1;
+	}
+	id = jstr(r, "job");
+	if (detach) {
+		if (json)
+			print_json(r);
+		else
+			printf("%s\n", id);
+		json_decref(r);
+		client_close(fd);
+		return 0;
+	}
+	signal(SIGINT, on_sigint);
+	job = follow(fd, id, true);
+	json_decref(r);
+	client_close(fd);
+	if (!job)
+		return 1;
+	if (json)
+		print_json(job);
+	else
+		summary(job);
+	st = exit_status(job);
+	json_decref(job);
+	return st;
+bad:
+	fprintf(stderr, "ferry migrate: invalid value '%s'\n", optarg);
+usage:
+	fputs(migrate_help, stderr);
+	json_decref(req);
+	return 2;
+}
+
+static int job_opts(int argc, char **argv, const char *help, bool *json, const char **force)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, 0, 'j' },
+		{ "force", required_argument, 0, 'f' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (c == 'j') {
+			*json = true;
+		} else if (c == 'f' && force) {
+			*force = optarg;
+		} else if (c == 'h') {
+			fputs(help, stdout);
+			return -2;
+		} else {
+			fputs(help, stderr);
+			return -1;
+		}
+	}
+	return optind;
+}
+
+int jobs_main(int argc, char **argv)
+{
+	bool json = false;
+	int i = job_opts(argc, argv, jobs_help, &json, NULL);
+	json_t *r, *job;
+	size_t k;
+
+	if (i < 0)
+		return i == -2 ? 0 : 2;
+	r = client_call1(json_pack("{s:s}", "op", "jobs"));
+	if (!client_ok(r))
+		return 1;
+	if (json) {
+		print_json(json_object_get(r, "jobs"));
+	} else {
+		printf("%-13s %-3s %-16s %-22s %-10s %-13s %s\n", "JOB", "DIR", "VM", "PEER",
+		       "STATE", "PHASE", "DOWNTIME / ERROR");
+		json_array_foreach(json_object_get(r, "jobs"), k, job) {
+			json_t *s = json_object_get(job, "stats");
+			char d[32];
+
+			snprintf(d, sizeof d, "%.1f ms", jnum(s, "downtime_ms"));
+			printf("%-13s %-3s %-16s %-22s %-10s %-13s %s\n", jstr(job, "id"),
+			       jstr(job, "direction"), jstr(job, "vm"), jstr(job, "peer"),
+			       jstr(job, "state"), jstr(job, "phase"),
+			       jstr(job, "error")[0] ? jstr(job, "error")
+			       : strcmp(jstr(job, "state"), "completed") == 0 ? d : "");
+		}
+	}
+	json_decref(r);
+	return 0;
+}
+
+static void print_job(json_t *job)
+{
+	json_t *s = json_object_get(job, "stats"), *p = json_object_get(s, "pages");
+	char b[32];
+
+	printf("job            %s\n", jstr(job, "id"));
+	printf("direction      %s\n", jstr(job, "direction"));
+	printf("vm             %s\n", jstr(job, "vm"));
+	printf("peer           %s\n", jstr(job, "peer"));
+	printf("state          %s\n", jstr(job, "state"));
+	if (jstr(job, "error")[0])
+		printf("error          %s\n", jstr(job, "error"));
+	printf("phase          %s\n", jstr(s, "phase"));
+	printf("setup time     %.1f ms\n", jnum(s, "setup_ms"));
+	printf("total time     %.1f ms\n", jnum(s, "total_ms"));
+	printf("downtime       %.1f ms\n", jnum(s, "downtime_ms"));
+	printf("expected dt    %.1f ms\n", jnum(s, "expected_downtime_ms"));
+	printf("on the wire    %s\n", fmt_bytes(jnum(s, "bytes"), b, sizeof b));
+	printf("guest RAM      %s\n", fmt_bytes(jnum(s, "ram_bytes"), b, sizeof b));
+	printf("pages          %.0f raw, %.0f lz4, %.0f delta, %.0f zero\n", jnum(p, "raw"),
+	       jnum(p, "lz4"), jnum(p, "delta"), jnum(s, "zero_pages"));
+	printf("iterations     %.0f after the first pass\n", jnum(s, "iterations"));
+	printf("dirty rate     %.0f pages/s\n", jnum(s, "dirty_rate"));
+	printf("throughput     %s/s\n", fmt_bytes(jnum(s, "throughput"), b, sizeof b));
+	printf("throttle       %.0f%%\n", jnum(s, "throttle"));
+}
+
+int status_main(int argc, char **argv)
+{
+	bool json = false;
+	int i = job_opts(argc, argv, status_help, &json, NULL);
+	json_t *r;
+
+	if (i < 0)
+		return i == -2 ? 0 : 2;
+	if (argc - i != 1) {
+		fputs(status_help, stderr);
+		return 2;
+	}
+	r = client_call1(json_pack("{s:s, s:s}", "op", "status", "job", argv[i]));
+	if (!client_ok(r))
+		return 1;
+	if (json)
+		print_json(json_object_get(r, "job"));
+	else
+		print_job(json_object_get(r, "job"));
+	json_decref(r);
+	return 0;
+}
+
+int cancel_main(int argc, char **argv)
+{
+	bool json = false;
+	int i = job_opts(argc, argv, cancel_help, &json, NULL);
+	json_t *r;
+
+	if (i < 0)
+		return i == -2 ? 0 : 2;
+	if (argc - i != 1) {
+		fputs(cancel_help, stderr);
+		return 2;
+	}
+	r = client_call1(json_pack("{s:s, s:s}", "op", "cancel", "job", argv[i]));
+	if (!client_ok(r))
+		return 1;
+	printf("cancelling job %s; the guest keeps running here\n", argv[i]);
+	json_decref(r);
+	return 0;
+}
+
+int resolve_main(int argc, char **argv)
+{
+	bool json = false;
+	const char *force = NULL;
+	int i = job_opts(argc, argv, resolve_help, &json, &force), fd, st;
+	json_t *req, *r, *job = NULL;
+
+	if (i < 0)
+		return i == -2 ? 0 : 2;
+	if (argc - i != 1) {
+		fputs(resolve_help, stderr);
+		return 2;
+	}
+	req = json_pack("{s:s, s:s}", "op", "resolve", "job", argv[i]);
+	if (force)
+		json_object_set_new(req, "force", json_string(force));
+	if ((fd = client_open()) < 0) {
+		json_decref(req);
+		return 1;
+	}
+	r = client_call(fd, req);
+	if (!client_ok(r)) {
+		client_close(fd);
+		return 1;
+	}
+	json_decref(r);
+	for (int k = 0; k < 150; k++) {
+		r = client_call(fd, json_pack("{s:s, s:s}", "op", "status", "job", argv[i]));
+		if (!client_ok(r))
+			break;
+		json_decref(job);
+		job = json_incref(json_object_get(r, "job"));
+		json_decref(r);
+		if (strcmp(jstr(job, "state"), "unresolved") != 0)
+			break;
+		usleep(100000);
+	}
+	client_close(fd);
+	if (!job)
+		return 1;
+	if (json)
+		print_json(job);
+	else if (strcmp(jstr(job, "state"), "unresolved") == 0)
+		fprintf(stderr, "ferry: job %s is still unresolved: the destination did not answer."
+			"\n       ferryd keeps asking; --force source|destination decides now.\n",
+			argv[i]);
+	else
+		printf("job %s resolved: %s%s%s\n", argv[i], jstr(job, "state"),
+		       jstr(job, "error")[0] ? ": " : "", jstr(job, "error"));
+	st = exit_status(job);
+	json_decref(job);
+	return st;
+}

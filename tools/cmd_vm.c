@@ -1,0 +1,242 @@
+/*
+ * ferry create / list / info / destroy / verify — the microVMs the local
+ * ferryd owns.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "tools/client.h"
+#include "tools/ferry.h"
+
+static const char create_help[] =
+	"usage: ferry create NAME [--mem SIZE] [--vcpus N] [--workload SPEC] [--paused] [--json]\n"
+	"\n"
+	"Starts a microVM named NAME, owned by the local ferryd. SIZE as 256M or 1G\n"
+	"(default 256M); N vCPUs (default 1); SPEC is idle (default), fill or\n"
+	"dirtier with options, e.g. dirtier:ws=512M,rate=64 (docs/ferry-mvm.md).\n";
+
+static const char list_help[] =
+	"usage: ferry list [--json]\n\nLists the microVMs the local ferryd owns.\n";
+static const char info_help[] =
+	"usage: ferry info NAME [--json]\n\nShows one microVM: state, size, workload, steps, and "
+	"the gaps its vCPUs saw.\n";
+static const char destroy_help[] =
+	"usage: ferry destroy NAME\n\nEnds the microVM NAME and frees its memory. Refused while "
+	"a job holds it.\n";
+static const char verify_help[] =
+	"usage: ferry verify NAME [--json]\n\nPauses NAME, replays its workload and checks every "
+	"page of guest RAM, then\nresumes it. Exit status 0 if every page is as the workload "
+	"wrote it, 1 if not.\n";
+
+/* Common flags: --json, --help; returns the index of the first operand or
+ * -1 (exit 2 printed) / -2 (help printed). */
+static int simple_opts(int argc, char **argv, const char *help, bool *json,
+		       const struct option *extra, int (*on_extra)(int, const char *, void *),
+		       void *ctx)
+{
+	struct option opts[12] = { { "json", no_argument, 0, 'j' }, { "help", no_argument, 0, 'h' } };
+	int n = 2, c;
+
+	for (; extra && extra[n - 2].name; n++)
+		opts[n] = extra[n - 2];
+	opts[n] = (struct option){ 0, 0, 0, 0 };
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+		if (c == 'j') {
+			*json = true;
+		} else if (c == 'h') {
+			fputs(help, stdout);
+			return -2;
+		} else if (c == '?' || !on_extra || on_extra(c, optarg, ctx)) {
+			fputs(help, stderr);
+			return -1;
+		}
+	}
+	return optind;
+}
+
+struct create_args {
+	const char *mem, *workload;
+	int vcpus;
+	bool paused;
+};
+
+static int create_opt(int c, const char *arg, void *p)
+{
+	struct create_args *a = p;
+	uint64_t n;
+
+	switch (c) {
+	case 'm': a->mem = arg; return 0;
+	case 'w': a->workload = arg; return 0;
+	case 'p': a->paused = true; return 0;
+	case 'v':
+		if (parse_u64(arg, 1, 64, &n)) {
+			fprintf(stderr, "ferry create: --vcpus: 1 to 64\n");
+			return -1;
+		}
+		a->vcpus = (int)n;
+		return 0;
+	}
+	return -1;
+}
+
+static void print_vm(json_t *vm)
+{
+	char b[32];
+
+	printf("%-16s %-10s %10s %5" JSON_INTEGER_FORMAT " %8" JSON_INTEGER_FORMAT "  %s\n",
+	       json_string_value(json_object_get(vm, "name")),
+	       json_string_value(json_object_get(vm, "state")),
+	       fmt_bytes((double)json_integer_value(json_object_get(vm, "mem")), b, sizeof b),
+	       json_integer_value(json_object_get(vm, "vcpus")),
+	       json_integer_value(json_object_get(vm, "pid")),
+	       json_string_value(json_object_get(vm, "workload")));
+}
+
+int create_main(int argc, char **argv)
+{
+	static const struct option extra[] = {
+		{ "mem", required_argument, 0, 'm' },	   { "vcpus", required_argument, 0, 'v' },
+		{ "workload", required_argument, 0, 'w' }, { "paused", no_argument, 0, 'p' },
+		{ 0, 0, 0, 0 },
+	};
+	struct create_args a = { "256M", "idle", 1, false };
+	bool json = false;
+	int i = simple_opts(argc, argv, create_help, &json, extra, create_opt, &a);
+	json_t *r;
+
+	if (i < 0)
+		return i == -2 ? 0 : 2;
+	if (argc - i != 1) {
+		fputs(create_help, stderr);
+		return 2;
+	}
+	r = client_call1(json_pack("{s:s, s:s, s:s, s:i, s:s, s:b}", "op", "create", "name",
+				   argv[i], "mem", a.mem, "vcpus", a.vcpus, "workload", a.workload,
+				   "paused", a.paused));
+	if (!client_ok(r))
+		return 1;
+	if (json)
+		print_json(json_object_get(r, "vm"));
+	else
+		printf("created %s (pid %" JSON_INTEGER_FORMAT ")\n", argv[i],
+		       json_integer_value(json_object_get(json_object_get(r, "vm"), "pid")));
+	json_decref(r);
+	return 0;
+}
+
+int list_main(int argc, char **argv)
+{
+	bool json = false;
+	int i = simple_opts(argc, argv, list_help, &json, NULL, NULL, NULL);
+	json_t *r, *vms, *vm;
+	size_t k;
+
+	if (i < 0)
+		return i == -2 ? 0 : 2;
+	if (i != argc) {
+		fputs(list_help, stderr);
+		return 2;
+	}
+	r = client_call1(json_pack("{s:s}", "op", "list"));
+	if (!client_ok(r))
+		return 1;
+	vms = json_object_get(r, "vms");
+	if (json) {
+		print_json(vms);
+	} else {
+		printf("%-16s %-10s %10s %5s %8s  %s\n", "NAME", "STATE", "MEM", "VCPUS", "PID",
+		       "WORKLOAD");
+		json_array_foreach(vms, k, vm)
+			print_vm(vm);
+	}
+	json_decref(r);
+	return 0;
+}
+
+static json_t *name_call(int argc, char **argv, const char *op, const char *help, bool *json,
+			 int *status)
+{
+	int i = simple_opts(argc, argv, help, json, NULL, NULL, NULL);
+	json_t *r;
+
+	*status = 0;
+	if (i < 0 || argc - i != 1) {
+		if (i >= 0)
+			fputs(help, stderr);
+		*status = i == -2 ? 0 : 2;
+		return NULL;
+	}
+	r = client_call1(json_pack("{s:s, s:s}", "op", op, "name", argv[i]));
+	if (!client_ok(r)) {
+		*status = 1;
+		return NULL;
+	}
+	return r;
+}
+
+int info_main(int argc, char **argv)
+{
+	bool json = false;
+	int st;
+	json_t *r = name_call(argc, argv, "info", info_help, &json, &st), *vm, *v;
+	const char *k;
+
+	if (!r)
+		return st;
+	vm = json_object_get(r, "vm");
+	if (json) {
+		print_json(vm);
+	} else {
+		json_object_foreach(vm, k, v) {
+			char *s = json_dumps(v, JSON_ENCODE_ANY);
+
+			printf("%-14s %s\n", k, json_is_string(v) ? json_string_value(v) : s);
+			free(s);
+		}
+	}
+	json_decref(r);
+	return 0;
+}
+
+int destroy_main(int argc, char **argv)
+{
+	bool json = false;
+	int st;
+	json_t *r = name_call(argc, argv, "destroy", destroy_help, &json, &st);
+
+	if (!r)
+		return st;
+	if (json)
+		print_json(r);
+	else
+		printf("destroyed %s\n", argv[argc - 1]);
+	json_decref(r);
+	return 0;
+}
+
+int verify_main(int argc, char **argv)
+{
+	bool json = false, ok;
+	int st;
+	json_t *r = name_call(argc, argv, "verify", verify_help, &json, &st);
+
+	if (!r)
+		return st;
+	ok = json_is_true(json_object_get(r, "verified"));
+	if (json)
+		print_json(r);
+	else
+		printf("%s: %s (%" JSON_INTEGER_FORMAT " pages checked, %" JSON_INTEGER_FORMAT
+		       " written by the workload)\n",
+		       argv[argc - 1], json_string_value(json_object_get(r, "result")),
+		       json_integer_value(json_object_get(r, "pages_checked")),
+		       json_integer_value(json_object_get(r, "pages_written")));
+	json_decref(r);
+	return ok ? 0 : 1;
+}
