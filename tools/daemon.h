@@ -138,10 +138,8 @@ void jobs_recover(void);                    /* start-up, after vms_adopt */
 void jobs_stop(void);                       /* shutdown: cancel what can be */
 
 /* d_api.c */
-/* Handle one request; may block (runs on a task thread). */
+/* Handle one request that passed api_check (tools/api.h); may block when
+ * the op is slow. */
 json_t *api_handle(json_t *req);
-/* Quick validation for the loop: op known, members of the right types.
- * 0 and *slow (needs a task thread), or -EINVAL with err. */
-int api_check(const json_t *req, bool *slow, char *err, size_t errlen);
 
 #endif

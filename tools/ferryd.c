@@ -29,6 +29,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "migrate/wire.h"
+#include "tools/api.h"
 #include "tools/daemon.h"
 
 #define DEFAULT_CONFIG "/etc/ferry/ferryd.conf"
@@ -242,8 +243,8 @@ static void handle_line(struct client *c, const char *line, size_t len)
 {
 	json_error_t je;
 	json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+	const struct api_op *op;
 	char err[256];
-	bool slow = false;
 	struct task *t;
 
 	if (!req) {
@@ -251,12 +252,12 @@ static void handle_line(struct client *c, const char *line, size_t len)
 		send_reply(c, error_reply(err));
 		return;
 	}
-	if (api_check(req, &slow, err, sizeof err)) {
+	if (api_check(req, &op, err, sizeof err)) {
 		send_reply(c, error_reply(err));
 		json_decref(req);
 		return;
 	}
-	if (!slow) {
+	if (!op->slow) {
 		send_reply(c, api_handle(req));
 		json_decref(req);
 		return;

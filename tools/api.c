@@ -1,0 +1,103 @@
+/* api.c — control request validation; see api.h. */
+#include "tools/api.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/util.h"
+
+#define STR_MAX 1024
+
+static const struct api_op ops[] = {
+	{ "version", false, { { 0 } } },
+	{ "create", true,
+	  { { "name", API_STR, true }, { "mem", API_SIZE, false }, { "vcpus", API_INT, false },
+	    { "workload", API_STR, false }, { "paused", API_BOOL, false } } },
+	{ "list", false, { { 0 } } },
+	{ "info", true, { { "name", API_STR, true } } },
+	{ "destroy", true, { { "name", API_STR, true } } },
+	{ "verify", true, { { "name", API_STR, true } } },
+	{ "migrate", true,
+	  { { "name", API_STR, true }, { "dest", API_STR, true }, { "downtime_ms", API_INT, false },
+	    { "max_iters", API_INT, false }, { "bandwidth", API_INT, false },
+	    { "on_no_converge", API_STR, false }, { "peer_timeout_ms", API_INT, false } } },
+	{ "jobs", false, { { 0 } } },
+	{ "status", false, { { "job", API_STR, true } } },
+	{ "cancel", false, { { "job", API_STR, true } } },
+	{ "resolve", false, { { "job", API_STR, true }, { "force", API_STR, false } } },
+};
+
+static bool plain_string(const json_t *v)
+{
+	return json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v);
+}
+
+static bool type_ok(const json_t *v, enum api_type t)
+{
+	switch (t) {
+	case API_STR: return plain_string(v);
+	case API_INT: return json_is_integer(v);
+	case API_BOOL: return json_is_boolean(v);
+	case API_SIZE: return plain_string(v) || (json_is_integer(v) && json_integer_value(v) > 0);
+	}
+	return false;
+}
+
+static const char *const type_names[] = { "a string (without NUL bytes)", "an integer",
+					  "true or false", "a size (\"1G\" or bytes)" };
+
+int api_check(const json_t *req, const struct api_op **out, char *err, size_t errlen)
+{
+	const struct api_op *op = NULL;
+	const json_t *opv, *v;
+	const char *key;
+
+	if (!json_is_object(req)) {
+		snprintf(err, errlen, "a request is a JSON object, e.g. {\"op\":\"list\"}");
+		return -EINVAL;
+	}
+	opv = json_object_get(req, "op");
+	if (!opv || !plain_string(opv)) {
+		snprintf(err, errlen, "the request has no \"op\" string");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(ops); i++)
+		if (strcmp(ops[i].name, json_string_value(opv)) == 0)
+			op = &ops[i];
+	if (!op) {
+		snprintf(err, errlen, "unknown op \"%.64s\"", json_string_value(opv));
+		return -EINVAL;
+	}
+	for (const struct api_member *m = op->m; m->key; m++) {
+		v = json_object_get(req, m->key);
+		if (!v && m->required) {
+			snprintf(err, errlen, "%s: \"%s\" is required", op->name, m->key);
+			return -EINVAL;
+		}
+		if (v && !type_ok(v, m->type)) {
+			snprintf(err, errlen, "%s: \"%s\" must be %s", op->name, m->key,
+				 type_names[m->type]);
+			return -EINVAL;
+		}
+		if (v && json_is_string(v) && json_string_length(v) > STR_MAX) {
+			snprintf(err, errlen, "%s: \"%s\" is longer than %d bytes", op->name, m->key,
+				 STR_MAX);
+			return -EINVAL;
+		}
+	}
+	json_object_foreach((json_t *)req, key, v) {
+		const struct api_member *m = op->m;
+
+		if (strcmp(key, "op") == 0)
+			continue;
+		while (m->key && strcmp(m->key, key) != 0)
+			m++;
+		if (!m->key) {
+			snprintf(err, errlen, "%s: unknown member \"%.64s\"", op->name, key);
+			return -EINVAL;
+		}
+	}
+	*out = op;
+	return 0;
+}
