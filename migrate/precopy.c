@@ -210,6 +210,7 @@ struct src {
 	struct codec *codec;
 	struct bitmap dirty;
 	uint64_t nr, page_size, last_report;
+	uint64_t t_copy, bytes0; /* start of the first pass */
 	int sock;
 	struct ratelimit rl;
 };
@@ -222,6 +223,9 @@ static void report(struct src *s, bool force)
 		return;
 	s->last_report = now;
 	s->st->bytes = s->w.bytes;
+	if (s->t_copy && now > s->t_copy)
+		s->st->throughput = (uint64_t)((double)(s->w.bytes - s->bytes0) /
+					       ns_to_sec(now - s->t_copy));
 	s->st->zero_frames = s->ps.zero_frames;
 	if (s->codec)
 		memcpy(s->st->pages, codec_stats(s->codec)->pages, sizeof s->st->pages);
@@ -262,7 +266,10 @@ static int iterate(struct src *s, unsigned it, const struct bitmap *set,
 	uint64_t t0 = mono_ns(), p0 = s->ps.pages + s->ps.zero_frames;
 	struct stream_iter_end ie;
 	struct iovec v = { &ie, sizeof ie };
-	int r = page_sender_send(&s->ps, set, pop);
+	int r;
+
+	s->st->pass = it;
+	r = page_sender_send(&s->ps, set, pop);
 
 	*ns = mono_ns() - t0;
 	if (r)
@@ -341,7 +348,8 @@ int migrate_send(struct hv_domain *d, int sock, const struct migrate_opts *o,
 	if ((r = (int)hv_populated(d, &pop)) < 0)
 		FAIL(r, "%s: %s", d->uri, strerror(-r));
 	st->setup_ns = mono_ns() - t0;
-	bytes0 = s.w.bytes;
+	bytes0 = s.bytes0 = s.w.bytes;
+	s.t_copy = mono_ns();
 	phase(&s, MIG_PH_ITERATING);
 	if ((r = iterate(&s, 0, NULL, &pop, s.nr, &ns)))
 		FAIL_IO(r, "iteration 0");

@@ -79,6 +79,8 @@ struct migrate_stats {
 	uint64_t pages[STREAM_ENC_MAX];
 	uint64_t zero_frames;
 	unsigned iterations;       /* completed dirty-log iterations (0 = only the first pass) */
+	unsigned pass;             /* the pass under way: 0 the first, then one per iteration,
+				    * the last one the stop-and-copy */
 	uint64_t iter_pos, iter_frames; /* progress through the current pass, in frames */
 	uint64_t dirty_pages;      /* found by the last harvest */
 	uint64_t dirty_rate;       /* pages/s in the last iteration */

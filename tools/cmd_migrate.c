@@ -109,7 +109,7 @@ static void draw(json_t *job, double *pos0, uint64_t *t0, bool tty)
 	snprintf(line, sizeof line,
 		 "%s %-13s pass %-2d [%s] %3.0f%%  sent %s (%.0f%% of RAM)  dirty %.0f p/s  "
 		 "%s/s  exp. downtime %.0f ms%s",
-		 jstr(job, "vm"), phase, (int)jnum(s, "iterations"), bar, frac * 100,
+		 jstr(job, "vm"), phase, (int)jnum(s, "pass"), bar, frac * 100,
 		 fmt_bytes(jnum(s, "bytes"), b1, sizeof b1),
 		 ram > 0 ? jnum(s, "bytes") / ram * 100 : 0.0, jnum(s, "dirty_rate"),
 		 fmt_bytes(jnum(s, "throughput"), b2, sizeof b2), jnum(s, "expected_downtime_ms"),

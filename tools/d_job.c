@@ -74,8 +74,8 @@ static void job_link(struct job *j)
 
 static json_t *stats_json(const struct migrate_stats *s)
 {
-	return json_pack("{s:s, s:f, s:f, s:f, s:f, s:I, s:I, s:{s:I, s:I, s:I}, s:I, s:i, s:I, "
-			 "s:I, s:I, s:i, s:I, s:I, s:b}",
+	return json_pack("{s:s, s:f, s:f, s:f, s:f, s:I, s:I, s:{s:I, s:I, s:I}, s:I, s:i, s:i, "
+			 "s:I, s:I, s:I, s:i, s:I, s:I, s:b}",
 			 "phase", mig_phase_name(s->phase), "setup_ms", ns_to_ms(s->setup_ns),
 			 "total_ms", ns_to_ms(s->total_ns), "downtime_ms", ns_to_ms(s->downtime_ns),
 			 "expected_downtime_ms", ns_to_ms(s->expected_downtime_ns), "ram_bytes",
@@ -83,7 +83,7 @@ static json_t *stats_json(const struct migrate_stats *s)
 			 (json_int_t)s->pages[STREAM_ENC_RAW], "lz4",
 			 (json_int_t)s->pages[STREAM_ENC_LZ4], "delta",
 			 (json_int_t)s->pages[STREAM_ENC_DELTA], "zero_pages",
-			 (json_int_t)s->zero_frames, "iterations", (int)s->iterations,
+			 (json_int_t)s->zero_frames, "iterations", (int)s->iterations, "pass", (int)s->pass,
 			 "dirty_pages", (json_int_t)s->dirty_pages, "dirty_rate",
 			 (json_int_t)s->dirty_rate, "throughput", (json_int_t)s->throughput,
 			 "throttle", (int)s->throttle, "iter_pos", (json_int_t)s->iter_pos,
