@@ -702,12 +702,11 @@ static void *in_main(void *p)
 		pthread_mutex_unlock(&D.lock);
 		loop_call(vm_watch_start, v);
 	} else {
-		bool resumed;
-
+		/* Nothing runs here: the engine destroyed the half-made guest,
+		 * or (a failed resume) closed it, and an uncommitted runtime
+		 * ends when its handle closes. */
 		pthread_mutex_lock(&D.lock);
-		resumed = strcmp(j->in_state, "resuming") == 0 && d;
-		if (!resumed)
-			snprintf(j->in_state, sizeof j->in_state, "discarded");
+		snprintf(j->in_state, sizeof j->in_state, "discarded");
 		v->dead = true;
 		pthread_mutex_unlock(&D.lock);
 		job_finish(j, JOB_FAILED, err);
@@ -760,7 +759,7 @@ static struct job *job_load(const char *path)
 			"in_state", &in_state, "error", &error, "started", &started, "ended",
 			&ended, "go", &go, "options", "downtime_ms", &dt, "max_iters", &iters,
 			"on_no_converge", &pol, "bandwidth", &bw, "peer_timeout_ms", &pto) ||
-	    !mig_valid_id(id, JOB_ID_LEN + 27) || strlen(id) >= JOB_ID_LEN ||
+	    !mig_valid_id(id, JOB_ID_LEN) ||
 	    !(j = job_new(strcmp(dir, "out") == 0, id))) {
 		json_decref(o);
 		return NULL;
