@@ -92,14 +92,10 @@ static json_t *op_create(json_t *req)
 	snprintf(v->config, sizeof v->config, "%s", config);
 	v->busy = "creating";
 	v->paused = paused;
-	pthread_mutex_lock(&D.lock);
-	if (vm_name_taken(name)) {
-		pthread_mutex_unlock(&D.lock);
+	if (vm_add(v)) {
 		vm_put(v);
 		return fail("a microVM named %s already exists on this host", name);
 	}
-	pthread_mutex_unlock(&D.lock);
-	vm_add(v);
 	r = hv_mvm_launch(name, config, paused, &pid);
 	if (!r) {
 		v->pid = pid;

@@ -657,10 +657,11 @@ static void *in_main(void *p)
 	snprintf(v->job, sizeof v->job, "%s", j->id);
 	v->paused = true;
 	pthread_mutex_lock(&D.lock);
-	/* Checked again: another connection may have taken the name. */
-	if (vm_name_taken(h.name) || job_find(h.job)) {
+	/* Checked again, with the claim: another connection may have taken
+	 * the name or the job id meanwhile. */
+	if (job_find(h.job) || D.incoming >= D.max_incoming || vm_add_locked(v)) {
 		pthread_mutex_unlock(&D.lock);
-		refuse(sock, "a microVM named %s already exists on %s", h.name, D.hostname);
+		refuse(sock, "%s or job %s is already taken on %s", h.name, h.job, D.hostname);
 		vm_put(v);
 		free(j);
 		j = NULL;
@@ -670,7 +671,6 @@ static void *in_main(void *p)
 	D.incoming++;
 	job_link(j);
 	pthread_mutex_unlock(&D.lock);
-	vm_add(v);
 	job_save(j);
 	json_decref(o);
 	o = json_pack("{s:b, s:s}", "ok", 1, "host", D.hostname);

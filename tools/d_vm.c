@@ -111,14 +111,25 @@ void vm_unbusy(struct vm *v)
 		loop_call(vm_remove, v);
 }
 
-void vm_add(struct vm *v)
+int vm_add_locked(struct vm *v)
 {
-	pthread_mutex_lock(&D.lock);
+	if (vm_name_taken(v->name))
+		return -EEXIST;
 	v->listed = true;
 	v->refs++;
 	v->next = D.vms;
 	D.vms = v;
+	return 0;
+}
+
+int vm_add(struct vm *v)
+{
+	int r;
+
+	pthread_mutex_lock(&D.lock);
+	r = vm_add_locked(v);
 	pthread_mutex_unlock(&D.lock);
+	return r;
 }
 
 /* Loop thread; consumes one reference (the caller's). */
@@ -263,7 +274,10 @@ struct vm *vm_adopt(const char *name, int64_t created)
 	v->paused = info.paused;
 	v->created = created ? created : time(NULL);
 	snprintf(v->config, sizeof v->config, "%s", info.config);
-	vm_add(v);
+	if (vm_add(v)) {
+		vm_put(v);
+		return NULL;
+	}
 	v->refs++;
 	vm_watch_start(v); /* on the loop thread: start-up runs there */
 	return v;

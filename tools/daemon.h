@@ -116,7 +116,9 @@ struct vm *vm_get(const char *name);        /* listed, with a reference */
 void vm_put(struct vm *v);
 int vm_busy(struct vm *v, const char *what, const char *job, char *err, size_t errlen);
 void vm_unbusy(struct vm *v);
-void vm_add(struct vm *v);                  /* list it; the list takes a reference */
+/* List it (the list takes a reference); -EEXIST if the name is listed. */
+int vm_add(struct vm *v);
+int vm_add_locked(struct vm *v);            /* (L) */
 void vm_remove(void *v);                    /* loop thread: unlist, stop watching */
 void vm_watch_start(void *v);               /* loop thread */
 int vm_record_write(struct vm *v);
