@@ -121,3 +121,35 @@ int mkdir_p(const char *path, unsigned mode)
 	}
 	return 0;
 }
+
+int parse_host_port(const char *s, unsigned defport, char *host, size_t hlen, char *port,
+		    size_t plen)
+{
+	const char *colon;
+
+	if (s[0] == '[') {
+		const char *end = strchr(s, ']');
+
+		if (!end || (end[1] && end[1] != ':') || (size_t)(end - s - 1) >= hlen)
+			return -EINVAL;
+		snprintf(host, hlen, "%.*s", (int)(end - s - 1), s + 1);
+		colon = end[1] ? end + 1 : NULL;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon && strchr(s, ':') != colon)
+			return -EINVAL; /* a bare IPv6 address needs brackets */
+		if ((size_t)(colon ? colon - s : (long)strlen(s)) >= hlen)
+			return -EINVAL;
+		snprintf(host, hlen, "%.*s", (int)(colon ? colon - s : (long)strlen(s)), s);
+	}
+	if (colon) {
+		uint64_t p;
+
+		if (parse_u64(colon + 1, 1, 65535, &p))
+			return -EINVAL;
+		snprintf(port, plen, "%u", (unsigned)p);
+	} else {
+		snprintf(port, plen, "%u", defport);
+	}
+	return host[0] ? 0 : -EINVAL;
+}

@@ -34,6 +34,10 @@ void close_fd(int *fd);
  * $FERRY_RUN_DIR, else /run/ferry. */
 void ferry_set_run_dir(const char *dir);
 const char *ferry_run_dir(void);
+/* "HOST:PORT", "[V6]:PORT" or "HOST" (then defport) into host and port
+ * (decimal text); a bare IPv6 address needs brackets. 0 or -EINVAL. */
+int parse_host_port(const char *s, unsigned defport, char *host, size_t hlen, char *port,
+		    size_t plen);
 /* mkdir -p with mode for the missing components. 0 or -errno. */
 int mkdir_p(const char *path, unsigned mode);
 

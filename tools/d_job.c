@@ -199,7 +199,7 @@ static int connect_peer(const char *peer, int timeout_ms, int *out, char *err, s
 	char host[256], port[16];
 	int r, fd = -1, one = 1;
 
-	if (split_host_port(peer, host, sizeof host, port, sizeof port)) {
+	if (parse_host_port(peer, MIG_DEFAULT_PORT, host, sizeof host, port, sizeof port)) {
 		snprintf(err, errlen, "\"%s\" is not HOST[:PORT]", peer);
 		return -EINVAL;
 	}
@@ -453,7 +453,7 @@ int job_start_out(const char *name, const char *dest, const struct migrate_opts 
 	struct job *j;
 	int r;
 
-	if (split_host_port(dest, host, sizeof host, port, sizeof port)) {
+	if (parse_host_port(dest, MIG_DEFAULT_PORT, host, sizeof host, port, sizeof port)) {
 		snprintf(err, errlen, "\"%s\" is not HOST[:PORT]", dest);
 		return -EINVAL;
 	}

@@ -107,8 +107,6 @@ int spawn_thread(void *(*fn)(void *), void *arg);
 void thread_done(void);
 /* Write a JSON object durably to dir/name (tmp, fsync, rename, fsync dir). */
 int write_json_file(const char *dir, const char *name, json_t *o);
-/* "HOST:PORT", "[V6]:PORT" or "HOST" (the default port). 0 or -EINVAL. */
-int split_host_port(const char *s, char *host, size_t hlen, char *port, size_t plen);
 
 /* d_vm.c */
 struct vm *vm_new(const char *name);

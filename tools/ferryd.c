@@ -375,38 +375,6 @@ static void mig_accept(struct evconnlistener *l, evutil_socket_t fd, struct sock
 	job_accept(fd);
 }
 
-/* "HOST:PORT", "[V6]:PORT", "HOST" (default port) into host and port. */
-int split_host_port(const char *s, char *host, size_t hlen, char *port, size_t plen)
-{
-	const char *colon;
-
-	if (s[0] == '[') {
-		const char *end = strchr(s, ']');
-
-		if (!end || (end[1] && end[1] != ':') || (size_t)(end - s - 1) >= hlen)
-			return -EINVAL;
-		snprintf(host, hlen, "%.*s", (int)(end - s - 1), s + 1);
-		colon = end[1] ? end + 1 : NULL;
-	} else {
-		colon = strrchr(s, ':');
-		if (colon && strchr(s, ':') != colon)
-			return -EINVAL; /* a bare IPv6 address needs brackets */
-		if ((size_t)(colon ? colon - s : (long)strlen(s)) >= hlen)
-			return -EINVAL;
-		snprintf(host, hlen, "%.*s", (int)(colon ? colon - s : (long)strlen(s)), s);
-	}
-	if (colon) {
-		uint64_t p;
-
-		if (parse_u64(colon + 1, 1, 65535, &p))
-			return -EINVAL;
-		snprintf(port, plen, "%u", (unsigned)p);
-	} else {
-		snprintf(port, plen, "%d", MIG_DEFAULT_PORT);
-	}
-	return host[0] ? 0 : -EINVAL;
-}
-
 static struct evconnlistener *listen_tcp(const char *spec)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -415,7 +383,7 @@ static struct evconnlistener *listen_tcp(const char *spec)
 	char host[256], port[16];
 	int r;
 
-	if (split_host_port(spec, host, sizeof host, port, sizeof port))
+	if (parse_host_port(spec, MIG_DEFAULT_PORT, host, sizeof host, port, sizeof port))
 		fatal("listen: \"%s\" is not ADDR:PORT", spec);
 	if ((r = getaddrinfo(host, port, &hints, &ai)))
 		fatal("listen: %s: %s", spec, gai_strerror(r));

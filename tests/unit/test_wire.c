@@ -1,0 +1,247 @@
+/*
+ * test_wire.c — the small parsers around migration: handshake frames and
+ * HELLO (migrate/wire.c), control messages, the config file (common/conf.c),
+ * HOST:PORT (common/util.c) and control requests (tools/api.c).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <endian.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/conf.h"
+#include "common/util.h"
+#include "migrate/wire.h"
+#include "tools/api.h"
+
+static void test_frame_roundtrip(void **state)
+{
+	struct mig_hello h = { .op = MIG_OP_MIGRATE }, back;
+	json_t *o, *got;
+	uint32_t version;
+	char err[256];
+	int sv[2];
+
+	(void)state;
+	snprintf(h.job, sizeof h.job, "0123456789ab");
+	snprintf(h.name, sizeof h.name, "web-1.a_b");
+	snprintf(h.config, sizeof h.config, "mem=268435456 vcpus=1 workload=idle");
+	snprintf(h.from, sizeof h.from, "host-a");
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	o = mig_hello_json(&h);
+	assert_non_null(o);
+	assert_int_equal(mig_send_frame(sv[0], o), 0);
+	json_decref(o);
+	assert_int_equal(mig_recv_frame(sv[1], 1000, &version, &got, err, sizeof err), 0);
+	assert_int_equal(version, MIG_PROTO_VERSION);
+	assert_int_equal(mig_hello_parse(got, &back, err, sizeof err), 0);
+	assert_int_equal(back.op, MIG_OP_MIGRATE);
+	assert_string_equal(back.job, h.job);
+	assert_string_equal(back.name, h.name);
+	assert_string_equal(back.config, h.config);
+	assert_string_equal(back.from, h.from);
+	json_decref(got);
+
+	/* Nothing sent: a timeout, not a hang. */
+	assert_int_equal(mig_recv_frame(sv[1], 50, &version, &got, err, sizeof err), -ETIMEDOUT);
+	/* Not our protocol. */
+	assert_int_equal(write(sv[0], "GET / HTTP/1.1\r\n\r\n", 18), 18);
+	assert_int_equal(mig_recv_frame(sv[1], 1000, &version, &got, err, sizeof err), -EPROTO);
+	assert_non_null(strstr(err, "does not speak"));
+	close(sv[0]);
+	close(sv[1]);
+}
+
+static void test_frame_header_limits(void **state)
+{
+	struct mig_frame_hdr h = { .magic = "FERRYMIG" };
+	uint32_t v, len;
+
+	(void)state;
+	h.version = htole32(7);
+	h.len = htole32(10);
+	assert_int_equal(mig_frame_parse_hdr(&h, &v, &len), 0);
+	assert_int_equal(v, 7);
+	assert_int_equal(len, 10);
+	h.len = 0;
+	assert_int_equal(mig_frame_parse_hdr(&h, &v, &len), -EPROTO);
+	h.len = htole32(MIG_FRAME_MAX + 1);
+	assert_int_equal(mig_frame_parse_hdr(&h, &v, &len), -EPROTO);
+	h.len = htole32(MIG_FRAME_MAX);
+	assert_int_equal(mig_frame_parse_hdr(&h, &v, &len), 0);
+	h.magic[7] = 'X';
+	assert_int_equal(mig_frame_parse_hdr(&h, &v, &len), -EPROTO);
+}
+
+static void expect_hello_fails(const char *json, const char *needle)
+{
+	json_t *o = json_loads(json, JSON_ALLOW_NUL, NULL);
+	struct mig_hello h;
+	char err[256] = "";
+
+	assert_non_null(o);
+	assert_int_equal(mig_hello_parse(o, &h, err, sizeof err), -EINVAL);
+	if (!strstr(err, needle))
+		fail_msg("hello %s: error \"%s\" lacks \"%s\"", json, err, needle);
+	json_decref(o);
+}
+
+static void test_hello_rejects(void **state)
+{
+	(void)state;
+	expect_hello_fails("{}", "op");
+	expect_hello_fails("{\"op\":\"dance\",\"job\":\"a\"}", "unknown HELLO op");
+	expect_hello_fails("{\"op\":\"migrate\"}", "job");
+	expect_hello_fails("{\"op\":\"migrate\",\"job\":\"a/b\",\"name\":\"x\",\"config\":\"\"}",
+			   "job id");
+	expect_hello_fails("{\"op\":\"migrate\",\"job\":\"a\",\"config\":\"\"}", "name");
+	expect_hello_fails("{\"op\":\"migrate\",\"job\":\"a\",\"name\":\"../etc\",\"config\":\"\"}",
+			   "not valid");
+	expect_hello_fails("{\"op\":\"migrate\",\"job\":\"a\",\"name\":\"x\",\"config\":1}",
+			   "config");
+	expect_hello_fails("{\"op\":\"migrate\",\"job\":\"a\",\"name\":\"x\\u0000y\",\"config\":\"\"}",
+			   "name");
+	expect_hello_fails("{\"op\":\"resolve\",\"job\":\"-a\"}", "job id");
+}
+
+static void test_msgs(void **state)
+{
+	uint32_t type;
+	uint64_t arg;
+	int sv[2];
+	char buf[64];
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(mig_send_msg(sv[0], MIG_RUNNING, 12345), 0);
+	assert_int_equal(mig_read_msg(sv[1], &type, &arg), 0);
+	assert_int_equal(type, MIG_RUNNING);
+	assert_int_equal(arg, 12345);
+	mig_send_abort(sv[0], EBADMSG, "checksum mismatch");
+	assert_int_equal(mig_read_msg(sv[1], &type, &arg), 0);
+	assert_int_equal(type, MIG_ABORT);
+	assert_int_equal(arg >> 32, EBADMSG);
+	assert_int_equal(arg & 0xffffffff, 17);
+	assert_int_equal(read(sv[1], buf, 17), 17);
+	assert_memory_equal(buf, "checksum mismatch", 17);
+	/* Bad magic, bad type. */
+	memset(buf, 0, 16);
+	assert_int_equal(mig_msg_parse(buf, &type, &arg), -EPROTO);
+	memcpy(buf, "FMIG", 4);
+	buf[4] = 9;
+	assert_int_equal(mig_msg_parse(buf, &type, &arg), -EPROTO);
+	close(sv[0]);
+	assert_int_equal(mig_read_msg(sv[1], &type, &arg), -ECONNRESET);
+	close(sv[1]);
+}
+
+struct kv {
+	char out[512];
+};
+
+static int collect(void *ctx, const char *k, const char *v, char *err, size_t errlen)
+{
+	struct kv *c = ctx;
+
+	if (strcmp(k, "refuse") == 0) {
+		snprintf(err, errlen, "not wanted");
+		return -EINVAL;
+	}
+	snprintf(c->out + strlen(c->out), sizeof c->out - strlen(c->out), "[%s=%s]", k, v);
+	return 0;
+}
+
+static void test_conf(void **state)
+{
+	const char *text = "# comment\n\nlisten = 0.0.0.0:7480\n  state-dir=/var/lib/ferry  # x\n"
+			   "empty =\r\nlast=1";
+	struct kv c = { "" };
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(conf_parse(text, strlen(text), collect, &c, err, sizeof err), 0);
+	assert_string_equal(c.out, "[listen=0.0.0.0:7480][state-dir=/var/lib/ferry][empty=][last=1]");
+	assert_int_not_equal(conf_parse("a b\n", 4, collect, &c, err, sizeof err), 0);
+	assert_non_null(strstr(err, "line 1"));
+	assert_int_not_equal(conf_parse("x=1\nKey = 2\n", 12, collect, &c, err, sizeof err), 0);
+	assert_non_null(strstr(err, "line 2"));
+	assert_int_not_equal(conf_parse("= 2\n", 4, collect, &c, err, sizeof err), 0);
+	assert_int_not_equal(conf_parse("a=\0b\n", 5, collect, &c, err, sizeof err), 0);
+	assert_non_null(strstr(err, "NUL"));
+	assert_int_equal(conf_parse("refuse = 1\n", 11, collect, &c, err, sizeof err), -EINVAL);
+	assert_non_null(strstr(err, "not wanted"));
+}
+
+static void test_host_port(void **state)
+{
+	char h[64], p[8];
+
+	(void)state;
+	assert_int_equal(parse_host_port("host-b", 7480, h, sizeof h, p, sizeof p), 0);
+	assert_string_equal(h, "host-b");
+	assert_string_equal(p, "7480");
+	assert_int_equal(parse_host_port("10.0.0.2:9000", 7480, h, sizeof h, p, sizeof p), 0);
+	assert_string_equal(h, "10.0.0.2");
+	assert_string_equal(p, "9000");
+	assert_int_equal(parse_host_port("[::1]:9", 7480, h, sizeof h, p, sizeof p), 0);
+	assert_string_equal(h, "::1");
+	assert_string_equal(p, "9");
+	assert_int_equal(parse_host_port("[fe80::1]", 7480, h, sizeof h, p, sizeof p), 0);
+	assert_string_equal(p, "7480");
+	assert_int_equal(parse_host_port("::1", 7480, h, sizeof h, p, sizeof p), -EINVAL);
+	assert_int_equal(parse_host_port("h:0", 7480, h, sizeof h, p, sizeof p), -EINVAL);
+	assert_int_equal(parse_host_port("h:65536", 7480, h, sizeof h, p, sizeof p), -EINVAL);
+	assert_int_equal(parse_host_port(":80", 7480, h, sizeof h, p, sizeof p), -EINVAL);
+	assert_int_equal(parse_host_port("[::1", 7480, h, sizeof h, p, sizeof p), -EINVAL);
+}
+
+static void expect_api(const char *json, int want, const char *needle)
+{
+	json_t *o = json_loads(json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	const struct api_op *op = NULL;
+	char err[256] = "";
+	int r;
+
+	assert_non_null(o);
+	r = api_check(o, &op, err, sizeof err);
+	if (r != want || (needle && !strstr(err, needle)))
+		fail_msg("%s: got %d \"%s\", want %d \"%s\"", json, r, err, want, needle);
+	json_decref(o);
+}
+
+static void test_api_check(void **state)
+{
+	(void)state;
+	expect_api("{\"op\":\"list\"}", 0, NULL);
+	expect_api("{\"op\":\"create\",\"name\":\"a\",\"mem\":\"1G\",\"vcpus\":2}", 0, NULL);
+	expect_api("{\"op\":\"create\",\"name\":\"a\",\"mem\":268435456}", 0, NULL);
+	expect_api("[1]", -EINVAL, "JSON object");
+	expect_api("{}", -EINVAL, "\"op\"");
+	expect_api("{\"op\":7}", -EINVAL, "\"op\"");
+	expect_api("{\"op\":\"fly\"}", -EINVAL, "unknown op");
+	expect_api("{\"op\":\"migrate\",\"name\":\"a\"}", -EINVAL, "\"dest\" is required");
+	expect_api("{\"op\":\"migrate\",\"name\":\"a\",\"dest\":\"b\",\"downtime_ms\":\"5\"}", -EINVAL,
+		   "must be an integer");
+	expect_api("{\"op\":\"create\",\"name\":\"a\",\"mem\":-1}", -EINVAL, "size");
+	expect_api("{\"op\":\"list\",\"verbose\":true}", -EINVAL, "unknown member");
+	expect_api("{\"op\":\"status\",\"job\":\"a\\u0000b\"}", -EINVAL, "string");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_frame_roundtrip), cmocka_unit_test(test_frame_header_limits),
+		cmocka_unit_test(test_hello_rejects),	cmocka_unit_test(test_msgs),
+		cmocka_unit_test(test_conf),		cmocka_unit_test(test_host_port),
+		cmocka_unit_test(test_api_check),
+	};
+
+	return cmocka_run_group_tests_name("wire", tests, NULL, NULL);
+}
