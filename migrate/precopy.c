@@ -652,6 +652,7 @@ int migrate_recv(int sock, const char *name, const struct migrate_opts *o,
 			  .errlen = errlen, .sock = sock, .timeout_ms = o->peer_timeout_ms };
 	struct stream_sink sink;
 	struct xsource src = { d_read, &ds };
+	pthread_condattr_t ca;
 	char why[256];
 	uint64_t t0;
 	int r;
@@ -667,7 +668,12 @@ int migrate_recv(int sock, const char *name, const struct migrate_opts *o,
 	sink.ctx = &ds;
 	pthread_mutex_init(&ds.wlock, NULL);
 	pthread_mutex_init(&ds.m, NULL);
-	pthread_cond_init(&ds.c, NULL);
+	/* hb_main's deadlines are CLOCK_MONOTONIC: with the default clock
+	 * (REALTIME) they would lie in the past and it would spin. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ds.c, &ca);
+	pthread_condattr_destroy(&ca);
 	set_timeouts(sock, o->peer_timeout_ms);
 	if ((r = -pthread_create(&ds.hb, NULL, hb_main, &ds))) {
 		snprintf(err, errlen, "starting the heartbeat thread: %s", strerror(-r));
