@@ -343,8 +343,11 @@ int migrate_send(struct hv_domain *d, int sock, const struct migrate_opts *o,
 	st->setup_ns = mono_ns() - t0;
 	bytes0 = s.w.bytes;
 	phase(&s, MIG_PH_ITERATING);
+	/* Only pages sent again can be deltas: iteration 0 fills no cache. */
+	codec_cache_new_pages(s.codec, false);
 	if ((r = iterate(&s, 0, NULL, &pop, s.nr, &ns)))
 		FAIL_IO(r, "iteration 0");
+	codec_cache_new_pages(s.codec, true);
 
 	for (unsigned it = 1;; it++) {
 		int64_t n;
