@@ -71,6 +71,7 @@ struct mon {
 	pthread_cond_t c;
 	unsigned got;          /* bit per message type received */
 	uint64_t running_arg;
+	uint64_t applied;      /* stream bytes the destination has applied */
 	int err;               /* the link is gone: why */
 	char why[ABORT_TEXT_MAX + 64];
 };
@@ -141,6 +142,8 @@ static void *mon_main(void *arg)
 		m->got |= 1u << type;
 		if (type == MIG_RUNNING)
 			m->running_arg = a;
+		if (type == MIG_HEARTBEAT && a > m->applied)
+			m->applied = a;
 		pthread_cond_broadcast(&m->c);
 		pthread_mutex_unlock(&m->m);
 	}
@@ -191,6 +194,19 @@ static int mon_wait(struct mon *m, uint32_t type, uint64_t *arg)
 	r = m->got & (1u << type) ? 0 : m->err;
 	if (!r && arg)
 		*arg = m->running_arg;
+	pthread_mutex_unlock(&m->m);
+	return r;
+}
+
+/* Wait until the destination has applied the first bytes of the stream. */
+static int mon_wait_applied(struct mon *m, uint64_t bytes)
+{
+	int r;
+
+	pthread_mutex_lock(&m->m);
+	while (m->applied < bytes && !m->err)
+		pthread_cond_wait(&m->c, &m->m);
+	r = m->applied >= bytes ? 0 : m->err;
 	pthread_mutex_unlock(&m->m);
 	return r;
 }
@@ -296,6 +312,7 @@ int migrate_send(struct hv_domain *d, int sock, const struct migrate_opts *o,
 	struct bitmap pop = { 0 };
 	const char *name = strchr(d->uri, ':') ? strchr(d->uri, ':') + 1 : d->uri;
 	uint64_t t0 = mono_ns(), tp = 0, ns, prev_dirty = UINT64_MAX, bytes0, tgo, trun, dres;
+	uint64_t tstep[5], nfinal;
 	void *ctx = NULL;
 	size_t clen;
 	unsigned stalls = 0, extra = 0;
@@ -406,26 +423,36 @@ int migrate_send(struct hv_domain *d, int sock, const struct migrate_opts *o,
 	}
 	st->throughput = (uint64_t)((double)(s.w.bytes - bytes0) /
 				    ns_to_sec(mono_ns() - t0 - st->setup_ns));
+	/* Pause only once the destination has caught up: what the socket
+	 * buffers hold would otherwise be drained during the downtime. */
+	if ((r = mon_wait_applied(&mon, s.w.bytes)))
+		FAIL_IO(r, "waiting for the destination to apply the last iteration");
 	/* Stop and copy: pause, the FINAL harvest (plus what was harvested but
 	 * not sent, still in dirty), the context, END. */
 	tp = mono_ns();
 	if ((r = hv_pause(d)))
 		FAIL(r, "%s: pause: %s", d->uri, strerror(-r));
 	paused = true;
+	tstep[0] = mono_ns();
 	phase(&s, MIG_PH_STOP_COPY);
 	if ((r = failpoint("mig-src-stopcopy")))
 		FAIL(r, "failpoint mig-src-stopcopy");
 	if ((r = (int)hv_logdirty_harvest(d, &s.dirty, HV_HARVEST_FINAL)) < 0)
 		FAIL(r, "%s: final harvest: %s", d->uri, strerror(-r));
-	if ((r = iterate(&s, st->iterations + 1, &s.dirty, NULL, bitmap_count(&s.dirty), &ns)))
+	tstep[1] = mono_ns();
+	nfinal = bitmap_count(&s.dirty);
+	if ((r = iterate(&s, st->iterations + 1, &s.dirty, NULL, nfinal, &ns)))
 		FAIL_IO(r, "stop-and-copy");
+	tstep[2] = mono_ns();
 	if ((r = hv_save_context(d, &ctx, &clen)))
 		FAIL(r, "%s: saving the context: %s", d->uri, strerror(-r));
 	if ((r = stream_write_context(&s.w, ctx, clen)) || (r = stream_write_end(&s.w)))
 		FAIL_IO(r, "sending the context");
+	tstep[3] = mono_ns();
 	phase(&s, MIG_PH_COMMIT);
 	if ((r = mon_wait(&mon, MIG_READY, NULL)))
 		FAIL_IO(r, "no READY from the destination");
+	tstep[4] = mono_ns();
 	/* The hook journals GO durably and is the last point a cancel wins. */
 	if (o->hooks.journal && (r = o->hooks.journal(o->hooks.ctx, MIG_PT_GO)))
 		FAIL(r, "%s", r == -ECANCELED ? "cancelled" : "journaling GO failed");
@@ -450,6 +477,12 @@ int migrate_send(struct hv_domain *d, int sock, const struct migrate_opts *o,
 	/* Downtime: from pause to GO here, plus half the round trip, plus the
 	 * destination's own GO-to-resume interval; no clocks compared. */
 	st->downtime_ns = (tgo - tp) + ((trun - tgo) > dres ? (trun - tgo - dres) / 2 : 0) + dres;
+	log_debug("%s: downtime %.2f ms: pause %.2f, final harvest %.2f, %" PRIu64 " pages %.2f, "
+		  "context %.2f, READY %.2f, journal %.2f, GO to RUNNING %.2f (destination %.2f)",
+		  d->uri, ns_to_ms(st->downtime_ns), ns_to_ms(tstep[0] - tp),
+		  ns_to_ms(tstep[1] - tstep[0]), nfinal, ns_to_ms(tstep[2] - tstep[1]),
+		  ns_to_ms(tstep[3] - tstep[2]), ns_to_ms(tstep[4] - tstep[3]),
+		  ns_to_ms(tgo - tstep[4]), ns_to_ms(trun - tgo), ns_to_ms(dres));
 	r = hv_destroy(d);
 	paused = false;
 	if (r)
@@ -616,7 +649,11 @@ static int d_iter_end(void *ctx, const struct stream_iter_end *it)
 	d_report(ds, true);
 	if ((r = failpoint("mig-dst-iter")))
 		return r;
-	return ds->inner.iter_end ? ds->inner.iter_end(ctx, it) : 0;
+	if (ds->inner.iter_end && (r = ds->inner.iter_end(ctx, it)))
+		return r;
+	/* Everything up to here is applied: tell the source (it pauses the
+	 * guest only once its last iteration is). */
+	return d_send(ds, MIG_HEARTBEAT, ds->st.bytes);
 }
 
 static int d_context(void *ctx, const void *blob, size_t len)
