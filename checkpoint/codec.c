@@ -53,6 +53,7 @@ struct codec {
 	uint8_t *data;
 	size_t data_len;
 	uint8_t *zero_page; /* page_size zero bytes: the old version of a zero slot */
+	bool no_new;    /* keep cached frames up to date, but cache no others */
 
 	LZ4_stream_t *lz4;
 	char *scratch; /* LZ4 output while a DELTA result sits in out (codec_out_max) */
@@ -185,6 +186,11 @@ void codec_forget(struct codec *c, uint64_t frame)
 	c->free_stack[c->nfree++] = s;
 }
 
+void codec_cache_new_pages(struct codec *c, bool on)
+{
+	c->no_new = !on;
+}
+
 /* Empty the table; every slot free. Also the initial state. */
 void codec_forget_all(struct codec *c)
 {
@@ -212,7 +218,7 @@ static void cache_store(struct codec *c, uint64_t frame, uint32_t s, const void 
 			enum stream_enc enc, const uint8_t *data, size_t len)
 {
 	if (s == SLOT_NONE) {
-		if (enc == STREAM_ENC_ZERO)
+		if (enc == STREAM_ENC_ZERO || c->no_new)
 			return; /* the receiver's zero page needs no slot */
 		s = cache_insert(c, frame);
 	} else if (enc == STREAM_ENC_DELTA && !c->slots[s].zero) {

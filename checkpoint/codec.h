@@ -128,6 +128,12 @@ void codec_forget(struct codec *c, uint64_t frame);
 /* Forget every cached version (e.g. the receiver starts from scratch). */
 void codec_forget_all(struct codec *c);
 
+/* Whether encoding caches frames not cached yet (default on). Off, frames
+ * already cached are still kept up to date, so no delta is ever taken against
+ * a stale version; a first pass over all RAM turns it off, since only pages
+ * sent again can become deltas (and caching each page costs a copy). */
+void codec_cache_new_pages(struct codec *c, bool on);
+
 /*
  * Decode data of len bytes in encoding enc into page (page_size bytes). For
  * DELTA, page must hold the receiver's current (= last received) version of

@@ -201,6 +201,13 @@ static int do_pages(struct rd *r, const char *b, uint64_t len)
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t enc = encs[i], dl = lens[i];
 
+		r->st->pages[enc]++;
+		if (enc == STREAM_ENC_RAW) {
+			/* Already the page: no copy (the body lives until the next record). */
+			pages[i] = (void *)(data + data_total);
+			data_total += dl;
+			continue;
+		}
 		pages[i] = r->pagebuf + (size_t)i * ps;
 		if (enc == STREAM_ENC_DELTA) {
 			if (!r->sink->base)
@@ -218,7 +225,6 @@ static int do_pages(struct rd *r, const char *b, uint64_t len)
 			return fail(r, -EBADMSG, "page %u (frame %" PRIu64 "): corrupt %s data", i,
 				    frames[i], stream_enc_name(enc));
 		data_total += dl;
-		r->st->pages[enc]++;
 	}
 	r->pages += n;
 	if (!r->sink->pages)

@@ -41,7 +41,8 @@ struct stream_sink {
 	int (*header)(void *ctx, const struct stream_info *info);
 	/* The receiver's current version of frame, the base of a DELTA page. */
 	int (*base)(void *ctx, uint64_t frame, void *page);
-	/* n decoded pages, frames strictly increasing. */
+	/* n decoded pages, frames strictly increasing; valid during the call
+	 * only (a RAW page points into the record: no copy, any alignment). */
 	int (*pages)(void *ctx, const uint64_t *frames, void *const *pages, unsigned n);
 	int (*zero)(void *ctx, uint64_t first, uint64_t count);
 	int (*context)(void *ctx, const void *blob, size_t len);

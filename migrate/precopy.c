@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -47,11 +49,17 @@ void migrate_opts_default(struct migrate_opts *o)
 	o->peer_timeout_ms = 15000;
 }
 
-static void set_timeouts(int sock, int ms)
+/* The receive timeout; and no Nagle: the last records of the stream and the
+ * commit messages are small, and each would otherwise wait for the ACK of the
+ * one before (up to the peer's delayed-ACK timer, 40 ms) during the downtime.
+ * TCP_NODELAY fails harmlessly on a socket that is not TCP. */
+static void set_sockopts(int sock, int ms)
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	int one = 1;
 
 	setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 /* ---- source: the destination's messages, read on their own thread ---- */
@@ -63,6 +71,7 @@ struct mon {
 	pthread_cond_t c;
 	unsigned got;          /* bit per message type received */
 	uint64_t running_arg;
+	uint64_t applied;      /* stream bytes the destination has applied */
 	int err;               /* the link is gone: why */
 	char why[ABORT_TEXT_MAX + 64];
 };
@@ -133,6 +142,8 @@ static void *mon_main(void *arg)
 		m->got |= 1u << type;
 		if (type == MIG_RUNNING)
 			m->running_arg = a;
+		if (type == MIG_HEARTBEAT && a > m->applied)
+			m->applied = a;
 		pthread_cond_broadcast(&m->c);
 		pthread_mutex_unlock(&m->m);
 	}
@@ -183,6 +194,19 @@ static int mon_wait(struct mon *m, uint32_t type, uint64_t *arg)
 	r = m->got & (1u << type) ? 0 : m->err;
 	if (!r && arg)
 		*arg = m->running_arg;
+	pthread_mutex_unlock(&m->m);
+	return r;
+}
+
+/* Wait until the destination has applied the first bytes of the stream. */
+static int mon_wait_applied(struct mon *m, uint64_t bytes)
+{
+	int r;
+
+	pthread_mutex_lock(&m->m);
+	while (m->applied < bytes && !m->err)
+		pthread_cond_wait(&m->c, &m->m);
+	r = m->applied >= bytes ? 0 : m->err;
 	pthread_mutex_unlock(&m->m);
 	return r;
 }
@@ -295,6 +319,7 @@ int migrate_send(struct hv_domain *d, int sock, const struct migrate_opts *o,
 	struct bitmap pop = { 0 };
 	const char *name = strchr(d->uri, ':') ? strchr(d->uri, ':') + 1 : d->uri;
 	uint64_t t0 = mono_ns(), tp = 0, ns, prev_dirty = UINT64_MAX, bytes0, tgo, trun, dres;
+	uint64_t tstep[5], nfinal;
 	void *ctx = NULL;
 	size_t clen;
 	unsigned stalls = 0, extra = 0;
@@ -326,7 +351,7 @@ int migrate_send(struct hv_domain *d, int sock, const struct migrate_opts *o,
 	s.nr = info.nr_frames;
 	s.page_size = info.page_size;
 	st->ram_bytes = s.nr * s.page_size;
-	set_timeouts(sock, o->peer_timeout_ms);
+	set_sockopts(sock, o->peer_timeout_ms);
 	if ((r = mon_start(&mon, sock, o->peer_timeout_ms)))
 		FAIL(r, "starting the monitor thread: %s", strerror(-r));
 	if ((r = codec_new(&o->codec, info.page_size, &s.codec)) ||
@@ -351,8 +376,11 @@ int migrate_send(struct hv_domain *d, int sock, const struct migrate_opts *o,
 	bytes0 = s.bytes0 = s.w.bytes;
 	s.t_copy = mono_ns();
 	phase(&s, MIG_PH_ITERATING);
+	/* Only pages sent again can be deltas: iteration 0 fills no cache. */
+	codec_cache_new_pages(s.codec, false);
 	if ((r = iterate(&s, 0, NULL, &pop, s.nr, &ns)))
 		FAIL_IO(r, "iteration 0");
+	codec_cache_new_pages(s.codec, true);
 
 	for (unsigned it = 1;; it++) {
 		int64_t n;
@@ -403,26 +431,36 @@ int migrate_send(struct hv_domain *d, int sock, const struct migrate_opts *o,
 	}
 	st->throughput = (uint64_t)((double)(s.w.bytes - bytes0) /
 				    ns_to_sec(mono_ns() - t0 - st->setup_ns));
+	/* Pause only once the destination has caught up: what the socket
+	 * buffers hold would otherwise be drained during the downtime. */
+	if ((r = mon_wait_applied(&mon, s.w.bytes)))
+		FAIL_IO(r, "waiting for the destination to apply the last iteration");
 	/* Stop and copy: pause, the FINAL harvest (plus what was harvested but
 	 * not sent, still in dirty), the context, END. */
 	tp = mono_ns();
 	if ((r = hv_pause(d)))
 		FAIL(r, "%s: pause: %s", d->uri, strerror(-r));
 	paused = true;
+	tstep[0] = mono_ns();
 	phase(&s, MIG_PH_STOP_COPY);
 	if ((r = failpoint("mig-src-stopcopy")))
 		FAIL(r, "failpoint mig-src-stopcopy");
 	if ((r = (int)hv_logdirty_harvest(d, &s.dirty, HV_HARVEST_FINAL)) < 0)
 		FAIL(r, "%s: final harvest: %s", d->uri, strerror(-r));
-	if ((r = iterate(&s, st->iterations + 1, &s.dirty, NULL, bitmap_count(&s.dirty), &ns)))
+	tstep[1] = mono_ns();
+	nfinal = bitmap_count(&s.dirty);
+	if ((r = iterate(&s, st->iterations + 1, &s.dirty, NULL, nfinal, &ns)))
 		FAIL_IO(r, "stop-and-copy");
+	tstep[2] = mono_ns();
 	if ((r = hv_save_context(d, &ctx, &clen)))
 		FAIL(r, "%s: saving the context: %s", d->uri, strerror(-r));
 	if ((r = stream_write_context(&s.w, ctx, clen)) || (r = stream_write_end(&s.w)))
 		FAIL_IO(r, "sending the context");
+	tstep[3] = mono_ns();
 	phase(&s, MIG_PH_COMMIT);
 	if ((r = mon_wait(&mon, MIG_READY, NULL)))
 		FAIL_IO(r, "no READY from the destination");
+	tstep[4] = mono_ns();
 	/* The hook journals GO durably and is the last point a cancel wins. */
 	if (o->hooks.journal && (r = o->hooks.journal(o->hooks.ctx, MIG_PT_GO)))
 		FAIL(r, "%s", r == -ECANCELED ? "cancelled" : "journaling GO failed");
@@ -447,6 +485,12 @@ int migrate_send(struct hv_domain *d, int sock, const struct migrate_opts *o,
 	/* Downtime: from pause to GO here, plus half the round trip, plus the
 	 * destination's own GO-to-resume interval; no clocks compared. */
 	st->downtime_ns = (tgo - tp) + ((trun - tgo) > dres ? (trun - tgo - dres) / 2 : 0) + dres;
+	log_debug("%s: downtime %.2f ms: pause %.2f, final harvest %.2f, %" PRIu64 " pages %.2f, "
+		  "context %.2f, READY %.2f, journal %.2f, GO to RUNNING %.2f (destination %.2f)",
+		  d->uri, ns_to_ms(st->downtime_ns), ns_to_ms(tstep[0] - tp),
+		  ns_to_ms(tstep[1] - tstep[0]), nfinal, ns_to_ms(tstep[2] - tstep[1]),
+		  ns_to_ms(tstep[3] - tstep[2]), ns_to_ms(tstep[4] - tstep[3]),
+		  ns_to_ms(tgo - tstep[4]), ns_to_ms(trun - tgo), ns_to_ms(dres));
 	r = hv_destroy(d);
 	paused = false;
 	if (r)
@@ -613,7 +657,11 @@ static int d_iter_end(void *ctx, const struct stream_iter_end *it)
 	d_report(ds, true);
 	if ((r = failpoint("mig-dst-iter")))
 		return r;
-	return ds->inner.iter_end ? ds->inner.iter_end(ctx, it) : 0;
+	if (ds->inner.iter_end && (r = ds->inner.iter_end(ctx, it)))
+		return r;
+	/* Everything up to here is applied: tell the source (it pauses the
+	 * guest only once its last iteration is). */
+	return d_send(ds, MIG_HEARTBEAT, ds->st.bytes);
 }
 
 static int d_context(void *ctx, const void *blob, size_t len)
@@ -660,6 +708,7 @@ int migrate_recv(int sock, const char *name, const struct migrate_opts *o,
 			  .errlen = errlen, .sock = sock, .timeout_ms = o->peer_timeout_ms };
 	struct stream_sink sink;
 	struct xsource src = { d_read, &ds };
+	pthread_condattr_t ca;
 	char why[256];
 	uint64_t t0;
 	int r;
@@ -675,8 +724,13 @@ int migrate_recv(int sock, const char *name, const struct migrate_opts *o,
 	sink.ctx = &ds;
 	pthread_mutex_init(&ds.wlock, NULL);
 	pthread_mutex_init(&ds.m, NULL);
-	pthread_cond_init(&ds.c, NULL);
-	set_timeouts(sock, o->peer_timeout_ms);
+	/* hb_main's deadlines are CLOCK_MONOTONIC: with the default clock
+	 * (REALTIME) they would lie in the past and it would spin. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ds.c, &ca);
+	pthread_condattr_destroy(&ca);
+	set_sockopts(sock, o->peer_timeout_ms);
 	if ((r = -pthread_create(&ds.hb, NULL, hb_main, &ds))) {
 		snprintf(err, errlen, "starting the heartbeat thread: %s", strerror(-r));
 		goto done;

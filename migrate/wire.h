@@ -9,7 +9,9 @@
  *    refused.
  * 2. After an accepted "migrate" HELLO the source writes one ferry stream
  *    (kind MIGRATION); the destination answers on the other direction with
- *    16-byte control messages: HEARTBEAT (throughout), ABORT (with an errno),
+ *    16-byte control messages: HEARTBEAT (throughout, and after each
+ *    ITER_END with the stream bytes applied so far: the source pauses the
+ *    guest only once its last iteration is applied), ABORT (with an errno),
  *    READY; the source sends GO after END; the destination answers RUNNING.
  */
 #ifndef FERRY_MIGRATE_WIRE_H
@@ -71,7 +73,8 @@ enum mig_msg {
 	MIG_READY = 1,     /* destination: all applied, journaled */
 	MIG_GO = 2,        /* source: the point of no return */
 	MIG_RUNNING = 3,   /* destination: resumed; arg = GO-to-resume ns */
-	MIG_HEARTBEAT = 4, /* destination: alive */
+	MIG_HEARTBEAT = 4, /* destination: alive; arg = 0, or after an ITER_END the
+			    * stream bytes read and applied up to its end */
 	MIG_ABORT = 5,     /* destination: giving up; arg = errno */
 };
 

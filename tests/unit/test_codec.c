@@ -239,6 +239,36 @@ static void test_delta_beats_lz4(void **state)
 	codec_free(nod);
 }
 
+/* With new pages not cached, a first version leaves no entry (its next
+ * version is no delta), but a frame already cached is kept up to date, so
+ * its delta is taken against the version sent last, never a stale one. */
+static void test_cache_no_new(void **state)
+{
+	struct codec *c = new_codec(-1, 64, PS);
+	uint8_t *page = guarded_page(PS), *rx = guarded_page(PS), *rx2 = guarded_page(PS);
+
+	(void)state;
+	fill_text(page, PS);
+	send_page(c, 7, page, rx, PS, NULL); /* cached */
+	codec_cache_new_pages(c, false);
+	send_page(c, 8, page, rx2, PS, NULL); /* not cached */
+	memcpy(page + 1000, "changed!", 8);
+	assert_int_equal(send_page(c, 7, page, rx, PS, NULL), STREAM_ENC_DELTA);
+	memcpy(page + 3000, "changed!", 8);
+	assert_int_equal(send_page(c, 7, page, rx, PS, NULL), STREAM_ENC_DELTA);
+	assert_memory_equal(rx, page, PS);
+	assert_int_not_equal(send_page(c, 8, page, rx2, PS, NULL), STREAM_ENC_DELTA);
+	codec_cache_new_pages(c, true);
+	send_page(c, 8, page, rx2, PS, NULL);
+	memcpy(page + 2000, "changed!", 8);
+	assert_int_equal(send_page(c, 8, page, rx2, PS, NULL), STREAM_ENC_DELTA);
+	assert_memory_equal(rx2, page, PS);
+	guarded_free(page, PS);
+	guarded_free(rx, PS);
+	guarded_free(rx2, PS);
+	codec_free(c);
+}
+
 /* Options: no LZ4 sends text raw; no delta never sends DELTA. */
 static void test_options_off(void **state)
 {
@@ -722,6 +752,7 @@ int main(void)
 		cmocka_unit_test(test_forced_round_trips),
 		cmocka_unit_test(test_delta_chain),
 		cmocka_unit_test(test_cache_bound),
+		cmocka_unit_test(test_cache_no_new),
 		cmocka_unit_test(test_forget_and_zero),
 		cmocka_unit_test(test_random_model),
 		cmocka_unit_test(test_big_page_runs),
