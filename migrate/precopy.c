@@ -211,11 +211,23 @@ static int mon_wait_applied(struct mon *m, uint64_t bytes)
 	return r;
 }
 
+/* The monitor's verdict on a link that failed under the sender; it may be
+ * reading the destination's last words, so give it a moment. */
 static int mon_err(struct mon *m, char *why, size_t len)
 {
+	struct timespec ts;
 	int r;
 
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 300 * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
 	pthread_mutex_lock(&m->m);
+	while (!m->err && m->wake >= 0 &&
+	       pthread_cond_timedwait(&m->c, &m->m, &ts) == 0)
+		;
 	r = m->err;
 	if (r)
 		snprintf(why, len, "%s", m->why);
@@ -593,12 +605,23 @@ static void *hb_main(void *arg)
 	return NULL;
 }
 
-/* Tell the source why (best effort, never blocking). */
+/* Tell the source why (best effort, never blocking), then let it read that
+ * before the connection goes: closing with its stream still unread would
+ * reset the connection and could drop the reason on the way. */
 static void d_abort(struct dst *ds, int e, const char *text)
 {
+	struct pollfd p = { .fd = ds->sock, .events = POLLIN };
+	uint64_t end = mono_ns() + 1000 * NSEC_PER_MSEC;
+	char sink[65536];
+
 	pthread_mutex_lock(&ds->wlock);
 	mig_send_abort(ds->sock, e, text);
+	shutdown(ds->sock, SHUT_WR);
 	pthread_mutex_unlock(&ds->wlock);
+	/* The source closes once it has the reason: drain until then. */
+	while (mono_ns() < end && poll(&p, 1, 100) >= 0)
+		if (p.revents && recv(ds->sock, sink, sizeof sink, MSG_DONTWAIT) == 0)
+			break;
 }
 
 static int d_read(void *ctx, void *buf, size_t len)
@@ -778,11 +801,13 @@ int migrate_recv(int sock, const char *name, const struct migrate_opts *o,
 		goto done; /* unresolved: the source stays paused */
 	}
 	ds.st.downtime_ns = mono_ns() - t0;
-	if ((r = d_journal(&ds, MIG_PT_RUNNING)))
-		log_error("%s: journaling RUNNING failed: %s", name, strerror(-r));
+	ds.st.phase = MIG_PH_DONE;
+	if (o->hooks.resumed)
+		o->hooks.resumed(o->hooks.ctx, ds.a.d);
 	failpoint("mig-dst-after-resume");
 	d_send(&ds, MIG_RUNNING, ds.st.downtime_ns);
-	ds.st.phase = MIG_PH_DONE;
+	if ((r = d_journal(&ds, MIG_PT_RUNNING)))
+		log_error("%s: journaling RUNNING failed: %s", name, strerror(-r));
 	d_report(&ds, true);
 	*out = ds.a.d;
 	ds.a.d = NULL;

@@ -45,7 +45,7 @@ enum mig_point {
 	MIG_PT_GO,      /* source, before GO is sent (also the last chance to cancel) */
 	MIG_PT_READY,   /* destination, before READY */
 	MIG_PT_RESUME,  /* destination, GO received, before resuming */
-	MIG_PT_RUNNING, /* destination, resumed, before RUNNING */
+	MIG_PT_RUNNING, /* destination, resumed, after RUNNING (not in the downtime) */
 };
 
 struct migrate_stats;
@@ -56,6 +56,10 @@ struct migrate_hooks {
 	 * 100 ms during an iteration. */
 	void (*progress)(void *ctx, const struct migrate_stats *st);
 	int (*journal)(void *ctx, enum mig_point pt);
+	/* Destination: the guest runs, RUNNING is not sent yet. d is the handle
+	 * migrate_recv will return; the engine no longer uses it, so the caller
+	 * may from now on. */
+	void (*resumed)(void *ctx, struct hv_domain *d);
 };
 
 struct migrate_opts {

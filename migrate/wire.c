@@ -58,23 +58,38 @@ int mig_send_frame(int sock, json_t *obj)
 }
 
 /* Read len bytes, each wait for data bounded by the deadline. */
+/* Read len bytes by the deadline: a peer that sends part and stops must not
+ * hold the reader longer than that. */
 static int read_deadline(int sock, void *buf, size_t len, uint64_t deadline)
 {
 	struct pollfd p = { .fd = sock, .events = POLLIN };
-	uint64_t now = mono_ns();
-	int r;
+	char *b = buf;
 
-	if (now >= deadline)
-		return -ETIMEDOUT;
-	do
+	while (len) {
+		uint64_t now = mono_ns();
+		ssize_t n;
+		int r;
+
+		if (now >= deadline)
+			return -ETIMEDOUT;
 		r = poll(&p, 1, (int)((deadline - now) / NSEC_PER_MSEC) + 1);
-	while (r < 0 && errno == EINTR);
-	if (r == 0)
-		return -ETIMEDOUT;
-	if (r < 0)
-		return -errno;
-	r = xsource_fd_read(&sock, buf, len);
-	return r == -ENODATA || r == -EIO ? -ECONNRESET : r;
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			continue;
+		n = recv(sock, b, len, MSG_DONTWAIT);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ECONNRESET;
+		b += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 int mig_recv_frame(int sock, int timeout_ms, uint32_t *version, json_t **out, char *err,

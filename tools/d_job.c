@@ -191,6 +191,29 @@ static int on_journal(void *ctx, enum mig_point pt)
 	return job_save(j);
 }
 
+/* Destination: the guest runs here now; say so before RUNNING goes out, so
+ * that nobody sees the source done and this host still receiving. */
+static void on_resumed(void *ctx, struct hv_domain *d)
+{
+	struct job *j = ctx;
+	struct vm *v = vm_get(j->vm);
+	struct hv_info info;
+
+	if (!v)
+		return;
+	if (!hv_info(d, &info))
+		v->pid = info.pid;
+	v->d = d;
+	pthread_mutex_lock(&D.lock);
+	v->paused = false;
+	snprintf(j->in_state, sizeof j->in_state, "running");
+	j->state = JOB_COMPLETED;
+	j->ended = time(NULL);
+	pthread_mutex_unlock(&D.lock);
+	vm_unbusy(v);
+	loop_call(vm_watch_start, v); /* takes our reference */
+}
+
 /* ---- talking to the peer ---- */
 
 static int connect_peer(const char *peer, int timeout_ms, int *out, char *err, size_t errlen)
@@ -352,6 +375,7 @@ static void resolve_loop(struct job *j, struct vm *v)
 				 "runs on the destination" : "");
 			if (r)
 				log_error("job %s: destroying the source copy: %s", j->id, strerror(-r));
+			vm_unlist(v);
 			job_finish(j, JOB_COMPLETED, why);
 			return;
 		}
@@ -366,11 +390,18 @@ static void resolve_loop(struct job *j, struct vm *v)
 		}
 		if (stopping)
 			return; /* the journal keeps it unresolved for the next ferryd */
-		if (ans && strcmp(ans, "unknown") == 0 && tries++ % 30 == 0)
+		if (ans && strcmp(ans, "unknown") == 0 && tries % 30 == 0)
 			log_warn("job %s: the destination has no record of it; `ferry resolve %s "
 				 "--force source|destination` decides", j->id, j->id);
+		tries++;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
+		/* Soon at first (a restarting peer is back in a moment), then
+		 * once a second. */
+		ts.tv_nsec += (tries < 10 ? 200 : 1000) * 1000000L;
+		while (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
 		pthread_mutex_lock(&D.lock);
 		if (j->force == FORCE_NONE && !D.stopping)
 			pthread_cond_timedwait(&j->wake, &D.lock, &ts);
@@ -392,7 +423,7 @@ static void *out_main(void *p)
 	snprintf(h.name, sizeof h.name, "%s", v->name);
 	snprintf(h.config, sizeof h.config, "%s", v->config);
 	snprintf(h.from, sizeof h.from, "%s", D.hostname);
-	j->opts.hooks = (struct migrate_hooks){ j, on_progress, on_journal };
+	j->opts.hooks = (struct migrate_hooks){ j, on_progress, on_journal, NULL };
 	j->opts.cancel = &j->cancel;
 	r = connect_peer(j->peer, j->opts.peer_timeout_ms, &sock, err, sizeof err);
 	if (!r) {
@@ -418,6 +449,7 @@ static void *out_main(void *p)
 	pthread_mutex_unlock(&D.lock);
 	close_fd(&sock);
 	if (!r) {
+		vm_unlist(v);
 		job_finish(j, JOB_COMPLETED, "");
 	} else if (!st.committed) {
 		/* Rolled back: the guest runs here as before. */
@@ -651,7 +683,7 @@ static void *in_main(void *p)
 	j->running = true;
 	j->sock = sock;
 	j->opts.peer_timeout_ms = D.peer_timeout_ms;
-	j->opts.hooks = (struct migrate_hooks){ j, on_progress, on_journal };
+	j->opts.hooks = (struct migrate_hooks){ j, on_progress, on_journal, on_resumed };
 	snprintf(v->config, sizeof v->config, "%s", h.config);
 	v->busy = "incoming";
 	snprintf(v->job, sizeof v->job, "%s", j->id);
@@ -685,22 +717,8 @@ static void *in_main(void *p)
 	D.incoming--;
 	pthread_mutex_unlock(&D.lock);
 	if (!r) {
-		struct hv_info info;
-
-		if (!hv_info(d, &info))
-			v->pid = info.pid;
-		v->d = d;
-		v->child = false; /* the handle reaps it */
-		pthread_mutex_lock(&D.lock);
-		v->paused = false;
-		snprintf(j->in_state, sizeof j->in_state, "running");
-		pthread_mutex_unlock(&D.lock);
+		/* on_resumed handed the guest over; now make it durable. */
 		job_finish(j, JOB_COMPLETED, "");
-		vm_unbusy(v);
-		pthread_mutex_lock(&D.lock);
-		v->refs++;
-		pthread_mutex_unlock(&D.lock);
-		loop_call(vm_watch_start, v);
 	} else {
 		/* Nothing runs here: the engine destroyed the half-made guest,
 		 * or (a failed resume) closed it, and an uncommitted runtime

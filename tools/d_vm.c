@@ -132,6 +132,45 @@ int vm_add(struct vm *v)
 	return r;
 }
 
+/* The guest left this host (migrated away): off the list now, so that no
+ * one sees it after its job says so; its watch and record go on the loop. */
+void vm_unlist(struct vm *v)
+{
+	struct vm **pp;
+	bool was = false;
+
+	pthread_mutex_lock(&D.lock);
+	for (pp = &D.vms; *pp; pp = &(*pp)->next)
+		if (*pp == v) {
+			*pp = v->next;
+			was = v->listed;
+			v->listed = false;
+			break;
+		}
+	v->dead = true;
+	v->refs++; /* for vm_forget */
+	pthread_mutex_unlock(&D.lock);
+	if (was)
+		loop_call(vm_forget, v);
+	else
+		vm_put(v);
+}
+
+/* Loop thread, after vm_unlist: consumes the list's reference and one more. */
+void vm_forget(void *p)
+{
+	struct vm *v = p;
+
+	if (v->watch) {
+		event_free(v->watch);
+		v->watch = NULL;
+	}
+	vm_record_remove(v->name);
+	log_info("%s: no longer on this host", v->name);
+	vm_put(v);
+	vm_put(v);
+}
+
 /* Loop thread; consumes one reference (the caller's). */
 void vm_remove(void *p)
 {

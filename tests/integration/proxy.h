@@ -1,0 +1,30 @@
+/*
+ * proxy.h — a TCP forwarder for integration tests, between a migration's
+ * source and its destination on loopback: it passes every connection on
+ * to 127.0.0.1:dst_port and, if asked, flips one byte of what the source
+ * sends (the connecting side's direction) to model a corrupting link.
+ */
+#ifndef FERRY_TESTS_PROXY_H
+#define FERRY_TESTS_PROXY_H
+
+#include <stdint.h>
+
+struct proxy;
+
+/*
+ * Listen on an ephemeral port of 127.0.0.1 and forward to dst_port from a
+ * thread of its own. flip_at > 0: in each connection, the byte at offset
+ * flip_at (counted from 0) of the connecting side's direction is XORed
+ * with 0x5a. NULL on failure (errno set).
+ */
+struct proxy *proxy_start(uint16_t dst_port, uint64_t flip_at);
+uint16_t proxy_port(const struct proxy *p);
+/* Connections accepted, bytes forwarded towards the destination, bytes
+ * flipped so far. */
+unsigned proxy_connections(const struct proxy *p);
+uint64_t proxy_bytes_up(const struct proxy *p);
+unsigned proxy_flips(const struct proxy *p);
+/* Stop the thread, close every connection (with a reset), free p. */
+void proxy_stop(struct proxy *p);
+
+#endif
