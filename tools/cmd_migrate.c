@@ -380,21 +380,33 @@ static void print_job(json_t *job)
 	printf("throttle       %.0f%%\n", jnum(s, "throttle"));
 }
 
+/* ferry status / cancel: one JOB operand, one request. */
+static json_t *job_call(int argc, char **argv, const char *op, const char *help, bool *json,
+			int *status)
+{
+	int i = job_opts(argc, argv, help, json, NULL);
+	json_t *r;
+
+	*status = i == -2 ? 0 : 2;
+	if (i < 0)
+		return NULL;
+	if (argc - i != 1) {
+		fputs(help, stderr);
+		return NULL;
+	}
+	r = client_call1(json_pack("{s:s, s:s}", "op", op, "job", argv[i]));
+	*status = 1;
+	return client_ok(r) ? r : NULL;
+}
+
 int status_main(int argc, char **argv)
 {
 	bool json = false;
-	int i = job_opts(argc, argv, status_help, &json, NULL);
-	json_t *r;
+	int st;
+	json_t *r = job_call(argc, argv, "status", status_help, &json, &st);
 
-	if (i < 0)
-		return i == -2 ? 0 : 2;
-	if (argc - i != 1) {
-		fputs(status_help, stderr);
-		return 2;
-	}
-	r = client_call1(json_pack("{s:s, s:s}", "op", "status", "job", argv[i]));
-	if (!client_ok(r))
-		return 1;
+	if (!r)
+		return st;
 	if (json)
 		print_json(json_object_get(r, "job"));
 	else
@@ -406,19 +418,12 @@ int status_main(int argc, char **argv)
 int cancel_main(int argc, char **argv)
 {
 	bool json = false;
-	int i = job_opts(argc, argv, cancel_help, &json, NULL);
-	json_t *r;
+	int st;
+	json_t *r = job_call(argc, argv, "cancel", cancel_help, &json, &st);
 
-	if (i < 0)
-		return i == -2 ? 0 : 2;
-	if (argc - i != 1) {
-		fputs(cancel_help, stderr);
-		return 2;
-	}
-	r = client_call1(json_pack("{s:s, s:s}", "op", "cancel", "job", argv[i]));
-	if (!client_ok(r))
-		return 1;
-	printf("cancelling job %s; the guest keeps running here\n", argv[i]);
+	if (!r)
+		return st;
+	printf("cancelling job %s; the guest keeps running here\n", argv[argc - 1]);
 	json_decref(r);
 	return 0;
 }

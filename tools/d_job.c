@@ -409,6 +409,21 @@ static void resolve_loop(struct job *j, struct vm *v)
 	}
 }
 
+/* An outgoing job's thread lets go of its guest and ends. */
+static void *job_thread_end(struct job *j)
+{
+	struct vm *v = j->v;
+
+	vm_unbusy(v);
+	vm_put(v);
+	pthread_mutex_lock(&D.lock);
+	j->running = false;
+	j->v = NULL;
+	pthread_mutex_unlock(&D.lock);
+	thread_done();
+	return NULL;
+}
+
 static void *out_main(void *p)
 {
 	struct job *j = p;
@@ -467,14 +482,7 @@ static void *out_main(void *p)
 		log_error("job %s: %s", j->id, err);
 		resolve_loop(j, v);
 	}
-	vm_unbusy(v);
-	vm_put(v);
-	pthread_mutex_lock(&D.lock);
-	j->running = false;
-	j->v = NULL;
-	pthread_mutex_unlock(&D.lock);
-	thread_done();
-	return NULL;
+	return job_thread_end(j);
 }
 
 int job_start_out(const char *name, const char *dest, const struct migrate_opts *o, char *id,
@@ -808,14 +816,7 @@ static void *resolve_main(void *p)
 	struct vm *v = j->v;
 
 	resolve_loop(j, v);
-	vm_unbusy(v);
-	vm_put(v);
-	pthread_mutex_lock(&D.lock);
-	j->running = false;
-	j->v = NULL;
-	pthread_mutex_unlock(&D.lock);
-	thread_done();
-	return NULL;
+	return job_thread_end(j);
 }
 
 /* Bring a job that was in flight when ferryd stopped to a safe state. */

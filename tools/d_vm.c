@@ -132,21 +132,47 @@ int vm_add(struct vm *v)
 	return r;
 }
 
+/* (L) Take v off the list; true if it was on it. */
+static bool unlink_locked(struct vm *v)
+{
+	for (struct vm **pp = &D.vms; *pp; pp = &(*pp)->next)
+		if (*pp == v) {
+			*pp = v->next;
+			v->listed = false;
+			return true;
+		}
+	return false;
+}
+
+/* Loop thread, once v is off the list: stop watching it, forget its record
+ * and drop the list's reference (if it was listed) and the caller's. */
+static void forget(struct vm *v, bool was_listed)
+{
+	if (v->watch) {
+		event_free(v->watch);
+		v->watch = NULL;
+	}
+	if (was_listed) {
+		vm_record_remove(v->name);
+		log_info("%s: no longer on this host", v->name);
+		vm_put(v);
+	}
+	vm_put(v);
+}
+
+void vm_forget(void *p)
+{
+	forget(p, true);
+}
+
 /* The guest left this host (migrated away): off the list now, so that no
  * one sees it after its job says so; its watch and record go on the loop. */
 void vm_unlist(struct vm *v)
 {
-	struct vm **pp;
-	bool was = false;
+	bool was;
 
 	pthread_mutex_lock(&D.lock);
-	for (pp = &D.vms; *pp; pp = &(*pp)->next)
-		if (*pp == v) {
-			*pp = v->next;
-			was = v->listed;
-			v->listed = false;
-			break;
-		}
+	was = unlink_locked(v);
 	v->dead = true;
 	v->refs++; /* for vm_forget */
 	pthread_mutex_unlock(&D.lock);
@@ -156,46 +182,16 @@ void vm_unlist(struct vm *v)
 		vm_put(v);
 }
 
-/* Loop thread, after vm_unlist: consumes the list's reference and one more. */
-void vm_forget(void *p)
-{
-	struct vm *v = p;
-
-	if (v->watch) {
-		event_free(v->watch);
-		v->watch = NULL;
-	}
-	vm_record_remove(v->name);
-	log_info("%s: no longer on this host", v->name);
-	vm_put(v);
-	vm_put(v);
-}
-
 /* Loop thread; consumes one reference (the caller's). */
 void vm_remove(void *p)
 {
-	struct vm *v = p, **pp;
-	bool was = false;
+	struct vm *v = p;
+	bool was;
 
 	pthread_mutex_lock(&D.lock);
-	for (pp = &D.vms; *pp; pp = &(*pp)->next)
-		if (*pp == v) {
-			*pp = v->next;
-			was = v->listed;
-			v->listed = false;
-			break;
-		}
+	was = unlink_locked(v);
 	pthread_mutex_unlock(&D.lock);
-	if (v->watch) {
-		event_free(v->watch);
-		v->watch = NULL;
-	}
-	if (was) {
-		vm_record_remove(v->name);
-		log_info("%s: no longer on this host", v->name);
-		vm_put(v); /* the list's reference */
-	}
-	vm_put(v);
+	forget(v, was);
 }
 
 /* The runtime ended (killed, destroyed, migrated away). */

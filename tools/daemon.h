@@ -119,7 +119,7 @@ int vm_add(struct vm *v);
 int vm_add_locked(struct vm *v);            /* (L) */
 void vm_remove(void *v);                    /* loop thread: unlist, stop watching */
 void vm_unlist(struct vm *v);               /* any thread: unlist now, forget on the loop */
-void vm_forget(void *v);
+void vm_forget(void *v);                    /* loop thread, after vm_unlist */
 void vm_watch_start(void *v);               /* loop thread */
 int vm_record_write(struct vm *v);
 void vm_record_remove(const char *name);
