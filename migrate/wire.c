@@ -146,13 +146,68 @@ bool mig_valid_id(const char *s, size_t max)
 	return true;
 }
 
+static const struct {
+	const char *name;
+	uint32_t bit;
+} cap_names[] = { { "lz4", MIG_CAP_LZ4 }, { "delta", MIG_CAP_DELTA } };
+
+json_t *mig_caps_json(uint32_t caps)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < sizeof cap_names / sizeof cap_names[0]; i++)
+		if (caps & cap_names[i].bit)
+			json_array_append_new(a, json_string(cap_names[i].name));
+	return a;
+}
+
+int mig_caps_parse(const json_t *a, uint32_t *caps)
+{
+	const json_t *v;
+	size_t k;
+
+	*caps = 0;
+	if (!json_is_array(a))
+		return -EINVAL;
+	json_array_foreach(a, k, v) {
+		if (!json_is_string(v))
+			return -EINVAL;
+		for (size_t i = 0; i < sizeof cap_names / sizeof cap_names[0]; i++)
+			if (strcmp(json_string_value(v), cap_names[i].name) == 0)
+				*caps |= cap_names[i].bit;
+	}
+	return 0;
+}
+
+int mig_caps_from_text(const char *s, uint32_t *caps)
+{
+	*caps = 0;
+	if (strcmp(s, "none") == 0)
+		return 0;
+	while (*s) {
+		size_t n = strcspn(s, ","), i;
+
+		for (i = 0; i < sizeof cap_names / sizeof cap_names[0]; i++)
+			if (strlen(cap_names[i].name) == n && !strncmp(s, cap_names[i].name, n))
+				break;
+		if (i == sizeof cap_names / sizeof cap_names[0])
+			return -EINVAL;
+		*caps |= cap_names[i].bit;
+		s += n;
+		if (*s == ',' && *++s == '\0')
+			return -EINVAL;
+	}
+	return 0;
+}
+
 json_t *mig_hello_json(const struct mig_hello *h)
 {
 	if (h->op == MIG_OP_RESOLVE)
 		return json_pack("{s:s, s:s, s:s}", "op", "resolve", "job", h->job, "from",
 				 h->from);
-	return json_pack("{s:s, s:s, s:s, s:s, s:s}", "op", "migrate", "job", h->job, "name",
-			 h->name, "config", h->config, "from", h->from);
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "op", "migrate", "job", h->job, "name",
+			 h->name, "config", h->config, "from", h->from, "caps",
+			 mig_caps_json(h->caps));
 }
 
 /* Copy string member key of o into dst[max]; required or optional. */
@@ -205,6 +260,11 @@ int mig_hello_parse(const json_t *o, struct mig_hello *out, char *err, size_t er
 	if ((r = get_str(o, "name", out->name, sizeof out->name, true, err, errlen)) ||
 	    (r = get_str(o, "config", out->config, sizeof out->config, true, err, errlen)))
 		return r;
+	/* No "caps": a peer that offers nothing beyond zero pages. */
+	if (json_object_get(o, "caps") && mig_caps_parse(json_object_get(o, "caps"), &out->caps)) {
+		snprintf(err, errlen, "HELLO \"caps\" is not an array of strings");
+		return -EINVAL;
+	}
 	if (!mig_valid_id(out->name, sizeof out->name)) {
 		snprintf(err, errlen, "HELLO domain name \"%s\" is not valid", out->name);
 		return -EINVAL;

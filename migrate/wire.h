@@ -49,6 +49,19 @@ int mig_send_frame(int sock, json_t *obj);
 int mig_recv_frame(int sock, int timeout_ms, uint32_t *version, json_t **out, char *err,
 		   size_t errlen);
 
+/* Capabilities, offered in a migrate HELLO and agreed in the answer (the
+ * intersection). The zero page/extent encoding is always on. */
+#define MIG_CAP_LZ4 0x1u
+#define MIG_CAP_DELTA 0x2u
+#define MIG_CAPS_ALL (MIG_CAP_LZ4 | MIG_CAP_DELTA)
+
+/* ["lz4","delta"] from a mask, and back (unknown names are ignored: a newer
+ * peer may offer more). Parse: -EINVAL if not an array of strings. */
+json_t *mig_caps_json(uint32_t caps);
+int mig_caps_parse(const json_t *a, uint32_t *caps);
+/* "lz4,delta" or "none" (config files, flags). 0 or -EINVAL. */
+int mig_caps_from_text(const char *s, uint32_t *caps);
+
 /* What a HELLO asks for. */
 enum mig_op { MIG_OP_MIGRATE = 1, MIG_OP_RESOLVE = 2 };
 
@@ -58,6 +71,7 @@ struct mig_hello {
 	char name[64];    /* the domain's name (migrate) */
 	char config[512]; /* its hv config (migrate) */
 	char from[256];   /* the source host's name, informational */
+	uint32_t caps;    /* offered (migrate) */
 };
 
 /* Build / validate a HELLO body. Parse: 0, or -EINVAL with err set. */

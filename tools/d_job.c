@@ -102,6 +102,8 @@ json_t *job_json(const struct job *j)
 		json_object_set_new(o, "error", json_string(j->error));
 	if (o && !j->out)
 		json_object_set_new(o, "in_state", json_string(j->in_state));
+	if (o)
+		json_object_set_new(o, "codecs", mig_caps_json(j->caps));
 	if (o && j->out)
 		json_object_set_new(o, "options",
 				    json_pack("{s:f, s:i, s:s, s:I, s:i}", "downtime_ms",
@@ -438,6 +440,7 @@ static void *out_main(void *p)
 	snprintf(h.name, sizeof h.name, "%s", v->name);
 	snprintf(h.config, sizeof h.config, "%s", v->config);
 	snprintf(h.from, sizeof h.from, "%s", D.hostname);
+	h.caps = D.caps;
 	j->opts.hooks = (struct migrate_hooks){ j, on_progress, on_journal, NULL };
 	j->opts.cancel = &j->cancel;
 	r = connect_peer(j->peer, j->opts.peer_timeout_ms, &sock, err, sizeof err);
@@ -453,6 +456,15 @@ static void *out_main(void *p)
 	}
 	if (!r)
 		r = hello(sock, &h, j->opts.peer_timeout_ms, &reply, err, sizeof err);
+	if (!r) {
+		/* The codecs both sides agreed to (none if the answer names none). */
+		uint32_t caps = 0;
+
+		mig_caps_parse(json_object_get(reply, "caps"), &caps);
+		j->caps = caps & h.caps;
+		j->opts.codec.lz4 = j->caps & MIG_CAP_LZ4;
+		j->opts.codec.delta = j->caps & MIG_CAP_DELTA;
+	}
 	json_decref(reply);
 	if (!r) {
 		log_info("job %s: migrating %s to %s", j->id, v->name, j->peer);
@@ -713,7 +725,8 @@ static void *in_main(void *p)
 	pthread_mutex_unlock(&D.lock);
 	job_save(j);
 	json_decref(o);
-	o = json_pack("{s:b, s:s}", "ok", 1, "host", D.hostname);
+	j->caps = h.caps & D.caps;
+	o = json_pack("{s:b, s:s, s:o}", "ok", 1, "host", D.hostname, "caps", mig_caps_json(j->caps));
 	if ((r = mig_send_frame(sock, o))) {
 		snprintf(err, sizeof err, "answering HELLO: %s", strerror(-r));
 	} else {

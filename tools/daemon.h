@@ -71,6 +71,7 @@ struct job {
 	bool running;                 /* (L) a thread works on it */
 	pthread_cond_t wake;          /* resolve: try again now */
 	struct vm *v;                 /* out: the guest, held busy */
+	uint32_t caps;                /* agreed in the handshake */
 };
 
 struct daemon {
@@ -95,6 +96,7 @@ struct daemon {
 	uint64_t downtime_ms;
 	unsigned max_iters;
 	enum noconv_policy on_no_converge;
+	uint32_t caps;                /* codecs this host offers and accepts */
 };
 
 extern struct daemon D;

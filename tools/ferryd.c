@@ -466,6 +466,13 @@ static int setting(void *ctx, const char *k, const char *v, char *err, size_t er
 		}
 		return 0;
 	}
+	if (strcmp(k, "codecs") == 0) {
+		if (mig_caps_from_text(v, &D.caps)) {
+			snprintf(err, errlen, "a list of lz4, delta (e.g. \"lz4,delta\"), or none");
+			return -EINVAL;
+		}
+		return 0;
+	}
 	if (strcmp(k, "log-level") == 0) {
 		enum log_level l;
 
@@ -490,7 +497,7 @@ static void usage(FILE *f)
 		"              [--state-dir DIR] [--run-dir DIR] [--hostname NAME]\n"
 		"              [--peer-timeout-ms MS] [--downtime-ms MS] [--max-iters N]\n"
 		"              [--on-no-converge stop|throttle|abort] [--max-incoming N]\n"
-		"              [--log-level error|warn|info|debug]\n\n"
+		"              [--codecs lz4,delta|none] [--log-level error|warn|info|debug]\n\n"
 		"The ferry host daemon: owns this host's microVMs, runs migrations, and\n"
 		"answers the ferry command line. Settings come from the config file\n"
 		"(default %s, key = value, the flag names without --),\n"
@@ -513,6 +520,7 @@ static void settings(int argc, char **argv)
 		{ "max-incoming", required_argument, 0, 0 },
 		{ "on-no-converge", required_argument, 0, 0 },
 		{ "log-level", required_argument, 0, 0 },
+		{ "codecs", required_argument, 0, 0 },
 		{ "help", no_argument, 0, 'h' },
 		{ "version", no_argument, 0, 'V' },
 		{ 0, 0, 0, 0 },
@@ -530,6 +538,7 @@ static void settings(int argc, char **argv)
 	D.downtime_ms = 300;
 	D.max_iters = 30;
 	D.on_no_converge = NOCONV_STOP;
+	D.caps = MIG_CAPS_ALL;
 	if (uname(&u) == 0)
 		snprintf(D.hostname, sizeof D.hostname, "%s", u.nodename);
 

@@ -37,6 +37,8 @@ static void hello(const uint8_t *body, size_t len)
 	CHECK(back);
 	CHECK(mig_hello_parse(back, &again, err, sizeof err) == 0);
 	CHECK(again.op == h.op && !strcmp(again.job, h.job) && !strcmp(again.from, h.from));
+	CHECK(h.op == MIG_OP_RESOLVE || again.caps == h.caps);
+	CHECK(!(h.caps & ~MIG_CAPS_ALL));
 	CHECK(h.op == MIG_OP_RESOLVE ||
 	      (!strcmp(again.name, h.name) && !strcmp(again.config, h.config)));
 	json_decref(back);

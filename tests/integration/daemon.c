@@ -460,6 +460,12 @@ void td_start(struct td *d, const char *failpoints)
 	snprintf(port, sizeof port, "127.0.0.1:%u", d->port);
 	snprintf(pto, sizeof pto, "%d", d->peer_timeout_ms);
 	argv[argc++] = td_ferryd_path();
+	argv[argc++] = "--config"; /* never the machine's /etc/ferry/ferryd.conf */
+	argv[argc++] = "/dev/null";
+	if (d->codecs) {
+		argv[argc++] = "--codecs";
+		argv[argc++] = d->codecs;
+	}
 	argv[argc++] = "--socket";
 	argv[argc++] = d->sock;
 	argv[argc++] = "--listen";

@@ -33,6 +33,7 @@ struct td {
 	char *rbuf;             /* bytes read past the last reply */
 	size_t rlen, rcap;
 	unsigned starts;        /* how often it was started */
+	const char *codecs;     /* --codecs, or NULL for the default */
 };
 
 /* cmocka group set-up / tear-down: the harness's, plus ours. */

@@ -1394,6 +1394,71 @@ static void test_refusals(void **state)
 
 /* 11. Nothing left behind: no process of ours, no memfd, and no daemon
  * whose fd count grew across rounds. */
+/* Codecs are negotiated in the handshake: with a destination that accepts
+ * none, neither LZ4 nor delta pages cross (either way), and both jobs say
+ * what was agreed; with defaults on both sides, both codecs are agreed. */
+static size_t codecs_of(const json_t *job)
+{
+	const json_t *c = json_object_get(job, "codecs");
+
+	if (!json_is_array(c))
+		fail_msg("job without \"codecs\": %s", dumps(job));
+	return json_array_size(c);
+}
+
+static void move_checked(struct td *s, struct td *d, const char *vm, size_t want_codecs)
+{
+	char *id = td_migrate(s, vm, d->port, NULL);
+	json_t *job = td_wait_job(s, id, NULL, 60000), *djob;
+
+	if (strcmp(td_jstr(job, "state"), "completed") != 0)
+		fail_msg("%s %s->%s: %s", vm, s->name, d->name, dumps(job));
+	if (codecs_of(job) != want_codecs)
+		fail_msg("%s %s->%s: codecs agreed %s, wanted %zu", vm, s->name, d->name,
+			 dumps(json_object_get(job, "codecs")), want_codecs);
+	if (!want_codecs && (td_jnum(job, "stats.pages.lz4") != 0 ||
+			     td_jnum(job, "stats.pages.delta") != 0))
+		fail_msg("%s: no codec agreed, yet lz4/delta pages were sent: %s", vm, dumps(job));
+	djob = td_job(d, id);
+	if (codecs_of(djob) != want_codecs)
+		fail_msg("%s: the destination's job agreed %s", vm,
+			 dumps(json_object_get(djob, "codecs")));
+	wait_dest_running(s, d, vm, job);
+	td_verify_ok(d, vm);
+	json_decref(djob);
+	json_decref(job);
+	free(id);
+}
+
+static void test_codecs(void **state)
+{
+	unsigned rounds = h_rounds(20) / 5 + 1;
+
+	(void)state;
+	td_test_begin("t12-codecs");
+	td_init(&A, "A", PTO);
+	td_init(&B, "B", PTO);
+	B.codecs = "none";
+	td_start(&A, NULL);
+	td_start(&B, NULL);
+	for (unsigned r = 0; r < rounds; r++) {
+		td_create(&A, "c12", MEM, 1, "dirtier:ws=64M,rate=64");
+		td_wait_running(&A, "c12", 5000);
+		h_sleep_ms(200);
+		move_checked(&A, &B, "c12", 0);
+		move_checked(&B, &A, "c12", 0);
+		td_destroy(&A, "c12");
+	}
+	assert_int_not_equal(td_term(&B, 5000), -1);
+	B.codecs = NULL;
+	td_start(&B, NULL);
+	td_create(&A, "c12", MEM, 1, "dirtier:ws=64M,rate=64");
+	td_wait_running(&A, "c12", 5000);
+	move_checked(&A, &B, "c12", 2);
+	td_destroy(&B, "c12");
+	passed();
+}
+
 static void test_leaks(void **state)
 {
 	char desc[1024];
@@ -1424,6 +1489,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_downtime, teardown),
 		cmocka_unit_test_teardown(test_malformed, teardown),
 		cmocka_unit_test_teardown(test_refusals, teardown),
+		cmocka_unit_test_teardown(test_codecs, teardown),
 		cmocka_unit_test_teardown(test_leaks, teardown),
 	};
 	/* FERRY_TEST_ONLY=test_downtime (a glob) runs only what matches. */

@@ -34,6 +34,7 @@ static void test_frame_roundtrip(void **state)
 	snprintf(h.name, sizeof h.name, "web-1.a_b");
 	snprintf(h.config, sizeof h.config, "mem=268435456 vcpus=1 workload=idle");
 	snprintf(h.from, sizeof h.from, "host-a");
+	h.caps = MIG_CAP_DELTA;
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	o = mig_hello_json(&h);
 	assert_non_null(o);
@@ -47,6 +48,7 @@ static void test_frame_roundtrip(void **state)
 	assert_string_equal(back.name, h.name);
 	assert_string_equal(back.config, h.config);
 	assert_string_equal(back.from, h.from);
+	assert_int_equal(back.caps, MIG_CAP_DELTA);
 	json_decref(got);
 
 	/* Nothing sent: a timeout, not a hang. */
@@ -57,6 +59,33 @@ static void test_frame_roundtrip(void **state)
 	assert_non_null(strstr(err, "does not speak"));
 	close(sv[0]);
 	close(sv[1]);
+}
+
+static void test_caps(void **state)
+{
+	json_t *a = json_loads("[\"delta\",\"zstd\",\"lz4\"]", 0, NULL), *back;
+	uint32_t caps;
+
+	(void)state;
+	assert_int_equal(mig_caps_parse(a, &caps), 0);
+	assert_int_equal(caps, MIG_CAP_LZ4 | MIG_CAP_DELTA); /* zstd: not known, ignored */
+	json_decref(a);
+	back = mig_caps_json(MIG_CAP_DELTA);
+	assert_int_equal(mig_caps_parse(back, &caps), 0);
+	assert_int_equal(caps, MIG_CAP_DELTA);
+	json_decref(back);
+	a = json_loads("[1]", 0, NULL);
+	assert_int_equal(mig_caps_parse(a, &caps), -EINVAL);
+	json_decref(a);
+	assert_int_equal(mig_caps_from_text("lz4,delta", &caps), 0);
+	assert_int_equal(caps, MIG_CAPS_ALL);
+	assert_int_equal(mig_caps_from_text("none", &caps), 0);
+	assert_int_equal(caps, 0);
+	assert_int_equal(mig_caps_from_text("delta", &caps), 0);
+	assert_int_equal(caps, MIG_CAP_DELTA);
+	assert_int_equal(mig_caps_from_text("lz4,", &caps), -EINVAL);
+	assert_int_equal(mig_caps_from_text("gzip", &caps), -EINVAL);
+	assert_int_equal(mig_caps_from_text("", &caps), 0);
 }
 
 static void test_frame_header_limits(void **state)
@@ -240,7 +269,7 @@ int main(void)
 		cmocka_unit_test(test_frame_roundtrip), cmocka_unit_test(test_frame_header_limits),
 		cmocka_unit_test(test_hello_rejects),	cmocka_unit_test(test_msgs),
 		cmocka_unit_test(test_conf),		cmocka_unit_test(test_host_port),
-		cmocka_unit_test(test_api_check),
+		cmocka_unit_test(test_api_check),	cmocka_unit_test(test_caps),
 	};
 
 	return cmocka_run_group_tests_name("wire", tests, NULL, NULL);
