@@ -1224,8 +1224,12 @@ static void test_malformed(void **state)
 			if (!json_is_false(json_object_get(obj, "ok")) ||
 			    !strcasestr(td_jstr(obj, "error"), "version"))
 				fail_msg("a version-99 HELLO was answered %s", dumps(obj));
-			if (r == 0)
-				print_message("version-99 HELLO -> version %u frame %s\n", ver, dumps(obj));
+			if (r == 0) {
+				char *text = dumps(obj);
+
+				print_message("version-99 HELLO -> version %u frame %s\n", ver, text);
+				free(text);
+			}
 			json_decref(obj);
 			close(s);
 			if (td_listed(&B, "m9v", NULL) || td_runtimes(B.run_dir, "m9v", NULL, 0))
