@@ -62,7 +62,12 @@ struct mvm_dom {
 	bool incoming; /* not yet committed (first unpause) */
 	bool child;    /* we spawned it (create): we reap it */
 	struct pagemap_scan scan;
+	/* Created domains: which 2 MiB blocks of RAM were allocated ahead of
+	 * the first write into them (one bit each; NULL until needed). */
+	uint8_t *prealloc;
 };
+
+#define PREALLOC_SHIFT 21
 
 extern const struct hv_ops hv_mvm_ops;
 
@@ -278,6 +283,7 @@ static void mvm_close(struct hv_domain *hd)
 	close_fd(&d->pagemap);
 	close_fd(&d->pidfd);
 	pagemap_scan_free(&d->scan);
+	free(d->prealloc);
 	free(d);
 }
 
@@ -743,9 +749,38 @@ static int mvm_read_pages(struct hv_domain *hd, const uint64_t *frames, size_t n
 	return page_io(dom(hd), frames, n, bufs, false);
 }
 
+/*
+ * A fresh page costs a fault per first write on these machines (DESIGN.md
+ * §11); allocating a whole 2 MiB block with one fallocate before the first
+ * write into it is far cheaper, and keeps a sparse guest sparse at the
+ * block's grain. Only while a created domain is being filled (a migration's
+ * destination, a restore: before its commit); best effort.
+ */
+static void prealloc(struct mvm_dom *d, const uint64_t *frames, size_t n)
+{
+	uint64_t blocks = ((d->nr_frames * d->page_size) >> PREALLOC_SHIFT) + 1;
+
+	if (!d->incoming)
+		return;
+	if (!d->prealloc && !(d->prealloc = calloc(blocks / 8 + 1, 1)))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t b = (frames[i] * d->page_size) >> PREALLOC_SHIFT;
+		off_t off = (off_t)(b << PREALLOC_SHIFT);
+		off_t len = (off_t)MIN((uint64_t)1 << PREALLOC_SHIFT, d->ram_size - (uint64_t)off);
+
+		if (d->prealloc[b / 8] & (1u << (b % 8)))
+			continue;
+		d->prealloc[b / 8] |= (uint8_t)(1u << (b % 8));
+		if (fallocate(d->memfd, FALLOC_FL_KEEP_SIZE, off, len) < 0)
+			log_debug("mvm:%s: fallocate: %s", d->name, strerror(errno));
+	}
+}
+
 static int mvm_write_pages(struct hv_domain *hd, const uint64_t *frames, size_t n,
 			   const void *const *bufs)
 {
+	prealloc(dom(hd), frames, n);
 	return page_io(dom(hd), frames, n, (void *const *)bufs, true);
 }
 
