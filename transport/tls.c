@@ -1,0 +1,456 @@
+/*
+ * tls.c — TLS 1.3 channels over OpenSSL; see tls.h.
+ *
+ * An SSL object may not be used by two threads at once, but a channel has a
+ * sender and a receiver. So the socket is non-blocking, every SSL call runs
+ * under the channel's lock, and a call that must wait (WANT_READ /
+ * WANT_WRITE) drops the lock and poll()s: the other direction goes on
+ * meanwhile. Sends are gathered into 64 KiB before SSL_write (TLS has no
+ * writev; a 4 KiB page per record would cost a record and a syscall each).
+ */
+#include "transport/tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "common/mtime.h"
+#include "common/util.h"
+#include "transport/sock.h"
+
+#define WBUF_SIZE 65536
+
+struct tls_ctx {
+	SSL_CTX *ctx;
+	char names[256];
+	time_t not_after;
+};
+
+struct tls_chan {
+	struct chan c;
+	pthread_mutex_t lock; /* guards ssl */
+	SSL *ssl;
+	/* The sender's. */
+	unsigned char *wbuf;
+	size_t wlen;
+};
+
+static struct tls_chan *tc_of(struct chan *c)
+{
+	return (struct tls_chan *)c;
+}
+
+/* OpenSSL's first queued error in words, and clear the queue. */
+static void ssl_errstr(char *buf, size_t len)
+{
+	unsigned long e = ERR_get_error();
+	const char *why = e ? ERR_reason_error_string(e) : NULL;
+
+	snprintf(buf, len, "%s", why ? why : e ? "unknown TLS error" : "");
+	ERR_clear_error();
+}
+
+static bool is_ip(const char *s)
+{
+	unsigned char b[16];
+
+	return inet_pton(AF_INET, s, b) == 1 || inet_pton(AF_INET6, s, b) == 1;
+}
+
+/* ---- the certificate's names ---- */
+
+static void cert_names(X509 *x, char *buf, size_t len)
+{
+	GENERAL_NAMES *gens = x ? X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL) : NULL;
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+		char ip[INET6_ADDRSTRLEN] = "";
+		const char *s = NULL;
+
+		if (g->type == GEN_DNS) {
+			s = (const char *)ASN1_STRING_get0_data(g->d.dNSName);
+		} else if (g->type == GEN_IPADD) {
+			int l = ASN1_STRING_length(g->d.iPAddress);
+
+			if (inet_ntop(l == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(g->d.iPAddress),
+				      ip, sizeof ip))
+				s = ip;
+		}
+		if (s && off < len)
+			off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? ", " : "", s);
+	}
+	GENERAL_NAMES_free(gens);
+	if (!buf[0] && x)
+		X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, buf, (int)len);
+}
+
+static time_t asn1_time(const ASN1_TIME *a)
+{
+	struct tm tm;
+
+	if (!a || !ASN1_TIME_to_tm(a, &tm))
+		return 0;
+	return timegm(&tm);
+}
+
+/* ---- context ---- */
+
+int tls_ctx_new(const struct tls_conf *tc, struct tls_ctx **out, char *err, size_t errlen)
+{
+	struct tls_ctx *t = calloc(1, sizeof *t);
+	STACK_OF(X509_NAME) *cas;
+	char why[200];
+	X509 *x;
+
+#define BAD(...) \
+	do { \
+		ssl_errstr(why, sizeof why); \
+		snprintf(err, errlen, __VA_ARGS__); \
+		goto fail; \
+	} while (0)
+	if (!t || !(t->ctx = SSL_CTX_new(TLS_method())))
+		BAD("out of memory");
+	SSL_CTX_set_min_proto_version(t->ctx, TLS1_3_VERSION);
+	SSL_CTX_set_max_proto_version(t->ctx, TLS1_3_VERSION);
+	/* AES-128-GCM first: as strong as needed here and the fastest with AES-NI. */
+	SSL_CTX_set_ciphersuites(t->ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+				 "TLS_CHACHA20_POLY1305_SHA256");
+	SSL_CTX_set_num_tickets(t->ctx, 0);
+	SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_options(t->ctx, SSL_OP_NO_TICKET);
+	SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	if (SSL_CTX_load_verify_locations(t->ctx, tc->ca, NULL) != 1)
+		BAD("CA certificate %s: %s", tc->ca, why[0] ? why : "cannot be read");
+	if ((cas = SSL_load_client_CA_file(tc->ca)))
+		SSL_CTX_set_client_CA_list(t->ctx, cas);
+	if (SSL_CTX_use_certificate_chain_file(t->ctx, tc->cert) != 1)
+		BAD("certificate %s: %s", tc->cert, why[0] ? why : "cannot be read");
+	if (SSL_CTX_use_PrivateKey_file(t->ctx, tc->key, SSL_FILETYPE_PEM) != 1)
+		BAD("private key %s: %s", tc->key, why[0] ? why : "cannot be read");
+	if (SSL_CTX_check_private_key(t->ctx) != 1)
+		BAD("private key %s does not belong to the certificate %s", tc->key, tc->cert);
+#undef BAD
+	x = SSL_CTX_get0_certificate(t->ctx);
+	cert_names(x, t->names, sizeof t->names);
+	t->not_after = asn1_time(X509_get0_notAfter(x));
+	*out = t;
+	return 0;
+fail:
+	tls_ctx_free(t);
+	return -EINVAL;
+}
+
+void tls_ctx_free(struct tls_ctx *t)
+{
+	if (!t)
+		return;
+	SSL_CTX_free(t->ctx);
+	free(t);
+}
+
+void tls_ctx_identity(const struct tls_ctx *t, char *names, size_t len, time_t *not_after)
+{
+	snprintf(names, len, "%s", t->names);
+	if (not_after)
+		*not_after = t->not_after;
+}
+
+/* ---- I/O ---- */
+
+/*
+ * Run one SSL call (write if wr) under the lock until it moves some bytes,
+ * waiting outside the lock until deadline. 0 and *done, or -errno (c->err
+ * says more for TLS failures).
+ */
+static int tls_io(struct tls_chan *t, bool wr, void *buf, size_t len, size_t *done,
+		  uint64_t deadline)
+{
+	for (;;) {
+		int ok, e, r;
+
+		pthread_mutex_lock(&t->lock);
+		ERR_clear_error();
+		ok = wr ? SSL_write_ex(t->ssl, buf, len, done) : SSL_read_ex(t->ssl, buf, len, done);
+		e = ok ? SSL_ERROR_NONE : SSL_get_error(t->ssl, 0);
+		if (e == SSL_ERROR_SSL)
+			ssl_errstr(t->c.err, sizeof t->c.err);
+		pthread_mutex_unlock(&t->lock);
+		switch (e) {
+		case SSL_ERROR_NONE:
+			return 0;
+		case SSL_ERROR_WANT_READ:
+		case SSL_ERROR_WANT_WRITE:
+			if ((r = sock_wait(t->c.fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
+					   deadline)))
+				return r;
+			continue;
+		case SSL_ERROR_ZERO_RETURN: /* close_notify: a clean end */
+			return wr ? -EPIPE : -ENODATA;
+		case SSL_ERROR_SYSCALL:
+			if (errno == EPIPE || errno == ECONNRESET || errno == 0)
+				return wr ? -EPIPE : -ECONNRESET;
+			return -errno;
+		default:
+			return -EPROTO;
+		}
+	}
+}
+
+static int flush_wbuf(struct tls_chan *t, uint64_t deadline)
+{
+	size_t off = 0, n;
+	int r;
+
+	while (off < t->wlen) {
+		if ((r = tls_io(t, true, t->wbuf + off, t->wlen - off, &n, deadline)))
+			return r;
+		off += n;
+	}
+	t->wlen = 0;
+	return 0;
+}
+
+static int tls_send(struct chan *c, const struct iovec *iov, int n, int timeout_ms)
+{
+	struct tls_chan *t = tc_of(c);
+	uint64_t deadline = sock_deadline(c, timeout_ms);
+	int r;
+
+	if (timeout_ms == 0)
+		deadline = mono_ns() + 50 * NSEC_PER_MSEC; /* best effort: a short wait at most */
+	for (int i = 0; i < n; i++) {
+		const unsigned char *p = iov[i].iov_base;
+		size_t left = iov[i].iov_len;
+
+		while (left) {
+			size_t k = MIN(left, WBUF_SIZE - t->wlen);
+
+			memcpy(t->wbuf + t->wlen, p, k);
+			t->wlen += k;
+			p += k;
+			left -= k;
+			if (t->wlen == WBUF_SIZE && (r = flush_wbuf(t, deadline)))
+				return r;
+		}
+	}
+	return flush_wbuf(t, deadline);
+}
+
+static int tls_recv(struct chan *c, void *buf, size_t len, int timeout_ms)
+{
+	struct tls_chan *t = tc_of(c);
+	uint64_t deadline = sock_deadline(c, timeout_ms);
+	size_t got = 0, n;
+	int r;
+
+	while (got < len) {
+		if ((r = tls_io(t, false, (char *)buf + got, len - got, &n, deadline)))
+			return r == -ENODATA && got ? -ECONNRESET : r;
+		got += n;
+	}
+	return 0;
+}
+
+static int tls_wait_in(struct chan *c, int wake_fd, int timeout_ms)
+{
+	struct tls_chan *t = tc_of(c);
+	bool pending;
+
+	pthread_mutex_lock(&t->lock);
+	pending = SSL_has_pending(t->ssl);
+	pthread_mutex_unlock(&t->lock);
+	return sock_wait_in(c->fd, pending, wake_fd, timeout_ms);
+}
+
+static void tls_close_send(struct chan *c)
+{
+	struct tls_chan *t = tc_of(c);
+
+	pthread_mutex_lock(&t->lock);
+	SSL_shutdown(t->ssl); /* close_notify, best effort: the socket is non-blocking */
+	pthread_mutex_unlock(&t->lock);
+	shutdown(c->fd, SHUT_WR);
+}
+
+static void tls_shutdown(struct chan *c)
+{
+	shutdown(c->fd, SHUT_RDWR); /* wakes every poll(); the SSL calls then fail */
+}
+
+static void tls_free(struct chan *c)
+{
+	struct tls_chan *t = tc_of(c);
+
+	SSL_free(t->ssl);
+	close(c->fd);
+	pthread_mutex_destroy(&t->lock);
+	free(t->wbuf);
+	free(t);
+}
+
+static const struct chan_ops tls_ops = {
+	.kind = "tls",
+	.send = tls_send,
+	.recv = tls_recv,
+	.wait_in = tls_wait_in,
+	.close_send = tls_close_send,
+	.shutdown = tls_shutdown,
+	.free = tls_free,
+};
+
+/* ---- handshakes ---- */
+
+/* Why a handshake failed, in words an operator can act on. */
+static void handshake_error(SSL *ssl, int e, const char *peer, bool client, char *err,
+			    size_t errlen)
+{
+	long v = SSL_get_verify_result(ssl);
+	char why[200];
+
+	ssl_errstr(why, sizeof why);
+	if (v != X509_V_OK && v != X509_V_ERR_APPLICATION_VERIFICATION) {
+		const char *what = X509_verify_cert_error_string(v);
+
+		if (v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH)
+			snprintf(err, errlen, "the certificate of %s does not name %s", peer, peer);
+		else
+			snprintf(err, errlen, "the certificate of %s was refused: %s", peer, what);
+	} else if (strstr(why, "alert")) {
+		snprintf(err, errlen, "%s refused this host's certificate (%s)", peer, why);
+	} else if (strstr(why, "peer did not return a certificate")) {
+		snprintf(err, errlen, "%s presented no certificate", peer);
+	} else if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN || !why[0] ||
+		   strstr(why, "unexpected eof")) {
+		snprintf(err, errlen, "%s closed the connection during the TLS handshake%s", peer,
+			 client ? " (does it accept only plaintext, or not this host?)" : "");
+	} else {
+		snprintf(err, errlen, "TLS handshake with %s failed: %s%s", peer, why,
+			 strstr(why, "wrong version number") || strstr(why, "packet length")
+				 ? " (the peer does not speak TLS)" : "");
+	}
+}
+
+static int handshake(struct tls_ctx *tx, int fd, const char *host, int timeout_ms,
+		     struct chan **out, char *err, size_t errlen)
+{
+	struct tls_chan *t = calloc(1, sizeof *t);
+	uint64_t deadline = mono_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 15000) * NSEC_PER_MSEC;
+	char addr[64];
+	int r;
+
+	sock_peer_name(fd, addr, sizeof addr);
+	if (!t || !(t->wbuf = malloc(WBUF_SIZE)) || !(t->ssl = SSL_new(tx->ctx))) {
+		snprintf(err, errlen, "out of memory");
+		r = -ENOMEM;
+		goto fail;
+	}
+	pthread_mutex_init(&t->lock, NULL);
+	t->c.ops = &tls_ops;
+	t->c.fd = fd;
+	if ((r = sock_prepare(fd))) {
+		snprintf(err, errlen, "%s", strerror(-r));
+		goto fail;
+	}
+	SSL_set_fd(t->ssl, fd);
+	if (host) {
+		X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
+
+		if (is_ip(host)) {
+			X509_VERIFY_PARAM_set1_ip_asc(vp, host);
+		} else {
+			X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+			X509_VERIFY_PARAM_set1_host(vp, host, 0);
+			SSL_set_tlsext_host_name(t->ssl, host);
+		}
+		SSL_set_connect_state(t->ssl);
+	} else {
+		SSL_set_accept_state(t->ssl);
+	}
+	for (;;) {
+		int ok, e;
+
+		ERR_clear_error();
+		ok = SSL_do_handshake(t->ssl);
+		if (ok == 1)
+			break;
+		e = SSL_get_error(t->ssl, ok);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			if ((r = sock_wait(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline))) {
+				snprintf(err, errlen, "the TLS handshake with %s timed out", host ? host : addr);
+				goto fail;
+			}
+			continue;
+		}
+		handshake_error(t->ssl, e, host ? host : addr, host != NULL, err, errlen);
+		r = -ECONNREFUSED;
+		goto fail;
+	}
+	/* Read whole records at a time from here on. */
+	SSL_set_read_ahead(t->ssl, 1);
+	if (host) {
+		snprintf(t->c.peer, sizeof t->c.peer, "%s", host);
+	} else {
+		char names[120];
+
+		cert_names(SSL_get0_peer_certificate(t->ssl), names, sizeof names);
+		snprintf(t->c.peer, sizeof t->c.peer, "%s (%s)", names, addr);
+	}
+	*out = &t->c;
+	return 0;
+fail:
+	if (t) {
+		SSL_free(t->ssl);
+		free(t->wbuf);
+		if (t->c.ops)
+			pthread_mutex_destroy(&t->lock);
+		free(t);
+	}
+	return r;
+}
+
+int chan_tls_connect(struct tls_ctx *t, int fd, const char *host, int timeout_ms,
+		     struct chan **out, char *err, size_t errlen)
+{
+	return handshake(t, fd, host, timeout_ms, out, err, errlen);
+}
+
+int chan_tls_accept(struct tls_ctx *t, int fd, int timeout_ms, struct chan **out, char *err,
+		    size_t errlen)
+{
+	return handshake(t, fd, NULL, timeout_ms, out, err, errlen);
+}
+
+bool chan_tls_peer_is(const struct chan *c, const char *name)
+{
+	X509 *x;
+
+	if (c->ops != &tls_ops)
+		return false;
+	x = SSL_get0_peer_certificate(((const struct tls_chan *)c)->ssl);
+	if (!x)
+		return false;
+	if (is_ip(name))
+		return X509_check_ip_asc(x, name, 0) == 1;
+	return X509_check_host(x, name, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
+}
+
+void chan_tls_peer_names(const struct chan *c, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	if (c->ops == &tls_ops && len)
+		cert_names(SSL_get0_peer_certificate(((const struct tls_chan *)c)->ssl), buf, len);
+}

@@ -1,0 +1,55 @@
+/*
+ * tls.h — TLS 1.3 channels (OpenSSL) with mutual certificate authentication
+ * (DESIGN.md §8): both sides present a certificate from the pool's CA; the
+ * connecting side checks that the peer's certificate names the host it asked
+ * for (a DNS or an IP subject alternative name); the accepting side learns
+ * who connected and its caller decides whether that host is allowed.
+ *
+ * Only TLS 1.3; no session tickets or resumption; the handshake completes
+ * before the caller says anything, so nothing is negotiable outside it.
+ */
+#ifndef FERRY_TRANSPORT_TLS_H
+#define FERRY_TRANSPORT_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "transport/chan.h"
+
+struct tls_conf {
+	const char *ca;   /* PEM: the CA certificate(s) peers must chain to */
+	const char *cert; /* PEM: this host's certificate (and intermediates) */
+	const char *key;  /* PEM: its private key */
+};
+
+struct tls_ctx; /* opaque; shared by any number of threads */
+
+/* Load and check the files (the key must match the certificate). 0, or
+ * -errno / -EINVAL with a sentence naming the file in err. */
+int tls_ctx_new(const struct tls_conf *tc, struct tls_ctx **out, char *err, size_t errlen);
+void tls_ctx_free(struct tls_ctx *t);
+
+/* This host's certificate: its names ("host-a, 127.0.0.2") and its end of
+ * validity (0 if unknown). */
+void tls_ctx_identity(const struct tls_ctx *t, char *names, size_t len, time_t *not_after);
+
+/*
+ * Handshake as the connecting side over a connected socket, within
+ * timeout_ms; host is the name or address that was asked for, which the
+ * peer's certificate must name. 0 and *out (which owns fd from then on), or
+ * -errno with a sentence in err (the caller still owns and closes fd).
+ */
+int chan_tls_connect(struct tls_ctx *t, int fd, const char *host, int timeout_ms,
+		     struct chan **out, char *err, size_t errlen);
+/* The same as the accepting side. */
+int chan_tls_accept(struct tls_ctx *t, int fd, int timeout_ms, struct chan **out, char *err,
+		    size_t errlen);
+
+/* Whether c is a TLS channel whose peer certificate names name (a host name,
+ * or an IP address in text form). */
+bool chan_tls_peer_is(const struct chan *c, const char *name);
+/* The peer certificate's names, comma separated ("" if none / not TLS). */
+void chan_tls_peer_names(const struct chan *c, char *buf, size_t len);
+
+#endif
