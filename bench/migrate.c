@@ -34,6 +34,7 @@
 #include "hv/hv.h"
 #include "hv/mvm.h"
 #include "migrate/precopy.h"
+#include "transport/chan.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -447,7 +448,7 @@ static int tcp_pair(int *a, int *b)
 }
 
 struct recv_job {
-	int sock;
+	struct chan *ch;
 	const char *name;
 	int r;
 	struct hv_domain *d;
@@ -462,7 +463,7 @@ static void *receiver(void *arg)
 
 	migrate_opts_default(&o);
 	o.peer_timeout_ms = RECV_TIMEOUT_MS;
-	j->r = migrate_recv(j->sock, j->name, &o, &j->d, j->err, sizeof j->err);
+	j->r = migrate_recv(&j->ch, 1, j->name, &o, &j->d, j->err, sizeof j->err);
 	return NULL;
 }
 
@@ -574,12 +575,13 @@ static void run_case(const struct mcase *c, unsigned repno, struct rep *rp)
 {
 	char src_name[48], dst_name[64], uri[96], wl[96], cfg[160], why[256];
 	struct hv_domain *src = NULL, *dst = NULL;
-	struct recv_job j = { .sock = -1 };
+	struct recv_job j = { 0 };
+	struct chan *sch = NULL;
 	struct migrate_opts o;
 	struct hv_info info;
 	pid_t src_pid = -1, dst_pid = -1;
 	pthread_t t;
-	int s = -1, e;
+	int s = -1, js = -1, e;
 
 	rp->steps_s = -1;
 	snprintf(src_name, sizeof src_name, "bm-%s-%d-%u", c->name, (int)getpid(), repno);
@@ -622,17 +624,22 @@ static void run_case(const struct mcase *c, unsigned repno, struct rep *rp)
 	if (c->target == TARGET_MIN)
 		o.max_iters = (unsigned)max_case_iters;
 	o.on_no_converge = c->policy;
-	if ((e = tcp_pair(&s, &j.sock)))
+	if ((e = tcp_pair(&s, &js)))
 		BENCH_FAIL("loopback TCP pair: %s", strerror(-e));
-	j.name = dst_name;
-	if ((e = pthread_create(&t, NULL, receiver, &j))) {
-		close_fd(&j.sock);
-		BENCH_FAIL("pthread_create: %s", strerror(e));
+	if ((e = chan_tcp_new(s, &sch)) || (e = chan_tcp_new(js, &j.ch))) {
+		close_fd(&js);
+		BENCH_FAIL("channels: %s", strerror(-e));
 	}
-	rp->r = migrate_send(src, s, &o, &rp->st, rp->err, sizeof rp->err);
-	close_fd(&s);
+	s = js = -1;
+	j.name = dst_name;
+	if ((e = pthread_create(&t, NULL, receiver, &j)))
+		BENCH_FAIL("pthread_create: %s", strerror(e));
+	rp->r = migrate_send(src, &sch, 1, &o, &rp->st, rp->err, sizeof rp->err);
+	chan_free(sch);
+	sch = NULL;
 	pthread_join(t, NULL);
-	close_fd(&j.sock);
+	chan_free(j.ch);
+	j.ch = NULL;
 	dst = j.d;
 	if (dst) {
 		struct hv_info di;
@@ -670,6 +677,9 @@ static void run_case(const struct mcase *c, unsigned repno, struct rep *rp)
 out:
 #undef BENCH_FAIL
 	close_fd(&s);
+	close_fd(&js);
+	chan_free(sch);
+	chan_free(j.ch);
 	vm_end(&dst, dst_pid, false); /* the handle reaps the runtime it created */
 	vm_end(&src, src_pid, true);
 }

@@ -16,6 +16,7 @@ int page_sender_init(struct page_sender *s, struct hv_domain *d, struct stream_w
 	s->codec = codec;
 	s->ps = page_size;
 	s->nr_frames = nr_frames;
+	s->nstripes = 1;
 	s->pages_buf = malloc((size_t)BATCH * page_size);
 	s->scratch = malloc((size_t)BATCH * codec_out_max(page_size));
 	if (!s->pages_buf || !s->scratch) {
@@ -74,15 +75,35 @@ static int add_zero(struct page_sender *s, uint64_t f)
 	return 0;
 }
 
+/* The first frame at or after f in the sender's stripe. */
+static uint64_t in_stripe(const struct page_sender *s, uint64_t f)
+{
+	uint64_t b = f >> STREAM_STRIPE_SHIFT, skip;
+
+	if (s->nstripes == 1 || b % s->nstripes == s->stripe)
+		return f;
+	skip = (s->stripe + s->nstripes - b % s->nstripes) % s->nstripes;
+	return (b + skip) << STREAM_STRIPE_SHIFT;
+}
+
 /* The next frame at or after f to send, or nr_frames. */
 static uint64_t next_frame(const struct page_sender *s, const struct bitmap *set, uint64_t f)
 {
-	uint64_t n;
+	for (;;) {
+		uint64_t n;
 
-	if (!set)
-		return f;
-	n = bitmap_next_set(set, f);
-	return n == BITMAP_NONE ? s->nr_frames : n;
+		f = in_stripe(s, f);
+		if (f >= s->nr_frames)
+			return s->nr_frames;
+		if (!set)
+			return f;
+		n = bitmap_next_set(set, f);
+		if (n == BITMAP_NONE)
+			return s->nr_frames;
+		if (in_stripe(s, n) == n)
+			return n;
+		f = n;
+	}
 }
 
 int page_sender_send(struct page_sender *s, const struct bitmap *set,

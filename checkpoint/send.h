@@ -16,6 +16,20 @@
 #include "common/bitmap.h"
 #include "hv/hv.h"
 
+/*
+ * Stripes: a migration over n channels sends each frame on channel
+ * stream_stripe(frame, n), always the same one, so that a frame's copies
+ * arrive in order and its delta base is the one its channel last sent.
+ * Blocks of 512 frames (2 MiB of 4 KiB pages) keep runs of frames together
+ * for the reader and the receiver's writes.
+ */
+#define STREAM_STRIPE_SHIFT 9
+
+static inline unsigned stream_stripe(uint64_t frame, unsigned n)
+{
+	return (unsigned)((frame >> STREAM_STRIPE_SHIFT) % n);
+}
+
 struct page_sender {
 	struct hv_domain *d;        /* read with read_pages: snapshots */
 	struct stream_writer *w;
@@ -23,6 +37,7 @@ struct page_sender {
 	stream_progress_fn progress;
 	void *progress_ctx;
 	const volatile sig_atomic_t *cancel; /* if set and non-zero: stop, -ECANCELED */
+	unsigned stripe, nstripes; /* send only frames of this stripe (0 of 1: all) */
 	/* Totals over all sends. */
 	uint64_t pages, zero_frames;
 	/* Private. */
@@ -35,13 +50,14 @@ struct page_sender {
 	uint8_t *pages_buf, *scratch;
 };
 
-/* Buffers for a domain of nr_frames of page_size. 0 or -ENOMEM. */
+/* Buffers for a domain of nr_frames of page_size; all frames (stripe 0 of
+ * 1) until the caller sets stripe and nstripes. 0 or -ENOMEM. */
 int page_sender_init(struct page_sender *s, struct hv_domain *d, struct stream_writer *w,
 		     struct codec *codec, uint32_t page_size, uint64_t nr_frames);
 void page_sender_free(struct page_sender *s);
 
 /*
- * Send the frames set in set (every frame if NULL), in frame order. Frames
+ * Send the frames of its stripe set in set (every frame if NULL), in frame order. Frames
  * not set in populated (if given) are known zero and not read. A frame sent
  * as zero is forgotten by the codec, so that a later delta is never taken
  * against a version the receiver does not have. 0 or -errno.

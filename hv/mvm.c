@@ -331,6 +331,13 @@ static int attach(const char *name, int sock, int child_pidfd, struct hv_domain 
 	d->pagemap = fds[1];
 	d->ram_base = le64toh(f.ram_base);
 	d->ram_size = le64toh(f.ram_size);
+	/* Allocated here, not on first use: several threads may be writing a
+	 * created domain's pages at once (a migration's channels). */
+	if (d->incoming &&
+	    !(d->prealloc = calloc(((d->ram_size >> PREALLOC_SHIFT) + 1) / 8 + 1, 1))) {
+		r = -ENOMEM;
+		goto fail;
+	}
 	r = -EBADMSG;
 	seals = fcntl(d->memfd, F_GET_SEALS);
 	size = lseek(d->memfd, 0, SEEK_END);
@@ -754,24 +761,22 @@ static int mvm_read_pages(struct hv_domain *hd, const uint64_t *frames, size_t n
  * §11); allocating a whole 2 MiB block with one fallocate before the first
  * write into it is far cheaper, and keeps a sparse guest sparse at the
  * block's grain. Only while a created domain is being filled (a migration's
- * destination, a restore: before its commit); best effort.
+ * destination, a restore: before its commit); best effort. Thread-safe: the
+ * bits are claimed atomically, so each block is allocated once.
  */
 static void prealloc(struct mvm_dom *d, const uint64_t *frames, size_t n)
 {
-	uint64_t blocks = ((d->nr_frames * d->page_size) >> PREALLOC_SHIFT) + 1;
-
-	if (!d->incoming)
-		return;
-	if (!d->prealloc && !(d->prealloc = calloc(blocks / 8 + 1, 1)))
+	if (!d->incoming || !d->prealloc)
 		return;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t b = (frames[i] * d->page_size) >> PREALLOC_SHIFT;
 		off_t off = (off_t)(b << PREALLOC_SHIFT);
 		off_t len = (off_t)MIN((uint64_t)1 << PREALLOC_SHIFT, d->ram_size - (uint64_t)off);
+		uint8_t bit = (uint8_t)(1u << (b % 8));
 
-		if (d->prealloc[b / 8] & (1u << (b % 8)))
+		if ((__atomic_load_n(&d->prealloc[b / 8], __ATOMIC_RELAXED) & bit) ||
+		    (__atomic_fetch_or(&d->prealloc[b / 8], bit, __ATOMIC_RELAXED) & bit))
 			continue;
-		d->prealloc[b / 8] |= (uint8_t)(1u << (b % 8));
 		if (fallocate(d->memfd, FALLOC_FL_KEEP_SIZE, off, len) < 0)
 			log_debug("mvm:%s: fallocate: %s", d->name, strerror(errno));
 	}

@@ -1,13 +1,20 @@
 /*
- * precopy.h — live pre-copy migration of one domain over one connection
- * (DESIGN.md §6): iteration 0 sends every populated frame, later iterations
- * what the dirty log reports, until the expected downtime is under the
- * target; then stop-and-copy, and the READY / GO / RUNNING commit.
+ * precopy.h — live pre-copy migration of one domain over one or more
+ * channels (DESIGN.md §6, §8): iteration 0 sends every populated frame,
+ * later iterations what the dirty log reports, until the expected downtime
+ * is under the target; then stop-and-copy, and the READY / GO / RUNNING
+ * commit.
  *
- * The connection is a connected stream socket on which the handshake
- * (migrate/wire.h) is already done. The source writes one ferry stream (kind
- * MIGRATION); the destination sends heartbeats and the commit messages back.
- * The point of no return is the source handing GO to the socket. Before it,
+ * The channels are connected and the handshake (migrate/wire.h) is done on
+ * them. The source writes one ferry stream (kind MIGRATION) on each channel,
+ * from one sending thread per channel; frame f always goes on channel
+ * stream_stripe(f, n) (checkpoint/send.h), so its copies arrive in order and
+ * its delta base is the one that channel sent last. Every pass ends with
+ * ITER_END on every channel; channel 0 ends with the context after the last
+ * pass, and the destination applies it only when every other channel has
+ * reached its END. The destination sends heartbeats and the commit messages
+ * back on channel 0.
+ * The point of no return is the source handing GO to channel 0. Before it,
  * any failure rolls back: the source runs on as it was (unthrottled, log
  * off, unpaused), the destination discards its copy. After it, a failure is
  * unresolved: the source stays paused and its caller finds out from the
@@ -15,8 +22,8 @@
  *
  * Liveness: the destination sends a HEARTBEAT every peer_timeout/4; the
  * source gives up when it has heard nothing for peer_timeout. The source's
- * stream is its heartbeat: the destination gives up when no byte arrived for
- * peer_timeout.
+ * streams are its heartbeat: the destination gives up when no byte arrived
+ * on any channel for peer_timeout.
  */
 #ifndef FERRY_MIGRATE_PRECOPY_H
 #define FERRY_MIGRATE_PRECOPY_H
@@ -27,6 +34,7 @@
 
 #include "checkpoint/codec.h"
 #include "hv/hv.h"
+#include "transport/chan.h"
 
 enum noconv_policy { NOCONV_STOP, NOCONV_THROTTLE, NOCONV_ABORT };
 
@@ -67,7 +75,7 @@ struct migrate_opts {
 	unsigned max_iters;        /* default 30 */
 	enum noconv_policy on_no_converge;
 	struct codec_opts codec;
-	uint64_t bandwidth;        /* bytes/s, 0 = unlimited */
+	uint64_t bandwidth;        /* bytes/s over all channels, 0 = unlimited */
 	int peer_timeout_ms;       /* default 15 s */
 	const volatile sig_atomic_t *cancel; /* non-zero: stop, roll back */
 	struct migrate_hooks hooks;
@@ -90,17 +98,19 @@ struct migrate_stats {
 	uint64_t dirty_rate;       /* pages/s in the last iteration */
 	uint64_t throughput;       /* bytes/s over the pre-copy phase */
 	unsigned throttle;         /* percent at the end */
+	unsigned channels;         /* streams in use */
 	bool committed;            /* GO was sent */
 };
 
 /*
- * Source side. d is open and running; on success it has been destroyed (it
- * runs on the destination). Returns 0 or -errno with a reason in err; if
+ * Source side over ch[0..n) (n <= MIG_CHANNELS_MAX; the caller keeps
+ * them). d is open and running; on success it has been destroyed (it runs
+ * on the destination). Returns 0 or -errno with a reason in err; if
  * st->committed is set on failure, the result is unresolved and d is left
  * paused.
  */
-int migrate_send(struct hv_domain *d, int sock, const struct migrate_opts *o,
-		 struct migrate_stats *st, char *err, size_t errlen);
+int migrate_send(struct hv_domain *d, struct chan *const *ch, unsigned n,
+		 const struct migrate_opts *o, struct migrate_stats *st, char *err, size_t errlen);
 
 /*
  * Destination side: create the domain from the stream (name overrides the
@@ -108,7 +118,7 @@ int migrate_send(struct hv_domain *d, int sock, const struct migrate_opts *o,
  * handle. On failure before GO the half-made domain is destroyed. o gives
  * peer_timeout_ms and the journal hook.
  */
-int migrate_recv(int sock, const char *name, const struct migrate_opts *o,
-		 struct hv_domain **out, char *err, size_t errlen);
+int migrate_recv(struct chan *const *ch, unsigned n, const char *name,
+		 const struct migrate_opts *o, struct hv_domain **out, char *err, size_t errlen);
 
 #endif

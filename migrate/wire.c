@@ -3,13 +3,10 @@
 
 #include <endian.h>
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
-#include "checkpoint/io.h"
 #include "common/mtime.h"
 
 #define MSG_MAGIC 0x47494d46u /* "FMIG" */
@@ -32,7 +29,7 @@ int mig_frame_parse_hdr(const struct mig_frame_hdr *h, uint32_t *version, uint32
 	return 0;
 }
 
-int mig_send_frame(int sock, json_t *obj)
+int mig_send_frame(struct chan *c, json_t *obj)
 {
 	char *body = json_dumps(obj, JSON_COMPACT);
 	struct mig_frame_hdr h;
@@ -52,47 +49,32 @@ int mig_send_frame(int sock, json_t *obj)
 	h.len = htole32((uint32_t)len);
 	v[0] = (struct iovec){ &h, sizeof h };
 	v[1] = (struct iovec){ body, len };
-	r = xsink_fd_writev(&sock, v, 2);
+	r = chan_send(c, v, 2, CHAN_WAIT_DEFAULT);
 	free(body);
 	return r;
 }
 
-/* Read len bytes, each wait for data bounded by the deadline. */
-/* Read len bytes by the deadline: a peer that sends part and stops must not
- * hold the reader longer than that. */
-static int read_deadline(int sock, void *buf, size_t len, uint64_t deadline)
+/* What a failed read of a frame means, in words. */
+static void frame_read_error(const struct chan *c, int r, char *err, size_t errlen)
 {
-	struct pollfd p = { .fd = sock, .events = POLLIN };
-	char *b = buf;
-
-	while (len) {
-		uint64_t now = mono_ns();
-		ssize_t n;
-		int r;
-
-		if (now >= deadline)
-			return -ETIMEDOUT;
-		r = poll(&p, 1, (int)((deadline - now) / NSEC_PER_MSEC) + 1);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			continue;
-		n = recv(sock, b, len, MSG_DONTWAIT);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -ECONNRESET;
-		b += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	if (r == -ETIMEDOUT)
+		snprintf(err, errlen, "no answer in time");
+	else if (c->err[0])
+		snprintf(err, errlen, "%s", c->err);
+	else
+		snprintf(err, errlen, "%s", r == -ENODATA || r == -ECONNRESET
+						 ? "the connection closed" : strerror(-r));
 }
 
-int mig_recv_frame(int sock, int timeout_ms, uint32_t *version, json_t **out, char *err,
+/* Milliseconds left to deadline, at least 1 (0 would mean "do not wait"). */
+static int ms_left(uint64_t deadline)
+{
+	uint64_t now = mono_ns();
+
+	return now >= deadline ? 1 : (int)((deadline - now) / NSEC_PER_MSEC) + 1;
+}
+
+int mig_recv_frame(struct chan *c, int timeout_ms, uint32_t *version, json_t **out, char *err,
 		   size_t errlen)
 {
 	uint64_t deadline = mono_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
@@ -103,9 +85,9 @@ int mig_recv_frame(int sock, int timeout_ms, uint32_t *version, json_t **out, ch
 	int r;
 
 	*out = NULL;
-	if ((r = read_deadline(sock, &h, sizeof h, deadline))) {
-		snprintf(err, errlen, "%s", r == -ETIMEDOUT ? "no answer in time" : strerror(-r));
-		return r;
+	if ((r = chan_recv(c, &h, sizeof h, ms_left(deadline)))) {
+		frame_read_error(c, r, err, errlen);
+		return r == -ENODATA ? -ECONNRESET : r;
 	}
 	if (mig_frame_parse_hdr(&h, version, &len)) {
 		snprintf(err, errlen, "the peer does not speak the ferry migration protocol");
@@ -113,10 +95,10 @@ int mig_recv_frame(int sock, int timeout_ms, uint32_t *version, json_t **out, ch
 	}
 	if (!(body = malloc(len)))
 		return -ENOMEM;
-	if ((r = read_deadline(sock, body, len, deadline))) {
-		snprintf(err, errlen, "%s", r == -ETIMEDOUT ? "no answer in time" : strerror(-r));
+	if ((r = chan_recv(c, body, len, ms_left(deadline)))) {
+		frame_read_error(c, r, err, errlen);
 		free(body);
-		return r;
+		return r == -ENODATA ? -ECONNRESET : r;
 	}
 	*out = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
 	free(body);
@@ -205,9 +187,37 @@ json_t *mig_hello_json(const struct mig_hello *h)
 	if (h->op == MIG_OP_RESOLVE)
 		return json_pack("{s:s, s:s, s:s}", "op", "resolve", "job", h->job, "from",
 				 h->from);
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "op", "migrate", "job", h->job, "name",
-			 h->name, "config", h->config, "from", h->from, "caps",
-			 mig_caps_json(h->caps));
+	if (h->op == MIG_OP_CHANNEL)
+		return json_pack("{s:s, s:s, s:s, s:I, s:s}", "op", "channel", "job", h->job,
+				 "from", h->from, "index", (json_int_t)h->index, "token", h->token);
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I}", "op", "migrate", "job", h->job,
+			 "name", h->name, "config", h->config, "from", h->from, "caps",
+			 mig_caps_json(h->caps), "channels", (json_int_t)h->channels);
+}
+
+/* Integer member key of o in [1, max] into *dst; required or optional (then 1). */
+static int get_count(const json_t *o, const char *key, unsigned max, bool required,
+		     unsigned *dst, char *err, size_t errlen)
+{
+	const json_t *v = json_object_get(o, key);
+
+	*dst = 1;
+	if (!v && !required)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    json_integer_value(v) > (json_int_t)max) {
+		snprintf(err, errlen, "HELLO \"%s\" is not an integer from 0 to %u", key, max);
+		return -EINVAL;
+	}
+	*dst = (unsigned)json_integer_value(v);
+	return 0;
+}
+
+bool mig_valid_token(const char *s)
+{
+	size_t n = strspn(s, "0123456789abcdef");
+
+	return n == MIG_TOKEN_LEN && s[n] == '\0';
 }
 
 /* Copy string member key of o into dst[max]; required or optional. */
@@ -244,6 +254,8 @@ int mig_hello_parse(const json_t *o, struct mig_hello *out, char *err, size_t er
 		out->op = MIG_OP_MIGRATE;
 	} else if (strcmp(op, "resolve") == 0) {
 		out->op = MIG_OP_RESOLVE;
+	} else if (strcmp(op, "channel") == 0) {
+		out->op = MIG_OP_CHANNEL;
 	} else {
 		snprintf(err, errlen, "unknown HELLO op \"%s\"", op);
 		return -EINVAL;
@@ -257,6 +269,23 @@ int mig_hello_parse(const json_t *o, struct mig_hello *out, char *err, size_t er
 	}
 	if (out->op == MIG_OP_RESOLVE)
 		return 0;
+	if (out->op == MIG_OP_CHANNEL) {
+		if ((r = get_count(o, "index", MIG_CHANNELS_MAX - 1, true, &out->index, err,
+				   errlen)) ||
+		    (r = get_str(o, "token", out->token, sizeof out->token, true, err, errlen)))
+			return r;
+		if (!mig_valid_token(out->token)) {
+			snprintf(err, errlen, "HELLO token is not valid");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if ((r = get_count(o, "channels", MIG_CHANNELS_MAX, false, &out->channels, err, errlen)))
+		return r;
+	if (!out->channels) {
+		snprintf(err, errlen, "HELLO \"channels\" is 0");
+		return -EINVAL;
+	}
 	if ((r = get_str(o, "name", out->name, sizeof out->name, true, err, errlen)) ||
 	    (r = get_str(o, "config", out->config, sizeof out->config, true, err, errlen)))
 		return r;
@@ -272,25 +301,23 @@ int mig_hello_parse(const json_t *o, struct mig_hello *out, char *err, size_t er
 	return 0;
 }
 
-int mig_send_msg(int sock, uint32_t type, uint64_t arg)
+int mig_send_msg(struct chan *c, uint32_t type, uint64_t arg)
 {
 	struct mig_msg_wire m = { htole32(MSG_MAGIC), htole32(type), htole64(arg) };
 	struct iovec v = { &m, sizeof m };
 
-	return xsink_fd_writev(&sock, &v, 1);
+	return chan_send(c, &v, 1, CHAN_WAIT_DEFAULT);
 }
 
-void mig_send_abort(int sock, int e, const char *text)
+void mig_send_abort(struct chan *c, int e, const char *text)
 {
 	size_t len = strnlen(text, MIG_ABORT_TEXT_MAX);
 	struct mig_msg_wire m = { htole32(MSG_MAGIC), htole32(MIG_ABORT),
 				  htole64(((uint64_t)(uint32_t)e << 32) | len) };
-	char buf[sizeof m + MIG_ABORT_TEXT_MAX];
+	struct iovec v[2] = { { &m, sizeof m }, { (void *)text, len } };
 
-	memcpy(buf, &m, sizeof m);
-	memcpy(buf + sizeof m, text, len);
-	if (send(sock, buf, sizeof m + len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-		return; /* the link is gone or full: the source finds out anyway */
+	/* Best effort: the link may be gone or full; the source finds out anyway. */
+	chan_send(c, v, 2, 0);
 }
 
 int mig_msg_parse(const void *buf16, uint32_t *type, uint64_t *arg)
@@ -305,12 +332,12 @@ int mig_msg_parse(const void *buf16, uint32_t *type, uint64_t *arg)
 	return 0;
 }
 
-int mig_read_msg(int sock, uint32_t *type, uint64_t *arg)
+int mig_read_msg(struct chan *c, uint32_t *type, uint64_t *arg)
 {
 	struct mig_msg_wire m;
-	int r = xsource_fd_read(&sock, &m, sizeof m);
+	int r = chan_recv(c, &m, sizeof m, CHAN_WAIT_DEFAULT);
 
 	if (r)
-		return r == -ENODATA || r == -EIO ? -ECONNRESET : r;
+		return r == -ENODATA ? -ECONNRESET : r;
 	return mig_msg_parse(&m, type, arg);
 }

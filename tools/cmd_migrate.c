@@ -12,6 +12,7 @@
 
 #include "common/mtime.h"
 #include "common/util.h"
+#include "migrate/wire.h"
 #include "tools/client.h"
 #include "tools/ferry.h"
 
@@ -29,6 +30,8 @@ static const char migrate_help[] =
 	"  --on-no-converge P      stop (pause anyway), throttle (slow the guest down\n"
 	"                          until it converges) or abort (keep it here)\n"
 	"  --peer-timeout-ms MS    give up on a silent destination after MS (15000)\n"
+	"  --channels N            connections to carry the guest, each with its own\n"
+	"                          sending thread (default: ferryd's, the number of cores)\n"
 	"  --wait                  follow the job to its end (the default)\n"
 	"  --detach                print the job id and return at once\n"
 	"  --json                  print the final job as one JSON object\n"
@@ -196,6 +199,7 @@ int migrate_main(int argc, char **argv)
 		{ "bandwidth", required_argument, 0, 'b' },
 		{ "on-no-converge", required_argument, 0, 'p' },
 		{ "peer-timeout-ms", required_argument, 0, 't' },
+		{ "channels", required_argument, 0, 'c' },
 		{ "wait", no_argument, 0, 'W' },
 		{ "detach", no_argument, 0, 'D' },
 		{ "json", no_argument, 0, 'j' },
@@ -236,6 +240,11 @@ int migrate_main(int argc, char **argv)
 			if (parse_u64(optarg, 100, 3600000, &n))
 				goto bad;
 			json_object_set_new(req, "peer_timeout_ms", json_integer((json_int_t)n));
+			break;
+		case 'c':
+			if (parse_u64(optarg, 1, MIG_CHANNELS_MAX, &n))
+				goto bad;
+			json_object_set_new(req, "channels", json_integer((json_int_t)n));
 			break;
 		case 'W': detach = false; break;
 		case 'D': detach = true; break;

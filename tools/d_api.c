@@ -237,6 +237,7 @@ static json_t *op_migrate(json_t *req)
 	int64_t dt = num(req, "downtime_ms", (int64_t)D.downtime_ms);
 	int64_t mi = num(req, "max_iters", D.max_iters);
 	int64_t bw = num(req, "bandwidth", 0), pto = num(req, "peer_timeout_ms", D.peer_timeout_ms);
+	int64_t nch = num(req, "channels", D.channels);
 	char id[JOB_ID_LEN], err[600];
 
 	migrate_opts_default(&o);
@@ -248,6 +249,8 @@ static json_t *op_migrate(json_t *req)
 		return fail("bandwidth: must not be negative");
 	if (pto < 100 || pto > 3600000)
 		return fail("peer_timeout_ms: %" PRId64 " is not in 100..3600000", pto);
+	if (nch < 1 || nch > MIG_CHANNELS_MAX)
+		return fail("channels: %" PRId64 " is not in 1..%d", nch, MIG_CHANNELS_MAX);
 	o.downtime_ns = (uint64_t)dt * NSEC_PER_MSEC;
 	o.max_iters = (unsigned)mi;
 	o.bandwidth = (uint64_t)bw;
@@ -263,7 +266,8 @@ static json_t *op_migrate(json_t *req)
 		else
 			return fail("on_no_converge: \"%s\" is not stop, throttle or abort", pol);
 	}
-	if (job_start_out(str(req, "name", ""), str(req, "dest", ""), &o, id, err, sizeof err))
+	if (job_start_out(str(req, "name", ""), str(req, "dest", ""), &o, (unsigned)nch, id, err,
+			  sizeof err))
 		return fail("%s", err);
 	return json_pack("{s:b, s:s}", "ok", 1, "job", id);
 }

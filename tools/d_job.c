@@ -49,7 +49,6 @@ static struct job *job_new(bool out, const char *id)
 	if (!j)
 		return NULL;
 	j->out = out;
-	j->sock = -1;
 	j->started = time(NULL);
 	pthread_cond_init(&j->wake, NULL);
 	if (id) {
@@ -218,94 +217,40 @@ static void on_resumed(void *ctx, struct hv_domain *d)
 
 /* ---- talking to the peer ---- */
 
-static int connect_peer(const char *peer, int timeout_ms, int *out, char *err, size_t errlen)
+/* Caller holds D.lock: unblock whatever the job's thread does on its
+ * channels (cancel, shutdown). */
+static void job_shutdown_chans(struct job *j)
 {
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai, *a;
-	char host[256], port[16];
-	int r, fd = -1, one = 1;
-
-	if (parse_host_port(peer, MIG_DEFAULT_PORT, host, sizeof host, port, sizeof port)) {
-		snprintf(err, errlen, "\"%s\" is not HOST[:PORT]", peer);
-		return -EINVAL;
-	}
-	if ((r = getaddrinfo(host, port, &hints, &ai))) {
-		snprintf(err, errlen, "%s: %s", host, gai_strerror(r));
-		return -EHOSTUNREACH;
-	}
-	r = -ECONNREFUSED;
-	for (a = ai; a; a = a->ai_next) {
-		struct pollfd p;
-		int e = 0;
-		socklen_t el = sizeof e;
-
-		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (fd < 0)
-			continue;
-		if (connect(fd, a->ai_addr, a->ai_addrlen) < 0 && errno != EINPROGRESS) {
-			r = -errno;
-			close_fd(&fd);
-			continue;
-		}
-		p = (struct pollfd){ .fd = fd, .events = POLLOUT };
-		if (poll(&p, 1, timeout_ms) != 1) {
-			r = -ETIMEDOUT;
-			close_fd(&fd);
-			continue;
-		}
-		getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el);
-		if (e) {
-			r = -e;
-			close_fd(&fd);
-			continue;
-		}
-		break;
-	}
-	freeaddrinfo(ai);
-	if (fd < 0) {
-		snprintf(err, errlen, "cannot connect to %s: %s", peer, strerror(-r));
-		return r;
-	}
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	*out = fd;
-	return 0;
+	for (unsigned i = 0; i < j->nch; i++)
+		chan_shutdown(j->ch[i]);
 }
 
-/* Send a HELLO and read the answer: 0 and *reply (decref it), or -errno. */
-static int hello(int sock, const struct mig_hello *h, int timeout_ms, json_t **reply, char *err,
-		 size_t errlen)
+/* Let go of the job's channels (its thread, when done with them). */
+static void job_free_chans(struct job *j)
 {
-	json_t *o = mig_hello_json(h);
-	const char *why = NULL;
-	uint32_t version;
-	int ok = 0, r;
-	char e[300];
+	struct chan *ch[MIG_CHANNELS_MAX];
+	unsigned n;
 
-	if (!o)
-		return -ENOMEM;
-	r = mig_send_frame(sock, o);
-	json_decref(o);
-	if (r) {
-		snprintf(err, errlen, "sending HELLO: %s", strerror(-r));
-		return r;
-	}
-	if ((r = mig_recv_frame(sock, timeout_ms, &version, reply, e, sizeof e))) {
-		snprintf(err, errlen, "handshake: %s", e);
-		return r;
-	}
-	if (json_unpack(*reply, "{s:b, s?s}", "ok", &ok, "error", &why) || !ok) {
-		snprintf(err, errlen, "refused by %s: %s", h->op == MIG_OP_RESOLVE ? "the peer"
-			 : "the destination", why ? why : "no reason given");
-		r = -EPERM;
-	} else if (version != MIG_PROTO_VERSION) {
-		snprintf(err, errlen, "the destination speaks migration protocol %u, this host %d",
-			 version, MIG_PROTO_VERSION);
-		r = -EPROTO;
-	}
-	if (r) {
-		json_decref(*reply);
-		*reply = NULL;
-	}
+	pthread_mutex_lock(&D.lock);
+	n = j->nch;
+	memcpy(ch, j->ch, sizeof ch);
+	j->nch = 0;
+	pthread_mutex_unlock(&D.lock);
+	for (unsigned i = 0; i < n; i++)
+		chan_free(ch[i]);
+}
+
+/* Add c as the job's next channel; -ECANCELED (c not taken) if cancelled. */
+static int job_add_chan(struct job *j, struct chan *c)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&D.lock);
+	if (j->cancel)
+		r = -ECANCELED;
+	else
+		j->ch[j->nch++] = c;
+	pthread_mutex_unlock(&D.lock);
 	return r;
 }
 
@@ -316,14 +261,14 @@ static const char *ask_peer(struct job *j, char *buf, size_t len)
 	struct mig_hello h = { .op = MIG_OP_RESOLVE };
 	json_t *reply = NULL;
 	const char *s = NULL;
+	struct chan *c;
 	char err[300];
-	int sock;
 
 	snprintf(h.job, sizeof h.job, "%s", j->id);
 	snprintf(h.from, sizeof h.from, "%s", D.hostname);
-	if (connect_peer(j->peer, 2000, &sock, err, sizeof err))
+	if (peer_open(j->peer, 2000, &c, err, sizeof err))
 		return NULL;
-	if (!hello(sock, &h, 5000, &reply, err, sizeof err) &&
+	if (!peer_hello(c, &h, 5000, &reply, err, sizeof err) &&
 	    !json_unpack(reply, "{s:s}", "state", &s) && strlen(s) < len) {
 		snprintf(buf, len, "%s", s);
 		s = buf;
@@ -331,7 +276,7 @@ static const char *ask_peer(struct job *j, char *buf, size_t len)
 		s = NULL;
 	}
 	json_decref(reply);
-	close(sock);
+	chan_free(c);
 	return s;
 }
 
@@ -426,55 +371,107 @@ static void *job_thread_end(struct job *j)
 	return NULL;
 }
 
-static void *out_main(void *p)
+/* Open the further channels the destination agreed to, each with the
+ * token from its answer. */
+static int open_more(struct job *j, const char *token, char *err, size_t errlen)
 {
-	struct job *j = p;
-	struct vm *v = j->v;
+	struct mig_hello h = { .op = MIG_OP_CHANNEL };
+
+	snprintf(h.job, sizeof h.job, "%s", j->id);
+	snprintf(h.from, sizeof h.from, "%s", D.hostname);
+	snprintf(h.token, sizeof h.token, "%s", token);
+	for (unsigned i = 1; i < j->channels; i++) {
+		json_t *reply = NULL;
+		struct chan *c;
+		char e[400];
+		int r;
+
+		h.index = i;
+		if ((r = peer_open(j->peer, j->opts.peer_timeout_ms, &c, e, sizeof e))) {
+			snprintf(err, errlen, "channel %u: %s", i, e);
+			return r;
+		}
+		if ((r = job_add_chan(j, c))) {
+			chan_free(c);
+			snprintf(err, errlen, "cancelled");
+			return r;
+		}
+		r = peer_hello(c, &h, j->opts.peer_timeout_ms, &reply, e, sizeof e);
+		json_decref(reply);
+		if (r) {
+			snprintf(err, errlen, "channel %u: %s", i, e);
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* Channel 0 and the handshake: agree on codecs and channels, then open the
+ * rest. 0 or -errno with err set. */
+static int connect_out(struct job *j, struct vm *v, char *err, size_t errlen)
+{
 	struct mig_hello h = { .op = MIG_OP_MIGRATE };
-	struct migrate_stats st = { 0 };
+	const char *token = "";
 	json_t *reply = NULL;
-	char err[600] = "";
-	int sock = -1, r;
+	struct chan *c;
+	uint32_t caps = 0;
+	json_int_t n = 1;
+	int r;
 
 	snprintf(h.job, sizeof h.job, "%s", j->id);
 	snprintf(h.name, sizeof h.name, "%s", v->name);
 	snprintf(h.config, sizeof h.config, "%s", v->config);
 	snprintf(h.from, sizeof h.from, "%s", D.hostname);
 	h.caps = D.caps;
-	j->opts.hooks = (struct migrate_hooks){ j, on_progress, on_journal, NULL };
-	j->opts.cancel = &j->cancel;
-	r = connect_peer(j->peer, j->opts.peer_timeout_ms, &sock, err, sizeof err);
-	if (!r) {
-		pthread_mutex_lock(&D.lock);
-		if (j->cancel)
-			r = -ECANCELED;
-		else
-			j->sock = sock;
-		pthread_mutex_unlock(&D.lock);
-		if (r)
-			snprintf(err, sizeof err, "cancelled");
+	h.channels = j->channels;
+	if ((r = peer_open(j->peer, j->opts.peer_timeout_ms, &c, err, errlen)))
+		return r;
+	if ((r = job_add_chan(j, c))) {
+		chan_free(c);
+		snprintf(err, errlen, "cancelled");
+		return r;
 	}
-	if (!r)
-		r = hello(sock, &h, j->opts.peer_timeout_ms, &reply, err, sizeof err);
-	if (!r) {
-		/* The codecs both sides agreed to (none if the answer names none). */
-		uint32_t caps = 0;
-
-		mig_caps_parse(json_object_get(reply, "caps"), &caps);
-		j->caps = caps & h.caps;
-		j->opts.codec.lz4 = j->caps & MIG_CAP_LZ4;
-		j->opts.codec.delta = j->caps & MIG_CAP_DELTA;
+	if ((r = peer_hello(c, &h, j->opts.peer_timeout_ms, &reply, err, errlen)))
+		return r;
+	/* The codecs both sides agreed to (none if the answer names none). */
+	mig_caps_parse(json_object_get(reply, "caps"), &caps);
+	j->caps = caps & h.caps;
+	j->opts.codec.lz4 = j->caps & MIG_CAP_LZ4;
+	j->opts.codec.delta = j->caps & MIG_CAP_DELTA;
+	json_unpack(reply, "{s?I, s?s}", "channels", &n, "token", &token);
+	if (n < 1 || n > (json_int_t)h.channels || (n > 1 && !mig_valid_token(token))) {
+		snprintf(err, errlen, "the destination answered with %lld channels%s",
+			 (long long)n, n > 1 ? " and no valid token" : "");
+		r = -EPROTO;
+	} else {
+		j->channels = (unsigned)n;
+		r = open_more(j, token, err, errlen);
 	}
 	json_decref(reply);
+	return r;
+}
+
+static void *out_main(void *p)
+{
+	struct job *j = p;
+	struct vm *v = j->v;
+	struct migrate_stats st = { 0 };
+	char err[600] = "";
+	int r;
+
+	j->opts.hooks = (struct migrate_hooks){ j, on_progress, on_journal, NULL };
+	j->opts.cancel = &j->cancel;
+	r = connect_out(j, v, err, sizeof err);
 	if (!r) {
-		log_info("job %s: migrating %s to %s", j->id, v->name, j->peer);
-		r = migrate_send(v->d, sock, &j->opts, &st, err, sizeof err);
+		log_info("job %s: migrating %s to %s over %u %s channel%s", j->id, v->name, j->peer,
+			 j->channels, chan_kind(j->ch[0]), j->channels > 1 ? "s" : "");
+		r = migrate_send(v->d, j->ch, j->channels, &j->opts, &st, err, sizeof err);
 		on_progress(j, &st);
+	} else if (j->cancel) {
+		r = -ECANCELED;
+		snprintf(err, sizeof err, "cancelled");
 	}
-	pthread_mutex_lock(&D.lock);
-	j->sock = -1;
-	pthread_mutex_unlock(&D.lock);
-	close_fd(&sock);
+	job_free_chans(j);
 	if (!r) {
 		vm_unlist(v);
 		job_finish(j, JOB_COMPLETED, "");
@@ -497,8 +494,8 @@ static void *out_main(void *p)
 	return job_thread_end(j);
 }
 
-int job_start_out(const char *name, const char *dest, const struct migrate_opts *o, char *id,
-		  char *err, size_t errlen)
+int job_start_out(const char *name, const char *dest, const struct migrate_opts *o,
+		  unsigned channels, char *id, char *err, size_t errlen)
 {
 	char host[256], port[16];
 	struct vm *v;
@@ -523,6 +520,7 @@ int job_start_out(const char *name, const char *dest, const struct migrate_opts 
 		return r;
 	}
 	j->opts = *o;
+	j->channels = channels;
 	j->v = v;
 	snprintf(j->vm, sizeof j->vm, "%s", name);
 	snprintf(j->peer, sizeof j->peer, "%s", dest);
@@ -565,8 +563,7 @@ int job_cancel(const char *id, char *err, size_t errlen)
 		r = -EBUSY;
 	} else {
 		j->cancel = 1;
-		if (j->sock >= 0)
-			shutdown(j->sock, SHUT_RDWR);
+		job_shutdown_chans(j);
 	}
 	pthread_mutex_unlock(&D.lock);
 	return r;
@@ -597,24 +594,7 @@ int job_resolve(const char *id, enum job_force force, char *err, size_t errlen)
 
 /* ---- incoming ---- */
 
-static void refuse(int sock, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void refuse(int sock, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	json_t *o;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	log_warn("incoming: refused: %s", msg);
-	if ((o = json_pack("{s:b, s:s}", "ok", 0, "error", msg))) {
-		mig_send_frame(sock, o);
-		json_decref(o);
-	}
-}
-
-static void answer_resolve(int sock, const struct mig_hello *h)
+static void answer_resolve(struct chan *c, const struct mig_hello *h)
 {
 	const char *s = "unknown";
 	struct job *j;
@@ -633,87 +613,155 @@ static void answer_resolve(int sock, const struct mig_hello *h)
 	pthread_mutex_unlock(&D.lock);
 	log_info("job %s: %s asks what became of it: %s", h->job, h->from, s);
 	if ((o = json_pack("{s:b, s:s}", "ok", 1, "state", s))) {
-		mig_send_frame(sock, o);
+		mig_send_frame(c, o);
 		json_decref(o);
 	}
 }
 
-static void *in_main(void *p)
+/* Equal strings, in time that does not depend on where they differ. */
+static bool same_secret(const char *a, const char *b)
 {
-	int sock = (int)(intptr_t)p;
-	struct mig_hello h;
+	size_t n = strlen(a);
+	unsigned char d = n != strlen(b);
+
+	for (size_t i = 0; i < n && !d; i++)
+		d |= (unsigned char)(a[i] ^ b[i]);
+	return !d;
+}
+
+/*
+ * A further channel of an incoming job: hand c to the job if the job waits
+ * for this one, the token is the job's, and it comes from the same host as
+ * channel 0. Returns true if the job took c.
+ */
+static bool join_channel(struct chan *c, const struct mig_hello *h)
+{
+	char who[300], why[700] = "";
+	struct job *j;
+	json_t *o;
+
+	peer_identity(c, who, sizeof who);
+	pthread_mutex_lock(&D.lock);
+	j = job_find(h->job);
+	if (!j || j->out || !j->accepting)
+		snprintf(why, sizeof why, "job %s does not wait for channels here", h->job);
+	else if (!same_secret(h->token, j->token))
+		snprintf(why, sizeof why, "wrong token for job %s", h->job);
+	else if (strcmp(who, j->peer_id) != 0)
+		snprintf(why, sizeof why, "channel 0 of job %s came from %s, this one from %s",
+			 h->job, j->peer_id, who);
+	else if (h->index != j->nch || h->index >= j->channels)
+		snprintf(why, sizeof why, "job %s expects channel %u, not %u", h->job, j->nch,
+			 h->index);
+	if (why[0]) {
+		pthread_mutex_unlock(&D.lock);
+		peer_refuse(c, "%s", why);
+		return false;
+	}
+	/* Answer first: once the job has c, its thread owns it. */
+	if ((o = json_pack("{s:b}", "ok", 1)) && mig_send_frame(c, o) == 0) {
+		j->ch[j->nch++] = c;
+		pthread_cond_broadcast(&j->wake);
+	} else {
+		j = NULL;
+	}
+	pthread_mutex_unlock(&D.lock);
+	json_decref(o);
+	return j != NULL;
+}
+
+/* Wait until the source has opened every channel agreed, for up to the
+ * peer timeout. 0 or -errno with err set. */
+static int wait_channels(struct job *j, char *err, size_t errlen)
+{
+	struct timespec ts;
+	int r = 0;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += D.peer_timeout_ms / 1000;
+	ts.tv_nsec += (long)(D.peer_timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&D.lock);
+	while (j->nch < j->channels && !D.stopping && r != ETIMEDOUT)
+		r = pthread_cond_timedwait(&j->wake, &D.lock, &ts);
+	j->accepting = false;
+	if (j->nch < j->channels)
+		snprintf(err, errlen, "%s: %u of %u channels came", D.stopping ? "shutting down"
+			 : "the source did not open all its channels in time", j->nch, j->channels);
+	r = j->nch < j->channels ? -ETIMEDOUT : 0;
+	pthread_mutex_unlock(&D.lock);
+	return r;
+}
+
+/* An incoming migration on channel c (its HELLO h is checked): claim the
+ * name, answer, gather the channels, receive. */
+static void receive_guest(struct chan *c, const struct mig_hello *h)
+{
 	struct hv_domain *d = NULL;
 	struct job *j = NULL;
 	struct vm *v = NULL;
-	json_t *o = NULL;
-	uint32_t version;
+	unsigned char rnd[MIG_TOKEN_LEN / 2];
 	char err[600];
+	json_t *o;
 	int r;
 
-	if ((r = mig_recv_frame(sock, D.peer_timeout_ms, &version, &o, err, sizeof err))) {
-		log_warn("incoming: %s", err);
-		goto out;
-	}
-	if (version != MIG_PROTO_VERSION) {
-		refuse(sock, "migration protocol version %u is not supported: this host speaks "
-		       "version %d", version, MIG_PROTO_VERSION);
-		goto out;
-	}
-	if (mig_hello_parse(o, &h, err, sizeof err)) {
-		refuse(sock, "%s", err);
-		goto out;
-	}
-	if (h.op == MIG_OP_RESOLVE) {
-		answer_resolve(sock, &h);
-		goto out;
-	}
 	pthread_mutex_lock(&D.lock);
 	if (D.stopping) {
 		pthread_mutex_unlock(&D.lock);
-		refuse(sock, "ferryd on %s is shutting down", D.hostname);
+		peer_refuse(c, "ferryd on %s is shutting down", D.hostname);
 		goto out;
 	}
-	if (vm_name_taken(h.name)) {
+	if (vm_name_taken(h->name)) {
 		pthread_mutex_unlock(&D.lock);
-		refuse(sock, "a microVM named %s already exists on %s", h.name, D.hostname);
+		peer_refuse(c, "a microVM named %s already exists on %s", h->name, D.hostname);
 		goto out;
 	}
-	if (job_find(h.job)) {
+	if (job_find(h->job)) {
 		pthread_mutex_unlock(&D.lock);
-		refuse(sock, "job %s is already known on %s", h.job, D.hostname);
+		peer_refuse(c, "job %s is already known on %s", h->job, D.hostname);
 		goto out;
 	}
 	if (D.incoming >= D.max_incoming) {
 		pthread_mutex_unlock(&D.lock);
-		refuse(sock, "%s already receives %u migrations (max-incoming)", D.hostname,
-		       D.incoming);
+		peer_refuse(c, "%s already receives %u migrations (max-incoming)", D.hostname,
+			    D.incoming);
 		goto out;
 	}
 	pthread_mutex_unlock(&D.lock);
-	if (!(j = job_new(false, h.job)) || !(v = vm_new(h.name))) {
-		refuse(sock, "out of memory");
+	if (!(j = job_new(false, h->job)) || !(v = vm_new(h->name)) ||
+	    getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {
+		peer_refuse(c, "out of resources");
 		free(j);
 		j = NULL;
 		goto out;
 	}
-	snprintf(j->vm, sizeof j->vm, "%s", h.name);
-	snprintf(j->peer, sizeof j->peer, "%s", h.from[0] ? h.from : "?");
+	for (size_t i = 0; i < sizeof rnd; i++)
+		snprintf(j->token + 2 * i, 3, "%02x", rnd[i]);
+	snprintf(j->vm, sizeof j->vm, "%s", h->name);
+	snprintf(j->peer, sizeof j->peer, "%s", h->from[0] ? h->from : "?");
+	peer_identity(c, j->peer_id, sizeof j->peer_id);
 	snprintf(j->in_state, sizeof j->in_state, "receiving");
 	j->st.phase = MIG_PH_SETUP;
 	j->running = true;
-	j->sock = sock;
+	j->channels = MIN(h->channels, D.channels);
+	j->accepting = j->channels > 1;
+	j->ch[0] = c;
+	j->nch = 1;
 	j->opts.peer_timeout_ms = D.peer_timeout_ms;
 	j->opts.hooks = (struct migrate_hooks){ j, on_progress, on_journal, on_resumed };
-	snprintf(v->config, sizeof v->config, "%s", h.config);
+	snprintf(v->config, sizeof v->config, "%s", h->config);
 	v->busy = "incoming";
 	snprintf(v->job, sizeof v->job, "%s", j->id);
 	v->paused = true;
 	pthread_mutex_lock(&D.lock);
 	/* Checked again, with the claim: another connection may have taken
 	 * the name or the job id meanwhile. */
-	if (job_find(h.job) || D.incoming >= D.max_incoming || vm_add_locked(v)) {
+	if (job_find(h->job) || D.incoming >= D.max_incoming || vm_add_locked(v)) {
 		pthread_mutex_unlock(&D.lock);
-		refuse(sock, "%s or job %s is already taken on %s", h.name, h.job, D.hostname);
+		peer_refuse(c, "%s or job %s is already taken on %s", h->name, h->job, D.hostname);
 		vm_put(v);
 		free(j);
 		j = NULL;
@@ -724,19 +772,25 @@ static void *in_main(void *p)
 	job_link(j);
 	pthread_mutex_unlock(&D.lock);
 	job_save(j);
+	j->caps = h->caps & D.caps;
+	o = json_pack("{s:b, s:s, s:o, s:i}", "ok", 1, "host", D.hostname, "caps",
+		      mig_caps_json(j->caps), "channels", (int)j->channels);
+	if (o && j->channels > 1)
+		json_object_set_new(o, "token", json_string(j->token));
+	r = o ? mig_send_frame(c, o) : -ENOMEM;
 	json_decref(o);
-	j->caps = h.caps & D.caps;
-	o = json_pack("{s:b, s:s, s:o}", "ok", 1, "host", D.hostname, "caps", mig_caps_json(j->caps));
-	if ((r = mig_send_frame(sock, o))) {
-		snprintf(err, sizeof err, "answering HELLO: %s", strerror(-r));
-	} else {
-		log_info("job %s: receiving %s from %s", j->id, h.name, j->peer);
-		r = migrate_recv(sock, h.name, &j->opts, &d, err, sizeof err);
+	if (r) {
+		snprintf(err, sizeof err, "answering HELLO: %s", chan_error(c, r));
+	} else if (!(r = wait_channels(j, err, sizeof err))) {
+		log_info("job %s: receiving %s from %s over %u %s channel%s", j->id, h->name,
+			 j->peer, j->channels, chan_kind(c), j->channels > 1 ? "s" : "");
+		r = migrate_recv(j->ch, j->channels, h->name, &j->opts, &d, err, sizeof err);
 	}
 	pthread_mutex_lock(&D.lock);
-	j->sock = -1;
 	D.incoming--;
 	pthread_mutex_unlock(&D.lock);
+	job_free_chans(j);
+	c = NULL;
 	if (!r) {
 		/* on_resumed handed the guest over; now make it durable. */
 		job_finish(j, JOB_COMPLETED, "");
@@ -753,19 +807,81 @@ static void *in_main(void *p)
 	}
 	vm_put(v);
 out:
+	chan_free(c);
+}
+
+/* A plaintext ferry peer at a TLS-only host: say why in its own terms. */
+static void refuse_plaintext(int fd, const char *why)
+{
+	struct chan *c;
+
+	log_warn("incoming: refused: %s", why);
+	if (chan_tcp_new(fd, &c)) {
+		close(fd);
+		return;
+	}
+	chan_set_timeout(c, 1000);
+	peer_refuse(c, "%s accepts only TLS connections; this host connected in plaintext "
+		    "(insecure-plaintext is set on one side only)", D.hostname);
+	chan_close_send(c);
+	chan_drain(c, 1000);
+	chan_free(c);
+}
+
+static void *in_main(void *p)
+{
+	int fd = (int)(intptr_t)p;
+	struct chan *c = NULL;
+	struct mig_hello h;
+	json_t *o = NULL;
+	uint32_t version;
+	char err[600];
+	int r;
+
+	if ((r = link_accept(&D.link, fd, &c, err, sizeof err))) {
+		if (r == -EPROTONOSUPPORT && D.link.tls) {
+			refuse_plaintext(fd, err);
+		} else {
+			log_warn("incoming: refused: %s", err);
+			close(fd);
+		}
+		goto out;
+	}
+	if ((r = mig_recv_frame(c, D.peer_timeout_ms, &version, &o, err, sizeof err))) {
+		log_warn("incoming from %s: %s", c->peer, err);
+		goto out;
+	}
+	if (version != MIG_PROTO_VERSION) {
+		peer_refuse(c, "migration protocol version %u is not supported: this host speaks "
+			    "version %d", version, MIG_PROTO_VERSION);
+		goto out;
+	}
+	if (!peer_allowed(c, err, sizeof err)) {
+		peer_refuse(c, "%s", err);
+		goto out;
+	}
+	if (mig_hello_parse(o, &h, err, sizeof err)) {
+		peer_refuse(c, "%s", err);
+		goto out;
+	}
+	if (h.op == MIG_OP_RESOLVE) {
+		answer_resolve(c, &h);
+	} else if (h.op == MIG_OP_CHANNEL) {
+		if (join_channel(c, &h))
+			c = NULL; /* the job's now */
+	} else {
+		receive_guest(c, &h);
+		c = NULL;
+	}
+out:
 	json_decref(o);
-	close(sock);
+	chan_free(c);
 	thread_done();
 	return NULL;
 }
 
 void job_accept(int fd)
 {
-	int one = 1;
-
-	/* libevent hands accepted sockets over non-blocking; job threads block. */
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	if (spawn_thread(in_main, (void *)(intptr_t)fd)) {
 		log_error("incoming: cannot start a thread");
 		close(fd);
@@ -941,9 +1057,9 @@ void jobs_stop(void)
 		if (j->state == JOB_ACTIVE && !j->go) {
 			if (j->out)
 				j->cancel = 1;
-			if (j->sock >= 0 && (j->out || strcmp(j->in_state, "receiving") == 0 ||
-					     strcmp(j->in_state, "ready") == 0))
-				shutdown(j->sock, SHUT_RDWR);
+			if (j->out || strcmp(j->in_state, "receiving") == 0 ||
+			    strcmp(j->in_state, "ready") == 0)
+				job_shutdown_chans(j);
 		}
 		pthread_cond_broadcast(&j->wake);
 	}

@@ -24,6 +24,8 @@
 
 #include "hv/hv.h"
 #include "migrate/precopy.h"
+#include "migrate/wire.h"
+#include "transport/link.h"
 
 #define JOB_ID_LEN 13 /* 12 hex digits */
 #define NAME_LEN 64
@@ -66,10 +68,16 @@ struct job {
 	struct migrate_opts opts;
 	volatile sig_atomic_t cancel;
 	bool go;                      /* (L) source: GO journaled; cancel refused */
-	int sock;                     /* (L) -1 when none */
+	struct chan *ch[MIG_CHANNELS_MAX]; /* (L) the job's channels while connected */
+	unsigned nch;                 /* (L) how many of ch are set (a prefix) */
+	unsigned channels;            /* agreed in the handshake */
+	bool accepting;               /* (L) in: waiting for its further channels */
+	char token[MIG_TOKEN_LEN + 1];/* in: what the further channels must bring */
+	char peer_id[300];            /* in: who opened channel 0 (certificate names or
+				       * address); the others must be the same */
 	enum job_force force;         /* (L) */
 	bool running;                 /* (L) a thread works on it */
-	pthread_cond_t wake;          /* resolve: try again now */
+	pthread_cond_t wake;          /* resolve: try again now; in: a channel came */
 	struct vm *v;                 /* out: the guest, held busy */
 	uint32_t caps;                /* agreed in the handshake */
 };
@@ -97,6 +105,13 @@ struct daemon {
 	unsigned max_iters;
 	enum noconv_policy on_no_converge;
 	uint32_t caps;                /* codecs this host offers and accepts */
+	unsigned channels;            /* offered for outgoing, most accepted incoming */
+	/* Transport: TLS unless plaintext; allow_from "*" or host names. */
+	char pki_dir[256];
+	char tls_ca[256], tls_cert[256], tls_key[256];
+	char allow_from[1024];
+	bool plaintext;
+	struct link_conf link;        /* built at start-up; its tls is shared */
 };
 
 extern struct daemon D;
@@ -130,11 +145,26 @@ void vms_adopt(void);
 struct vm *vm_adopt(const char *name, int64_t created);                       /* start-up: open what vms/ records */
 bool vm_name_taken(const char *name);       /* (L) listed here, any state */
 
+/* d_link.c */
+/* Open a channel to "HOST[:PORT]" as configured (TLS or plaintext). */
+int peer_open(const char *peer, int timeout_ms, struct chan **out, char *err, size_t errlen);
+/* Send a HELLO and read the answer: 0 and *reply (decref it), or -errno. */
+int peer_hello(struct chan *c, const struct mig_hello *h, int timeout_ms, json_t **reply,
+	       char *err, size_t errlen);
+/* Answer a HELLO with {"ok": false, "error": ...} and log it. */
+void peer_refuse(struct chan *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Whether the peer of c may send guests here (allow-from); if not, why. */
+bool peer_allowed(const struct chan *c, char *why, size_t len);
+/* Who is at the other end: certificate names (TLS) or the address. */
+void peer_identity(const struct chan *c, char *buf, size_t len);
+/* Build D.link from the settings; exits with a message if it cannot. */
+void link_setup(void);
+
 /* d_job.c */
 struct job *job_find(const char *id);       /* (L) */
 json_t *job_json(const struct job *j);      /* (L) */
 int job_start_out(const char *name, const char *dest, const struct migrate_opts *o,
-		  char *id, char *err, size_t errlen);
+		  unsigned channels, char *id, char *err, size_t errlen);
 void job_accept(int fd);                    /* a migration connection: takes fd */
 int job_cancel(const char *id, char *err, size_t errlen);
 int job_resolve(const char *id, enum job_force force, char *err, size_t errlen);

@@ -473,6 +473,33 @@ static int setting(void *ctx, const char *k, const char *v, char *err, size_t er
 		}
 		return 0;
 	}
+	if (strcmp(k, "channels") == 0) {
+		if (parse_u64(v, 1, MIG_CHANNELS_MAX, &n))
+			goto range;
+		D.channels = (unsigned)n;
+		return 0;
+	}
+	if (strcmp(k, "pki-dir") == 0)
+		return copy_setting(D.pki_dir, sizeof D.pki_dir, v, err, errlen);
+	if (strcmp(k, "tls-ca") == 0)
+		return copy_setting(D.tls_ca, sizeof D.tls_ca, v, err, errlen);
+	if (strcmp(k, "tls-cert") == 0)
+		return copy_setting(D.tls_cert, sizeof D.tls_cert, v, err, errlen);
+	if (strcmp(k, "tls-key") == 0)
+		return copy_setting(D.tls_key, sizeof D.tls_key, v, err, errlen);
+	if (strcmp(k, "allow-from") == 0)
+		return copy_setting(D.allow_from, sizeof D.allow_from, v, err, errlen);
+	if (strcmp(k, "insecure-plaintext") == 0) {
+		if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0) {
+			D.plaintext = true;
+		} else if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0 || strcmp(v, "0") == 0) {
+			D.plaintext = false;
+		} else {
+			snprintf(err, errlen, "yes or no");
+			return -EINVAL;
+		}
+		return 0;
+	}
 	if (strcmp(k, "log-level") == 0) {
 		enum log_level l;
 
@@ -497,7 +524,10 @@ static void usage(FILE *f)
 		"              [--state-dir DIR] [--run-dir DIR] [--hostname NAME]\n"
 		"              [--peer-timeout-ms MS] [--downtime-ms MS] [--max-iters N]\n"
 		"              [--on-no-converge stop|throttle|abort] [--max-incoming N]\n"
-		"              [--codecs lz4,delta|none] [--log-level error|warn|info|debug]\n\n"
+		"              [--codecs lz4,delta|none] [--channels N]\n"
+		"              [--pki-dir DIR] [--tls-ca FILE] [--tls-cert FILE] [--tls-key FILE]\n"
+		"              [--allow-from HOST,...|*] [--insecure-plaintext]\n"
+		"              [--log-level error|warn|info|debug]\n\n"
 		"The ferry host daemon: owns this host's microVMs, runs migrations, and\n"
 		"answers the ferry command line. Settings come from the config file\n"
 		"(default %s, key = value, the flag names without --),\n"
@@ -521,6 +551,13 @@ static void settings(int argc, char **argv)
 		{ "on-no-converge", required_argument, 0, 0 },
 		{ "log-level", required_argument, 0, 0 },
 		{ "codecs", required_argument, 0, 0 },
+		{ "channels", required_argument, 0, 0 },
+		{ "pki-dir", required_argument, 0, 0 },
+		{ "tls-ca", required_argument, 0, 0 },
+		{ "tls-cert", required_argument, 0, 0 },
+		{ "tls-key", required_argument, 0, 0 },
+		{ "allow-from", required_argument, 0, 0 },
+		{ "insecure-plaintext", no_argument, 0, 0 },
 		{ "help", no_argument, 0, 'h' },
 		{ "version", no_argument, 0, 'V' },
 		{ 0, 0, 0, 0 },
@@ -539,6 +576,9 @@ static void settings(int argc, char **argv)
 	D.max_iters = 30;
 	D.on_no_converge = NOCONV_STOP;
 	D.caps = MIG_CAPS_ALL;
+	D.channels = (unsigned)MAX(1, MIN(sysconf(_SC_NPROCESSORS_ONLN), 8));
+	snprintf(D.pki_dir, sizeof D.pki_dir, "/etc/ferry/pki");
+	snprintf(D.allow_from, sizeof D.allow_from, "*");
 	if (uname(&u) == 0)
 		snprintf(D.hostname, sizeof D.hostname, "%s", u.nodename);
 
@@ -561,7 +601,7 @@ static void settings(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "c:hV", opts, &idx)) != -1) {
 		switch (c) {
 		case 0:
-			if (setting(NULL, opts[idx].name, optarg, err, sizeof err)) {
+			if (setting(NULL, opts[idx].name, optarg ? optarg : "yes", err, sizeof err)) {
 				fprintf(stderr, "ferryd: --%s: %s\n", opts[idx].name, err);
 				exit(2);
 			}
@@ -625,6 +665,7 @@ int main(int argc, char **argv)
 		fatal("cannot create the event loop");
 	calls_ev = event_new(D.base, -1, 0, run_calls, NULL);
 
+	link_setup();
 	vms_adopt();
 	jobs_recover();
 	ctl = listen_unix(D.socket_path);
@@ -633,8 +674,9 @@ int main(int argc, char **argv)
 		sigs[i] = evsignal_new(D.base, signos[i], on_signal, NULL);
 		event_add(sigs[i], NULL);
 	}
-	log_info("ready: control %s, migrations on %s, state %s, run %s, host %s",
-		 D.socket_path, D.listen, D.state_dir, D.run_dir, D.hostname);
+	log_info("ready: control %s, migrations on %s (%s, %u channels), state %s, run %s, host %s",
+		 D.socket_path, D.listen, D.plaintext ? "plaintext" : "TLS", D.channels,
+		 D.state_dir, D.run_dir, D.hostname);
 
 	event_base_dispatch(D.base);
 
@@ -655,6 +697,7 @@ int main(int argc, char **argv)
 	}
 	pthread_mutex_unlock(&D.lock);
 	event_base_loop(D.base, EVLOOP_NONBLOCK);
+	tls_ctx_free(D.link.tls);
 	log_info("stopped");
 	return 0;
 }

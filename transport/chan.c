@@ -35,6 +35,19 @@ const char *chan_error(const struct chan *c, int r)
 	return c && c->err[0] ? c->err : strerror(r < 0 ? -r : r);
 }
 
+void chan_drain(struct chan *c, int timeout_ms)
+{
+	uint64_t end = mono_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
+	char buf[16384];
+
+	for (uint64_t now = mono_ns(); now < end; now = mono_ns()) {
+		int ms = (int)((end - now) / NSEC_PER_MSEC) + 1;
+
+		if (chan_wait_in(c, -1, ms) != 1 || c->ops->recv_some(c, buf, sizeof buf, ms) <= 0)
+			break;
+	}
+}
+
 static int xs_writev(void *ctx, const struct iovec *iov, int n)
 {
 	return chan_send(ctx, iov, n, CHAN_WAIT_DEFAULT);
@@ -177,6 +190,25 @@ static int tcp_recv(struct chan *c, void *buf, size_t len, int timeout_ms)
 	return 0;
 }
 
+static ssize_t tcp_recv_some(struct chan *c, void *buf, size_t len, int timeout_ms)
+{
+	uint64_t deadline = sock_deadline(c, timeout_ms);
+
+	for (;;) {
+		ssize_t r = recv(c->fd, buf, len, 0);
+		int e;
+
+		if (r >= 0)
+			return r;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return -errno;
+		if ((e = sock_wait(c->fd, POLLIN, deadline)))
+			return e;
+	}
+}
+
 static int tcp_wait_in(struct chan *c, int wake_fd, int timeout_ms)
 {
 	return sock_wait_in(c->fd, false, wake_fd, timeout_ms);
@@ -202,6 +234,7 @@ static const struct chan_ops tcp_ops = {
 	.kind = "tcp",
 	.send = tcp_send,
 	.recv = tcp_recv,
+	.recv_some = tcp_recv_some,
 	.wait_in = tcp_wait_in,
 	.close_send = tcp_close_send,
 	.shutdown = tcp_shutdown,

@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "checkpoint/io.h"
@@ -43,6 +44,9 @@ struct chan_ops {
 	/* Exactly len bytes: 0; -ENODATA at a clean end before any byte,
 	 * -ECONNRESET at an end part-way or a reset, -ETIMEDOUT, -EPROTO. */
 	int (*recv)(struct chan *c, void *buf, size_t len, int timeout_ms);
+	/* Some bytes, at most len: the count, 0 at the end of data, or -errno.
+	 * Within timeout_ms as recv. */
+	ssize_t (*recv_some)(struct chan *c, void *buf, size_t len, int timeout_ms);
 	/* Wait until a byte can be received (1), wake_fd is readable (2), or
 	 * timeout_ms passes (0). wake_fd may be -1. */
 	int (*wait_in)(struct chan *c, int wake_fd, int timeout_ms);
@@ -92,6 +96,9 @@ static inline int chan_wait_in(struct chan *c, int wake_fd, int timeout_ms)
 static inline void chan_close_send(struct chan *c) { c->ops->close_send(c); }
 static inline void chan_shutdown(struct chan *c) { c->ops->shutdown(c); }
 static inline const char *chan_kind(const struct chan *c) { return c->ops->kind; }
+
+/* Read and drop what arrives until the peer closes, or for timeout_ms. */
+void chan_drain(struct chan *c, int timeout_ms);
 
 /* The default timeout of every wait; 0 = none. */
 void chan_set_timeout(struct chan *c, int timeout_ms);

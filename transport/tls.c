@@ -171,6 +171,18 @@ void tls_ctx_identity(const struct tls_ctx *t, char *names, size_t len, time_t *
 
 /* ---- I/O ---- */
 
+/* A TLS failure after the handshake, in words. In TLS 1.3 the server checks
+ * the client's certificate after the client has finished its handshake, so
+ * a client learns that it was refused here, from an alert. */
+static void io_error(struct tls_chan *t)
+{
+	char why[160];
+
+	ssl_errstr(why, sizeof why);
+	snprintf(t->c.err, sizeof t->c.err, strstr(why, "alert") ? "%s refused the TLS session (%s)"
+			   : "TLS with %s failed: %s", t->c.peer, why);
+}
+
 /*
  * Run one SSL call (write if wr) under the lock until it moves some bytes,
  * waiting outside the lock until deadline. 0 and *done, or -errno (c->err
@@ -187,7 +199,7 @@ static int tls_io(struct tls_chan *t, bool wr, void *buf, size_t len, size_t *do
 		ok = wr ? SSL_write_ex(t->ssl, buf, len, done) : SSL_read_ex(t->ssl, buf, len, done);
 		e = ok ? SSL_ERROR_NONE : SSL_get_error(t->ssl, 0);
 		if (e == SSL_ERROR_SSL)
-			ssl_errstr(t->c.err, sizeof t->c.err);
+			io_error(t);
 		pthread_mutex_unlock(&t->lock);
 		switch (e) {
 		case SSL_ERROR_NONE:
@@ -265,6 +277,14 @@ static int tls_recv(struct chan *c, void *buf, size_t len, int timeout_ms)
 	return 0;
 }
 
+static ssize_t tls_recv_some(struct chan *c, void *buf, size_t len, int timeout_ms)
+{
+	size_t n;
+	int r = tls_io(tc_of(c), false, buf, len, &n, sock_deadline(c, timeout_ms));
+
+	return r == -ENODATA ? 0 : r ? r : (ssize_t)n;
+}
+
 static int tls_wait_in(struct chan *c, int wake_fd, int timeout_ms)
 {
 	struct tls_chan *t = tc_of(c);
@@ -306,6 +326,7 @@ static const struct chan_ops tls_ops = {
 	.kind = "tls",
 	.send = tls_send,
 	.recv = tls_recv,
+	.recv_some = tls_recv_some,
 	.wait_in = tls_wait_in,
 	.close_send = tls_close_send,
 	.shutdown = tls_shutdown,

@@ -1031,7 +1031,7 @@ static void test_downtime(void **state)
 }
 
 /* Open a TCP connection to port on loopback. */
-static int tcp_connect(uint16_t port)
+static int lo_connect(uint16_t port)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -1201,6 +1201,7 @@ static void test_malformed(void **state)
 		{
 			struct mig_hello h = { .op = MIG_OP_MIGRATE };
 			struct mig_frame_hdr fh;
+			struct chan *sc;
 			uint32_t ver;
 			char err[256], *body;
 			json_t *obj, *hj;
@@ -1215,11 +1216,12 @@ static void test_malformed(void **state)
 			memcpy(fh.magic, MIG_FRAME_MAGIC, sizeof fh.magic);
 			fh.version = htole32(99);
 			fh.len = htole32((uint32_t)strlen(body));
-			s = tcp_connect(B.port);
+			s = lo_connect(B.port);
 			send_raw(s, &fh, sizeof fh);
 			send_raw(s, body, strlen(body));
 			free(body);
-			if (mig_recv_frame(s, 5000, &ver, &obj, err, sizeof err))
+			assert_int_equal(chan_tcp_new(s, &sc), 0);
+			if (mig_recv_frame(sc, 5000, &ver, &obj, err, sizeof err))
 				fail_msg("a version-99 HELLO got no answer frame from B: %s", err);
 			if (!json_is_false(json_object_get(obj, "ok")) ||
 			    !strcasestr(td_jstr(obj, "error"), "version"))
@@ -1231,7 +1233,7 @@ static void test_malformed(void **state)
 				free(text);
 			}
 			json_decref(obj);
-			close(s);
+			chan_free(sc);
 			if (td_listed(&B, "m9v", NULL) || td_runtimes(B.run_dir, "m9v", NULL, 0))
 				fail_msg("B made a microVM for a refused HELLO");
 		}
@@ -1243,7 +1245,7 @@ static void test_malformed(void **state)
 
 			for (size_t i = 0; i < sizeof junk; i++)
 				junk[i] = (unsigned char)((seed = seed * 1103515245 + 12345) >> 16);
-			s = tcp_connect(B.port);
+			s = lo_connect(B.port);
 			send(s, junk, sizeof junk, MSG_NOSIGNAL); /* B may close before all is sent */
 			if (!closed_by_peer(s, 5000))
 				fail_msg("B kept a connection open 5 s after it sent 512 garbage bytes");
@@ -1251,7 +1253,7 @@ static void test_malformed(void **state)
 			memcpy(fh.magic, MIG_FRAME_MAGIC, sizeof fh.magic);
 			fh.version = htole32(MIG_PROTO_VERSION);
 			fh.len = htole32(0xffffffffu);
-			s = tcp_connect(B.port);
+			s = lo_connect(B.port);
 			send_raw(s, &fh, sizeof fh);
 			if (!closed_by_peer(s, 5000))
 				fail_msg("B kept a connection open 5 s after a header claiming 4 GiB");
@@ -1260,7 +1262,7 @@ static void test_malformed(void **state)
 		/* A connection that says three bytes and nothing more does not
 		 * stop a real migration, and is dropped after B's peer timeout. */
 		if (r == 0) {
-			s = tcp_connect(B.port);
+			s = lo_connect(B.port);
 			send_raw(s, "FER", 3);
 			json_decref(move_ok(&A, &B, "m9"));
 			json_decref(move_ok(&B, &A, "m9"));

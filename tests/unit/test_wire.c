@@ -25,6 +25,7 @@ static void test_frame_roundtrip(void **state)
 {
 	struct mig_hello h = { .op = MIG_OP_MIGRATE }, back;
 	json_t *o, *got;
+	struct chan *c0, *c1;
 	uint32_t version;
 	char err[256];
 	int sv[2];
@@ -36,11 +37,14 @@ static void test_frame_roundtrip(void **state)
 	snprintf(h.from, sizeof h.from, "host-a");
 	h.caps = MIG_CAP_DELTA;
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(chan_tcp_new(sv[0], &c0), 0);
+	assert_int_equal(chan_tcp_new(sv[1], &c1), 0);
+	h.channels = 3;
 	o = mig_hello_json(&h);
 	assert_non_null(o);
-	assert_int_equal(mig_send_frame(sv[0], o), 0);
+	assert_int_equal(mig_send_frame(c0, o), 0);
 	json_decref(o);
-	assert_int_equal(mig_recv_frame(sv[1], 1000, &version, &got, err, sizeof err), 0);
+	assert_int_equal(mig_recv_frame(c1, 1000, &version, &got, err, sizeof err), 0);
 	assert_int_equal(version, MIG_PROTO_VERSION);
 	assert_int_equal(mig_hello_parse(got, &back, err, sizeof err), 0);
 	assert_int_equal(back.op, MIG_OP_MIGRATE);
@@ -49,16 +53,33 @@ static void test_frame_roundtrip(void **state)
 	assert_string_equal(back.config, h.config);
 	assert_string_equal(back.from, h.from);
 	assert_int_equal(back.caps, MIG_CAP_DELTA);
+	assert_int_equal(back.channels, 3);
+	json_decref(got);
+
+	/* A further channel's HELLO. */
+	memset(&h, 0, sizeof h);
+	h.op = MIG_OP_CHANNEL;
+	snprintf(h.job, sizeof h.job, "0123456789ab");
+	snprintf(h.token, sizeof h.token, "00112233445566778899aabbccddeeff");
+	h.index = 2;
+	o = mig_hello_json(&h);
+	assert_int_equal(mig_send_frame(c0, o), 0);
+	json_decref(o);
+	assert_int_equal(mig_recv_frame(c1, 1000, &version, &got, err, sizeof err), 0);
+	assert_int_equal(mig_hello_parse(got, &back, err, sizeof err), 0);
+	assert_int_equal(back.op, MIG_OP_CHANNEL);
+	assert_int_equal(back.index, 2);
+	assert_string_equal(back.token, h.token);
 	json_decref(got);
 
 	/* Nothing sent: a timeout, not a hang. */
-	assert_int_equal(mig_recv_frame(sv[1], 50, &version, &got, err, sizeof err), -ETIMEDOUT);
+	assert_int_equal(mig_recv_frame(c1, 50, &version, &got, err, sizeof err), -ETIMEDOUT);
 	/* Not our protocol. */
 	assert_int_equal(write(sv[0], "GET / HTTP/1.1\r\n\r\n", 18), 18);
-	assert_int_equal(mig_recv_frame(sv[1], 1000, &version, &got, err, sizeof err), -EPROTO);
+	assert_int_equal(mig_recv_frame(c1, 1000, &version, &got, err, sizeof err), -EPROTO);
 	assert_non_null(strstr(err, "does not speak"));
-	close(sv[0]);
-	close(sv[1]);
+	chan_free(c0);
+	chan_free(c1);
 }
 
 static void test_caps(void **state)
@@ -138,6 +159,17 @@ static void test_hello_rejects(void **state)
 	expect_hello_fails("{\"op\":\"migrate\",\"job\":\"a\",\"name\":\"x\\u0000y\",\"config\":\"\"}",
 			   "name");
 	expect_hello_fails("{\"op\":\"resolve\",\"job\":\"-a\"}", "job id");
+	expect_hello_fails("{\"op\":\"migrate\",\"job\":\"a\",\"name\":\"x\",\"config\":\"\","
+			   "\"channels\":0}", "channels");
+	expect_hello_fails("{\"op\":\"migrate\",\"job\":\"a\",\"name\":\"x\",\"config\":\"\","
+			   "\"channels\":65}", "channels");
+	expect_hello_fails("{\"op\":\"migrate\",\"job\":\"a\",\"name\":\"x\",\"config\":\"\","
+			   "\"channels\":\"2\"}", "channels");
+	expect_hello_fails("{\"op\":\"channel\",\"job\":\"a\",\"index\":1}", "token");
+	expect_hello_fails("{\"op\":\"channel\",\"job\":\"a\",\"index\":1,\"token\":\"xyz\"}",
+			   "token");
+	expect_hello_fails("{\"op\":\"channel\",\"job\":\"a\",\"index\":64,"
+			   "\"token\":\"00112233445566778899aabbccddeeff\"}", "index");
 }
 
 static void test_msgs(void **state)
@@ -146,15 +178,18 @@ static void test_msgs(void **state)
 	uint64_t arg;
 	int sv[2];
 	char buf[64];
+	struct chan *c0, *c1;
 
 	(void)state;
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	assert_int_equal(mig_send_msg(sv[0], MIG_RUNNING, 12345), 0);
-	assert_int_equal(mig_read_msg(sv[1], &type, &arg), 0);
+	assert_int_equal(chan_tcp_new(sv[0], &c0), 0);
+	assert_int_equal(chan_tcp_new(sv[1], &c1), 0);
+	assert_int_equal(mig_send_msg(c0, MIG_RUNNING, 12345), 0);
+	assert_int_equal(mig_read_msg(c1, &type, &arg), 0);
 	assert_int_equal(type, MIG_RUNNING);
 	assert_int_equal(arg, 12345);
-	mig_send_abort(sv[0], EBADMSG, "checksum mismatch");
-	assert_int_equal(mig_read_msg(sv[1], &type, &arg), 0);
+	mig_send_abort(c0, EBADMSG, "checksum mismatch");
+	assert_int_equal(mig_read_msg(c1, &type, &arg), 0);
 	assert_int_equal(type, MIG_ABORT);
 	assert_int_equal(arg >> 32, EBADMSG);
 	assert_int_equal(arg & 0xffffffff, 17);
@@ -166,9 +201,9 @@ static void test_msgs(void **state)
 	memcpy(buf, "FMIG", 4);
 	buf[4] = 9;
 	assert_int_equal(mig_msg_parse(buf, &type, &arg), -EPROTO);
-	close(sv[0]);
-	assert_int_equal(mig_read_msg(sv[1], &type, &arg), -ECONNRESET);
-	close(sv[1]);
+	chan_free(c0);
+	assert_int_equal(mig_read_msg(c1, &type, &arg), -ECONNRESET);
+	chan_free(c1);
 }
 
 struct kv {

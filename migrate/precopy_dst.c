@@ -1,0 +1,600 @@
+/*
+ * precopy_dst.c — the destination side of a pre-copy migration; see
+ * precopy.h.
+ *
+ * Threads: the receiving thread reads channel 0's stream (and runs the
+ * commit); one reader thread per further channel reads its stream into the
+ * same domain (channels own disjoint frames, so their writes never meet); a
+ * heartbeat thread writes to channel 0. Channel 0's HEADER creates the
+ * domain, the others wait for it; its CONTEXT waits for every other
+ * channel's END. A channel that fails tells the source at once (ABORT) and
+ * the receiving thread reports the first failure.
+ */
+#include "migrate/precopy.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint/reader.h"
+#include "checkpoint/send.h"
+#include "checkpoint/sink.h"
+#include "checkpoint/snapshot.h"
+#include "common/failpoint.h"
+#include "common/log.h"
+#include "common/mtime.h"
+#include "common/util.h"
+#include "migrate/wire.h"
+
+#define READ_CHUNK 65536u
+#define WAIT_SLICE_MS 500
+
+struct dst;
+
+/* One channel's reader. */
+struct rlane {
+	struct apply_sink a; /* first: the inner sink's ctx */
+	struct dst *ds;
+	unsigned idx;
+	struct chan *ch;
+	pthread_t thread;
+	bool running;
+	uint64_t bytes;   /* stream bytes read (the reader's own) */
+	unsigned passes;  /* ITER_END records read */
+	char why[300];
+};
+
+struct dst {
+	struct rlane *lanes;
+	unsigned n;
+	struct stream_sink inner;
+	const struct migrate_opts *o;
+	const char *name;
+	char *err;
+	size_t errlen;
+	int timeout_ms;
+	struct migrate_stats st;
+	uint64_t last_report;
+	uint64_t last_rx;    /* mono ns of the last byte on any channel (atomic) */
+	struct hv_domain *d; /* set once by channel 0's HEADER, before created */
+	struct stream_info info;
+	/* Under m (c: created, ended, failed; and the heartbeat thread's stop). */
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	bool created, stop, hb_on, aborted, silent;
+	unsigned ended;      /* lanes but 0 that read their END */
+	unsigned acked;      /* passes acknowledged to the source */
+	int fail;            /* first failure of a lane but 0 */
+	char fail_why[320];
+	pthread_t hb;
+	/* wlock orders all writes to channel 0. */
+	pthread_mutex_t wlock;
+};
+
+static void d_report(struct dst *ds, bool force)
+{
+	uint64_t now = mono_ns();
+
+	if (!ds->o->hooks.progress || (!force && now - ds->last_report < 100 * NSEC_PER_MSEC))
+		return;
+	ds->last_report = now;
+	ds->st.bytes = 0;
+	for (unsigned i = 0; i < ds->n; i++)
+		ds->st.bytes += __atomic_load_n(&ds->lanes[i].bytes, __ATOMIC_RELAXED);
+	ds->o->hooks.progress(ds->o->hooks.ctx, &ds->st);
+}
+
+static int d_send(struct dst *ds, uint32_t type, uint64_t arg)
+{
+	int r;
+
+	pthread_mutex_lock(&ds->wlock);
+	r = mig_send_msg(ds->lanes[0].ch, type, arg);
+	pthread_mutex_unlock(&ds->wlock);
+	return r;
+}
+
+static void *hb_main(void *arg)
+{
+	struct dst *ds = arg;
+	int every = ds->timeout_ms / 4 > 10 ? ds->timeout_ms / 4 : 10;
+	struct timespec next;
+
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	pthread_mutex_lock(&ds->m);
+	while (!ds->stop) {
+		struct timespec now;
+
+		next.tv_sec += every / 1000;
+		next.tv_nsec += (long)(every % 1000) * 1000000L;
+		if (next.tv_nsec >= 1000000000L) {
+			next.tv_sec++;
+			next.tv_nsec -= 1000000000L;
+		}
+		/* Woken early (the lanes share the condition): wait on. */
+		do {
+			pthread_cond_timedwait(&ds->c, &ds->m, &next);
+			clock_gettime(CLOCK_MONOTONIC, &now);
+		} while (!ds->stop && (now.tv_sec < next.tv_sec ||
+				       (now.tv_sec == next.tv_sec && now.tv_nsec < next.tv_nsec)));
+		if (ds->stop)
+			break;
+		pthread_mutex_unlock(&ds->m);
+		if (d_send(ds, MIG_HEARTBEAT, 0))
+			return NULL; /* the link is gone; the reader will notice */
+		pthread_mutex_lock(&ds->m);
+	}
+	pthread_mutex_unlock(&ds->m);
+	return NULL;
+}
+
+/* Tell the source why (once, best effort, never blocking for long). */
+static void send_abort(struct dst *ds, int e, const char *text)
+{
+	pthread_mutex_lock(&ds->m);
+	if (ds->aborted) {
+		pthread_mutex_unlock(&ds->m);
+		return;
+	}
+	ds->aborted = true;
+	pthread_mutex_unlock(&ds->m);
+	pthread_mutex_lock(&ds->wlock);
+	mig_send_abort(ds->lanes[0].ch, e, text);
+	pthread_mutex_unlock(&ds->wlock);
+}
+
+/* Give up: tell the source why, then let it read that before the connection
+ * goes (closing with its streams unread would reset the connection and
+ * could drop the reason on the way). */
+static void d_abort(struct dst *ds, int e, const char *text)
+{
+	send_abort(ds, e, text);
+	for (unsigned i = 1; i < ds->n; i++)
+		chan_shutdown(ds->lanes[i].ch);
+	pthread_mutex_lock(&ds->wlock);
+	chan_close_send(ds->lanes[0].ch);
+	pthread_mutex_unlock(&ds->wlock);
+	chan_drain(ds->lanes[0].ch, 1000);
+}
+
+/* A lane but 0 failed: remember the first reason, tell the source, and wake
+ * whoever waits on the lanes. */
+static void lane_fail(struct rlane *l, int r, const char *why)
+{
+	struct dst *ds = l->ds;
+
+	pthread_mutex_lock(&ds->m);
+	if (!ds->fail) {
+		ds->fail = r ? r : -EPROTO;
+		snprintf(ds->fail_why, sizeof ds->fail_why, "channel %u: %s", l->idx, why);
+	}
+	pthread_cond_broadcast(&ds->c);
+	pthread_mutex_unlock(&ds->m);
+	send_abort(ds, -r, ds->fail_why);
+	chan_shutdown(l->ch);
+}
+
+/*
+ * The stream source of a lane. Silence counts only when no channel has had
+ * a byte for the peer timeout: a channel may rightly idle while another
+ * still sends its part of a pass.
+ */
+static int d_read(void *ctx, void *buf, size_t len)
+{
+	struct rlane *l = ctx;
+	struct dst *ds = l->ds;
+	uint64_t timeout = (uint64_t)ds->timeout_ms * NSEC_PER_MSEC;
+	char *p = buf;
+
+	while (len) {
+		size_t k = MIN(len, READ_CHUNK);
+		int r;
+
+		while ((r = chan_wait_in(l->ch, -1, WAIT_SLICE_MS)) == 0) {
+			if (mono_ns() - __atomic_load_n(&ds->last_rx, __ATOMIC_RELAXED) > timeout) {
+				__atomic_store_n(&ds->silent, true, __ATOMIC_RELAXED);
+				return -ETIMEDOUT;
+			}
+			if (__atomic_load_n(&ds->fail, __ATOMIC_RELAXED))
+				return -ECANCELED;
+		}
+		if (r < 0)
+			return r;
+		if ((r = chan_recv(l->ch, p, k, CHAN_WAIT_DEFAULT))) {
+			if (r == -ETIMEDOUT)
+				__atomic_store_n(&ds->silent, true, __ATOMIC_RELAXED);
+			return r == -ENODATA && p != (char *)buf ? -ECONNRESET : r;
+		}
+		__atomic_store_n(&ds->last_rx, mono_ns(), __ATOMIC_RELAXED);
+		__atomic_store_n(&l->bytes, l->bytes + k, __ATOMIC_RELAXED);
+		p += k;
+		len -= k;
+	}
+	return 0;
+}
+
+static int d_header(void *ctx, const struct stream_info *i)
+{
+	struct rlane *l = ctx;
+	struct dst *ds = l->ds;
+	char uri[128];
+	int r;
+
+	if (i->kind != STREAM_KIND_MIGRATION) {
+		snprintf(l->why, sizeof l->why, "not a migration stream (kind %u)", i->kind);
+		return -EINVAL;
+	}
+	if (l->idx) {
+		/* The domain is channel 0's to create. */
+		pthread_mutex_lock(&ds->m);
+		while (!ds->created && !ds->fail && !ds->stop)
+			pthread_cond_wait(&ds->c, &ds->m);
+		r = ds->created ? 0 : -ECANCELED;
+		pthread_mutex_unlock(&ds->m);
+		if (r)
+			return r;
+		if (i->page_size != ds->info.page_size || i->nr_frames != ds->info.nr_frames ||
+		    strcmp(i->name, ds->info.name) != 0) {
+			snprintf(l->why, sizeof l->why, "its stream header disagrees with channel 0's");
+			return -EPROTO;
+		}
+		l->a.d = ds->d;
+		return 0;
+	}
+	snprintf(uri, sizeof uri, "%s:%s", i->backend, ds->name ? ds->name : i->name);
+	r = hv_create(uri, i->config, &l->a.d);
+	if (r) {
+		snprintf(l->why, sizeof l->why, "cannot create %s: %s", uri,
+			 r == -EEXIST ? "a domain of that name exists here" : strerror(-r));
+		return r;
+	}
+	ds->st.ram_bytes = i->nr_frames * i->page_size;
+	ds->st.phase = MIG_PH_ITERATING;
+	d_report(ds, true);
+	if ((r = failpoint("mig-dst-setup")))
+		return r;
+	if ((r = check_created(l->a.d, i, l->why, sizeof l->why)))
+		return r;
+	pthread_mutex_lock(&ds->m);
+	ds->d = l->a.d;
+	ds->info = *i;
+	ds->created = true;
+	pthread_cond_broadcast(&ds->c);
+	pthread_mutex_unlock(&ds->m);
+	return 0;
+}
+
+/* Frames [first, first + count) must be this lane's stripe: the sender pins
+ * each frame to one channel, so a frame elsewhere breaks the order of its
+ * copies and its delta base. */
+static int check_stripe(struct rlane *l, uint64_t first, uint64_t count)
+{
+	uint64_t last = first + count - 1;
+	unsigned n = l->ds->n;
+
+	if (n == 1)
+		return 0;
+	if (stream_stripe(first, n) == l->idx && (first >> STREAM_STRIPE_SHIFT) ==
+						     (last >> STREAM_STRIPE_SHIFT))
+		return 0;
+	snprintf(l->why, sizeof l->why, "frame %" PRIu64 " arrived on channel %u; it belongs to "
+		 "channel %u", stream_stripe(first, n) == l->idx ? last : first, l->idx,
+		 stream_stripe(stream_stripe(first, n) == l->idx ? last : first, n));
+	return -EPROTO;
+}
+
+static int d_pages(void *ctx, const uint64_t *frames, void *const *pages, unsigned n)
+{
+	struct rlane *l = ctx;
+	int r;
+
+	for (unsigned i = 0; i < n; i++)
+		if ((r = check_stripe(l, frames[i], 1)))
+			return r;
+	if (!l->idx)
+		d_report(l->ds, false);
+	return l->ds->inner.pages(&l->a, frames, pages, n);
+}
+
+static int d_zero(void *ctx, uint64_t first, uint64_t count)
+{
+	struct rlane *l = ctx;
+	int r;
+
+	if (count && (r = check_stripe(l, first, count)))
+		return r;
+	return l->ds->inner.zero(&l->a, first, count);
+}
+
+static int d_base(void *ctx, uint64_t frame, void *page)
+{
+	struct rlane *l = ctx;
+
+	return l->ds->inner.base(&l->a, frame, page);
+}
+
+/* A pass ended on this channel; once it has on every channel, tell the
+ * source (it pauses the guest only once its last pass is applied). */
+static int d_iter_end(void *ctx, const struct stream_iter_end *it)
+{
+	struct rlane *l = ctx;
+	struct dst *ds = l->ds;
+	unsigned min = UINT32_MAX;
+	int r = 0;
+
+	if (le64toh(it->iteration) < l->passes) {
+		snprintf(l->why, sizeof l->why, "ITER_END of pass %" PRIu64 " after pass %u",
+			 (uint64_t)le64toh(it->iteration), l->passes);
+		return -EPROTO;
+	}
+	if (!l->idx) {
+		ds->st.iterations = (unsigned)le64toh(it->iteration);
+		d_report(ds, true);
+		if ((r = failpoint("mig-dst-iter")))
+			return r;
+	}
+	pthread_mutex_lock(&ds->m);
+	l->passes++;
+	for (unsigned i = 0; i < ds->n; i++)
+		min = MIN(min, ds->lanes[i].passes);
+	if (min > ds->acked) {
+		ds->acked = min;
+		r = d_send(ds, MIG_HEARTBEAT, min);
+	}
+	pthread_mutex_unlock(&ds->m);
+	return r;
+}
+
+static int d_context(void *ctx, const void *blob, size_t len)
+{
+	struct rlane *l = ctx;
+	struct dst *ds = l->ds;
+	int r;
+
+	if (l->idx) {
+		snprintf(l->why, sizeof l->why, "a CONTEXT record (it belongs on channel 0)");
+		return -EPROTO;
+	}
+	/* Every other channel's last pass first. */
+	pthread_mutex_lock(&ds->m);
+	while (ds->ended < ds->n - 1 && !ds->fail)
+		pthread_cond_wait(&ds->c, &ds->m);
+	r = ds->fail;
+	pthread_mutex_unlock(&ds->m);
+	if (r)
+		return r;
+	ds->st.phase = MIG_PH_STOP_COPY;
+	d_report(ds, true);
+	if ((r = failpoint("mig-dst-stopcopy")))
+		return r;
+	return ds->inner.context(&l->a, blob, len);
+}
+
+static int d_end(void *ctx, const struct stream_end *e)
+{
+	struct rlane *l = ctx;
+	struct dst *ds = l->ds;
+
+	(void)e;
+	if (l->idx) {
+		pthread_mutex_lock(&ds->m);
+		ds->ended++;
+		pthread_cond_broadcast(&ds->c);
+		pthread_mutex_unlock(&ds->m);
+	}
+	return 0;
+}
+
+static int read_lane(struct rlane *l)
+{
+	struct stream_sink sink = { .ctx = l, .header = d_header, .base = d_base, .pages = d_pages,
+				    .zero = d_zero, .context = d_context, .iter_end = d_iter_end,
+				    .end = d_end };
+	struct xsource src = { d_read, l };
+	char why[256];
+	int r;
+
+	why[0] = '\0';
+	r = stream_read(&src, &sink, false, NULL, why, sizeof why);
+	/* The sink's own reason is sharper than the reader's "sink failed". */
+	if (r && !l->why[0])
+		snprintf(l->why, sizeof l->why, "%s", why);
+	return r;
+}
+
+static void *lane_main(void *arg)
+{
+	struct rlane *l = arg;
+	int r = read_lane(l);
+
+	if (r && r != -ECANCELED)
+		lane_fail(l, r, l->why);
+	else if (r)
+		chan_shutdown(l->ch);
+	return NULL;
+}
+
+/* Wait up to the peer timeout for GO. */
+static int wait_go(struct dst *ds)
+{
+	struct chan *c = ds->lanes[0].ch;
+	uint32_t type;
+	uint64_t a;
+	int r = chan_wait_in(c, -1, ds->timeout_ms);
+
+	if (r == 0)
+		return -ETIMEDOUT;
+	if (r < 0)
+		return r;
+	if ((r = mig_read_msg(c, &type, &a)))
+		return r;
+	return type == MIG_GO ? 0 : -EPROTO;
+}
+
+static int d_journal(struct dst *ds, enum mig_point pt)
+{
+	return ds->o->hooks.journal ? ds->o->hooks.journal(ds->o->hooks.ctx, pt) : 0;
+}
+
+/* Start the heartbeat and the lanes but 0. */
+static int start_threads(struct dst *ds)
+{
+	int r;
+
+	if ((r = -pthread_create(&ds->hb, NULL, hb_main, ds))) {
+		snprintf(ds->err, ds->errlen, "starting the heartbeat thread: %s", strerror(-r));
+		return r;
+	}
+	ds->hb_on = true;
+	for (unsigned i = 1; i < ds->n; i++) {
+		if ((r = -pthread_create(&ds->lanes[i].thread, NULL, lane_main, &ds->lanes[i]))) {
+			snprintf(ds->err, ds->errlen, "starting channel threads: %s", strerror(-r));
+			return r;
+		}
+		ds->lanes[i].running = true;
+	}
+	return 0;
+}
+
+static void stop_threads(struct dst *ds)
+{
+	pthread_mutex_lock(&ds->m);
+	ds->stop = true;
+	pthread_cond_broadcast(&ds->c);
+	pthread_mutex_unlock(&ds->m);
+	if (ds->hb_on)
+		pthread_join(ds->hb, NULL);
+	ds->hb_on = false;
+	for (unsigned i = 1; i < ds->n; i++) {
+		if (ds->lanes[i].running)
+			pthread_join(ds->lanes[i].thread, NULL);
+		ds->lanes[i].running = false;
+	}
+}
+
+/* Read every channel's stream; 0 once all ended and the context is applied. */
+static int receive(struct dst *ds)
+{
+	struct rlane *l0 = &ds->lanes[0];
+	int r = read_lane(l0);
+
+	/* A lane's failure is the cause; channel 0 only saw its effect. */
+	if (ds->fail) {
+		snprintf(ds->err, ds->errlen, "%s", ds->fail_why);
+		return ds->fail;
+	}
+	if (r) {
+		if (ds->silent)
+			snprintf(ds->err, ds->errlen, "the source was silent for %d ms",
+				 ds->timeout_ms);
+		else
+			snprintf(ds->err, ds->errlen, "%s%s", ds->n > 1 ? "channel 0: " : "", l0->why);
+		return r;
+	}
+	if (l0->a.contexts != 1) {
+		snprintf(ds->err, ds->errlen, "the stream carried %u CONTEXT records, not one",
+			 l0->a.contexts);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int migrate_recv(struct chan *const *ch, unsigned n, const char *name,
+		 const struct migrate_opts *o, struct hv_domain **out, char *err, size_t errlen)
+{
+	struct dst ds = { .n = n, .o = o, .name = name, .err = err, .errlen = errlen,
+			  .timeout_ms = o->peer_timeout_ms, .last_rx = mono_ns() };
+	pthread_condattr_t ca;
+	uint64_t t0;
+	int r;
+
+	err[0] = '\0';
+	*out = NULL;
+	if (n < 1 || n > MIG_CHANNELS_MAX || !(ds.lanes = calloc(n, sizeof *ds.lanes))) {
+		snprintf(err, errlen, "cannot receive on %u channels", n);
+		return -EINVAL;
+	}
+	ds.inner = apply_sink(&ds.lanes[0].a);
+	ds.st.channels = n;
+	for (unsigned i = 0; i < n; i++) {
+		ds.lanes[i] = (struct rlane){ .a = { .fresh = true }, .ds = &ds, .idx = i, .ch = ch[i] };
+		chan_set_timeout(ch[i], o->peer_timeout_ms);
+	}
+	pthread_mutex_init(&ds.wlock, NULL);
+	pthread_mutex_init(&ds.m, NULL);
+	/* hb_main's deadlines are CLOCK_MONOTONIC: with the default clock
+	 * (REALTIME) they would lie in the past and it would spin. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ds.c, &ca);
+	pthread_condattr_destroy(&ca);
+	if ((r = start_threads(&ds)))
+		goto discard;
+	if ((r = receive(&ds)))
+		goto discard;
+	ds.st.phase = MIG_PH_COMMIT;
+	d_report(&ds, true);
+	if ((r = d_journal(&ds, MIG_PT_READY))) {
+		snprintf(err, errlen, "journaling READY failed: %s", strerror(-r));
+		goto discard;
+	}
+	if ((r = d_send(&ds, MIG_READY, 0))) {
+		snprintf(err, errlen, "sending READY: %s", chan_error(ch[0], r));
+		goto discard;
+	}
+	if ((r = failpoint("mig-dst-before-go")))
+		goto discard;
+	/* Never resume without GO; the link dropping before it discards. */
+	if ((r = wait_go(&ds))) {
+		snprintf(err, errlen, "no GO from the source: %s",
+			 r == -ETIMEDOUT ? "it was silent" : r == -ECONNRESET ? "the connection closed"
+							   : chan_error(ch[0], r));
+		goto discard;
+	}
+	t0 = mono_ns();
+	/* From here this copy is the guest: nothing below discards it. */
+	if ((r = d_journal(&ds, MIG_PT_RESUME)))
+		log_error("%s: journaling GO failed (%s); resuming anyway", name, strerror(-r));
+	failpoint("mig-dst-after-go");
+	if ((r = hv_unpause(ds.d))) {
+		snprintf(err, errlen, "resuming after GO: %s", strerror(-r));
+		goto done; /* unresolved: the source stays paused */
+	}
+	ds.st.downtime_ns = mono_ns() - t0;
+	ds.st.phase = MIG_PH_DONE;
+	if (o->hooks.resumed)
+		o->hooks.resumed(o->hooks.ctx, ds.d);
+	failpoint("mig-dst-after-resume");
+	d_send(&ds, MIG_RUNNING, ds.st.downtime_ns);
+	if ((r = d_journal(&ds, MIG_PT_RUNNING)))
+		log_error("%s: journaling RUNNING failed: %s", name, strerror(-r));
+	d_report(&ds, true);
+	*out = ds.d;
+	ds.d = NULL;
+	r = 0;
+	goto done;
+discard:
+	if (!err[0])
+		snprintf(err, errlen, "%s", strerror(-r));
+	d_abort(&ds, -r, err);
+	stop_threads(&ds);
+	if (ds.d) {
+		hv_destroy(ds.d);
+	} else if (ds.lanes[0].a.d) {
+		/* Created, but failed its checks before it was shared. */
+		ds.d = ds.lanes[0].a.d;
+		hv_destroy(ds.d);
+	}
+done:
+	stop_threads(&ds);
+	hv_close(ds.d);
+	pthread_mutex_destroy(&ds.wlock);
+	pthread_mutex_destroy(&ds.m);
+	pthread_cond_destroy(&ds.c);
+	free(ds.lanes);
+	return r;
+}
