@@ -224,6 +224,24 @@ static void io_error(struct tls_chan *t)
 }
 
 /*
+ * The connection was reset or ended under an SSL call. If the peer said why
+ * first, its alert may still wait in the socket's receive queue: a TLS 1.3
+ * server refuses a client's certificate after the client's handshake has
+ * ended, then closes, and the client's next write fails on the reset.
+ * Peek (so that no data is taken from the receiver) to put it in c->err.
+ */
+static void reset_reason(struct tls_chan *t)
+{
+	size_t n;
+	char b;
+
+	ERR_clear_error();
+	if (!SSL_peek_ex(t->ssl, &b, 1, &n) && SSL_get_error(t->ssl, 0) == SSL_ERROR_SSL)
+		io_error(t);
+	ERR_clear_error();
+}
+
+/*
  * Run one SSL call (write if wr) under the lock until it moves some bytes,
  * waiting outside the lock until deadline. 0 and *done, or -errno (c->err
  * says more for TLS failures).
@@ -232,14 +250,17 @@ static int tls_io(struct tls_chan *t, bool wr, void *buf, size_t len, size_t *do
 		  uint64_t deadline)
 {
 	for (;;) {
-		int ok, e, r;
+		int ok, e, r, sys_errno;
 
 		pthread_mutex_lock(&t->lock);
 		ERR_clear_error();
 		ok = wr ? SSL_write_ex(t->ssl, buf, len, done) : SSL_read_ex(t->ssl, buf, len, done);
 		e = ok ? SSL_ERROR_NONE : SSL_get_error(t->ssl, 0);
+		sys_errno = errno;
 		if (e == SSL_ERROR_SSL)
 			io_error(t);
+		else if (e == SSL_ERROR_SYSCALL)
+			reset_reason(t);
 		pthread_mutex_unlock(&t->lock);
 		switch (e) {
 		case SSL_ERROR_NONE:
@@ -253,9 +274,9 @@ static int tls_io(struct tls_chan *t, bool wr, void *buf, size_t len, size_t *do
 		case SSL_ERROR_ZERO_RETURN: /* close_notify: a clean end */
 			return wr ? -EPIPE : -ENODATA;
 		case SSL_ERROR_SYSCALL:
-			if (errno == EPIPE || errno == ECONNRESET || errno == 0)
+			if (sys_errno == EPIPE || sys_errno == ECONNRESET || sys_errno == 0)
 				return wr ? -EPIPE : -ECONNRESET;
-			return -errno;
+			return -sys_errno;
 		default:
 			return -EPROTO;
 		}
