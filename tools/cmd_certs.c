@@ -96,14 +96,15 @@ static int parse_opts(int argc, char **argv, const char *verb, const char *help,
 			a->force = true;
 		} else if (c == 'n' && files) {
 			if (parse_u64(optarg, 1, MAX_DAYS, &n)) {
-				fprintf(stderr, "ferry certs %s: --days: 1 to %d\n", verb, MAX_DAYS);
+				fprintf(stderr, "ferry certs %s: --days: 1 to %d\n", verb,
+					MAX_DAYS);
 				return -1;
 			}
 			a->days = (unsigned)n;
 		} else if (c == 'i' && strcmp(verb, "host") == 0) {
 			if (!certs_ip_ok(optarg)) {
-				fprintf(stderr, "ferry certs host: --ip: '%s' is not an IPv4 or IPv6 "
-					"address\n", optarg);
+				fprintf(stderr, "ferry certs host: --ip: '%s' is not an IPv4 "
+					"or IPv6 address\n", optarg);
 				return -1;
 			}
 			if (a->nr_ips == MAX_IPS) {
@@ -147,7 +148,8 @@ static bool path_in(char *buf, size_t len, const char *dir, const char *name, co
 
 static int fail(const char *verb, const char *err, int r)
 {
-	fprintf(stderr, "ferry certs %s: %s%s\n", verb, err, r == -EEXIST ? "; --force replaces it" : "");
+	fprintf(stderr, "ferry certs %s: %s%s\n", verb, err,
+		r == -EEXIST ? "; --force replaces it" : "");
 	return 1;
 }
 
@@ -166,7 +168,8 @@ static int init_main(int argc, char **argv)
 		fputs(init_help, stderr);
 		return 2;
 	}
-	if (!path_in(crt, sizeof crt, a.dir, "ca", "crt") || !path_in(key, sizeof key, a.dir, "ca", "key"))
+	if (!path_in(crt, sizeof crt, a.dir, "ca", "crt") ||
+	    !path_in(key, sizeof key, a.dir, "ca", "key"))
 		return 1;
 	if ((r = mkdir_p(a.dir, 0755))) {
 		fprintf(stderr, "ferry certs init: cannot create %s: %s\n", a.dir, strerror(-r));
@@ -181,7 +184,8 @@ static int init_main(int argc, char **argv)
 		return fail("init", err, r);
 	fmt_time(now + (time_t)a.days * 86400, until, sizeof until);
 	if (a.json)
-		print_json(json_pack("{s:s, s:s, s:s}", "cert", crt, "key", key, "not_after", until));
+		print_json(json_pack("{s:s, s:s, s:s}", "cert", crt, "key", key, "not_after",
+				     until));
 	else
 		printf("created the pool CA %s (key %s), valid until %s\n"
 		       "every host needs %s; keep %s only where certificates are signed\n",
@@ -260,7 +264,8 @@ static int host_main(int argc, char **argv)
 			"and '.'; an address goes in --ip)\n", name);
 		return 2;
 	}
-	if (!path_in(crt, sizeof crt, a.dir, name, "crt") || !path_in(key, sizeof key, a.dir, name, "key"))
+	if (!path_in(crt, sizeof crt, a.dir, name, "crt") ||
+	    !path_in(key, sizeof key, a.dir, name, "key"))
 		return 1;
 	if ((r = make_host(&a, name, crt, key, err, sizeof err)))
 		return fail("host", err, r);
@@ -268,8 +273,8 @@ static int host_main(int argc, char **argv)
 		return fail("host", err, r);
 	fmt_time(in.not_after, until, sizeof until);
 	if (a.json) {
-		print_json(json_pack("{s:s, s:s, s:s, s:o, s:s}", "host", name, "cert", crt, "key", key,
-				     "names", names_json(&in), "not_after", until));
+		print_json(json_pack("{s:s, s:s, s:s, s:o, s:s}", "host", name, "cert", crt, "key",
+				     key, "names", names_json(&in), "not_after", until));
 		return 0;
 	}
 	names_text(&in, names, sizeof names);
@@ -307,11 +312,12 @@ static int show_main(int argc, char **argv)
 	fmt_time(in.not_before, nb, sizeof nb);
 	fmt_time(in.not_after, na, sizeof na);
 	if (a.json) {
-		print_json(json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:b, s:b, s:b}", "file",
-				     argv[i], "subject", in.subject, "issuer", in.issuer, "names",
-				     names_json(&in), "serial", in.serial, "sha256", in.sha256,
-				     "not_before", nb, "not_after", na, "ca", in.is_ca, "expired",
-				     now > in.not_after, "not_yet_valid", now < in.not_before));
+		print_json(json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:b, s:b, s:b}",
+				     "file", argv[i], "subject", in.subject, "issuer", in.issuer,
+				     "names", names_json(&in), "serial", in.serial, "sha256",
+				     in.sha256, "not_before", nb, "not_after", na, "ca", in.is_ca,
+				     "expired", now > in.not_after, "not_yet_valid",
+				     now < in.not_before));
 		return 0;
 	}
 	names_text(&in, names, sizeof names);

@@ -185,7 +185,8 @@ static int add_san(X509 *x, const struct certs_host_req *req)
 	for (size_t i = 0; i < req->nr_ips; i++)
 		if ((r = push_name(gens, GEN_IPADD, a2i_IPADDRESS(req->ips[i]))))
 			goto out;
-	r = X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) == 1 ? 0 : -ENOMEM;
+	if (X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) != 1)
+		r = -ENOMEM;
 out:
 	GENERAL_NAMES_free(gens);
 	return r;
@@ -241,8 +242,8 @@ int certs_ca_new(const char *name, time_t not_before, time_t not_after, struct c
 static int host_req_check(const struct certs_host_req *req, char *err, size_t errlen)
 {
 	if (!certs_dns_name_ok(req->name)) {
-		snprintf(err, errlen, "'%s' is not a valid host name (letters, digits, '-' and '.')",
-			 req->name ? req->name : "");
+		snprintf(err, errlen, "'%s' is not a valid host name (letters, digits, '-' "
+			 "and '.')", req->name ? req->name : "");
 		return -EINVAL;
 	}
 	if (strlen(req->name) > CN_MAX) {
@@ -495,7 +496,8 @@ static int read_pem(const char *path, X509 **x, EVP_PKEY **key, char *err, size_
 	fclose(f);
 	ERR_clear_error();
 	if (x ? !*x : !*key) {
-		snprintf(err, errlen, "%s holds no PEM %s", path, x ? "certificate" : "private key");
+		snprintf(err, errlen, "%s holds no PEM %s", path,
+			 x ? "certificate" : "private key");
 		return -EINVAL;
 	}
 	return 0;
@@ -606,7 +608,8 @@ int certs_inspect(const char *path, struct certs_info *info, char *err, size_t e
 	BN_free(bn);
 	if (X509_digest(x, EVP_sha256(), md, &mdlen))
 		for (unsigned int i = 0; i < mdlen && off + 4 <= sizeof info->sha256; i++)
-			off += (size_t)snprintf(info->sha256 + off, 4, "%s%02X", i ? ":" : "", md[i]);
+			off += (size_t)snprintf(info->sha256 + off, 4, "%s%02X", i ? ":" : "",
+						md[i]);
 	san_list(x, info);
 	info->not_before = asn1_to_time(X509_get0_notBefore(x));
 	info->not_after = asn1_to_time(X509_get0_notAfter(x));

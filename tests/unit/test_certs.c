@@ -363,7 +363,8 @@ static void test_wrong_ca(void **state)
 	show("server from another CA", &cli, &srv);
 	assert_int_equal(cli.r, -ECONNREFUSED);
 	assert_int_not_equal(srv.r, 0);
-	assert_non_null(strstr(cli.err, "the certificate of server-a was not issued by the CA in "));
+	assert_non_null(strstr(cli.err, "the certificate of server-a was not issued by the "
+				      "CA in "));
 	assert_non_null(strstr(cli.err, dir));
 	assert_non_null(strstr(srv.err, "refused this host's certificate: it was not issued by a "
 				      "CA the peer trusts"));
@@ -414,7 +415,8 @@ static void test_expired(void **state)
 	assert_int_equal(srv.r, -ECONNREFUSED);
 	assert_non_null(strstr(srv.err, "the certificate of 127.0.0.1:"));
 	assert_non_null(strstr(srv.err, " has expired"));
-	assert_non_null(strstr(why(&cli), "server-a refused this host's certificate: it has expired"));
+	assert_non_null(strstr(why(&cli), "server-a refused this host's certificate: it has "
+				      "expired"));
 
 	run_pair(ctx_of("", "", "client-b"), "server-old", ctx_of("", "", "server-old"), &cli,
 		 &srv);
