@@ -29,6 +29,7 @@ static const struct {
 	{ "restore", restore_main, "start a microVM from a file written by save" },
 	{ "dirtylog", dirtylog_main,
 	  "run a microVM and compare its kernel dirty log with the workload's prediction" },
+	{ "certs", certs_main, "create the pool's TLS CA and host certificates, or show one" },
 };
 
 static void usage(FILE *f)
@@ -39,8 +40,8 @@ static void usage(FILE *f)
 		fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].help);
 	fprintf(f, "\n`ferry COMMAND --help` describes a command. Environment: FERRY_RUN_DIR "
 		   "(default /run/ferry),\nFERRY_SOCKET (ferryd's control socket, default RUN_DIR/ferryd.sock), "
-		   "FERRY_LOG\n(error|warn|info|debug). save, restore and dirtylog work without "
-		   "ferryd.\n");
+		   "FERRY_LOG\n(error|warn|info|debug). save, restore, dirtylog and certs work "
+		   "without ferryd.\n");
 }
 
 int main(int argc, char **argv)

@@ -18,5 +18,6 @@ int jobs_main(int argc, char **argv);
 int status_main(int argc, char **argv);
 int cancel_main(int argc, char **argv);
 int resolve_main(int argc, char **argv);
+int certs_main(int argc, char **argv);
 
 #endif

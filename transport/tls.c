@@ -32,6 +32,7 @@
 
 struct tls_ctx {
 	SSL_CTX *ctx;
+	char ca[256]; /* the CA file, for messages */
 	char names[256];
 	time_t not_after;
 };
@@ -144,6 +145,7 @@ int tls_ctx_new(const struct tls_conf *tc, struct tls_ctx **out, char *err, size
 	if (SSL_CTX_check_private_key(t->ctx) != 1)
 		BAD("private key %s does not belong to the certificate %s", tc->key, tc->cert);
 #undef BAD
+	snprintf(t->ca, sizeof t->ca, "%s", tc->ca);
 	x = SSL_CTX_get0_certificate(t->ctx);
 	cert_names(x, t->names, sizeof t->names);
 	t->not_after = asn1_time(X509_get0_notAfter(x));
@@ -169,18 +171,74 @@ void tls_ctx_identity(const struct tls_ctx *t, char *names, size_t len, time_t *
 		*not_after = t->not_after;
 }
 
+/* ---- refusals in words ---- */
+
+/* What a TLS alert about this host's certificate means, or NULL. */
+static const char *alert_meaning(const char *why)
+{
+	static const struct {
+		const char *alert, *means;
+	} tab[] = {
+		{ "unknown ca", "it was not issued by a CA the peer trusts" },
+		{ "certificate expired", "it has expired, or is not valid yet, by the peer's clock" },
+		{ "certificate required", "none was presented" },
+		{ "bad certificate", "it does not name the host the peer asked for, or is otherwise "
+				     "unacceptable" },
+		{ "unsupported certificate", "it is not meant for TLS (key usage)" },
+		{ "certificate revoked", "it has been revoked" },
+	};
+
+	for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
+		if (strstr(why, tab[i].alert))
+			return tab[i].means;
+	return NULL;
+}
+
+/* A TLS alert peer sent (why: OpenSSL's reason, "... alert ...") in words. */
+static void alert_error(const char *peer, const char *why, char *err, size_t errlen)
+{
+	const char *means = alert_meaning(why);
+
+	if (means)
+		snprintf(err, errlen, "%s refused this host's certificate: %s (%s)", peer, means, why);
+	else
+		snprintf(err, errlen, "%s ended the connection with a TLS alert (%s)", peer, why);
+}
+
 /* ---- I/O ---- */
 
-/* A TLS failure after the handshake, in words. In TLS 1.3 the server checks
- * the client's certificate after the client has finished its handshake, so
- * a client learns that it was refused here, from an alert. */
+/*
+ * The failure of an SSL call after the handshake into c->err. In TLS 1.3 a
+ * server checks the client's certificate after the client's handshake has
+ * ended, so its refusal reaches the client only here, as an alert.
+ */
 static void io_error(struct tls_chan *t)
 {
-	char why[160];
+	char why[200];
 
 	ssl_errstr(why, sizeof why);
-	snprintf(t->c.err, sizeof t->c.err, strstr(why, "alert") ? "%s refused the TLS session (%s)"
-			   : "TLS with %s failed: %s", t->c.peer, why);
+	if (strstr(why, "alert"))
+		alert_error(t->c.peer, why, t->c.err, sizeof t->c.err);
+	else
+		snprintf(t->c.err, sizeof t->c.err, "%s", why);
+}
+
+/*
+ * The connection was reset or ended under an SSL call. If the peer said why
+ * first, its alert may still wait in the socket's receive queue: a TLS 1.3
+ * server refuses a client's certificate after the client's handshake has
+ * ended, then closes, and the client's next write fails on the reset.
+ * Peek (so that no data is taken from the receiver) to put it in c->err.
+ */
+static void reset_reason(struct tls_chan *t)
+{
+	size_t n;
+	char b;
+
+	ERR_clear_error();
+	if (!SSL_peek_ex(t->ssl, &b, 1, &n) && SSL_get_error(t->ssl, 0) == SSL_ERROR_SSL)
+		io_error(t);
+	ERR_clear_error();
 }
 
 /*
@@ -192,14 +250,17 @@ static int tls_io(struct tls_chan *t, bool wr, void *buf, size_t len, size_t *do
 		  uint64_t deadline)
 {
 	for (;;) {
-		int ok, e, r;
+		int ok, e, r, sys_errno;
 
 		pthread_mutex_lock(&t->lock);
 		ERR_clear_error();
 		ok = wr ? SSL_write_ex(t->ssl, buf, len, done) : SSL_read_ex(t->ssl, buf, len, done);
 		e = ok ? SSL_ERROR_NONE : SSL_get_error(t->ssl, 0);
+		sys_errno = errno;
 		if (e == SSL_ERROR_SSL)
 			io_error(t);
+		else if (e == SSL_ERROR_SYSCALL)
+			reset_reason(t);
 		pthread_mutex_unlock(&t->lock);
 		switch (e) {
 		case SSL_ERROR_NONE:
@@ -213,9 +274,9 @@ static int tls_io(struct tls_chan *t, bool wr, void *buf, size_t len, size_t *do
 		case SSL_ERROR_ZERO_RETURN: /* close_notify: a clean end */
 			return wr ? -EPIPE : -ENODATA;
 		case SSL_ERROR_SYSCALL:
-			if (errno == EPIPE || errno == ECONNRESET || errno == 0)
+			if (sys_errno == EPIPE || sys_errno == ECONNRESET || sys_errno == 0)
 				return wr ? -EPIPE : -ECONNRESET;
-			return -errno;
+			return -sys_errno;
 		default:
 			return -EPROTO;
 		}
@@ -335,23 +396,82 @@ static const struct chan_ops tls_ops = {
 
 /* ---- handshakes ---- */
 
+/* The certificate the peer sent, even one that failed verification: a
+ * client keeps the chain it received (a server does not: NULL there). */
+static X509 *peer_leaf(SSL *ssl, bool client)
+{
+	STACK_OF(X509) *chain;
+	X509 *x = SSL_get0_peer_certificate(ssl);
+
+	if (x || !client)
+		return x;
+	chain = SSL_get_peer_cert_chain(ssl);
+	return chain && sk_X509_num(chain) > 0 ? sk_X509_value(chain, 0) : NULL;
+}
+
+static void fmt_time(const ASN1_TIME *a, char *buf, size_t len)
+{
+	time_t t = asn1_time(a);
+	struct tm tm;
+
+	if (!t || !gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm))
+		snprintf(buf, len, "?");
+}
+
+/* Why this host refused the certificate peer presented (verify result v). */
+static void verify_error(const struct tls_ctx *tx, SSL *ssl, long v, const char *peer,
+			 bool client, char *err, size_t errlen)
+{
+	const char *what = X509_verify_cert_error_string(v);
+	X509 *x = peer_leaf(ssl, client);
+	char names[120], when[40];
+
+	switch (v) {
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+	case X509_V_ERR_IP_ADDRESS_MISMATCH:
+		cert_names(x, names, sizeof names);
+		snprintf(err, errlen, "%s presented a certificate that does not name it (it names %s)",
+			 peer, names[0] ? names : "no host");
+		break;
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		if (!x) {
+			snprintf(err, errlen, "the certificate of %s %s", peer,
+				 v == X509_V_ERR_CERT_HAS_EXPIRED ? "has expired"
+				 : "is not valid yet (are the clocks in step?)");
+		} else if (v == X509_V_ERR_CERT_HAS_EXPIRED) {
+			fmt_time(X509_get0_notAfter(x), when, sizeof when);
+			snprintf(err, errlen, "the certificate of %s expired on %s", peer, when);
+		} else {
+			fmt_time(X509_get0_notBefore(x), when, sizeof when);
+			snprintf(err, errlen, "the certificate of %s is not valid until %s (are the "
+				 "clocks in step?)", peer, when);
+		}
+		break;
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+		snprintf(err, errlen, "the certificate of %s was not issued by the CA in %s (%s)", peer,
+			 tx->ca, what);
+		break;
+	default:
+		snprintf(err, errlen, "the certificate of %s was refused: %s", peer, what);
+	}
+}
+
 /* Why a handshake failed, in words an operator can act on. */
-static void handshake_error(SSL *ssl, int e, const char *peer, bool client, char *err,
-			    size_t errlen)
+static void handshake_error(const struct tls_ctx *tx, SSL *ssl, int e, const char *peer,
+			    bool client, char *err, size_t errlen)
 {
 	long v = SSL_get_verify_result(ssl);
 	char why[200];
 
 	ssl_errstr(why, sizeof why);
 	if (v != X509_V_OK && v != X509_V_ERR_APPLICATION_VERIFICATION) {
-		const char *what = X509_verify_cert_error_string(v);
-
-		if (v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH)
-			snprintf(err, errlen, "the certificate of %s does not name %s", peer, peer);
-		else
-			snprintf(err, errlen, "the certificate of %s was refused: %s", peer, what);
+		verify_error(tx, ssl, v, peer, client, err, errlen);
 	} else if (strstr(why, "alert")) {
-		snprintf(err, errlen, "%s refused this host's certificate (%s)", peer, why);
+		alert_error(peer, why, err, errlen);
 	} else if (strstr(why, "peer did not return a certificate")) {
 		snprintf(err, errlen, "%s presented no certificate", peer);
 	} else if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN || !why[0] ||
@@ -416,7 +536,7 @@ static int handshake(struct tls_ctx *tx, int fd, const char *host, int timeout_m
 			}
 			continue;
 		}
-		handshake_error(t->ssl, e, host ? host : addr, host != NULL, err, errlen);
+		handshake_error(tx, t->ssl, e, host ? host : addr, host != NULL, err, errlen);
 		r = -ECONNREFUSED;
 		goto fail;
 	}
