@@ -412,6 +412,9 @@ static int run_pass(struct src *s, unsigned it, const struct bitmap *set,
 	*ns = mono_ns() - s->pass_t0;
 	for (unsigned i = 0; !r && i < s->n; i++)
 		r = s->lanes[i].r;
+	if (!r)
+		log_debug("%s: pass %u sent in %.1f ms; %.1f MiB so far", s->d->uri, it,
+			  ns_to_ms(*ns), (double)sent_bytes(s) / (1 << 20));
 	return r;
 }
 

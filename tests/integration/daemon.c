@@ -26,6 +26,8 @@
 #include "common/mtime.h"
 #include "common/util.h"
 #include "mvm/proto.h"
+#include "transport/certs.h"
+#include "transport/link.h"
 
 extern char **environ;
 
@@ -380,6 +382,92 @@ static bool port_listening(uint16_t port)
 	return yes;
 }
 
+/* Certificates -------------------------------------------------------------- */
+
+static char pki[200];
+
+void td_make_ca(const char *dir)
+{
+	struct certs_pair *ca;
+	char crt[300], key[300], err[300];
+	time_t now = time(NULL);
+
+	assert_int_equal(mkdir_p(dir, 0700), 0);
+	snprintf(crt, sizeof crt, "%s/ca.crt", dir);
+	snprintf(key, sizeof key, "%s/ca.key", dir);
+	if (certs_ca_new("ferry test CA", now - 3600, now + 30 * 86400, &ca, err, sizeof err) ||
+	    certs_pair_write(ca, crt, key, true, err, sizeof err))
+		fail_msg("test CA in %s: %s", dir, err);
+	certs_pair_free(ca);
+}
+
+void td_make_cert(const char *ca_dir, const char *dir, const char *name, const char *ip,
+		  time_t not_before, time_t not_after)
+{
+	struct certs_pair *ca, *host;
+	struct certs_host_req req = { .name = name, .ips = &ip, .nr_ips = ip ? 1 : 0,
+				      .not_before = not_before, .not_after = not_after };
+	char crt[300], key[300], err[300];
+
+	assert_int_equal(mkdir_p(dir, 0700), 0);
+	snprintf(crt, sizeof crt, "%s/ca.crt", ca_dir);
+	snprintf(key, sizeof key, "%s/ca.key", ca_dir);
+	if (certs_ca_load(crt, key, &ca, err, sizeof err))
+		fail_msg("test CA in %s: %s", ca_dir, err);
+	snprintf(crt, sizeof crt, "%s/%s.crt", dir, name);
+	snprintf(key, sizeof key, "%s/%s.key", dir, name);
+	if (certs_host_new(ca, &req, &host, err, sizeof err) ||
+	    certs_pair_write(host, crt, key, true, err, sizeof err))
+		fail_msg("test certificate %s: %s", crt, err);
+	certs_pair_free(host);
+	certs_pair_free(ca);
+}
+
+/* The group's PKI, and a certificate for name in it (made once). */
+static void pki_host(const char *name)
+{
+	char crt[300];
+	time_t now = time(NULL);
+
+	if (!pki[0]) {
+		snprintf(pki, sizeof pki, "%s/pki", base);
+		td_make_ca(pki);
+	}
+	snprintf(crt, sizeof crt, "%s/%s.crt", pki, name);
+	if (access(crt, R_OK) != 0)
+		td_make_cert(pki, pki, name, "127.0.0.1", now - 3600, now + 30 * 86400);
+}
+
+const char *td_pki(void)
+{
+	pki_host("T");
+	return pki;
+}
+
+struct chan *td_peer_open(uint16_t port, bool plaintext)
+{
+	static struct tls_ctx *tls;
+	struct link_conf lc = { .timeout_ms = 5000 };
+	struct chan *c;
+	char hp[32], err[400];
+
+	if (!plaintext && !tls) {
+		char ca[300], crt[300], key[300];
+		struct tls_conf tc = { ca, crt, key };
+
+		snprintf(ca, sizeof ca, "%s/ca.crt", td_pki());
+		snprintf(crt, sizeof crt, "%s/T.crt", td_pki());
+		snprintf(key, sizeof key, "%s/T.key", td_pki());
+		if (tls_ctx_new(&tc, &tls, err, sizeof err))
+			fail_msg("test TLS context: %s", err);
+	}
+	lc.tls = plaintext ? NULL : tls;
+	snprintf(hp, sizeof hp, "127.0.0.1:%u", port);
+	if (link_connect(&lc, hp, 0, &c, err, sizeof err))
+		fail_msg("connecting to %s: %s", hp, err);
+	return c;
+}
+
 /* Daemons -------------------------------------------------------------------- */
 
 void td_init(struct td *d, const char *name, int peer_timeout_ms)
@@ -394,6 +482,7 @@ void td_init(struct td *d, const char *name, int peer_timeout_ms)
 	snprintf(d->log, sizeof d->log, "%s/ferryd.log", d->dir);
 	d->peer_timeout_ms = peer_timeout_ms;
 	d->port = td_free_port();
+	pki_host(name);
 	assert_int_equal(mkdir_p(d->state_dir, 0700), 0);
 	assert_int_equal(mkdir_p(d->run_dir, 0700), 0);
 	assert_true(ndaemons < ARRAY_SIZE(daemons));
@@ -447,7 +536,8 @@ static void log_marker(const struct td *d, const char *what)
 void td_start(struct td *d, const char *failpoints)
 {
 	char port[32], pto[16], fpenv[300], marker[400];
-	const char *argv[24];
+	const char *argv[40];
+	char nch[16];
 	char **envp;
 	size_t n = 0, ne = 0;
 	posix_spawn_file_actions_t fa;
@@ -465,6 +555,21 @@ void td_start(struct td *d, const char *failpoints)
 	if (d->codecs) {
 		argv[argc++] = "--codecs";
 		argv[argc++] = d->codecs;
+	}
+	if (d->plaintext) {
+		argv[argc++] = "--insecure-plaintext";
+	} else {
+		argv[argc++] = "--pki-dir";
+		argv[argc++] = d->pki_dir ? d->pki_dir : td_pki();
+	}
+	if (d->allow_from) {
+		argv[argc++] = "--allow-from";
+		argv[argc++] = d->allow_from;
+	}
+	if (d->channels) {
+		snprintf(nch, sizeof nch, "%u", d->channels);
+		argv[argc++] = "--channels";
+		argv[argc++] = nch;
 	}
 	argv[argc++] = "--socket";
 	argv[argc++] = d->sock;

@@ -16,8 +16,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <jansson.h>
+
+#include "transport/chan.h"
 
 #include "tests/integration/harness.h"
 
@@ -34,7 +37,28 @@ struct td {
 	size_t rlen, rcap;
 	unsigned starts;        /* how often it was started */
 	const char *codecs;     /* --codecs, or NULL for the default */
+	/* Transport: TLS with the group's PKI (td_pki) unless one of these. */
+	bool plaintext;         /* --insecure-plaintext */
+	const char *pki_dir;    /* --pki-dir, or NULL for td_pki() */
+	const char *allow_from; /* --allow-from, or NULL (any host of the CA) */
+	unsigned channels;      /* --channels, or 0 for the default */
 };
+
+/*
+ * The group's PKI: a CA and a certificate for every daemon name td_init
+ * sees (DNS name = the daemon's name, IP 127.0.0.1), in BASE/pki as ferryd
+ * reads them (ca.crt, NAME.crt, NAME.key).
+ */
+const char *td_pki(void);
+/* A CA in dir (ca.crt, ca.key). */
+void td_make_ca(const char *dir);
+/* A host certificate dir/name.{crt,key} signed by the CA in ca_dir, valid
+ * from not_before to not_after, naming ip (NULL: no IP) besides name. */
+void td_make_cert(const char *ca_dir, const char *dir, const char *name, const char *ip,
+		  time_t not_before, time_t not_after);
+/* A migration connection to 127.0.0.1:port as the test host "T" (TLS with
+ * the group's PKI, or plaintext); asserts. */
+struct chan *td_peer_open(uint16_t port, bool plaintext);
 
 /* cmocka group set-up / tear-down: the harness's, plus ours. */
 int td_group_setup(void **state);

@@ -1030,7 +1030,7 @@ static void test_downtime(void **state)
 	passed();
 }
 
-/* Open a TCP connection to port on loopback. */
+/* Open a plain TCP connection to port on loopback. */
 static int lo_connect(uint16_t port)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
@@ -1043,30 +1043,40 @@ static int lo_connect(uint16_t port)
 	return s;
 }
 
-/* Does the peer close s within timeout_ms (after whatever it still sends)? */
-static bool closed_by_peer(int s, int timeout_ms)
+/* Does the peer close c within timeout_ms (after whatever it still sends)? */
+static bool closed_by_peer(struct chan *c, int timeout_ms)
 {
 	uint64_t until = mono_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
 	char buf[4096];
 
 	for (;;) {
-		struct pollfd p = { .fd = s, .events = POLLIN };
 		uint64_t now = mono_ns();
 		ssize_t n;
 
 		if (now >= until)
 			return false;
-		if (poll(&p, 1, (int)((until - now) / NSEC_PER_MSEC) + 1) <= 0)
+		if (chan_wait_in(c, -1, (int)((until - now) / NSEC_PER_MSEC) + 1) != 1)
 			continue;
-		n = recv(s, buf, sizeof buf, MSG_DONTWAIT);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+		n = c->ops->recv_some(c, buf, sizeof buf, 100);
+		if (n == 0 || (n < 0 && n != -ETIMEDOUT && n != -EINTR))
 			return true;
 	}
 }
 
-static void send_raw(int s, const void *buf, size_t len)
+static void send_raw(struct chan *c, const void *buf, size_t len)
 {
-	assert_true(send(s, buf, len, MSG_NOSIGNAL) == (ssize_t)len);
+	struct iovec v = { (void *)buf, len };
+
+	assert_int_equal(chan_send(c, &v, 1, 5000), 0);
+}
+
+/* A plain TCP connection as a channel. */
+static struct chan *lo_chan(uint16_t port)
+{
+	struct chan *c;
+
+	assert_int_equal(chan_tcp_new(lo_connect(port), &c), 0);
+	return c;
 }
 
 /* 9. Malformed control requests and migration handshakes. */
@@ -1127,7 +1137,7 @@ static void test_malformed(void **state)
 	long_line[big] = '\0';
 	td_create(&A, "m9", MEM, 1, "idle");
 	for (unsigned r = 0; r < rounds; r++) {
-		int fd = td_connect(&A), s;
+		int fd = td_connect(&A);
 		json_t *rep;
 		char *line;
 
@@ -1185,7 +1195,7 @@ static void test_malformed(void **state)
 		close(fd);
 		/* Half a request, then a hang-up; and a burst of connections. */
 		fd = td_connect(&A);
-		send_raw(fd, "{\"op\":\"li", 9);
+		assert_int_equal(write(fd, "{\"op\":\"li", 9), 9);
 		close(fd);
 		for (int i = 0; i < 20; i++) {
 			fd = td_connect(&A);
@@ -1216,11 +1226,10 @@ static void test_malformed(void **state)
 			memcpy(fh.magic, MIG_FRAME_MAGIC, sizeof fh.magic);
 			fh.version = htole32(99);
 			fh.len = htole32((uint32_t)strlen(body));
-			s = lo_connect(B.port);
-			send_raw(s, &fh, sizeof fh);
-			send_raw(s, body, strlen(body));
+			sc = td_peer_open(B.port, false);
+			send_raw(sc, &fh, sizeof fh);
+			send_raw(sc, body, strlen(body));
 			free(body);
-			assert_int_equal(chan_tcp_new(s, &sc), 0);
 			if (mig_recv_frame(sc, 5000, &ver, &obj, err, sizeof err))
 				fail_msg("a version-99 HELLO got no answer frame from B: %s", err);
 			if (!json_is_false(json_object_get(obj, "ok")) ||
@@ -1241,35 +1250,43 @@ static void test_malformed(void **state)
 		{
 			unsigned char junk[512];
 			struct mig_frame_hdr fh;
+			struct chan *sc;
 			uint32_t seed = 12345 + r;
 
 			for (size_t i = 0; i < sizeof junk; i++)
 				junk[i] = (unsigned char)((seed = seed * 1103515245 + 12345) >> 16);
-			s = lo_connect(B.port);
-			send(s, junk, sizeof junk, MSG_NOSIGNAL); /* B may close before all is sent */
-			if (!closed_by_peer(s, 5000))
-				fail_msg("B kept a connection open 5 s after it sent 512 garbage bytes");
-			close(s);
+			/* At the TLS listener itself, and inside a TLS session. */
+			for (int tls = 0; tls < 2; tls++) {
+				struct iovec v = { junk, sizeof junk };
+
+				sc = tls ? td_peer_open(B.port, false) : lo_chan(B.port);
+				chan_send(sc, &v, 1, 5000); /* B may close before all is sent */
+				if (!closed_by_peer(sc, 5000))
+					fail_msg("B kept a connection open 5 s after it sent 512 garbage "
+						 "bytes (%s)", tls ? "in TLS" : "plain TCP");
+				chan_free(sc);
+			}
 			memcpy(fh.magic, MIG_FRAME_MAGIC, sizeof fh.magic);
 			fh.version = htole32(MIG_PROTO_VERSION);
 			fh.len = htole32(0xffffffffu);
-			s = lo_connect(B.port);
-			send_raw(s, &fh, sizeof fh);
-			if (!closed_by_peer(s, 5000))
+			sc = td_peer_open(B.port, false);
+			send_raw(sc, &fh, sizeof fh);
+			if (!closed_by_peer(sc, 5000))
 				fail_msg("B kept a connection open 5 s after a header claiming 4 GiB");
-			close(s);
+			chan_free(sc);
 		}
 		/* A connection that says three bytes and nothing more does not
 		 * stop a real migration, and is dropped after B's peer timeout. */
 		if (r == 0) {
-			s = lo_connect(B.port);
-			send_raw(s, "FER", 3);
+			struct chan *sc = td_peer_open(B.port, false);
+
+			send_raw(sc, "FER", 3);
 			json_decref(move_ok(&A, &B, "m9"));
 			json_decref(move_ok(&B, &A, "m9"));
-			if (!closed_by_peer(s, PTO + 5000))
+			if (!closed_by_peer(sc, PTO + 5000))
 				soft_fail("B kept a connection that sent 3 bytes of a HELLO header open "
 					  "for %d ms (its peer timeout is %d ms)", PTO + 5000, PTO);
-			close(s);
+			chan_free(sc);
 		}
 		rep = td_ok(&B, "{s:s}", "op", "version");
 		json_decref(rep);
