@@ -1,9 +1,10 @@
 /*
  * bench/codec — the page codec (checkpoint/codec.c) against memcpy.
  *
- * For each kind of page content (zero, random, text-like, lightly changed)
- * and each mode (the codec's own choice, with and without the delta cache,
- * and each encoding forced), encode a buffer of distinct pages, then decode
+ * For each kind of page content (zero, random, text-like, lightly changed,
+ * random 5-bit bytes that pass LZ4's sample but do not compress) and each
+ * mode (the codec's own choice, with and without the delta cache and
+ * adaptive LZ4, and each encoding forced), encode a buffer of distinct pages, then decode
  * it, and time each pass. Every pass is preceded by a memcpy of the same page
  * bytes, page by page, in the same buffers: the reference each line is
  * compared with (DESIGN §12). Zero detection (codec_page_is_zero over zero
@@ -34,29 +35,35 @@ static const char help[] =
 	"usage: codec [--mib N] [--reps N] [--quick]\n"
 	"\n"
 	"Encode and decode N MiB of pages (default 64) of each kind (zero, random,\n"
-	"text-like, lightly changed) with the page codec, automatically and with\n"
+	"text-like, lightly changed, random 5-bit) with the page codec, automatically\n"
+	"(adaptive LZ4 on and off) and with\n"
 	"each encoding forced, next to memcpy of the same bytes in the same run;\n"
 	"and zero detection. Each case is repeated (default 7 times) and reported\n"
 	"by median, one JSON object per line. --quick: 16 MiB, 5 repetitions.\n";
 
-enum content { C_ZERO, C_RANDOM, C_TEXT, C_LIGHT };
-static const char *content_name[] = { "zero", "random", "text", "light" };
+enum content { C_ZERO, C_RANDOM, C_TEXT, C_LIGHT, C_5BIT };
+static const char *content_name[] = { "zero", "random", "text", "light", "random5bit" };
 
-/* A mode: force (-1 auto), whether the delta cache is on, and whether RAW
- * pages are passed by reference (codec_encode_ref, as the stream writer does)
- * instead of copied. */
+/* A mode: force (-1 auto), whether the delta cache is on, whether RAW pages
+ * are passed by reference (codec_encode_ref, as the stream writer does)
+ * instead of copied, and whether adaptive LZ4 is off. */
 struct mode {
 	const char *name;
 	int force;
 	bool delta;
 	bool by_ref;
+	bool no_adapt;
 };
 
 static const struct mode modes[] = {
-	{ "auto", -1, true, false },		     { "auto_nodelta", -1, false, false },
-	{ "raw", STREAM_ENC_RAW, true, false },      { "lz4", STREAM_ENC_LZ4, true, false },
-	{ "delta", STREAM_ENC_DELTA, true, false },
-	{ "auto_nodelta_ref", -1, false, true },
+	{ "auto", -1, true, false, false },
+	{ "auto_nodelta", -1, false, false, false },
+	{ "raw", STREAM_ENC_RAW, true, false, false },
+	{ "lz4", STREAM_ENC_LZ4, true, false, false },
+	{ "delta", STREAM_ENC_DELTA, true, false, false },
+	{ "auto_nodelta_ref", -1, false, true, false },
+	{ "auto_noadapt", -1, true, false, true },
+	{ "auto_nodelta_noadapt", -1, false, false, true },
 };
 
 static bool by_ref; /* of the mode being run */
@@ -167,6 +174,15 @@ static void make_content(enum content k)
 		fill_text(src_a, nbytes);
 		fill_text(src_b, nbytes);
 		break;
+	case C_5BIT:
+		/* passes the byte sample, but LZ4 saves nothing on it */
+		fill_random(src_a, nbytes);
+		fill_random(src_b, nbytes);
+		for (size_t i = 0; i < nbytes; i++) {
+			src_a[i] &= 31;
+			src_b[i] &= 31;
+		}
+		break;
 	case C_LIGHT:
 		/* random pages; the next version has one byte changed in each of
 		 * 2 different words */
@@ -217,6 +233,7 @@ static int run_case(enum content k, const struct mode *m)
 	codec_opts_default(&o);
 	o.force = m->force;
 	o.delta = m->delta;
+	o.adaptive = !m->no_adapt;
 	by_ref = m->by_ref;
 	o.delta_cache_pages = npages;
 	if ((e = codec_new(&o, (uint32_t)ps, &c))) {
@@ -298,8 +315,10 @@ static bool mode_applies(enum content k, const struct mode *m)
 {
 	if (m->force == STREAM_ENC_DELTA)
 		return k == C_LIGHT;
+	if (m->no_adapt) /* next to auto: what adaptive LZ4 gains or costs */
+		return k == C_RANDOM || k == C_TEXT || k == C_5BIT;
 	if (!strncmp(m->name, "auto_nodelta", 12))
-		return k == C_RANDOM || k == C_LIGHT;
+		return k == C_RANDOM || k == C_LIGHT || k == C_5BIT;
 	return true;
 }
 
@@ -362,7 +381,7 @@ int main(int argc, char **argv)
 		reps);
 	if (run_zero_detect())
 		return 1;
-	for (int k = C_ZERO; k <= C_LIGHT; k++) {
+	for (int k = C_ZERO; k <= C_5BIT; k++) {
 		make_content((enum content)k);
 		for (size_t i = 0; i < ARRAY_SIZE(modes); i++) {
 			if (!mode_applies((enum content)k, &modes[i]))

@@ -55,6 +55,13 @@ struct codec {
 	uint8_t *zero_page; /* page_size zero bytes: the old version of a zero slot */
 	bool no_new;    /* keep cached frames up to date, but cache no others */
 
+	/* adaptive LZ4 (codec.h): the current window of tries and the back-off */
+	uint32_t ad_tries;   /* LZ4 tries in the window */
+	uint64_t ad_in;      /* page bytes LZ4 was tried on in the window */
+	uint64_t ad_saved;   /* bytes LZ4 saved on them against the best without it */
+	uint32_t ad_left;    /* pages still to skip */
+	uint32_t ad_backoff; /* pages to skip after the next window that does not pay */
+
 	LZ4_stream_t *lz4;
 	char *scratch; /* LZ4 output while a DELTA result sits in out (codec_out_max) */
 	struct codec_stats st;
@@ -79,10 +86,11 @@ static bool page_size_ok(uint32_t ps)
 	return ps >= CODEC_PAGE_MIN && ps <= CODEC_PAGE_MAX && ps % 8 == 0;
 }
 
-/* LZ4 and delta on, acceleration 1, a 16384-page cache, no forcing. */
+/* LZ4 (adaptive) and delta on, acceleration 1, a 16384-page cache, no forcing. */
 void codec_opts_default(struct codec_opts *o)
 {
 	o->lz4 = true;
+	o->adaptive = true;
 	o->delta = true;
 	o->lz4_accel = 1;
 	o->delta_cache_pages = CODEC_CACHE_DEFAULT;
@@ -286,6 +294,7 @@ int codec_new(const struct codec_opts *o, uint32_t page_size, struct codec **out
 		return -ENOMEM;
 	c->o = *o;
 	c->page_size = page_size;
+	c->ad_backoff = CODEC_ADAPT_SKIP;
 	c->nwords = page_size / 8;
 	c->lz4 = LZ4_createStream();
 	c->scratch = malloc(codec_out_max(page_size));
@@ -555,12 +564,53 @@ static bool lz4_promising(const uint8_t *page, size_t ps)
 	return n < CODEC_LZ4_DISTINCT;
 }
 
+/* ---- adaptive LZ4 ------------------------------------------------------- */
+
+/* Whether to try LZ4 on a page that passed the sample: no while a skip
+ * period runs (counted in lz4_adaptive_skips). */
+static bool adapt_try(struct codec *c)
+{
+	if (!c->o.adaptive || !c->ad_left)
+		return true;
+	c->ad_left--;
+	c->st.lz4_adaptive_skips++;
+	return false;
+}
+
+/*
+ * Account one LZ4 try on a page: saved is what it saved against the best
+ * encoding without it (0 when it lost). At the end of each window of
+ * CODEC_ADAPT_WINDOW tries: if LZ4 saved less than 1/CODEC_ADAPT_DIV of the
+ * bytes, skip the next ad_backoff pages and double the back-off (up to
+ * CODEC_ADAPT_SKIP_MAX); if it paid, reset the back-off.
+ */
+static void adapt_account(struct codec *c, size_t saved)
+{
+	if (!c->o.adaptive)
+		return;
+	c->ad_tries++;
+	c->ad_in += c->page_size;
+	c->ad_saved += saved;
+	if (c->ad_tries < CODEC_ADAPT_WINDOW)
+		return;
+	if (c->ad_saved * CODEC_ADAPT_DIV < c->ad_in) {
+		c->ad_left = c->ad_backoff;
+		c->ad_backoff = MIN(2 * c->ad_backoff, CODEC_ADAPT_SKIP_MAX);
+	} else {
+		c->ad_backoff = CODEC_ADAPT_SKIP;
+	}
+	c->ad_tries = 0;
+	c->ad_in = 0;
+	c->ad_saved = 0;
+}
+
 /* ---- encode and decode -------------------------------------------------- */
 
 /*
  * Zero test; then, unless forced, DELTA (when cached and promising, stopping
- * once no smaller than RAW), LZ4 (when the sample is not random, with room for
- * less than the best so far), else RAW. Then the cache learns the page.
+ * once no smaller than RAW), LZ4 (when the sample is not random and no
+ * adaptive skip period runs, with room for less than the best so far), else
+ * RAW. Then the cache learns the page.
  */
 static enum stream_enc encode(struct codec *c, uint64_t frame, const void *page, void *out,
 			      uint32_t *len, bool copy_raw)
@@ -619,14 +669,17 @@ static enum stream_enc encode(struct codec *c, uint64_t frame, const void *page,
 	if (c->o.lz4 && best > ps / 256) {
 		if (!lz4_promising(p, ps)) {
 			c->st.lz4_skips++;
-		} else {
+		} else if (adapt_try(c)) {
 			char *dst = enc == STREAM_ENC_DELTA ? c->scratch : out;
 
 			if ((n = lz4_block(c, p, ps, dst, best - 1, c->o.lz4_accel))) {
 				if (dst != out)
 					memcpy(out, dst, n);
+				adapt_account(c, best - n);
 				enc = STREAM_ENC_LZ4;
 				best = n;
+			} else {
+				adapt_account(c, 0);
 			}
 		}
 	}

@@ -56,6 +56,22 @@
  * all when the best is at most page_size / 256 bytes, which no LZ4 block of a
  * whole page can beat.
  *
+ * Adaptive LZ4 (opts.adaptive, default on). Some memory passes the sample
+ * but does not compress (random doubles, packed small integers, data of a
+ * few bits per byte: LZ4 has no entropy coding), and each failed try costs
+ * about what a successful one does. So the codec counts, over windows of
+ * CODEC_ADAPT_WINDOW pages on which LZ4 was tried, the page bytes tried and
+ * the bytes LZ4 saved against the best encoding without it (RAW or DELTA; 0
+ * when it lost). A window where LZ4 saved less than 1/CODEC_ADAPT_DIV of the
+ * bytes starts a skip period: LZ4 is not tried on the next K pages that
+ * would have tried it (counted in lz4_adaptive_skips), then the next window
+ * probes again. K starts at CODEC_ADAPT_SKIP and doubles after each probe
+ * that does not pay, up to CODEC_ADAPT_SKIP_MAX; a window that pays resets
+ * it. The cost of a try is taken as its page bytes (no clock is read, so
+ * the choice is deterministic). Zero pages, DELTA, the sample and forced
+ * encodings are unaffected; what is sent always decodes the same way, only
+ * its size changes. At the cap, probing costs 256 tries per 64 K pages.
+ *
  * Threads: a struct codec belongs to one thread at a time. Its delta cache is
  * per codec, so a frame must always be encoded by the same codec (or be
  * forgotten by one before another encodes it). codec_decode and
@@ -76,9 +92,15 @@
 #define CODEC_LZ4_DISTINCT 50u     /* LZ4 skipped at this many distinct byte values
 				    * in a 64-byte sample */
 #define CODEC_DELTA_HDR 4u         /* bytes of a DELTA run header */
+#define CODEC_ADAPT_WINDOW 256u    /* adaptive LZ4: tries per window */
+#define CODEC_ADAPT_DIV 8u         /* a window pays if LZ4 saved >= 1/8 of its bytes */
+#define CODEC_ADAPT_SKIP 4096u     /* first skip period, in pages */
+#define CODEC_ADAPT_SKIP_MAX 65536u /* longest skip period */
 
 struct codec_opts {
 	bool lz4;                 /* try LZ4 (default true) */
+	bool adaptive;            /* stop trying LZ4 for a while when it does not pay
+				   * (default true; see above) */
 	bool delta;               /* try delta against the last version sent (default true) */
 	int lz4_accel;            /* LZ4_compress_fast acceleration, 1..65537, default 1 */
 	size_t delta_cache_pages; /* bound of the delta cache (default 16384 pages = 64 MiB
@@ -152,6 +174,7 @@ struct codec_stats {
 	uint64_t bytes_out[STREAM_ENC_MAX];
 	uint64_t bytes_in;         /* page bytes encoded */
 	uint64_t lz4_skips;        /* LZ4 skipped: the byte sample looked random */
+	uint64_t lz4_adaptive_skips; /* LZ4 skipped: in an adaptive skip period */
 	uint64_t delta_misses;     /* no cached version (DELTA not possible) */
 	uint64_t delta_skips;      /* cached, but the sample said "changed everywhere" */
 	uint64_t delta_aborts;     /* tried, stopped once larger than the best so far */

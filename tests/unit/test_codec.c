@@ -2,8 +2,9 @@
  * test_codec.c — checkpoint/codec: the choice of encoding (an encoder that
  * always sent raw would fail here), round trips with each encoding forced and
  * chosen, delta chains, the bound of the delta cache, page sizes whose delta
- * runs must be split, and a decoder that rejects every malformed input
- * without reading or writing out of bounds.
+ * runs must be split, a decoder that rejects every malformed input
+ * without reading or writing out of bounds, and adaptive LZ4 (skip periods
+ * on incompressible data, with back-off, resumed when LZ4 pays again).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -125,7 +126,7 @@ static void test_new_and_opts(void **state)
 
 	(void)state;
 	codec_opts_default(&o);
-	assert_true(o.lz4 && o.delta);
+	assert_true(o.lz4 && o.delta && o.adaptive);
 	assert_int_equal(o.lz4_accel, 1);
 	assert_int_equal(o.delta_cache_pages, 16384);
 	assert_int_equal(o.force, -1);
@@ -741,6 +742,115 @@ static void test_decode_garbage(void **state)
 	codec_free(c);
 }
 
+/* ---- adaptive LZ4 ------------------------------------------------------- */
+
+/* Random bytes below 32: the byte sample lets LZ4 try (32 distinct values),
+ * but 5 random bits a byte leave LZ4 (no entropy coding) nothing to save. */
+static void fill_5bit(uint8_t *p, size_t n)
+{
+	fill_random(p, n);
+	for (size_t i = 0; i < n; i++)
+		p[i] &= 31;
+}
+
+/* Send k fresh pages (5-bit random or text) as frames *frame...; each one is
+ * decoded and compared by send_page. Returns how many went LZ4. */
+static unsigned send_kind(struct codec *c, uint64_t *frame, unsigned k, bool text)
+{
+	uint8_t *page = guarded_page(PS), *rx = guarded_page(PS);
+	unsigned lz4 = 0;
+
+	while (k--) {
+		if (text)
+			fill_text(page, PS);
+		else
+			fill_5bit(page, PS);
+		lz4 += send_page(c, (*frame)++, page, rx, PS, NULL) == STREAM_ENC_LZ4;
+	}
+	guarded_free(page, PS);
+	guarded_free(rx, PS);
+	return lz4;
+}
+
+static struct codec *adaptive_codec(bool adaptive)
+{
+	struct codec_opts o;
+	struct codec *c;
+
+	codec_opts_default(&o);
+	o.delta = false;
+	o.adaptive = adaptive;
+	assert_int_equal(codec_new(&o, PS, &c), 0);
+	return c;
+}
+
+/* Incompressible pages: after one window LZ4 is no longer tried (the pages
+ * still round-trip); adaptive off, it is tried on every page. Skip periods
+ * double while the probes keep failing. */
+static void test_adaptive_incompressible(void **state)
+{
+	struct codec *c = adaptive_codec(true);
+	const struct codec_stats *st = codec_stats(c);
+	uint64_t frame = 0;
+
+	(void)state;
+	assert_int_equal(send_kind(c, &frame, CODEC_ADAPT_WINDOW, false), 0);
+	assert_int_equal(st->lz4_skips, 0); /* the sample let every page through */
+	assert_int_equal(st->lz4_adaptive_skips, 0);
+	assert_int_equal(send_kind(c, &frame, 1000, false), 0);
+	assert_int_equal(st->lz4_adaptive_skips, 1000);
+	assert_int_equal(st->pages[STREAM_ENC_RAW], CODEC_ADAPT_WINDOW + 1000);
+	/* the rest of the first period, a failed probe, then twice as long */
+	send_kind(c, &frame, CODEC_ADAPT_SKIP - 1000 + CODEC_ADAPT_WINDOW + 2 * CODEC_ADAPT_SKIP,
+		  false);
+	assert_int_equal(st->lz4_adaptive_skips, 3 * CODEC_ADAPT_SKIP);
+	send_kind(c, &frame, CODEC_ADAPT_WINDOW + 1, false);
+	assert_int_equal(st->lz4_adaptive_skips, 3 * CODEC_ADAPT_SKIP + 1);
+	codec_free(c);
+
+	c = adaptive_codec(false);
+	st = codec_stats(c);
+	frame = 0;
+	assert_int_equal(send_kind(c, &frame, 2 * CODEC_ADAPT_WINDOW, false), 0);
+	assert_int_equal(st->lz4_adaptive_skips, 0);
+	codec_free(c);
+}
+
+/* Compressible pages keep LZ4, window after window. */
+static void test_adaptive_compressible(void **state)
+{
+	struct codec *c = adaptive_codec(true);
+	uint64_t frame = 0;
+
+	(void)state;
+	assert_int_equal(send_kind(c, &frame, 4 * CODEC_ADAPT_WINDOW, true),
+			 4 * CODEC_ADAPT_WINDOW);
+	assert_int_equal(codec_stats(c)->lz4_adaptive_skips, 0);
+	codec_free(c);
+}
+
+/* From incompressible to compressible data: pages of the skip period go RAW,
+ * the probe after it finds LZ4 pays, and LZ4 is used from then on. */
+static void test_adaptive_resumes(void **state)
+{
+	struct codec *c = adaptive_codec(true);
+	const struct codec_stats *st = codec_stats(c);
+	uint64_t frame = 0;
+
+	(void)state;
+	send_kind(c, &frame, CODEC_ADAPT_WINDOW, false);
+	assert_int_equal(send_kind(c, &frame, CODEC_ADAPT_SKIP, true), 0);
+	assert_int_equal(st->lz4_adaptive_skips, CODEC_ADAPT_SKIP);
+	assert_int_equal(send_kind(c, &frame, 3 * CODEC_ADAPT_WINDOW, true),
+			 3 * CODEC_ADAPT_WINDOW);
+	assert_int_equal(st->lz4_adaptive_skips, CODEC_ADAPT_SKIP);
+	/* it paid, so the back-off is back at its start */
+	send_kind(c, &frame, CODEC_ADAPT_WINDOW, false);
+	send_kind(c, &frame, CODEC_ADAPT_SKIP + 1, false);
+	assert_int_equal(st->lz4_adaptive_skips, 2 * CODEC_ADAPT_SKIP);
+	codec_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -761,6 +871,9 @@ int main(void)
 		cmocka_unit_test(test_reject_lz4),
 		cmocka_unit_test(test_reject_delta),
 		cmocka_unit_test(test_decode_garbage),
+		cmocka_unit_test(test_adaptive_incompressible),
+		cmocka_unit_test(test_adaptive_compressible),
+		cmocka_unit_test(test_adaptive_resumes),
 	};
 
 	return cmocka_run_group_tests_name("codec", tests, NULL, NULL);
