@@ -17,7 +17,8 @@ typedef unsigned long long ull; /* for printing uint64_t with %llu */
 bool rdma_geom_ok(uint32_t nslots, uint32_t slot_size)
 {
 	return nslots >= 1 && nslots <= RDMA_SLOTS_MAX && slot_size >= RDMA_SLOT_SIZE_MIN &&
-	       slot_size <= RDMA_SLOT_SIZE_MAX && slot_size % 64 == 0;
+	       slot_size <= RDMA_SLOT_SIZE_MAX && slot_size % 64 == 0 &&
+	       (uint64_t)nslots * slot_size <= RDMA_RING_MAX;
 }
 
 /* ---- hello ---- */

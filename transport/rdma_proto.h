@@ -42,6 +42,7 @@
 #define RDMA_SLOTS_MAX 256u
 #define RDMA_SLOT_SIZE_MIN 4096u
 #define RDMA_SLOT_SIZE_MAX (16u << 20)
+#define RDMA_RING_MAX (64u << 20) /* a peer's ring is mirrored in our staging: bound it */
 #define RDMA_CTL_TEXT_MAX 48u
 
 /* Where a side's receive ring is: sent in the connection's private data. */
@@ -90,7 +91,8 @@ struct rdma_ctl {
 	char text[RDMA_CTL_TEXT_MAX + 1]; /* NUL-terminated */
 };
 
-/* Whether a ring of nslots x slot_size is one this protocol allows. */
+/* Whether a ring of nslots x slot_size is one this protocol allows (each
+ * within its limits, slot_size a multiple of 64, at most RDMA_RING_MAX). */
 bool rdma_geom_ok(uint32_t nslots, uint32_t slot_size);
 
 /* The hello for a ring; parse a received one (len: the private data's size,

@@ -20,6 +20,9 @@
 
 #include "config.h"
 #include "transport/rdma_proto.h"
+#ifdef HAVE_RDMA
+#include "transport/rdma.h"
+#endif
 
 #define NSLOTS 4u
 #define SLOT 4096u
@@ -105,6 +108,8 @@ static void test_geometry_and_hello(void **state)
 	assert_false(rdma_geom_ok(RDMA_SLOTS_MAX + 1, SLOT));
 	assert_false(rdma_geom_ok(4, 100));
 	assert_false(rdma_geom_ok(4, RDMA_SLOT_SIZE_MAX * 2));
+	assert_true(rdma_geom_ok(4, RDMA_SLOT_SIZE_MAX));
+	assert_false(rdma_geom_ok(RDMA_SLOTS_MAX, RDMA_SLOT_SIZE_MAX)); /* 4 GiB of staging */
 
 	rdma_hello_encode(&w, 16, 256 << 10, 0x7f0000001000ull, 0xabcd);
 	assert_int_equal(rdma_hello_parse(&w, sizeof w, &h, err, sizeof err), 0);
@@ -441,6 +446,37 @@ static void test_ctl_messages(void **state)
 	assert_non_null(strstr(err, "errno 0"));
 }
 
+static void test_connect_without_device(void **state)
+{
+	(void)state;
+#ifdef HAVE_RDMA
+	struct chan *c = NULL;
+	char err[256] = "";
+	int r = chan_rdma_connect("127.0.0.1:7481", 7481, 1000, &c, err, sizeof err);
+
+	/* This machine has no RDMA device; a machine with one skips this. */
+	if (r == -ENODEV) {
+		assert_null(c);
+		assert_non_null(strstr(err, "no RDMA device"));
+		{
+			struct chan_rdma_listener *l = NULL;
+
+			err[0] = 0;
+			assert_int_equal(chan_rdma_listen("127.0.0.1:7481", 7481, &l, err, sizeof err),
+					 -ENODEV);
+			assert_null(l);
+			assert_non_null(strstr(err, "no RDMA device"));
+		}
+	} else {
+		/* A device exists: whatever else happened, it was said. */
+		assert_true(r < 0 ? err[0] != 0 : c != NULL);
+		chan_free(c);
+	}
+#else
+	skip();
+#endif
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -453,6 +489,7 @@ int main(void)
 		cmocka_unit_test(test_bad_sequence),
 		cmocka_unit_test(test_close),
 		cmocka_unit_test(test_ctl_messages),
+		cmocka_unit_test(test_connect_without_device),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
