@@ -217,12 +217,24 @@ static void on_wc(struct rchan *rc, const struct ibv_wc *wc)
 	}
 }
 
-static void drain_cq(struct rchan *rc)
+/* Handle every completion there is (under lock). */
+static void poll_cq(struct rchan *rc)
 {
 	struct ibv_wc wc[16];
+	int n;
+
+	while ((n = ibv_poll_cq(rc->cq, (int)ARRAY_SIZE(wc), wc)) > 0)
+		for (int i = 0; i < n; i++)
+			on_wc(rc, &wc[i]);
+	if (n < 0)
+		fail(rc, -EIO, "polling the RDMA completion queue failed");
+	pthread_cond_broadcast(&rc->cond);
+}
+
+static void drain_cq(struct rchan *rc)
+{
 	struct ibv_cq *cq;
 	void *ctx;
-	int n;
 
 	/* Re-arm before polling, so that nothing completes unnoticed. */
 	if (ibv_get_cq_event(rc->cc, &cq, &ctx) == 0) {
@@ -230,12 +242,7 @@ static void drain_cq(struct rchan *rc)
 		ibv_req_notify_cq(cq, 0);
 	}
 	pthread_mutex_lock(&rc->lock);
-	while ((n = ibv_poll_cq(rc->cq, (int)ARRAY_SIZE(wc), wc)) > 0)
-		for (int i = 0; i < n; i++)
-			on_wc(rc, &wc[i]);
-	if (n < 0)
-		fail(rc, -EIO, "polling the RDMA completion queue failed");
-	pthread_cond_broadcast(&rc->cond);
+	poll_cq(rc);
 	pthread_mutex_unlock(&rc->lock);
 	kick(rc->data_fd);
 }
@@ -249,6 +256,9 @@ static void cm_events(struct rchan *rc)
 
 		rdma_ack_cm_event(ev);
 		pthread_mutex_lock(&rc->lock);
+		/* A peer that sent CLOSE and went away ended cleanly: take in what
+		 * completed before the disconnect first. */
+		poll_cq(rc);
 		if (t == RDMA_CM_EVENT_DISCONNECTED)
 			fail(rc, -ECONNRESET, "the RDMA peer disconnected");
 		else if (t == RDMA_CM_EVENT_DEVICE_REMOVAL)
