@@ -400,9 +400,14 @@ static int read_lane(struct rlane *l)
 
 	why[0] = '\0';
 	r = stream_read(&src, &sink, false, NULL, why, sizeof why);
-	/* The sink's own reason is sharper than the reader's "sink failed". */
-	if (r && !l->why[0])
-		snprintf(l->why, sizeof l->why, "%s", why);
+	/* The sink's own reason is sharper than the reader's "sink failed";
+	 * the channel may know more than an errno (a TLS failure). */
+	if (r && !l->why[0]) {
+		if (l->ch->err[0] && r != -ETIMEDOUT)
+			snprintf(l->why, sizeof l->why, "%.120s (%.150s)", why, l->ch->err);
+		else
+			snprintf(l->why, sizeof l->why, "%s", why);
+	}
 	return r;
 }
 

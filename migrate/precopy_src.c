@@ -720,5 +720,6 @@ out:
 	pthread_mutex_destroy(&s.m);
 	pthread_cond_destroy(&s.go);
 	pthread_cond_destroy(&s.done);
+	ratelimit_destroy(&s.rl);
 	return r;
 }

@@ -40,10 +40,26 @@ void chan_drain(struct chan *c, int timeout_ms)
 	uint64_t end = mono_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
 	char buf[16384];
 
+	/* The bytes are dropped unread, so a socket is read as it is: a TLS
+	 * session that failed (the reason we drain) reads nothing any more. */
 	for (uint64_t now = mono_ns(); now < end; now = mono_ns()) {
 		int ms = (int)((end - now) / NSEC_PER_MSEC) + 1;
+		ssize_t n;
 
-		if (chan_wait_in(c, -1, ms) != 1 || c->ops->recv_some(c, buf, sizeof buf, ms) <= 0)
+		if (strcmp(c->ops->kind, "tcp") == 0 || strcmp(c->ops->kind, "tls") == 0) {
+			struct pollfd p = { .fd = c->fd, .events = POLLIN };
+
+			if (poll(&p, 1, ms) <= 0)
+				break;
+			n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				continue;
+		} else {
+			if (chan_wait_in(c, -1, ms) != 1)
+				break;
+			n = c->ops->recv_some(c, buf, sizeof buf, ms);
+		}
+		if (n <= 0)
 			break;
 	}
 }

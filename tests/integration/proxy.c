@@ -11,19 +11,31 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
-#define MAX_PAIRS 8
-#define BUF_SIZE (64 * 1024)
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
 
-/* One direction of a connection: bytes read from one socket, waiting to be
- * written to the other. */
+#define MAX_PAIRS 16
+#define RING (8u << 20) /* bytes in flight per direction: 8 MiB / delay bounds the rate */
+#define QN 4096         /* reads in flight per direction */
+
+/*
+ * One direction of a connection: a ring of bytes read from one socket and
+ * not yet written to the other, [wpos, rpos) in stream positions. Each read
+ * is queued with the time it may be passed on (now, or now + the delay).
+ */
 struct dir {
-	char buf[BUF_SIZE];
-	size_t off, len;
+	char *buf;
+	uint64_t rpos, wpos;
+	struct {
+		uint64_t end, at;
+	} q[QN];
+	unsigned qh, qn;
 	bool eof;     /* the reading side has no more */
 	bool shut;    /* passed on as a half-close */
-	uint64_t pos; /* bytes read so far */
+	uint64_t delay_ns;
+	bool flip;    /* flip the byte at flip_at of this direction */
 };
 
 struct pair {
@@ -34,13 +46,53 @@ struct pair {
 struct proxy {
 	int lsock, wake[2];
 	uint16_t port, dst_port;
-	uint64_t flip_at;
+	struct proxy_opts o;
 	pthread_t thread;
 	struct pair pairs[MAX_PAIRS];
 	/* Read by the test thread while the proxy runs. */
 	unsigned conns, flips;
 	uint64_t bytes_up;
 };
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The stream position up to which bytes may be written now. */
+static uint64_t ready_end(const struct dir *d, uint64_t now)
+{
+	uint64_t end = d->wpos;
+
+	for (unsigned i = 0; i < d->qn; i++) {
+		unsigned k = (d->qh + i) % QN;
+
+		if (d->q[k].at > now)
+			break;
+		end = d->q[k].end;
+	}
+	return end;
+}
+
+/* When the next queued bytes become ready (0: none waiting). */
+static uint64_t next_ready(const struct dir *d, uint64_t now)
+{
+	for (unsigned i = 0; i < d->qn; i++) {
+		unsigned k = (d->qh + i) % QN;
+
+		if (d->q[k].at > now)
+			return d->q[k].at;
+	}
+	return 0;
+}
+
+static bool can_read(const struct dir *d)
+{
+	return !d->eof && d->rpos - d->wpos < RING && d->qn < QN;
+}
 
 /* Close a socket so that its peer sees a reset, not an orderly end. */
 static void close_rst(int *fd)
@@ -64,6 +116,9 @@ static void pair_close(struct pair *p, bool reset)
 		close(p->s);
 		p->c = p->s = -1;
 	}
+	free(p->up.buf);
+	free(p->down.buf);
+	p->up.buf = p->down.buf = NULL;
 }
 
 static int connect_dst(uint16_t port)
@@ -82,13 +137,17 @@ static int connect_dst(uint16_t port)
 	return s;
 }
 
-/* Move bytes of one direction: read from 'from' if the buffer is empty,
- * write what is buffered to 'to'. false: the connection is broken. */
+/* Move bytes of one direction: read from 'from' into the ring, write what
+ * is ready to 'to'. false: the connection is broken. */
 static bool pump(struct proxy *px, struct dir *d, int from, int to, short rev_from, short rev_to,
 		 bool upward)
 {
-	if ((rev_from & (POLLIN | POLLHUP | POLLERR)) && d->len == 0 && !d->eof) {
-		ssize_t n = read(from, d->buf, sizeof d->buf);
+	uint64_t now = now_ns();
+
+	if ((rev_from & (POLLIN | POLLHUP | POLLERR)) && can_read(d)) {
+		size_t at = (size_t)(d->rpos % RING);
+		size_t room = MIN(RING - at, RING - (size_t)(d->rpos - d->wpos));
+		ssize_t n = read(from, d->buf + at, room);
 
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			n = -2;
@@ -97,35 +156,51 @@ static bool pump(struct proxy *px, struct dir *d, int from, int to, short rev_fr
 		else if (n == -1)
 			return false;
 		if (n > 0) {
-			if (upward && px->flip_at && px->flip_at >= d->pos &&
-			    px->flip_at < d->pos + (uint64_t)n) {
-				d->buf[px->flip_at - d->pos] ^= 0x5a;
+			uint64_t f = px->o.flip_at;
+
+			if (d->flip && f && f >= d->rpos && f < d->rpos + (uint64_t)n) {
+				d->buf[f % RING] ^= 0x5a;
 				__atomic_add_fetch(&px->flips, 1, __ATOMIC_RELAXED);
 			}
-			d->pos += (uint64_t)n;
-			d->off = 0;
-			d->len = (size_t)n;
+			d->rpos += (uint64_t)n;
+			d->q[(d->qh + d->qn) % QN].end = d->rpos;
+			d->q[(d->qh + d->qn) % QN].at = now + d->delay_ns;
+			d->qn++;
 			if (upward)
 				__atomic_add_fetch(&px->bytes_up, (uint64_t)n, __ATOMIC_RELAXED);
 		}
 	}
-	if ((rev_to & POLLOUT) && d->len) {
-		ssize_t n = send(to, d->buf + d->off, d->len, MSG_NOSIGNAL);
+	if (rev_to & POLLOUT) {
+		uint64_t end = ready_end(d, now);
 
-		if (n < 0 && errno != EAGAIN && errno != EINTR)
-			return false;
-		if (n > 0) {
-			d->off += (size_t)n;
-			d->len -= (size_t)n;
+		if (end > d->wpos) {
+			size_t at = (size_t)(d->wpos % RING);
+			size_t len = (size_t)MIN(end - d->wpos, (uint64_t)(RING - at));
+			ssize_t n = send(to, d->buf + at, len, MSG_NOSIGNAL);
+
+			if (n < 0 && errno != EAGAIN && errno != EINTR)
+				return false;
+			if (n > 0)
+				d->wpos += (uint64_t)n;
+			while (d->qn && d->q[d->qh].end <= d->wpos) {
+				d->qh = (d->qh + 1) % QN;
+				d->qn--;
+			}
 		}
 	}
 	if ((rev_to & (POLLERR)) && !(rev_to & POLLOUT))
 		return false;
-	if (d->eof && d->len == 0 && !d->shut) {
+	if (d->eof && d->wpos == d->rpos && !d->shut) {
 		shutdown(to, SHUT_WR);
 		d->shut = true;
 	}
 	return true;
+}
+
+/* Events to poll for: reading while there is room, writing while bytes are ready. */
+static short events(const struct dir *rd, const struct dir *wr, uint64_t now)
+{
+	return (short)((can_read(rd) ? POLLIN : 0) | (ready_end(wr, now) > wr->wpos ? POLLOUT : 0));
 }
 
 static void *proxy_main(void *arg)
@@ -134,7 +209,8 @@ static void *proxy_main(void *arg)
 
 	for (;;) {
 		struct pollfd pf[2 + 2 * MAX_PAIRS];
-		int map[2 + 2 * MAX_PAIRS];
+		int map[2 + 2 * MAX_PAIRS], timeout = -1;
+		uint64_t now = now_ns();
 		nfds_t n = 0;
 
 		pf[n++] = (struct pollfd){ .fd = px->wake[0], .events = POLLIN };
@@ -145,15 +221,19 @@ static void *proxy_main(void *arg)
 			if (p->c < 0)
 				continue;
 			map[n] = i;
-			pf[n++] = (struct pollfd){ .fd = p->c,
-						   .events = (short)((!p->up.len && !p->up.eof ? POLLIN : 0) |
-								     (p->down.len ? POLLOUT : 0)) };
+			pf[n++] = (struct pollfd){ .fd = p->c, .events = events(&p->up, &p->down, now) };
 			map[n] = i;
-			pf[n++] = (struct pollfd){ .fd = p->s,
-						   .events = (short)((!p->down.len && !p->down.eof ? POLLIN : 0) |
-								     (p->up.len ? POLLOUT : 0)) };
+			pf[n++] = (struct pollfd){ .fd = p->s, .events = events(&p->down, &p->up, now) };
+			/* Wake when delayed bytes become ready. */
+			for (int k = 0; k < 2; k++) {
+				uint64_t at = next_ready(k ? &p->down : &p->up, now);
+				int ms = at ? (int)((at - now) / 1000000) + 1 : -1;
+
+				if (ms >= 0 && (timeout < 0 || ms < timeout))
+					timeout = ms;
+			}
 		}
-		if (poll(pf, n, -1) < 0) {
+		if (poll(pf, n, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -174,11 +254,21 @@ static void *proxy_main(void *arg)
 					close_rst(&c);
 				} else {
 					struct pair *p = &px->pairs[slot];
+					int k = (int)px->conns;
 
 					memset(&p->up, 0, sizeof p->up);
 					memset(&p->down, 0, sizeof p->down);
+					p->up.buf = malloc(RING);
+					p->down.buf = malloc(RING);
 					p->c = c;
 					p->s = s;
+					if (!p->up.buf || !p->down.buf) {
+						pair_close(p, true);
+						continue;
+					}
+					p->up.flip = px->o.flip_conn < 0 || px->o.flip_conn == k;
+					if (px->o.delay_conn < 0 || px->o.delay_conn == k)
+						p->up.delay_ns = (uint64_t)px->o.delay_ms * 1000000;
 					__atomic_add_fetch(&px->conns, 1, __ATOMIC_RELAXED);
 				}
 			}
@@ -205,6 +295,13 @@ static void *proxy_main(void *arg)
 
 struct proxy *proxy_start(uint16_t dst_port, uint64_t flip_at)
 {
+	struct proxy_opts o = { .flip_at = flip_at, .flip_conn = -1, .delay_conn = -1 };
+
+	return proxy_start_opts(dst_port, &o);
+}
+
+struct proxy *proxy_start_opts(uint16_t dst_port, const struct proxy_opts *o)
+{
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t len = sizeof sa;
 	struct proxy *px = calloc(1, sizeof *px);
@@ -213,7 +310,7 @@ struct proxy *proxy_start(uint16_t dst_port, uint64_t flip_at)
 	if (!px)
 		return NULL;
 	px->dst_port = dst_port;
-	px->flip_at = flip_at;
+	px->o = *o;
 	for (int i = 0; i < MAX_PAIRS; i++)
 		px->pairs[i].c = px->pairs[i].s = -1;
 	px->wake[0] = px->wake[1] = -1;

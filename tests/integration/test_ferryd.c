@@ -866,12 +866,15 @@ static void test_stopped_destination(void **state)
 	passed();
 }
 
-/* 7. A link that corrupts one byte of page data: B refuses the stream, A
- * rolls back. Round 0 first checks that the proxy itself is transparent. */
+/* 7. A link that corrupts one byte of page data, on channel 0 or channel 1:
+ * B refuses the stream, A rolls back. The first half of the rounds run over
+ * TLS (whose record MAC catches the flip), the second in plaintext (the
+ * stream's checksums catch it). Round 0 first checks that the proxy itself
+ * is transparent. */
 static void test_corrupt_link(void **state)
 {
 	static const char *const words[] = { "checksum", "corrupt", "record", "malformed",
-					     "invalid", NULL };
+					     "invalid", "TLS", NULL };
 	unsigned rounds = h_rounds(20);
 	int fa = 0, fb = 0;
 
@@ -904,9 +907,22 @@ static void test_corrupt_link(void **state)
 			td_verify_ok(&B, "c7");
 			json_decref(move_ok(&B, &A, "c7"));
 		}
-		px = proxy_start(B.port, at);
+		if (r == rounds / 2 && r > 0) {
+			/* The second half in plaintext: the stream's own checks. */
+			td_term(&A, 5000);
+			td_term(&B, 5000);
+			A.plaintext = B.plaintext = true;
+			td_start(&A, NULL);
+			td_start(&B, NULL);
+		}
+		{
+			struct proxy_opts po = { .flip_at = at, .flip_conn = (int)(r % 2),
+						 .delay_conn = -1 };
+
+			px = proxy_start_opts(B.port, &po);
+		}
 		assert_non_null(px);
-		id = td_migrate(&A, "c7", proxy_port(px), NULL);
+		id = td_migrate(&A, "c7", proxy_port(px), "s:i", "channels", 2);
 		job = td_wait_job(&A, id, NULL, 60000);
 		if (proxy_flips(px) != 1)
 			fail_msg("the proxy flipped %u bytes (%lu went through)", proxy_flips(px),
@@ -919,8 +935,9 @@ static void test_corrupt_link(void **state)
 		if (!contains_any(td_jstr(job, "error"), words))
 			soft_fail("round %u, byte %lu flipped: A's error does not say what was wrong: "
 				  "\"%s\"", r, (unsigned long)at, td_jstr(job, "error"));
-		if (r == 0)
-			print_message("byte %lu flipped: A says: %s\n", (unsigned long)at,
+		if (r < 2 || r == rounds / 2 || r == rounds / 2 + 1)
+			print_message("%s, channel %u, byte %lu flipped: A says: %s\n",
+				      A.plaintext ? "plaintext" : "TLS", r % 2, (unsigned long)at,
 				      td_jstr(job, "error"));
 		json_decref(job);
 		assert_intact(&A, "c7", false);
@@ -931,7 +948,7 @@ static void test_corrupt_link(void **state)
 		td_destroy(&A, "c7");
 		td_assert_quiet(&A);
 		td_assert_quiet(&B);
-		if (r == 0) {
+		if (r == rounds / 2) {
 			fa = fds_of(&A);
 			fb = fds_of(&B);
 		}
