@@ -103,6 +103,10 @@ json_t *job_json(const struct job *j)
 		json_object_set_new(o, "in_state", json_string(j->in_state));
 	if (o)
 		json_object_set_new(o, "codecs", mig_caps_json(j->caps));
+	if (o && j->channels)
+		json_object_set_new(o, "channels", json_integer(j->channels));
+	if (o && j->transport[0])
+		json_object_set_new(o, "transport", json_string(j->transport));
 	if (o && j->out)
 		json_object_set_new(o, "options",
 				    json_pack("{s:f, s:i, s:s, s:I, s:i}", "downtime_ms",
@@ -463,6 +467,7 @@ static void *out_main(void *p)
 	j->opts.cancel = &j->cancel;
 	r = connect_out(j, v, err, sizeof err);
 	if (!r) {
+		snprintf(j->transport, sizeof j->transport, "%s", chan_kind(j->ch[0]));
 		log_info("job %s: migrating %s to %s over %u %s channel%s", j->id, v->name, j->peer,
 			 j->channels, chan_kind(j->ch[0]), j->channels > 1 ? "s" : "");
 		r = migrate_send(v->d, j->ch, j->channels, &j->opts, &st, err, sizeof err);
@@ -782,6 +787,7 @@ static void receive_guest(struct chan *c, const struct mig_hello *h)
 	if (r) {
 		snprintf(err, sizeof err, "answering HELLO: %s", chan_error(c, r));
 	} else if (!(r = wait_channels(j, err, sizeof err))) {
+		snprintf(j->transport, sizeof j->transport, "%s", chan_kind(c));
 		log_info("job %s: receiving %s from %s over %u %s channel%s", j->id, h->name,
 			 j->peer, j->channels, chan_kind(c), j->channels > 1 ? "s" : "");
 		r = migrate_recv(j->ch, j->channels, h->name, &j->opts, &d, err, sizeof err);

@@ -127,7 +127,6 @@ void peer_identity(const struct chan *c, char *buf, size_t len)
 
 bool peer_allowed(const struct chan *c, char *why, size_t len)
 {
-	char names[256];
 	const char *s = D.allow_from;
 
 	if (D.plaintext || strcmp(D.allow_from, "*") == 0)
@@ -145,9 +144,7 @@ bool peer_allowed(const struct chan *c, char *why, size_t len)
 		s += n;
 		s += strspn(s, ", ");
 	}
-	chan_tls_peer_names(c, names, sizeof names);
-	snprintf(why, len, "%s (certificate for %s) is not allowed to send guests to %s "
-		 "(allow-from: %s)", c->peer, names[0] ? names : "no name", D.hostname,
-		 D.allow_from);
+	snprintf(why, len, "%s is not allowed to send guests to %s (allow-from: %s)", c->peer,
+		 D.hostname, D.allow_from);
 	return false;
 }

@@ -71,6 +71,7 @@ struct job {
 	struct chan *ch[MIG_CHANNELS_MAX]; /* (L) the job's channels while connected */
 	unsigned nch;                 /* (L) how many of ch are set (a prefix) */
 	unsigned channels;            /* agreed in the handshake */
+	char transport[8];            /* "tls", "tcp": the channels' kind */
 	bool accepting;               /* (L) in: waiting for its further channels */
 	char token[MIG_TOKEN_LEN + 1];/* in: what the further channels must bring */
 	char peer_id[300];            /* in: who opened channel 0 (certificate names or

@@ -395,7 +395,7 @@ void td_make_ca(const char *dir)
 	assert_int_equal(mkdir_p(dir, 0700), 0);
 	snprintf(crt, sizeof crt, "%s/ca.crt", dir);
 	snprintf(key, sizeof key, "%s/ca.key", dir);
-	if (certs_ca_new("ferry test CA", now - 3600, now + 30 * 86400, &ca, err, sizeof err) ||
+	if (certs_ca_new("ferry test CA", now - 3600, now + 365 * 86400, &ca, err, sizeof err) ||
 	    certs_pair_write(ca, crt, key, true, err, sizeof err))
 		fail_msg("test CA in %s: %s", dir, err);
 	certs_pair_free(ca);
@@ -435,7 +435,7 @@ static void pki_host(const char *name)
 	}
 	snprintf(crt, sizeof crt, "%s/%s.crt", pki, name);
 	if (access(crt, R_OK) != 0)
-		td_make_cert(pki, pki, name, "127.0.0.1", now - 3600, now + 30 * 86400);
+		td_make_cert(pki, pki, name, "127.0.0.1", now - 3600, now + 365 * 86400);
 }
 
 const char *td_pki(void)
