@@ -30,17 +30,20 @@ static void hello(const uint8_t *body, size_t len)
 		json_decref(o);
 		return;
 	}
-	CHECK(h.op == MIG_OP_MIGRATE || h.op == MIG_OP_RESOLVE);
+	CHECK(h.op == MIG_OP_MIGRATE || h.op == MIG_OP_RESOLVE || h.op == MIG_OP_CHANNEL);
 	CHECK(mig_valid_id(h.job, sizeof h.job));
-	CHECK(h.op == MIG_OP_RESOLVE || mig_valid_id(h.name, sizeof h.name));
+	CHECK(h.op != MIG_OP_MIGRATE || mig_valid_id(h.name, sizeof h.name));
+	CHECK(h.op != MIG_OP_MIGRATE || (h.channels >= 1 && h.channels <= MIG_CHANNELS_MAX));
+	CHECK(h.op != MIG_OP_CHANNEL || (h.index < MIG_CHANNELS_MAX && mig_valid_token(h.token)));
 	back = mig_hello_json(&h);
 	CHECK(back);
 	CHECK(mig_hello_parse(back, &again, err, sizeof err) == 0);
 	CHECK(again.op == h.op && !strcmp(again.job, h.job) && !strcmp(again.from, h.from));
-	CHECK(h.op == MIG_OP_RESOLVE || again.caps == h.caps);
+	CHECK(h.op != MIG_OP_MIGRATE || (again.caps == h.caps && again.channels == h.channels));
 	CHECK(!(h.caps & ~MIG_CAPS_ALL));
-	CHECK(h.op == MIG_OP_RESOLVE ||
+	CHECK(h.op != MIG_OP_MIGRATE ||
 	      (!strcmp(again.name, h.name) && !strcmp(again.config, h.config)));
+	CHECK(h.op != MIG_OP_CHANNEL || (again.index == h.index && !strcmp(again.token, h.token)));
 	json_decref(back);
 	json_decref(o);
 }
