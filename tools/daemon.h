@@ -161,6 +161,16 @@ void peer_identity(const struct chan *c, char *buf, size_t len);
 /* Build D.link from the settings; exits with a message if it cannot. */
 void link_setup(void);
 
+/* d_job.c; the part d_incoming.c shares */
+struct job *job_new(bool out, const char *id);
+void job_link(struct job *j);                /* (L) */
+int job_save(struct job *j);                 /* journal it durably */
+void job_finish(struct job *j, enum job_state s, const char *why);
+void job_free_chans(struct job *j);
+void on_progress(void *ctx, const struct migrate_stats *st);  /* migrate_hooks */
+int on_journal(void *ctx, enum mig_point pt);
+void on_resumed(void *ctx, struct hv_domain *d);
+
 /* d_job.c */
 struct job *job_find(const char *id);       /* (L) */
 json_t *job_json(const struct job *j);      /* (L) */
