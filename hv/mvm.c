@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -62,12 +63,17 @@ struct mvm_dom {
 	bool incoming; /* not yet committed (first unpause) */
 	bool child;    /* we spawned it (create): we reap it */
 	struct pagemap_scan scan;
-	/* Created domains: which 2 MiB blocks of RAM were allocated ahead of
-	 * the first write into them (one bit each; NULL until needed). */
+	/* Created domains, until their commit: which 2 MiB blocks of RAM were
+	 * allocated ahead of the first write into them (one bit each), and
+	 * RAM mapped here to write pages without the memfd's inode lock. */
 	uint8_t *prealloc;
+	uint8_t *map;
 };
 
 #define PREALLOC_SHIFT 21
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 
 extern const struct hv_ops hv_mvm_ops;
 
@@ -268,12 +274,21 @@ static void reap(struct mvm_dom *d)
 		d->child = false;
 }
 
+/* The domain is filled (committed or closed): drop the writing map. */
+static void unmap_fill(struct mvm_dom *d)
+{
+	if (d->map)
+		munmap(d->map, d->ram_size);
+	d->map = NULL;
+}
+
 static void mvm_close(struct hv_domain *hd)
 {
 	struct mvm_dom *d = dom(hd);
 
 	if (!d)
 		return;
+	unmap_fill(d);
 	close_fd(&d->sock);
 	/* Closing the link ends an uncommitted incoming runtime: wait for it. */
 	if (d->child && d->incoming)
@@ -337,6 +352,12 @@ static int attach(const char *name, int sock, int child_pidfd, struct hv_domain 
 	    !(d->prealloc = calloc(((d->ram_size >> PREALLOC_SHIFT) + 1) / 8 + 1, 1))) {
 		r = -ENOMEM;
 		goto fail;
+	}
+	/* Best effort: without it, pages are written with pwritev. */
+	if (d->incoming && d->ram_size) {
+		void *m = mmap(NULL, d->ram_size, PROT_READ | PROT_WRITE, MAP_SHARED, d->memfd, 0);
+
+		d->map = m == MAP_FAILED ? NULL : m;
 	}
 	r = -EBADMSG;
 	seals = fcntl(d->memfd, F_GET_SEALS);
@@ -621,16 +642,20 @@ static int mvm_pause(struct hv_domain *hd)
 static int mvm_unpause(struct hv_domain *hd)
 {
 	int r = rpc_simple(dom(hd), MVM_UNPAUSE);
-	if (r == 0)
+	if (r == 0) {
 		dom(hd)->paused = dom(hd)->incoming = false;
+		unmap_fill(dom(hd));
+	}
 	return r;
 }
 
 static int mvm_commit(struct hv_domain *hd)
 {
 	int r = rpc_simple(dom(hd), MVM_COMMIT);
-	if (r == 0)
+	if (r == 0) {
 		dom(hd)->incoming = false;
+		unmap_fill(dom(hd));
+	}
 	return r;
 }
 
@@ -762,7 +787,10 @@ static int mvm_read_pages(struct hv_domain *hd, const uint64_t *frames, size_t n
  * write into it is far cheaper, and keeps a sparse guest sparse at the
  * block's grain. Only while a created domain is being filled (a migration's
  * destination, a restore: before its commit); best effort. Thread-safe: the
- * bits are claimed atomically, so each block is allocated once.
+ * bits are claimed atomically, so each block is allocated once. With the
+ * writing map, MADV_POPULATE_WRITE allocates the block and maps it in one
+ * call, without the inode lock fallocate takes (several channels fill a
+ * domain at once).
  */
 static void prealloc(struct mvm_dom *d, const uint64_t *frames, size_t n)
 {
@@ -777,6 +805,8 @@ static void prealloc(struct mvm_dom *d, const uint64_t *frames, size_t n)
 		if ((__atomic_load_n(&d->prealloc[b / 8], __ATOMIC_RELAXED) & bit) ||
 		    (__atomic_fetch_or(&d->prealloc[b / 8], bit, __ATOMIC_RELAXED) & bit))
 			continue;
+		if (d->map && madvise(d->map + off, (size_t)len, MADV_POPULATE_WRITE) == 0)
+			continue;
 		if (fallocate(d->memfd, FALLOC_FL_KEEP_SIZE, off, len) < 0)
 			log_debug("mvm:%s: fallocate: %s", d->name, strerror(errno));
 	}
@@ -785,8 +815,21 @@ static void prealloc(struct mvm_dom *d, const uint64_t *frames, size_t n)
 static int mvm_write_pages(struct hv_domain *hd, const uint64_t *frames, size_t n,
 			   const void *const *bufs)
 {
-	prealloc(dom(hd), frames, n);
-	return page_io(dom(hd), frames, n, (void *const *)bufs, true);
+	struct mvm_dom *d = dom(hd);
+
+	prealloc(d, frames, n);
+	if (!d->map)
+		return page_io(d, frames, n, (void *const *)bufs, true);
+	/* A plain copy: no lock, and the block is mapped already. */
+	for (size_t i = 0; i < n; i++) {
+		if (frames[i] >= d->nr_frames) {
+			log_error("mvm:%s: frame %" PRIu64 " beyond %" PRIu64, d->name, frames[i],
+				  d->nr_frames);
+			return -ERANGE;
+		}
+		memcpy(d->map + frames[i] * d->page_size, bufs[i], d->page_size);
+	}
+	return 0;
 }
 
 static int mvm_discard_pages(struct hv_domain *hd, const uint64_t *frames, size_t n)

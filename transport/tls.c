@@ -133,6 +133,9 @@ int tls_ctx_new(const struct tls_conf *tc, struct tls_ctx **out, char *err, size
 	SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_options(t->ctx, SSL_OP_NO_TICKET);
 	SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* With read-ahead (on after the handshake), one recv() takes in many
+	 * records, not one. */
+	SSL_CTX_set_default_read_buffer_len(t->ctx, 256 * 1024);
 	SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	if (SSL_CTX_load_verify_locations(t->ctx, tc->ca, NULL) != 1)
 		BAD("CA certificate %s: %s", tc->ca, why[0] ? why : "cannot be read");
