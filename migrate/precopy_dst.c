@@ -341,11 +341,15 @@ static int d_iter_end(void *ctx, const struct stream_iter_end *it)
 	l->passes++;
 	for (unsigned i = 0; i < ds->n; i++)
 		min = MIN(min, ds->lanes[i].passes);
-	if (min > ds->acked) {
+	if (min > ds->acked)
 		ds->acked = min;
-		r = d_send(ds, MIG_HEARTBEAT, min);
-	}
+	else
+		min = 0;
 	pthread_mutex_unlock(&ds->m);
+	/* Outside the lock (a send may wait); two lanes' acknowledgements may
+	 * pass each other, and the source keeps the larger. */
+	if (min)
+		r = d_send(ds, MIG_HEARTBEAT, min);
 	return r;
 }
 

@@ -195,18 +195,20 @@ json_t *mig_hello_json(const struct mig_hello *h)
 			 mig_caps_json(h->caps), "channels", (json_int_t)h->channels);
 }
 
-/* Integer member key of o in [1, max] into *dst; required or optional (then 1). */
-static int get_count(const json_t *o, const char *key, unsigned max, bool required,
-		     unsigned *dst, char *err, size_t errlen)
+/* Integer member key of o in [min, max] into *dst; required, or optional
+ * (then 1). */
+static int get_count(const json_t *o, const char *key, unsigned min, unsigned max,
+		     bool required, unsigned *dst, char *err, size_t errlen)
 {
 	const json_t *v = json_object_get(o, key);
 
 	*dst = 1;
 	if (!v && !required)
 		return 0;
-	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)min ||
 	    json_integer_value(v) > (json_int_t)max) {
-		snprintf(err, errlen, "HELLO \"%s\" is not an integer from 0 to %u", key, max);
+		snprintf(err, errlen, "HELLO \"%s\" is not an integer from %u to %u", key, min,
+			 max);
 		return -EINVAL;
 	}
 	*dst = (unsigned)json_integer_value(v);
@@ -270,7 +272,7 @@ int mig_hello_parse(const json_t *o, struct mig_hello *out, char *err, size_t er
 	if (out->op == MIG_OP_RESOLVE)
 		return 0;
 	if (out->op == MIG_OP_CHANNEL) {
-		if ((r = get_count(o, "index", MIG_CHANNELS_MAX - 1, true, &out->index, err,
+		if ((r = get_count(o, "index", 1, MIG_CHANNELS_MAX - 1, true, &out->index, err,
 				   errlen)) ||
 		    (r = get_str(o, "token", out->token, sizeof out->token, true, err, errlen)))
 			return r;
@@ -280,12 +282,9 @@ int mig_hello_parse(const json_t *o, struct mig_hello *out, char *err, size_t er
 		}
 		return 0;
 	}
-	if ((r = get_count(o, "channels", MIG_CHANNELS_MAX, false, &out->channels, err, errlen)))
+	if ((r = get_count(o, "channels", 1, MIG_CHANNELS_MAX, false, &out->channels, err,
+			   errlen)))
 		return r;
-	if (!out->channels) {
-		snprintf(err, errlen, "HELLO \"channels\" is 0");
-		return -EINVAL;
-	}
 	if ((r = get_str(o, "name", out->name, sizeof out->name, true, err, errlen)) ||
 	    (r = get_str(o, "config", out->config, sizeof out->config, true, err, errlen)))
 		return r;

@@ -62,6 +62,8 @@ static bool join_channel(struct chan *c, const struct mig_hello *h)
 	char who[300], why[700] = "";
 	struct job *j;
 	json_t *o;
+	bool taken = false;
+	int r;
 
 	peer_identity(c, who, sizeof who);
 	pthread_mutex_lock(&D.lock);
@@ -73,24 +75,30 @@ static bool join_channel(struct chan *c, const struct mig_hello *h)
 	else if (strcmp(who, j->peer_id) != 0)
 		snprintf(why, sizeof why, "channel 0 of job %s came from %s, this one from %s",
 			 h->job, j->peer_id, who);
-	else if (h->index != j->nch || h->index >= j->channels)
+	else if (j->joining || h->index != j->nch || h->index >= j->channels)
 		snprintf(why, sizeof why, "job %s expects channel %u, not %u", h->job, j->nch,
 			 h->index);
+	else
+		j->joining = true; /* this index is ours while we answer */
+	pthread_mutex_unlock(&D.lock);
 	if (why[0]) {
-		pthread_mutex_unlock(&D.lock);
 		peer_refuse(c, "%s", why);
 		return false;
 	}
-	/* Answer first: once the job has c, its thread owns it. */
-	if ((o = json_pack("{s:b}", "ok", 1)) && mig_send_frame(c, o) == 0) {
-		j->ch[j->nch++] = c;
-		pthread_cond_broadcast(&j->wake);
-	} else {
-		j = NULL;
-	}
-	pthread_mutex_unlock(&D.lock);
+	/* Answer first, outside the lock (the peer may be slow to read): once
+	 * the job has c, its thread owns it. */
+	o = json_pack("{s:b}", "ok", 1);
+	r = o ? mig_send_frame(c, o) : -ENOMEM;
 	json_decref(o);
-	return j != NULL;
+	pthread_mutex_lock(&D.lock);
+	j->joining = false;
+	if (!r && j->accepting) {
+		j->ch[j->nch++] = c;
+		taken = true;
+	}
+	pthread_cond_broadcast(&j->wake);
+	pthread_mutex_unlock(&D.lock);
+	return taken;
 }
 
 /* Wait until the source has opened every channel agreed, for up to the
@@ -108,7 +116,7 @@ static int wait_channels(struct job *j, char *err, size_t errlen)
 		ts.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&D.lock);
-	while (j->nch < j->channels && !D.stopping && r != ETIMEDOUT)
+	while ((j->nch < j->channels || j->joining) && !D.stopping && r != ETIMEDOUT)
 		r = pthread_cond_timedwait(&j->wake, &D.lock, &ts);
 	j->accepting = false;
 	if (j->nch < j->channels)

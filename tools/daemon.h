@@ -73,6 +73,7 @@ struct job {
 	unsigned channels;            /* agreed in the handshake */
 	char transport[8];            /* "tls", "tcp": the channels' kind */
 	bool accepting;               /* (L) in: waiting for its further channels */
+	bool joining;                 /* (L) in: a further channel is being answered */
 	char token[MIG_TOKEN_LEN + 1];/* in: what the further channels must bring */
 	char peer_id[300];            /* in: who opened channel 0 (certificate names or
 				       * address); the others must be the same */

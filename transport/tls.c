@@ -137,6 +137,17 @@ int tls_ctx_new(const struct tls_conf *tc, struct tls_ctx **out, char *err, size
 	 * records, not one. */
 	SSL_CTX_set_default_read_buffer_len(t->ctx, 256 * 1024);
 	SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	/* OpenSSL 3 says "unknown TLS error" for a file it cannot open. */
+	for (const char *const *f = (const char *const[]){ tc->ca, tc->cert, tc->key, NULL }; *f;
+	     f++) {
+		if (access(*f, R_OK) != 0) {
+			int e = errno;
+
+			snprintf(err, errlen, "%s: %s", *f, strerror(e));
+			tls_ctx_free(t);
+			return -e;
+		}
+	}
 	if (SSL_CTX_load_verify_locations(t->ctx, tc->ca, NULL) != 1)
 		BAD("CA certificate %s: %s", tc->ca, why[0] ? why : "cannot be read");
 	if ((cas = SSL_load_client_CA_file(tc->ca)))
