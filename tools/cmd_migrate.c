@@ -132,12 +132,13 @@ static void summary(json_t *job)
 	if (strcmp(state, "completed") == 0) {
 		printf("%s: migrated to %s in %.2f s: downtime %.1f ms, %s on the wire, "
 		       "%d dirty-log pass(es) after the first, %s/s\n"
-		       "  pages: %.0f raw, %.0f lz4, %.0f delta, %.0f zero\n",
+		       "  over %.0f %s channel(s); pages: %.0f raw, %.0f lz4, %.0f delta, %.0f zero\n",
 		       jstr(job, "vm"), jstr(job, "peer"), jnum(s, "total_ms") / 1000,
 		       jnum(s, "downtime_ms"), fmt_bytes(jnum(s, "bytes"), b, sizeof b),
 		       (int)jnum(s, "iterations"),
-		       fmt_bytes(jnum(s, "throughput"), (char[32]){ 0 }, 32), jnum(p, "raw"),
-		       jnum(p, "lz4"), jnum(p, "delta"), jnum(s, "zero_pages"));
+		       fmt_bytes(jnum(s, "throughput"), (char[32]){ 0 }, 32), jnum(job, "channels"),
+		       jstr(job, "transport"), jnum(p, "raw"), jnum(p, "lz4"), jnum(p, "delta"),
+		       jnum(s, "zero_pages"));
 	} else if (strcmp(state, "unresolved") == 0) {
 		fprintf(stderr, "ferry: %s: UNRESOLVED: %s\n"
 			"       ferryd keeps asking %s; `ferry resolve %s` to ask now\n",
@@ -371,6 +372,9 @@ static void print_job(json_t *job)
 	printf("direction      %s\n", jstr(job, "direction"));
 	printf("vm             %s\n", jstr(job, "vm"));
 	printf("peer           %s\n", jstr(job, "peer"));
+	if (jstr(job, "transport")[0])
+		printf("transport      %s, %.0f channel(s)\n", jstr(job, "transport"),
+		       jnum(job, "channels"));
 	printf("state          %s\n", jstr(job, "state"));
 	if (jstr(job, "error")[0])
 		printf("error          %s\n", jstr(job, "error"));
