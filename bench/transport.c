@@ -520,6 +520,30 @@ static int __attribute__((unused)) tp_pairs_new(struct tls_ctx *tls, unsigned n,
 	return e;
 }
 
+/* ---- ratios over repetitions --------------------------------------------------- */
+
+/* The values of v[0..n) that are > 0, into out; how many. */
+static unsigned tp_valid(const double *v, unsigned n, double *out)
+{
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		if (v[i] > 0)
+			out[k++] = v[i];
+	return k;
+}
+
+/* Per repetition a / b where both ran, into out; how many. */
+static unsigned tp_ratios(const double *a, const double *b, unsigned n, double *out)
+{
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		if (a[i] > 0 && b[i] > 0)
+			out[k++] = a[i] / b[i];
+	return k;
+}
+
 #ifndef TRANSPORT_NO_MAIN
 
 /* ---- one transfer over channels ------------------------------------------- */
@@ -744,28 +768,6 @@ static int tp_parse_ns(const char *s)
 		return -1;
 	tp_nr_ns = n;
 	return 0;
-}
-
-/* The values of v[0..n) that are > 0, into out; how many. */
-static unsigned tp_valid(const double *v, unsigned n, double *out)
-{
-	unsigned k = 0;
-
-	for (unsigned i = 0; i < n; i++)
-		if (v[i] > 0)
-			out[k++] = v[i];
-	return k;
-}
-
-/* Per repetition a / b where both ran, into out; how many. */
-static unsigned tp_ratios(const double *a, const double *b, unsigned n, double *out)
-{
-	unsigned k = 0;
-
-	for (unsigned i = 0; i < n; i++)
-		if (a[i] > 0 && b[i] > 0)
-			out[k++] = a[i] / b[i];
-	return k;
 }
 
 /* median(a) / median(b) over their valid values, and the per-repetition
