@@ -56,6 +56,7 @@ static const char help[] =
 	"usage: migrate [--reps N] [--quick] [--cases a,b,...] [--settle S]\n"
 	"               [--downtime-ms MS] [--max-downtime-us US] [--max-iters N]\n"
 	"               [--copypath-methods SRC:DST,...|all] [--run-dir DIR]\n"
+	"               [--no-references]\n"
 	"\n"
 	"Live migration of a 1 GiB ferry-mvm guest over loopback, case by case:\n"
 	"  idle          never touched (all holes)\n"
@@ -79,7 +80,8 @@ static const char help[] =
 	"on loopback (3 s), both with as many streams as the case has channels,\n"
 	"and memcpy, all of the same size.\n"
 	"--reps N (default 5), --settle S seconds between measurements (default 3),\n"
-	"--quick: 256 MiB guests, 1 repetition. The runtime is $FERRY_MVM, else\n"
+	"--quick: 256 MiB guests, 1 repetition. --no-references: only the\n"
+	"migrations (for profiling; every reference and ratio is null). The runtime is $FERRY_MVM, else\n"
 	"../ferry-mvm next to this program; its run directory --run-dir, else\n"
 	"$FERRY_RUN_DIR, else a fresh /tmp/ferry-bench-XXXXXX removed at the end.\n";
 
@@ -123,6 +125,7 @@ static uint64_t ram_mib = 1024, reps = 5, settle_s = 3, low_target_ms = 50, min_
 		max_case_iters = 5;
 static unsigned cp_methods = CP_DEFAULT_METHODS;
 static struct tp_pki pki; /* made only when a TLS case is selected */
+static bool no_refs;       /* --no-references */
 
 static uint64_t target_ns(const struct mcase *c)
 {
@@ -449,7 +452,8 @@ static int sibling(const struct mcase *c, unsigned channels, bool tls, const boo
  * prefix_case (the sibling's name), then the case's throughput against the
  * sibling's in the same repetitions: prefix (median / median) and
  * prefix_per_rep (median, min, max of the per-repetition ratios). The
- * median ratio in *ratio (0 if none).
+ * median of the per-repetition ratios in *ratio (0 if none): what a target
+ * is held against, each repetition against its own sibling.
  */
 static void sibling_fields(struct jline *j, const char *prefix, int si, const struct rep *rp,
 			   struct rep (*all)[MAX_REPS], unsigned n, double *ratio)
@@ -472,8 +476,8 @@ static void sibling_fields(struct jline *j, const char *prefix, int si, const st
 		bool ok = ka && kb && sb.med > 0;
 
 		jl_num(j, prefix, sa.med / sb.med, ok);
-		*ratio = ok ? sa.med / sb.med : 0;
 	}
+	*ratio = kr ? stats_of(w, kr).med : 0;
 	snprintf(key, sizeof key, "%s_per_rep", prefix);
 	jl_stats(j, key, w, kr, true);
 }
@@ -610,8 +614,6 @@ static void report(unsigned ci, struct rep (*all)[MAX_REPS], const bool *sel, un
 		tp = stats_of(w, kk);
 		jl_u64(&j, "copypath_streams", c->channels);
 		jl_num(&j, "throughput_to_copypath", tp.med / cp.med, k && kk && cp.med > 0);
-		if (k && kk && cp.med > 0)
-			cp_ratio = tp.med / cp.med;
 		/* The same, repetition by repetition (each against its own
 		 * reference, measured just before it), then over the repetitions. */
 		kk = 0;
@@ -619,6 +621,8 @@ static void report(unsigned ci, struct rep (*all)[MAX_REPS], const bool *sel, un
 			if (!rp[i].bench_failed && rp[i].st.committed && rp[i].cp_mib_s > 0)
 				w[kk++] = (double)rp[i].st.throughput / (1 << 20) / rp[i].cp_mib_s;
 		jl_stats(&j, "throughput_to_copypath_per_rep", w, kk, true);
+		/* The target is held against each repetition's own reference. */
+		cp_ratio = kk ? stats_of(w, kk).med : 0;
 	}
 	k = 0;
 	for (unsigned i = 0; i < n; i++)
@@ -711,6 +715,7 @@ int main(int argc, char **argv)
 		{ "max-downtime-us", required_argument, 0, 'X' },
 		{ "max-iters", required_argument, 0, 'I' },
 		{ "copypath-methods", required_argument, 0, 'M' },
+		{ "no-references", no_argument, 0, 'N' },
 		{ "run-dir", required_argument, 0, 'd' }, { "help", no_argument, 0, 'h' },
 		{ 0 }
 	};
@@ -756,6 +761,7 @@ int main(int argc, char **argv)
 			if (parse_u64(optarg, 1, 10000, &max_case_iters))
 				goto usage;
 			break;
+		case 'N': no_refs = true; break;
 		case 'M':
 			if (!(cp_methods = cp_parse_methods(optarg)))
 				goto usage;
@@ -812,15 +818,19 @@ int main(int argc, char **argv)
 			if (!sel[ci])
 				continue;
 			/* The references, then the case. */
-			if ((e = copypath_run_streams(len, cp_methods, mc->channels, &cp))) {
+			if (no_refs) {
+				rp->cp_mib_s = rp->iperf_mib_s = rp->memcpy_gbps = -1;
+			} else if ((e = copypath_run_streams(len, cp_methods, mc->channels, &cp))) {
 				log_warn("copy path: %s", strerror(-e));
 				rp->cp_mib_s = -1;
 			} else {
 				rp->cp_mib_s = cp.best_mib_s;
 				rp->cp_best = cp.best;
 			}
-			rp->iperf_mib_s = iperf_mib_s(mc->channels, IPERF_SECONDS);
-			rp->memcpy_gbps = memcpy_gbps(len);
+			if (!no_refs) {
+				rp->iperf_mib_s = iperf_mib_s(mc->channels, IPERF_SECONDS);
+				rp->memcpy_gbps = memcpy_gbps(len);
+			}
 			mono_sleep_ns(settle_s * NSEC_PER_SEC);
 			run_case(mc, r, rp);
 			fprintf(stderr,
