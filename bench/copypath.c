@@ -20,14 +20,21 @@
  *                mmap     (recv straight into a fresh mapping; not by default:
  *                          every first touch is a page fault, DESIGN.md §11)
  *
+ * With --streams N (copypath_run_streams) the RAM is cut into N equal parts,
+ * each sent by its own source process over its own connection and received
+ * by its own thread of the destination into the same fresh memfd: the
+ * reference for a migration over N channels.
+ *
  * As a program: one JSON line per method (median, min, max over --reps) and
- * one "best" line. bench/migrate includes this file (COPYPATH_NO_MAIN) and
- * calls copypath_run() once per repetition.
+ * one "best" line. bench/migrate and bench/transport include this file
+ * (COPYPATH_NO_MAIN) and call copypath_run_streams() (or copypath_move() on
+ * a guest of their own) once per repetition.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -42,6 +49,7 @@
 #include <unistd.h>
 
 #define CP_CHUNK (1u << 20)
+#define CP_STREAMS_MAX 8
 
 enum cp_src { CP_SRC_PREAD, CP_SRC_MMAP, CP_SRC_SENDFILE, CP_NR_SRC };
 enum cp_dst { CP_DST_PWRITE, CP_DST_FPWRITE, CP_DST_MMAP, CP_NR_DST };
@@ -104,35 +112,38 @@ static int cp_send_all(int s, const char *p, size_t n)
 	return 0;
 }
 
-/* The source: connect, send len bytes of the memfd by method src, exit. */
-static void cp_source(enum cp_src src, int memfd, size_t len, const struct sockaddr_in *addr)
+/* The source: connect, send len bytes of the memfd from offset off by
+ * method src, exit. */
+static void cp_source(enum cp_src src, int memfd, size_t off, size_t len,
+		      const struct sockaddr_in *addr)
 {
 	int s = socket(AF_INET, SOCK_STREAM, 0);
+	size_t end = off + len;
 
 	if (s < 0 || connect(s, (const struct sockaddr *)addr, sizeof *addr) < 0)
 		_exit(1);
 	if (src == CP_SRC_SENDFILE) {
-		off_t off = 0;
-		while ((size_t)off < len) {
-			ssize_t k = sendfile(s, memfd, &off, len - (size_t)off);
+		off_t o = (off_t)off;
+		while ((size_t)o < end) {
+			ssize_t k = sendfile(s, memfd, &o, end - (size_t)o);
 			if (k < 0 && errno == EINTR)
 				continue;
 			if (k <= 0)
 				_exit(1);
 		}
 	} else if (src == CP_SRC_MMAP) {
-		const char *ram = mmap(NULL, len, PROT_READ, MAP_SHARED, memfd, 0);
+		const char *ram = mmap(NULL, end, PROT_READ, MAP_SHARED, memfd, 0);
 		if (ram == MAP_FAILED)
 			_exit(1);
-		for (size_t o = 0; o < len; o += CP_CHUNK)
-			if (cp_send_all(s, ram + o, len - o < CP_CHUNK ? len - o : CP_CHUNK))
+		for (size_t o = off; o < end; o += CP_CHUNK)
+			if (cp_send_all(s, ram + o, end - o < CP_CHUNK ? end - o : CP_CHUNK))
 				_exit(1);
 	} else {
 		char *buf = malloc(CP_CHUNK);
 		if (!buf)
 			_exit(1);
-		for (size_t o = 0; o < len;) {
-			size_t want = len - o < CP_CHUNK ? len - o : CP_CHUNK;
+		for (size_t o = off; o < end;) {
+			size_t want = end - o < CP_CHUNK ? end - o : CP_CHUNK;
 			ssize_t k = pread(memfd, buf, want, (off_t)o);
 			if (k < 0 && errno == EINTR)
 				continue;
@@ -155,124 +166,264 @@ static int cp_reap(pid_t pid)
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
 }
 
-/* One transfer by (src, dst); MiB/s, or a negative errno. */
-static double cp_transfer(int ls, const struct sockaddr_in *addr, int guest, size_t len,
-			  enum cp_src src, enum cp_dst dst)
+/* Stream i of n carries [off, off + len) of the RAM: equal parts in whole
+ * chunks, the last part taking what is left. */
+static void cp_part(size_t total, unsigned i, unsigned n, size_t *off, size_t *len)
 {
-	char *buf = NULL, *map = MAP_FAILED;
-	int c = -1, ram = -1, e = 0;
-	size_t got = 0;
-	double t0, dt = 0;
-	pid_t pid;
+	size_t part = total / n / CP_CHUNK * CP_CHUNK;
 
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		close(ls);
-		cp_source(src, guest, len, addr);
+	*off = part * i;
+	*len = i + 1 == n ? total - *off : part;
+}
+
+/* One destination stream: its connection, its part of the fresh memfd. */
+struct cp_stream {
+	int sock;            /* accepted connection */
+	int ram;             /* the destination memfd (shared by all streams) */
+	char *map;           /* its mapping (CP_DST_MMAP), else NULL */
+	enum cp_dst dst;
+	size_t off, len;     /* the part of the RAM this stream carries */
+	int err;             /* 0 or -errno */
+};
+
+/* Receive one stream's part into the destination memfd by its method:
+ * fallocate the part first (fpwrite), then recv into a reused buffer and
+ * pwrite, or recv straight into the mapping. Sets s->err. */
+static void *cp_recv_stream(void *arg)
+{
+	struct cp_stream *s = arg;
+	char *buf = NULL;
+	size_t got = 0;
+
+	if (s->dst == CP_DST_FPWRITE && s->len &&
+	    fallocate(s->ram, 0, (off_t)s->off, (off_t)s->len) < 0) {
+		s->err = -errno;
+		return NULL;
 	}
-	do
-		c = accept(ls, NULL, NULL);
-	while (c < 0 && errno == EINTR);
-	t0 = cp_now();
+	if (!s->map && !(buf = malloc(CP_CHUNK))) {
+		s->err = -ENOMEM;
+		return NULL;
+	}
+	while (got < s->len) {
+		size_t want = s->len - got < CP_CHUNK ? s->len - got : CP_CHUNK;
+		char *to = s->map ? s->map + s->off + got : buf;
+		ssize_t n = recv(s->sock, to, want, MSG_WAITALL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			s->err = n < 0 ? -errno : -EPIPE;
+			break;
+		}
+		if (!s->map && pwrite(s->ram, buf, (size_t)n, (off_t)(s->off + got)) != n) {
+			s->err = -EIO;
+			break;
+		}
+		got += (size_t)n;
+	}
+	free(buf);
+	return NULL;
+}
+
+/*
+ * Run the destination of one transfer over the accepted sockets ss[i].sock:
+ * a fresh memfd of len bytes, one thread per stream (the caller's own thread
+ * when there is one stream, as before streams existed). 0 or -errno.
+ */
+static int cp_receive(struct cp_stream *ss, unsigned n, size_t len, enum cp_dst dst)
+{
+	pthread_t tid[CP_STREAMS_MAX];
+	char *map = NULL;
+	unsigned started = 0;
+	int ram, e = 0;
+
 	ram = memfd_create("copypath-destination", MFD_CLOEXEC);
-	if (c < 0 || ram < 0 || ftruncate(ram, (off_t)len) < 0) {
-		e = -errno;
-		goto out;
-	}
-	if (dst == CP_DST_FPWRITE && fallocate(ram, 0, 0, (off_t)len) < 0) {
+	if (ram < 0 || ftruncate(ram, (off_t)len) < 0) {
 		e = -errno;
 		goto out;
 	}
 	if (dst == CP_DST_MMAP) {
 		map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, ram, 0);
 		if (map == MAP_FAILED) {
+			map = NULL;
 			e = -errno;
 			goto out;
 		}
-	} else if (!(buf = malloc(CP_CHUNK))) {
-		e = -ENOMEM;
-		goto out;
 	}
-	while (got < len) {
-		size_t want = len - got < CP_CHUNK ? len - got : CP_CHUNK;
-		ssize_t n = recv(c, map != MAP_FAILED ? map + got : buf, want, MSG_WAITALL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			e = n < 0 ? -errno : -EPIPE;
-			goto out;
-		}
-		if (map == MAP_FAILED && pwrite(ram, buf, (size_t)n, (off_t)got) != n) {
-			e = -EIO;
-			goto out;
-		}
-		got += (size_t)n;
+	for (unsigned i = 0; i < n; i++) {
+		ss[i].ram = ram;
+		ss[i].map = map;
+		ss[i].dst = dst;
+		ss[i].err = 0;
+		cp_part(len, i, n, &ss[i].off, &ss[i].len);
 	}
-	dt = cp_now() - t0;
+	if (n == 1) {
+		cp_recv_stream(&ss[0]);
+	} else {
+		for (; started < n; started++)
+			if ((e = -pthread_create(&tid[started], NULL, cp_recv_stream, &ss[started])))
+				break;
+		for (unsigned i = 0; i < started; i++)
+			pthread_join(tid[i], NULL);
+		if (e)
+			goto out;
+	}
+	for (unsigned i = 0; i < n && !e; i++)
+		e = ss[i].err;
 out:
-	if (map != MAP_FAILED)
+	if (map)
 		munmap(map, len);
-	free(buf);
 	if (ram >= 0)
 		close(ram);
-	if (c >= 0)
-		close(c);
-	if (cp_reap(pid) && !e)
-		e = -EIO;
+	return e;
+}
+
+/*
+ * One transfer by (src, dst) over n streams: n source processes, each
+ * connecting to its own listener ls[i] (bound at addr[i]) and sending its
+ * part of the guest memfd; this process receives them into a fresh memfd.
+ * The clock runs from the last accept() to the last byte written. MiB/s,
+ * or a negative errno.
+ */
+static double cp_transfer(const int *ls, const struct sockaddr_in *addr, unsigned n,
+			  int guest, size_t len, enum cp_src src, enum cp_dst dst)
+{
+	struct cp_stream ss[CP_STREAMS_MAX];
+	pid_t pid[CP_STREAMS_MAX];
+	unsigned forked = 0;
+	double t0 = 0, dt = 0;
+	int e = 0;
+
+	fflush(NULL);
+	for (unsigned i = 0; i < n; i++)
+		ss[i].sock = -1;
+	for (; forked < n; forked++) {
+		size_t off, plen;
+
+		cp_part(len, forked, n, &off, &plen);
+		pid[forked] = fork();
+		if (pid[forked] < 0) {
+			e = -errno;
+			goto out;
+		}
+		if (pid[forked] == 0) {
+			for (unsigned i = 0; i < n; i++)
+				close(ls[i]);
+			cp_source(src, guest, off, plen, &addr[forked]);
+		}
+	}
+	for (unsigned i = 0; i < n; i++) {
+		do
+			ss[i].sock = accept(ls[i], NULL, NULL);
+		while (ss[i].sock < 0 && errno == EINTR);
+		if (ss[i].sock < 0) {
+			e = -errno;
+			goto out;
+		}
+	}
+	t0 = cp_now();
+	if (!(e = cp_receive(ss, n, len, dst)))
+		dt = cp_now() - t0;
+out:
+	for (unsigned i = 0; i < n; i++)
+		if (ss[i].sock >= 0)
+			close(ss[i].sock);
+	for (unsigned i = 0; i < forked; i++) {
+		if (e)
+			kill(pid[i], SIGKILL);
+		if (cp_reap(pid[i]) && !e)
+			e = -EIO;
+	}
 	if (e)
 		return e;
 	return (double)len / (1 << 20) / dt;
 }
 
-/*
- * Fill a guest memfd of len bytes in a child, then move it once by every
- * method in the mask (bits CP_BIT(src, dst)), each into a fresh memfd.
- * 0, or a negative errno (nothing useful in *out).
- */
-static int copypath_run(size_t len, unsigned methods, struct cp_result *out)
+/* A memfd of len bytes that a guest process of its own filled (and left):
+ * the fd, or a negative errno. */
+static int cp_guest_new(size_t len)
 {
-	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t alen = sizeof addr;
-	int ls = -1, guest = -1, one = 1, e = 0;
+	int guest = memfd_create("copypath-guest", MFD_CLOEXEC), e;
 	pid_t pid;
 
-	memset(out, 0, sizeof *out);
-	ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (ls < 0 || setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-	    bind(ls, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(ls, 1) < 0 ||
-	    getsockname(ls, (struct sockaddr *)&addr, &alen) < 0) {
+	if (guest < 0)
+		return -errno;
+	if (ftruncate(guest, (off_t)len) < 0) {
 		e = -errno;
-		goto out;
-	}
-	guest = memfd_create("copypath-guest", MFD_CLOEXEC);
-	if (guest < 0 || ftruncate(guest, (off_t)len) < 0) {
-		e = -errno;
-		goto out;
+		goto err;
 	}
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0) {
 		e = -errno;
-		goto out;
+		goto err;
 	}
 	if (pid == 0)
 		cp_guest(guest, len);
 	if ((e = cp_reap(pid)))
-		goto out;
-	for (unsigned s = 0; s < CP_NR_SRC; s++)
-		for (unsigned d = 0; d < CP_NR_DST; d++) {
+		goto err;
+	return guest;
+err:
+	close(guest);
+	return e;
+}
+
+/* n loopback listeners, each in ls[i] and its address in addr[i]. 0 or
+ * -errno (none left open). */
+static int cp_listen(unsigned n, int *ls, struct sockaddr_in *addr)
+{
+	int one = 1, e = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		ls[i] = -1;
+	for (unsigned i = 0; i < n && !e; i++) {
+		socklen_t alen = sizeof addr[i];
+
+		memset(&addr[i], 0, sizeof addr[i]);
+		addr[i].sin_family = AF_INET;
+		addr[i].sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		ls[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (ls[i] < 0 || setsockopt(ls[i], SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+		    bind(ls[i], (struct sockaddr *)&addr[i], sizeof addr[i]) < 0 ||
+		    listen(ls[i], 1) < 0 ||
+		    getsockname(ls[i], (struct sockaddr *)&addr[i], &alen) < 0)
+			e = -errno;
+	}
+	if (e)
+		for (unsigned i = 0; i < n; i++)
+			if (ls[i] >= 0)
+				close(ls[i]);
+	return e;
+}
+
+/*
+ * Move an already filled guest memfd of len bytes once by every method in
+ * the mask (bits CP_BIT(src, dst)) over n streams (1..CP_STREAMS_MAX),
+ * each time into a fresh memfd. The guest stays the caller's. 0, or a
+ * negative errno (nothing useful in *out).
+ */
+static int __attribute__((unused)) copypath_move(int guest, size_t len, unsigned methods, unsigned n,
+			 struct cp_result *out)
+{
+	struct sockaddr_in addr[CP_STREAMS_MAX];
+	int ls[CP_STREAMS_MAX], e;
+
+	memset(out, 0, sizeof *out);
+	if (n == 0 || n > CP_STREAMS_MAX)
+		return -EINVAL;
+	if ((e = cp_listen(n, ls, addr)))
+		return e;
+	for (unsigned s = 0; s < CP_NR_SRC && !e; s++)
+		for (unsigned d = 0; d < CP_NR_DST && !e; d++) {
 			unsigned m = CP_METHOD(s, d);
 			double v;
 
 			if (!(methods & (1u << m)))
 				continue;
-			v = cp_transfer(ls, &addr, guest, len, (enum cp_src)s, (enum cp_dst)d);
+			v = cp_transfer(ls, addr, n, guest, len, (enum cp_src)s, (enum cp_dst)d);
 			if (v < 0) {
 				e = (int)v;
-				goto out;
+				break;
 			}
 			out->mib_s[m] = v;
 			if (v > out->best_mib_s) {
@@ -280,12 +431,35 @@ static int copypath_run(size_t len, unsigned methods, struct cp_result *out)
 				out->best = m;
 			}
 		}
-out:
-	if (guest >= 0)
-		close(guest);
-	if (ls >= 0)
-		close(ls);
+	for (unsigned i = 0; i < n; i++)
+		close(ls[i]);
 	return e;
+}
+
+/*
+ * Fill a guest memfd of len bytes in a child, then move it once by every
+ * method in the mask over n parallel streams (each a disjoint part of the
+ * RAM on its own loopback TCP connection, from its own source process into
+ * its own receiving thread). 0, or a negative errno.
+ */
+static int copypath_run_streams(size_t len, unsigned methods, unsigned n,
+				struct cp_result *out)
+{
+	int guest = cp_guest_new(len), e;
+
+	memset(out, 0, sizeof *out);
+	if (guest < 0)
+		return guest;
+	e = copypath_move(guest, len, methods, n, out);
+	close(guest);
+	return e;
+}
+
+/* The same over one stream (the API before streams; the program and each
+ * includer use only some of these, hence unused). */
+static int __attribute__((unused)) copypath_run(size_t len, unsigned methods, struct cp_result *out)
+{
+	return copypath_run_streams(len, methods, 1, out);
 }
 
 /* "pread:pwrite" -> method index; -1 if unknown. */
@@ -327,6 +501,7 @@ static unsigned cp_parse_methods(const char *s)
 
 static const char cp_help[] =
 	"usage: copypath [--mib N] [--reps N] [--methods SRC:DST[,...]|all] [--settle S]\n"
+	"                [--streams N]\n"
 	"\n"
 	"The raw copy path of guest RAM over loopback TCP (DESIGN.md §11): a guest\n"
 	"process fills a memfd of N MiB (default 1024), a source process sends it,\n"
@@ -334,6 +509,8 @@ static const char cp_help[] =
 	"DST: pwrite, fpwrite (fallocate first), mmap. Default: every SRC with\n"
 	"pwrite and fpwrite. Each repetition (default 5) refills the guest and runs\n"
 	"every method once; --settle S seconds (default 2) between repetitions.\n"
+	"--streams N (1-8, default 1): N source processes each send a part of the\n"
+	"RAM over a connection of its own; N threads receive them.\n"
 	"One JSON line per method (MiB/s median, min, max) and one for the best.\n";
 
 int main(int argc, char **argv)
@@ -341,10 +518,11 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "mib", required_argument, 0, 'm' },	{ "reps", required_argument, 0, 'r' },
 		{ "methods", required_argument, 0, 'M' }, { "settle", required_argument, 0, 's' },
-		{ "help", no_argument, 0, 'h' },	{ 0 }
+		{ "streams", required_argument, 0, 'n' }, { "help", no_argument, 0, 'h' },
+		{ 0 }
 	};
 	static double v[CP_NR_METHODS][MAX_REPS];
-	unsigned long mib = 1024, reps = 5, settle = 2;
+	unsigned long mib = 1024, reps = 5, settle = 2, streams = 1;
 	unsigned methods = CP_DEFAULT_METHODS, best_m = 0;
 	struct stats bs = { 0, 0, 0 };
 	double best_med = 0;
@@ -368,6 +546,11 @@ int main(int argc, char **argv)
 			if (*end || settle > 3600)
 				goto usage;
 			break;
+		case 'n':
+			streams = strtoul(optarg, &end, 10);
+			if (*end || streams == 0 || streams > CP_STREAMS_MAX)
+				goto usage;
+			break;
 		case 'M':
 			if (!(methods = cp_parse_methods(optarg)))
 				goto usage;
@@ -385,7 +568,7 @@ int main(int argc, char **argv)
 
 		if (r && settle)
 			sleep((unsigned)settle);
-		if ((e = copypath_run((size_t)mib << 20, methods, &res))) {
+		if ((e = copypath_run_streams((size_t)mib << 20, methods, (unsigned)streams, &res))) {
 			fprintf(stderr, "copypath: %s\n", strerror(-e));
 			return 1;
 		}
@@ -401,9 +584,9 @@ int main(int argc, char **argv)
 		if (!(methods & (1u << m)))
 			continue;
 		s = stats_of(v[m], (unsigned)reps);
-		printf("{\"bench\":\"copypath\",\"src\":\"%s\",\"dst\":\"%s\",\"mib\":%lu,"
+		printf("{\"bench\":\"copypath\",\"src\":\"%s\",\"dst\":\"%s\",\"streams\":%lu,\"mib\":%lu,"
 		       "\"mib_s_median\":%.0f,\"mib_s_min\":%.0f,\"mib_s_max\":%.0f,\"reps\":%lu}\n",
-		       cp_src_name[m / CP_NR_DST], cp_dst_name[m % CP_NR_DST], mib, s.med, s.min,
+		       cp_src_name[m / CP_NR_DST], cp_dst_name[m % CP_NR_DST], streams, mib, s.med, s.min,
 		       s.max, reps);
 		if (s.med > best_med) {
 			best_med = s.med;
@@ -411,10 +594,10 @@ int main(int argc, char **argv)
 			best_m = m;
 		}
 	}
-	printf("{\"bench\":\"copypath_best\",\"method\":\"%s:%s\",\"mib\":%lu,"
+	printf("{\"bench\":\"copypath_best\",\"method\":\"%s:%s\",\"streams\":%lu,\"mib\":%lu,"
 	       "\"mib_s_median\":%.0f,\"mib_s_min\":%.0f,\"mib_s_max\":%.0f,\"reps\":%lu}\n",
 	       cp_src_name[best_m / CP_NR_DST], cp_dst_name[best_m % CP_NR_DST],
-	       mib, bs.med, bs.min, bs.max, reps);
+	       streams, mib, bs.med, bs.min, bs.max, reps);
 	return 0;
 usage:
 	fputs(cp_help, stderr);

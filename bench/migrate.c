@@ -1,31 +1,33 @@
 /*
  * bench/migrate — live pre-copy migration (migrate/precopy.c) between two
- * real ferry-mvm runtimes over loopback TCP, next to the machine's own limits
- * measured in the same run (DESIGN.md §12, issue 4 item 6).
+ * real ferry-mvm runtimes over loopback TCP or TLS, over one or more
+ * channels, next to the machine's own limits measured in the same run
+ * (DESIGN.md §12, issue 4 item 6).
  *
  * Each case launches a fresh source runtime, prepares it (see cases[] below),
  * and migrates it with migrate_send to a receiver thread running migrate_recv
- * over a connected loopback TCP pair; the receiver creates the destination
+ * over its connected loopback channel pairs (plain TCP, or TLS 1.3 through
+ * link_connect / link_accept with a throwaway PKI made for the run and
+ * removed at the end: bench/transport.c); the receiver creates the destination
  * runtime. Every migrated guest is checked with hv_mvm_verify (an aborted
  * one on the source), and every runtime is destroyed, also on errors.
  *
  * Before each case, in each repetition, its references: the raw copy path of
- * bench/copypath.c (same size, best method), single-stream iperf3 on loopback
- * (null if iperf3 is missing) and memcpy of the same size. Cases are
+ * bench/copypath.c (same size, best method, as many streams as the case has
+ * channels), iperf3 on loopback with as many streams (null if iperf3 is
+ * missing) and memcpy of the same size. A case over TLS or several channels
+ * is also held against its plaintext single-channel sibling (fill for
+ * fill-tls) and its plaintext sibling with as many channels, run in the same
+ * repetition. Cases are
  * interleaved with their references and repeated (--reps, default 5) with a
  * settle pause between; one JSON line per case on stdout with medians (and
  * min/max), progress on stderr.
  */
-#define COPYPATH_NO_MAIN
-#include "bench/copypath.c"
+#define TRANSPORT_NO_MAIN
+#include "bench/transport.c"
 
-#include <ftw.h>
 #include <getopt.h>
-#include <inttypes.h>
 #include <limits.h>
-#include <pthread.h>
-#include <spawn.h>
-#include <stdarg.h>
 
 #include "bench/stats.h"
 #include "common/log.h"
@@ -43,16 +45,20 @@
 #define MAX_CASES 16
 #define HALT_TIMEOUT_NS (300 * NSEC_PER_SEC)
 #define RECV_TIMEOUT_MS 30000
-#define IPERF_SECONDS "3"
-
-extern char **environ;
+#define IPERF_SECONDS 3
+/* Targets (issue 5): TLS against plaintext over as many channels, and a
+ * migration over as many channels as there are cores against the copy path
+ * with as many streams. */
+#define TLS_TARGET 0.70
+#define CHANNELS_TARGET 0.80
 
 static const char help[] =
 	"usage: migrate [--reps N] [--quick] [--cases a,b,...] [--settle S]\n"
 	"               [--downtime-ms MS] [--max-downtime-us US] [--max-iters N]\n"
 	"               [--copypath-methods SRC:DST,...|all] [--run-dir DIR]\n"
+	"               [--no-references]\n"
 	"\n"
-	"Live migration of a 1 GiB ferry-mvm guest over loopback TCP, case by case:\n"
+	"Live migration of a 1 GiB ferry-mvm guest over loopback, case by case:\n"
 	"  idle          never touched (all holes)\n"
 	"  zeros         every page written with zeros through hv_write_pages\n"
 	"  fill          `fill` (incompressible), waited until every vCPU halted\n"
@@ -61,14 +67,21 @@ static const char help[] =
 	"  max-stop      `dirtier` ws=512M at rate=max on 2 vCPUs, --on-no-converge stop\n"
 	"  max-throttle  the same, throttle (auto-converge)\n"
 	"  max-abort     the same, abort\n"
+	"  fill-tls      fill over one TLS 1.3 channel\n"
+	"  fill-ch2      fill over 2 TCP channels\n"
+	"  fill-tls-ch2  fill over 2 TLS channels\n"
+	"  dirtier64-ch2 dirtier64 over 2 TCP channels\n"
+	"The other cases use one TCP channel.\n"
 	"dirtier16/64 run at the --downtime-ms target (default 50), the max cases at\n"
 	"--max-downtime-us (default 1 µs: reachable only by an iteration that finds\n"
 	"nothing dirty) with --max-iters (default 5), the others at the engine's\n"
 	"defaults (300 ms, 30 iterations). Each case in each repetition is preceded by\n"
 	"its references: the raw copy path (bench/copypath, best method), iperf3\n"
-	"on loopback (single stream, 3 s) and memcpy, all of the same size.\n"
+	"on loopback (3 s), both with as many streams as the case has channels,\n"
+	"and memcpy, all of the same size.\n"
 	"--reps N (default 5), --settle S seconds between measurements (default 3),\n"
-	"--quick: 256 MiB guests, 1 repetition. The runtime is $FERRY_MVM, else\n"
+	"--quick: 256 MiB guests, 1 repetition. --no-references: only the\n"
+	"migrations (for profiling; every reference and ratio is null). The runtime is $FERRY_MVM, else\n"
 	"../ferry-mvm next to this program; its run directory --run-dir, else\n"
 	"$FERRY_RUN_DIR, else a fresh /tmp/ferry-bench-XXXXXX removed at the end.\n";
 
@@ -85,17 +98,23 @@ struct mcase {
 	enum prep prep;
 	enum target target;
 	enum noconv_policy policy;
+	unsigned channels;
+	bool tls;
 };
 
 static const struct mcase cases[] = {
-	{ "idle", "idle", NULL, 1, PREP_NONE, TARGET_DEFAULT, NOCONV_STOP },
-	{ "zeros", "idle", NULL, 1, PREP_ZEROS, TARGET_DEFAULT, NOCONV_STOP },
-	{ "fill", "fill", NULL, 2, PREP_HALT, TARGET_DEFAULT, NOCONV_STOP },
-	{ "dirtier16", "dirtier", "16", 1, PREP_WARM, TARGET_LOW, NOCONV_STOP },
-	{ "dirtier64", "dirtier", "64", 1, PREP_WARM, TARGET_LOW, NOCONV_STOP },
-	{ "max-stop", "dirtier", "max", 2, PREP_WARM, TARGET_MIN, NOCONV_STOP },
-	{ "max-throttle", "dirtier", "max", 2, PREP_WARM, TARGET_MIN, NOCONV_THROTTLE },
-	{ "max-abort", "dirtier", "max", 2, PREP_WARM, TARGET_MIN, NOCONV_ABORT },
+	{ "idle", "idle", NULL, 1, PREP_NONE, TARGET_DEFAULT, NOCONV_STOP, 1, false },
+	{ "zeros", "idle", NULL, 1, PREP_ZEROS, TARGET_DEFAULT, NOCONV_STOP, 1, false },
+	{ "fill", "fill", NULL, 2, PREP_HALT, TARGET_DEFAULT, NOCONV_STOP, 1, false },
+	{ "dirtier16", "dirtier", "16", 1, PREP_WARM, TARGET_LOW, NOCONV_STOP, 1, false },
+	{ "dirtier64", "dirtier", "64", 1, PREP_WARM, TARGET_LOW, NOCONV_STOP, 1, false },
+	{ "max-stop", "dirtier", "max", 2, PREP_WARM, TARGET_MIN, NOCONV_STOP, 1, false },
+	{ "max-throttle", "dirtier", "max", 2, PREP_WARM, TARGET_MIN, NOCONV_THROTTLE, 1, false },
+	{ "max-abort", "dirtier", "max", 2, PREP_WARM, TARGET_MIN, NOCONV_ABORT, 1, false },
+	{ "fill-tls", "fill", NULL, 2, PREP_HALT, TARGET_DEFAULT, NOCONV_STOP, 1, true },
+	{ "fill-ch2", "fill", NULL, 2, PREP_HALT, TARGET_DEFAULT, NOCONV_STOP, 2, false },
+	{ "fill-tls-ch2", "fill", NULL, 2, PREP_HALT, TARGET_DEFAULT, NOCONV_STOP, 2, true },
+	{ "dirtier64-ch2", "dirtier", "64", 1, PREP_WARM, TARGET_LOW, NOCONV_STOP, 2, false },
 };
 #define NR_CASES ARRAY_SIZE(cases)
 
@@ -105,7 +124,8 @@ static const char *const policy_name[] = { "stop", "throttle", "abort" };
 static uint64_t ram_mib = 1024, reps = 5, settle_s = 3, low_target_ms = 50, min_target_us = 1,
 		max_case_iters = 5;
 static unsigned cp_methods = CP_DEFAULT_METHODS;
-static bool iperf_missing;
+static struct tp_pki pki; /* made only when a TLS case is selected */
+static bool no_refs;       /* --no-references */
 
 static uint64_t target_ns(const struct mcase *c)
 {
@@ -155,300 +175,11 @@ static void on_fatal(int sig)
 	raise(sig);
 }
 
-/* ---- JSON output ---------------------------------------------------------- */
-
-struct jline {
-	char buf[8192];
-	size_t len;
-};
-
-static void jl_add(struct jline *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void jl_add(struct jline *j, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (j->len >= sizeof j->buf)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(j->buf + j->len, sizeof j->buf - j->len, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		j->len += (size_t)n;
-}
-
-/* A string, escaped; null if v is NULL. */
-static void jl_str(struct jline *j, const char *k, const char *v)
-{
-	if (!v) {
-		jl_add(j, ",\"%s\":null", k);
-		return;
-	}
-	jl_add(j, ",\"%s\":\"", k);
-	for (; *v; v++) {
-		unsigned char c = (unsigned char)*v;
-		if (c == '"' || c == '\\')
-			jl_add(j, "\\%c", c);
-		else if (c < 0x20)
-			jl_add(j, "\\u%04x", c);
-		else
-			jl_add(j, "%c", c);
-	}
-	jl_add(j, "\"");
-}
-
-static void jl_u64(struct jline *j, const char *k, uint64_t v)
-{
-	jl_add(j, ",\"%s\":%" PRIu64, k, v);
-}
-
-static void jl_bool(struct jline *j, const char *k, bool v)
-{
-	jl_add(j, ",\"%s\":%s", k, v ? "true" : "false");
-}
-
-static void jl_num(struct jline *j, const char *k, double v, bool valid)
-{
-	if (valid && v == v && v < 1e300 && v > -1e300)
-		jl_add(j, ",\"%s\":%.4g", k, v);
-	else
-		jl_add(j, ",\"%s\":null", k);
-}
-
-/* k_median, and with minmax also k_min and k_max, of v[0..n); null if n == 0. */
-static void jl_stats(struct jline *j, const char *k, const double *v, unsigned n, bool minmax)
-{
-	struct stats s = stats_of(v, n);
-	char key[64];
-
-	snprintf(key, sizeof key, "%s_median", k);
-	jl_num(j, key, s.med, n > 0);
-	if (!minmax)
-		return;
-	snprintf(key, sizeof key, "%s_min", k);
-	jl_num(j, key, s.min, n > 0);
-	snprintf(key, sizeof key, "%s_max", k);
-	jl_num(j, key, s.max, n > 0);
-}
-
-/* ---- references: memcpy, iperf3 (the copy path is bench/copypath.c) ------ */
-
-/*
- * GB/s (10^9 bytes) of a memcpy of len bytes between populated buffers, the
- * fastest of three, measured in a child process. Not in this process: on
- * this machine (nested virtualisation) a process that holds a few GiB of
- * populated memory writes into fresh guest RAM several times slower (the
- * fill migration dropped from ~1.5 GiB/s to ~0.35 GiB/s with 2 GiB of
- * populated buffers held here), so the bench keeps its own footprint small.
- * 0 if it could not run.
- */
-static double memcpy_gbps(size_t len)
-{
-	double best = 0;
-	int p[2];
-	pid_t pid;
-
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return 0;
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		close(p[0]);
-		close(p[1]);
-		return 0;
-	}
-	if (pid == 0) {
-		char *src = mmap(NULL, len, PROT_READ | PROT_WRITE,
-				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-		char *dst = mmap(NULL, len, PROT_READ | PROT_WRITE,
-				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-
-		if (src == MAP_FAILED || dst == MAP_FAILED)
-			_exit(1);
-		memset(src, 0x5a, len);
-		for (int i = 0; i < 3; i++) {
-			uint64_t t0 = mono_ns();
-			double v;
-
-			memcpy(dst, src, len);
-			__asm__ volatile("" : : "r"(dst) : "memory");
-			v = (double)len / (double)(mono_ns() - t0);
-			best = v > best ? v : best;
-		}
-		_exit(write(p[1], &best, sizeof best) == sizeof best ? 0 : 1);
-	}
-	close(p[1]);
-	if (read(p[0], &best, sizeof best) != sizeof best)
-		best = 0;
-	close(p[0]);
-	waitpid(pid, NULL, 0);
-	return best;
-}
-
-/* Run argv with stdout into out (if given, NUL-terminated, malloc'd) and
- * stderr to /dev/null; *pid is the child. 0 or -errno (-ENOENT: no such
- * program). With wait, reap it and return -EIO unless it exited 0. */
-static int run_prog(char *const argv[], char **out, pid_t *pid, bool wait)
-{
-	posix_spawn_file_actions_t fa;
-	int p[2] = { -1, -1 }, r, st;
-	size_t len = 0, cap = 0;
-	char *buf = NULL;
-
-	if (out && pipe2(p, O_CLOEXEC) < 0)
-		return -errno;
-	posix_spawn_file_actions_init(&fa);
-	if (out)
-		posix_spawn_file_actions_adddup2(&fa, p[1], 1);
-	else
-		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-	r = -posix_spawnp(pid, argv[0], &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	if (p[1] >= 0)
-		close(p[1]);
-	if (r) {
-		if (p[0] >= 0)
-			close(p[0]);
-		return r;
-	}
-	if (out) {
-		for (;;) {
-			ssize_t n;
-			if (cap - len < 4096) {
-				char *nb = realloc(buf, cap + 65536);
-				if (!nb)
-					break;
-				buf = nb;
-				cap += 65536;
-			}
-			n = read(p[0], buf + len, cap - len - 1);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				break;
-			len += (size_t)n;
-		}
-		close(p[0]);
-		if (buf)
-			buf[len] = '\0';
-		*out = buf;
-	}
-	if (!wait)
-		return 0;
-	while (waitpid(*pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
-}
-
-/* A free loopback TCP port (free when asked; good enough for iperf3). */
-static int free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof a;
-	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
-
-	if (s >= 0 && bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
-	    getsockname(s, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	if (s >= 0)
-		close(s);
-	return port;
-}
-
-/* end.sum_received.bits_per_second of iperf3 -J output, or -1. */
-static double iperf_parse(const char *json)
-{
-	const char *end = json ? strstr(json, "\"end\"") : NULL;
-	const char *s = end ? strstr(end, "\"sum_received\"") : NULL;
-	const char *b = s ? strstr(s, "\"bits_per_second\"") : NULL;
-	char *e;
-	double v;
-
-	if (!b || !(b = strchr(b, ':')))
-		return -1;
-	v = strtod(b + 1, &e);
-	return e == b + 1 || v <= 0 ? -1 : v;
-}
-
-/* Single-stream iperf3 over loopback: MiB/s, or -1 if it could not run. */
-static double iperf_mib_s(void)
-{
-	char port[16], *out = NULL;
-	char *srv[] = { "iperf3", "-s", "-1", "-p", port, NULL };
-	char *cli[] = { "iperf3", "-c", "127.0.0.1", "-p", port, "-t", IPERF_SECONDS, "-J", NULL };
-	double bps = -1;
-	pid_t sp, cp;
-	int r, p = free_port();
-
-	if (iperf_missing || p < 0)
-		return -1;
-	snprintf(port, sizeof port, "%d", p);
-	r = run_prog(srv, NULL, &sp, false);
-	if (r) {
-		if (r == -ENOENT) {
-			log_warn("iperf3 not found: its reference is null");
-			iperf_missing = true;
-		}
-		return -1;
-	}
-	/* The server needs a moment to listen; probing the port would use up
-	 * its single (-1) client, so retry the client instead. */
-	for (int tries = 0; tries < 25 && bps < 0; tries++) {
-		if (tries)
-			mono_sleep_ns(200 * NSEC_PER_MSEC);
-		free(out);
-		out = NULL;
-		r = run_prog(cli, &out, &cp, true);
-		bps = iperf_parse(out);
-		if (waitpid(sp, NULL, WNOHANG) == sp) {
-			sp = -1;
-			break;
-		}
-	}
-	free(out);
-	if (sp > 0) {
-		/* It exits after its one client; not within 5 s: end it. */
-		for (int i = 0; i < 50 && waitpid(sp, NULL, WNOHANG) == 0; i++)
-			mono_sleep_ns(100 * NSEC_PER_MSEC);
-		if (waitpid(sp, NULL, WNOHANG) == 0) {
-			kill(sp, SIGKILL);
-			waitpid(sp, NULL, 0);
-		}
-	}
-	if (bps < 0)
-		log_warn("iperf3 on port %s gave no result", port);
-	return bps < 0 ? -1 : bps / 8 / (1 << 20);
-}
-
 /* ---- one migration ---------------------------------------------------------- */
 
-/* A connected loopback TCP pair. */
-static int tcp_pair(int *a, int *b)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof sa;
-	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), e = 0;
-
-	*a = *b = -1;
-	if (l < 0)
-		return -errno;
-	if (bind(l, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(l, 1) < 0 ||
-	    getsockname(l, (struct sockaddr *)&sa, &len) < 0 ||
-	    (*a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    connect(*a, (struct sockaddr *)&sa, sizeof sa) < 0 ||
-	    (*b = accept4(l, NULL, NULL, SOCK_CLOEXEC)) < 0) {
-		e = -errno;
-		close_fd(a);
-		close_fd(b);
-	}
-	close(l);
-	return e;
-}
-
 struct recv_job {
-	struct chan *ch;
+	struct chan *ch[CP_STREAMS_MAX];
+	unsigned n;
 	const char *name;
 	int r;
 	struct hv_domain *d;
@@ -463,7 +194,7 @@ static void *receiver(void *arg)
 
 	migrate_opts_default(&o);
 	o.peer_timeout_ms = RECV_TIMEOUT_MS;
-	j->r = migrate_recv(&j->ch, 1, j->name, &o, &j->d, j->err, sizeof j->err);
+	j->r = migrate_recv(j->ch, j->n, j->name, &o, &j->d, j->err, sizeof j->err);
 	return NULL;
 }
 
@@ -571,17 +302,32 @@ static int warm_up(struct hv_domain *d, double *steps_s)
 	return 0;
 }
 
+/* Free ch[0..n) and clear the slots (NULL ones are fine). */
+static void free_chans(struct chan **ch, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		chan_free(ch[i]);
+		ch[i] = NULL;
+	}
+}
+
+/*
+ * One repetition of case c: launch and prepare the source runtime, migrate
+ * it over the case's channels to a receiver thread, verify the guest where
+ * it ended up, and end every runtime. Everything it learnt goes into *rp.
+ */
 static void run_case(const struct mcase *c, unsigned repno, struct rep *rp)
 {
 	char src_name[48], dst_name[64], uri[96], wl[96], cfg[160], why[256];
 	struct hv_domain *src = NULL, *dst = NULL;
 	struct recv_job j = { 0 };
-	struct chan *sch = NULL;
+	struct chan *sch[CP_STREAMS_MAX] = { 0 };
 	struct migrate_opts o;
 	struct hv_info info;
 	pid_t src_pid = -1, dst_pid = -1;
+	unsigned n = c->channels;
 	pthread_t t;
-	int s = -1, js = -1, e;
+	int e;
 
 	rp->steps_s = -1;
 	snprintf(src_name, sizeof src_name, "bm-%s-%d-%u", c->name, (int)getpid(), repno);
@@ -624,22 +370,16 @@ static void run_case(const struct mcase *c, unsigned repno, struct rep *rp)
 	if (c->target == TARGET_MIN)
 		o.max_iters = (unsigned)max_case_iters;
 	o.on_no_converge = c->policy;
-	if ((e = tcp_pair(&s, &js)))
-		BENCH_FAIL("loopback TCP pair: %s", strerror(-e));
-	if ((e = chan_tcp_new(s, &sch)) || (e = chan_tcp_new(js, &j.ch))) {
-		close_fd(&js);
-		BENCH_FAIL("channels: %s", strerror(-e));
-	}
-	s = js = -1;
+	if ((e = tp_pairs_new(c->tls ? pki.tls : NULL, n, sch, j.ch, why, sizeof why)))
+		BENCH_FAIL("%u loopback %s channel pairs: %.200s", n, c->tls ? "TLS" : "TCP", why);
+	j.n = n;
 	j.name = dst_name;
 	if ((e = pthread_create(&t, NULL, receiver, &j)))
 		BENCH_FAIL("pthread_create: %s", strerror(e));
-	rp->r = migrate_send(src, &sch, 1, &o, &rp->st, rp->err, sizeof rp->err);
-	chan_free(sch);
-	sch = NULL;
+	rp->r = migrate_send(src, sch, n, &o, &rp->st, rp->err, sizeof rp->err);
+	free_chans(sch, n);
 	pthread_join(t, NULL);
-	chan_free(j.ch);
-	j.ch = NULL;
+	free_chans(j.ch, n);
 	dst = j.d;
 	if (dst) {
 		struct hv_info di;
@@ -676,18 +416,80 @@ static void run_case(const struct mcase *c, unsigned repno, struct rep *rp)
 	}
 out:
 #undef BENCH_FAIL
-	close_fd(&s);
-	close_fd(&js);
-	chan_free(sch);
-	chan_free(j.ch);
+	free_chans(sch, n);
+	free_chans(j.ch, n);
 	vm_end(&dst, dst_pid, false); /* the handle reaps the runtime it created */
 	vm_end(&src, src_pid, true);
 }
 
 /* ---- the run --------------------------------------------------------------- */
 
-static void report(const struct mcase *c, const struct rep *rp, unsigned n)
+/* MiB/s of the pre-copy phase of a repetition that migrated, else 0. */
+static double rep_mib_s(const struct rep *rp)
 {
+	if (rp->bench_failed || !rp->st.committed)
+		return 0;
+	return (double)rp->st.throughput / (1 << 20);
+}
+
+/* The selected case that differs from c only in its channels and TLS (its
+ * plaintext sibling, e.g. fill for fill-tls); -1 if none or c itself. */
+static int sibling(const struct mcase *c, unsigned channels, bool tls, const bool *sel)
+{
+	for (unsigned i = 0; i < NR_CASES; i++) {
+		const struct mcase *o = &cases[i];
+
+		if (o != c && sel[i] && o->channels == channels && o->tls == tls &&
+		    !strcmp(o->workload, c->workload) && o->vcpus == c->vcpus &&
+		    o->prep == c->prep && o->target == c->target && o->policy == c->policy &&
+		    (o->rate ? c->rate && !strcmp(o->rate, c->rate) : !c->rate))
+			return (int)i;
+	}
+	return -1;
+}
+
+/*
+ * prefix_case (the sibling's name), then the case's throughput against the
+ * sibling's in the same repetitions: prefix (median / median) and
+ * prefix_per_rep (median, min, max of the per-repetition ratios). The
+ * median of the per-repetition ratios in *ratio (0 if none): what a target
+ * is held against, each repetition against its own sibling.
+ */
+static void sibling_fields(struct jline *j, const char *prefix, int si, const struct rep *rp,
+			   struct rep (*all)[MAX_REPS], unsigned n, double *ratio)
+{
+	double a[MAX_REPS], b[MAX_REPS], w[MAX_REPS];
+	char key[64];
+	unsigned kr;
+
+	snprintf(key, sizeof key, "%s_case", prefix);
+	jl_str(j, key, si >= 0 ? cases[si].name : NULL);
+	for (unsigned i = 0; i < n; i++) {
+		a[i] = rep_mib_s(&rp[i]);
+		b[i] = si >= 0 ? rep_mib_s(&all[si][i]) : 0;
+	}
+	kr = tp_ratios(a, b, n, w);
+	{
+		double va[MAX_REPS], vb[MAX_REPS];
+		unsigned ka = tp_valid(a, n, va), kb = tp_valid(b, n, vb);
+		struct stats sa = stats_of(va, ka), sb = stats_of(vb, kb);
+		bool ok = ka && kb && sb.med > 0;
+
+		jl_num(j, prefix, sa.med / sb.med, ok);
+	}
+	*ratio = kr ? stats_of(w, kr).med : 0;
+	snprintf(key, sizeof key, "%s_per_rep", prefix);
+	jl_stats(j, key, w, kr, true);
+}
+
+/* One JSON line for case ci over its n repetitions (all: every case's, for
+ * the ratios to its plaintext siblings run in the same repetitions). */
+static void report(unsigned ci, struct rep (*all)[MAX_REPS], const bool *sel, unsigned n)
+{
+	const struct mcase *c = &cases[ci];
+	const struct rep *rp = all[ci];
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	double cp_ratio = 0;
 	static const char *const enc_name[STREAM_ENC_MAX] = { "zero", "raw", "lz4", "delta" };
 	double v[MAX_REPS];
 	unsigned k, committed = 0, cp_votes[CP_NR_METHODS] = { 0 }, best = 0;
@@ -722,6 +524,9 @@ static void report(const struct mcase *c, const struct rep *rp, unsigned n)
 	jl_u64(&j, "ram_mib", ram_mib);
 	jl_u64(&j, "vcpus", c->vcpus);
 	jl_str(&j, "workload", wl);
+	jl_u64(&j, "channels", c->channels);
+	jl_str(&j, "transport", c->tls ? "tls" : "tcp");
+	jl_u64(&j, "cores", cores > 0 ? (uint64_t)cores : 0);
 	jl_num(&j, "downtime_target_ms", ns_to_ms(target_ns(c)), true);
 	jl_str(&j, "on_no_converge", policy_name[c->policy]);
 	{
@@ -807,6 +612,7 @@ static void report(const struct mcase *c, const struct rep *rp, unsigned n)
 			if (!rp[i].bench_failed && rp[i].st.committed)
 				w[kk++] = (double)rp[i].st.throughput / (1 << 20);
 		tp = stats_of(w, kk);
+		jl_u64(&j, "copypath_streams", c->channels);
 		jl_num(&j, "throughput_to_copypath", tp.med / cp.med, k && kk && cp.med > 0);
 		/* The same, repetition by repetition (each against its own
 		 * reference, measured just before it), then over the repetitions. */
@@ -815,6 +621,8 @@ static void report(const struct mcase *c, const struct rep *rp, unsigned n)
 			if (!rp[i].bench_failed && rp[i].st.committed && rp[i].cp_mib_s > 0)
 				w[kk++] = (double)rp[i].st.throughput / (1 << 20) / rp[i].cp_mib_s;
 		jl_stats(&j, "throughput_to_copypath_per_rep", w, kk, true);
+		/* The target is held against each repetition's own reference. */
+		cp_ratio = kk ? stats_of(w, kk).med : 0;
 	}
 	k = 0;
 	for (unsigned i = 0; i < n; i++)
@@ -826,17 +634,33 @@ static void report(const struct mcase *c, const struct rep *rp, unsigned n)
 		if (rp[i].memcpy_gbps > 0)
 			v[k++] = rp[i].memcpy_gbps;
 	jl_stats(&j, "memcpy_gbps", v, k, true);
+
+	/* Against the plaintext siblings, and the targets. */
+	if (c->tls || c->channels > 1) {
+		double r1 = 0, rp_plain = 0;
+
+		sibling_fields(&j, "throughput_to_plain1", sibling(c, 1, false, sel), rp, all, n,
+			       &r1);
+		if (c->tls) {
+			sibling_fields(&j, "throughput_to_plain", sibling(c, c->channels, false, sel),
+				       rp, all, n, &rp_plain);
+			jl_num(&j, "tls_target", TLS_TARGET, true);
+			if (rp_plain > 0)
+				jl_bool(&j, "tls_target_met", rp_plain >= TLS_TARGET);
+			else
+				jl_add(&j, ",\"tls_target_met\":null");
+		}
+	}
+	if (cores > 1 && c->channels == (unsigned)cores) {
+		jl_num(&j, "channels_target", CHANNELS_TARGET, true);
+		if (cp_ratio > 0)
+			jl_bool(&j, "channels_target_met", cp_ratio >= CHANNELS_TARGET);
+		else
+			jl_add(&j, ",\"channels_target_met\":null");
+	}
 #undef OVER
 	printf("%s}\n", j.buf);
 	fflush(stdout);
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
 }
 
 /* FERRY_MVM, if unset: ../ferry-mvm next to this program. */
@@ -891,6 +715,7 @@ int main(int argc, char **argv)
 		{ "max-downtime-us", required_argument, 0, 'X' },
 		{ "max-iters", required_argument, 0, 'I' },
 		{ "copypath-methods", required_argument, 0, 'M' },
+		{ "no-references", no_argument, 0, 'N' },
 		{ "run-dir", required_argument, 0, 'd' }, { "help", no_argument, 0, 'h' },
 		{ 0 }
 	};
@@ -936,6 +761,7 @@ int main(int argc, char **argv)
 			if (parse_u64(optarg, 1, 10000, &max_case_iters))
 				goto usage;
 			break;
+		case 'N': no_refs = true; break;
 		case 'M':
 			if (!(cp_methods = cp_parse_methods(optarg)))
 				goto usage;
@@ -969,6 +795,16 @@ int main(int argc, char **argv)
 		made_dir = tmpdir;
 		ferry_set_run_dir(tmpdir);
 	}
+	for (unsigned i = 0; i < NR_CASES; i++)
+		if (sel[i] && cases[i].tls && !pki.tls) {
+			char err[512];
+
+			if (tp_pki_new(&pki, err, sizeof err)) {
+				log_error("throwaway PKI: %s", err);
+				tp_pki_free(&pki);
+				return 1;
+			}
+		}
 	fprintf(stderr, "migrate: runtime %s, run directory %s, %" PRIu64 " MiB, %" PRIu64
 		" repetitions\n", hv_mvm_runtime_path(), ferry_run_dir(), ram_mib, reps);
 
@@ -982,19 +818,23 @@ int main(int argc, char **argv)
 			if (!sel[ci])
 				continue;
 			/* The references, then the case. */
-			if ((e = copypath_run(len, cp_methods, &cp))) {
+			if (no_refs) {
+				rp->cp_mib_s = rp->iperf_mib_s = rp->memcpy_gbps = -1;
+			} else if ((e = copypath_run_streams(len, cp_methods, mc->channels, &cp))) {
 				log_warn("copy path: %s", strerror(-e));
 				rp->cp_mib_s = -1;
 			} else {
 				rp->cp_mib_s = cp.best_mib_s;
 				rp->cp_best = cp.best;
 			}
-			rp->iperf_mib_s = iperf_mib_s();
-			rp->memcpy_gbps = memcpy_gbps(len);
+			if (!no_refs) {
+				rp->iperf_mib_s = iperf_mib_s(mc->channels, IPERF_SECONDS);
+				rp->memcpy_gbps = memcpy_gbps(len);
+			}
 			mono_sleep_ns(settle_s * NSEC_PER_SEC);
 			run_case(mc, r, rp);
 			fprintf(stderr,
-				"migrate: [%5.0f s] rep %u %-12s %s: total %.0f ms, downtime %.1f ms, "
+				"migrate: [%5.0f s] rep %u %-13s %s: total %.0f ms, downtime %.1f ms, "
 				"%u it, %.0f MiB/s (copy path %.0f, iperf3 %.0f, memcpy %.1f GB/s)%s%s "
 				"verify %s\n",
 				ns_to_sec(mono_ns() - t_start), r + 1, mc->name,
@@ -1006,13 +846,14 @@ int main(int argc, char **argv)
 			bad |= rp->bench_failed || !rp->verify_ok;
 			mono_sleep_ns(settle_s * NSEC_PER_SEC);
 		}
+	tp_pki_free(&pki);
 	for (unsigned ci = 0; ci < NR_CASES; ci++)
 		if (sel[ci])
-			report(&cases[ci], results[ci], (unsigned)reps);
+			report(ci, results, sel, (unsigned)reps);
 
 	if (made_dir) {
 		if (!bad)
-			nftw(made_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+			nftw(made_dir, tp_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 		else
 			fprintf(stderr, "migrate: runtime logs kept in %s\n", made_dir);
 	}
