@@ -5,8 +5,9 @@
  * sender and a receiver. So the socket is non-blocking, every SSL call runs
  * under the channel's lock, and a call that must wait (WANT_READ /
  * WANT_WRITE) drops the lock and poll()s: the other direction goes on
- * meanwhile. Sends are gathered into 64 KiB before SSL_write (TLS has no
- * writev; a 4 KiB page per record would cost a record and a syscall each).
+ * meanwhile. TLS has no writev: pieces that lie back to back in memory (the
+ * raw pages of a record) go to SSL_write as one, and small ones are
+ * gathered into 64 KiB first (a record and a syscall each would cost more).
  */
 #include "transport/tls.h"
 
@@ -311,6 +312,28 @@ static int flush_wbuf(struct tls_chan *t, uint64_t deadline)
 	return 0;
 }
 
+/* Write len bytes at p straight through TLS (no gathering copy). */
+static int write_direct(struct tls_chan *t, const unsigned char *p, size_t len, uint64_t deadline)
+{
+	size_t n;
+	int r;
+
+	while (len) {
+		if ((r = tls_io(t, true, (void *)p, len, &n, deadline)))
+			return r;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/*
+ * Pieces that follow each other in memory are one run (raw pages read
+ * into one buffer are); a run of DIRECT_MIN or more goes to SSL_write as it
+ * is, smaller ones are gathered first.
+ */
+#define DIRECT_MIN (16 * 1024)
+
 static int tls_send(struct chan *c, const struct iovec *iov, int n, int timeout_ms)
 {
 	struct tls_chan *t = tc_of(c);
@@ -319,10 +342,17 @@ static int tls_send(struct chan *c, const struct iovec *iov, int n, int timeout_
 
 	if (timeout_ms == 0)
 		deadline = mono_ns() + 50 * NSEC_PER_MSEC; /* best effort: a short wait at most */
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < n;) {
 		const unsigned char *p = iov[i].iov_base;
 		size_t left = iov[i].iov_len;
 
+		for (i++; i < n && (const unsigned char *)iov[i].iov_base == p + left; i++)
+			left += iov[i].iov_len;
+		if (left >= DIRECT_MIN) {
+			if ((r = flush_wbuf(t, deadline)) || (r = write_direct(t, p, left, deadline)))
+				return r;
+			continue;
+		}
 		while (left) {
 			size_t k = MIN(left, WBUF_SIZE - t->wlen);
 
