@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,10 +275,44 @@ static void reap(struct mvm_dom *d)
 		d->child = false;
 }
 
-/* The domain is filled (committed or closed): drop the writing map. */
+struct unmap_job {
+	void *p;
+	size_t len;
+};
+
+static void *unmapper(void *arg)
+{
+	struct unmap_job *u = arg;
+
+	munmap(u->p, u->len);
+	free(u);
+	return NULL;
+}
+
+/*
+ * The domain is filled (committed or closed): drop the writing map. Taking
+ * down a populated map of all of RAM costs tens of milliseconds, and the
+ * commit is inside the guest's downtime: a thread of its own does it.
+ */
 static void unmap_fill(struct mvm_dom *d)
 {
-	if (d->map)
+	struct unmap_job *u;
+	pthread_attr_t a;
+	pthread_t t;
+	bool done = false;
+
+	if (!d->map)
+		return;
+	if ((u = malloc(sizeof *u))) {
+		*u = (struct unmap_job){ d->map, d->ram_size };
+		pthread_attr_init(&a);
+		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+		done = pthread_create(&t, &a, unmapper, u) == 0;
+		pthread_attr_destroy(&a);
+		if (!done)
+			free(u);
+	}
+	if (!done)
 		munmap(d->map, d->ram_size);
 	d->map = NULL;
 }
@@ -817,18 +852,18 @@ static int mvm_write_pages(struct hv_domain *hd, const uint64_t *frames, size_t 
 {
 	struct mvm_dom *d = dom(hd);
 
-	prealloc(d, frames, n);
-	if (!d->map)
-		return page_io(d, frames, n, (void *const *)bufs, true);
-	/* A plain copy: no lock, and the block is mapped already. */
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++)
 		if (frames[i] >= d->nr_frames) {
 			log_error("mvm:%s: frame %" PRIu64 " beyond %" PRIu64, d->name, frames[i],
 				  d->nr_frames);
 			return -ERANGE;
 		}
+	prealloc(d, frames, n);
+	if (!d->map)
+		return page_io(d, frames, n, (void *const *)bufs, true);
+	/* A plain copy: no lock, and the block is mapped already. */
+	for (size_t i = 0; i < n; i++)
 		memcpy(d->map + frames[i] * d->page_size, bufs[i], d->page_size);
-	}
 	return 0;
 }
 

@@ -115,8 +115,10 @@ int migrate_send(struct hv_domain *d, struct chan *const *ch, unsigned n,
 /*
  * Destination side: create the domain from the stream (name overrides the
  * source's), resume it on GO. On success *out is the running domain's
- * handle. On failure before GO the half-made domain is destroyed. o gives
- * peer_timeout_ms and the journal hook.
+ * handle. On any other return the domain is destroyed, except for
+ * -EINPROGRESS: resuming after GO failed and the copy could not be
+ * destroyed, so it may run (the source must not resume without an
+ * operator). o gives peer_timeout_ms and the journal hook.
  */
 int migrate_recv(struct chan *const *ch, unsigned n, const char *name,
 		 const struct migrate_opts *o, struct hv_domain **out, char *err, size_t errlen);

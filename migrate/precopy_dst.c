@@ -65,7 +65,8 @@ struct dst {
 	/* Under m (c: created, ended, failed; and the heartbeat thread's stop). */
 	pthread_mutex_t m;
 	pthread_cond_t c;
-	bool created, stop, hb_on, aborted, silent;
+	bool created, stop, hb_on, silent;
+	bool aborted;        /* under wlock: ABORT went out, channel 0 says no more */
 	unsigned ended;      /* lanes but 0 that read their END */
 	unsigned acked;      /* passes acknowledged to the source */
 	int fail;            /* first failure of a lane but 0 */
@@ -93,7 +94,9 @@ static int d_send(struct dst *ds, uint32_t type, uint64_t arg)
 	int r;
 
 	pthread_mutex_lock(&ds->wlock);
-	r = mig_send_msg(ds->lanes[0].ch, type, arg);
+	/* After ABORT (perhaps cut short) nothing more: it must be the last word. */
+	r = __atomic_load_n(&ds->aborted, __ATOMIC_RELAXED) ? -ECONNABORTED
+							    : mig_send_msg(ds->lanes[0].ch, type, arg);
 	pthread_mutex_unlock(&ds->wlock);
 	return r;
 }
@@ -135,15 +138,10 @@ static void *hb_main(void *arg)
 /* Tell the source why (once, best effort, never blocking for long). */
 static void send_abort(struct dst *ds, int e, const char *text)
 {
-	pthread_mutex_lock(&ds->m);
-	if (ds->aborted) {
-		pthread_mutex_unlock(&ds->m);
-		return;
-	}
-	ds->aborted = true;
-	pthread_mutex_unlock(&ds->m);
 	pthread_mutex_lock(&ds->wlock);
-	mig_send_abort(ds->lanes[0].ch, e, text);
+	if (!ds->aborted)
+		mig_send_abort(ds->lanes[0].ch, e, text);
+	__atomic_store_n(&ds->aborted, true, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&ds->wlock);
 }
 
@@ -569,8 +567,19 @@ int migrate_recv(struct chan *const *ch, unsigned n, const char *name,
 	if ((r = d_journal(&ds, MIG_PT_RESUME)))
 		log_error("%s: journaling GO failed (%s); resuming anyway", name, strerror(-r));
 	failpoint("mig-dst-after-go");
-	if ((r = hv_unpause(ds.d))) {
-		snprintf(err, errlen, "resuming after GO: %s", strerror(-r));
+	if ((r = failpoint("mig-dst-resume")) || (r = hv_unpause(ds.d))) {
+		/* The runtime may have resumed all the same (a lost reply): this
+		 * copy counts as discarded only once it is known dead. */
+		int e = r;
+
+		if (hv_destroy(ds.d) == 0) {
+			snprintf(err, errlen, "resuming after GO failed (%s); this copy is destroyed",
+				 strerror(-e));
+			goto done; /* the source may resume */
+		}
+		snprintf(err, errlen, "resuming after GO failed (%s) and this copy could not be "
+			 "destroyed: which copy runs is unknown", strerror(-e));
+		r = -EINPROGRESS;
 		goto done; /* unresolved: the source stays paused */
 	}
 	ds.st.downtime_ns = mono_ns() - t0;

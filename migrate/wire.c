@@ -190,9 +190,13 @@ json_t *mig_hello_json(const struct mig_hello *h)
 	if (h->op == MIG_OP_CHANNEL)
 		return json_pack("{s:s, s:s, s:s, s:I, s:s}", "op", "channel", "job", h->job,
 				 "from", h->from, "index", (json_int_t)h->index, "token", h->token);
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I}", "op", "migrate", "job", h->job,
-			 "name", h->name, "config", h->config, "from", h->from, "caps",
-			 mig_caps_json(h->caps), "channels", (json_int_t)h->channels);
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I}", "op", "migrate", "job",
+			      h->job, "name", h->name, "config", h->config, "from", h->from,
+			      "caps", mig_caps_json(h->caps), "channels", (json_int_t)h->channels);
+
+	if (o && h->peer_timeout_ms)
+		json_object_set_new(o, "peer_timeout_ms", json_integer(h->peer_timeout_ms));
+	return o;
 }
 
 /* Integer member key of o in [min, max] into *dst; required, or optional
@@ -283,6 +287,10 @@ int mig_hello_parse(const json_t *o, struct mig_hello *out, char *err, size_t er
 		return 0;
 	}
 	if ((r = get_count(o, "channels", 1, MIG_CHANNELS_MAX, false, &out->channels, err,
+			   errlen)))
+		return r;
+	if (json_object_get(o, "peer_timeout_ms") &&
+	    (r = get_count(o, "peer_timeout_ms", 100, 3600000, true, &out->peer_timeout_ms, err,
 			   errlen)))
 		return r;
 	if ((r = get_str(o, "name", out->name, sizeof out->name, true, err, errlen)) ||

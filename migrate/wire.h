@@ -86,6 +86,9 @@ struct mig_hello {
 	char from[256];   /* the source host's name, informational */
 	uint32_t caps;    /* offered (migrate) */
 	unsigned channels; /* offered (migrate), 1..MIG_CHANNELS_MAX */
+	unsigned peer_timeout_ms; /* migrate: the source's (0: not said); the
+				   * destination heartbeats at a quarter of the
+				   * smaller of it and its own */
 	unsigned index;    /* channel: which one, 1..channels-1 */
 	char token[MIG_TOKEN_LEN + 1]; /* channel: from the destination's answer */
 };

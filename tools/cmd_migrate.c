@@ -26,7 +26,8 @@ static const char migrate_help[] =
 	"\n"
 	"  --downtime-ms MS        the pause to aim for (default: ferryd's, 300)\n"
 	"  --max-iters N           copy passes before the no-converge policy applies (30)\n"
-	"  --bandwidth RATE        limit, bytes per second: 100M means 100 MiB/s (none)\n"
+	"  --bandwidth RATE        limit over all channels, bytes per second: 100M means\n"
+	"                          100 MiB/s; at least 1M (default: none)\n"
 	"  --on-no-converge P      stop (pause anyway), throttle (slow the guest down\n"
 	"                          until it converges) or abort (keep it here)\n"
 	"  --peer-timeout-ms MS    give up on a silent destination after MS (15000)\n"
@@ -227,7 +228,7 @@ int migrate_main(int argc, char **argv)
 			json_object_set_new(req, "max_iters", json_integer((json_int_t)n));
 			break;
 		case 'b':
-			if (parse_size(optarg, UINT64_MAX / 2, &n) || !n)
+			if (parse_size(optarg, UINT64_MAX / 2, &n) || n < (1u << 20))
 				goto bad;
 			json_object_set_new(req, "bandwidth", json_integer((json_int_t)n));
 			break;

@@ -245,8 +245,10 @@ static json_t *op_migrate(json_t *req)
 		return fail("downtime_ms: %" PRId64 " is not in 1..3600000", dt);
 	if (mi < 1 || mi > 1000)
 		return fail("max_iters: %" PRId64 " is not in 1..1000", mi);
-	if (bw < 0)
-		return fail("bandwidth: must not be negative");
+	/* A record (up to 2 MiB) waits for its share of the bucket without
+	 * looking at cancel: at 1 MiB/s and more that wait stays short. */
+	if (bw < 0 || (bw > 0 && bw < (1 << 20)))
+		return fail("bandwidth: %" PRId64 " bytes/s; at least 1 MiB/s (or 0: none)", bw);
 	if (pto < 100 || pto > 3600000)
 		return fail("peer_timeout_ms: %" PRId64 " is not in 100..3600000", pto);
 	if (nch < 1 || nch > MIG_CHANNELS_MAX)

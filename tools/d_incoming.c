@@ -47,8 +47,8 @@ static bool same_secret(const char *a, const char *b)
 	size_t n = strlen(a);
 	unsigned char d = n != strlen(b);
 
-	for (size_t i = 0; i < n && !d; i++)
-		d |= (unsigned char)(a[i] ^ b[i]);
+	for (size_t i = 0; i < n; i++)
+		d |= (unsigned char)(a[i] ^ (i < strlen(b) ? b[i] : 0));
 	return !d;
 }
 
@@ -70,11 +70,11 @@ static bool join_channel(struct chan *c, const struct mig_hello *h)
 	j = job_find(h->job);
 	if (!j || j->out || !j->accepting)
 		snprintf(why, sizeof why, "job %s does not wait for channels here", h->job);
-	else if (!same_secret(h->token, j->token))
-		snprintf(why, sizeof why, "wrong token for job %s", h->job);
 	else if (strcmp(who, j->peer_id) != 0)
 		snprintf(why, sizeof why, "channel 0 of job %s came from %s, this one from %s",
 			 h->job, j->peer_id, who);
+	else if (!same_secret(h->token, j->token))
+		snprintf(why, sizeof why, "wrong token for job %s", h->job);
 	else if (j->joining || h->index != j->nch || h->index >= j->channels)
 		snprintf(why, sizeof why, "job %s expects channel %u, not %u", h->job, j->nch,
 			 h->index);
@@ -116,8 +116,23 @@ static int wait_channels(struct job *j, char *err, size_t errlen)
 		ts.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&D.lock);
-	while ((j->nch < j->channels || j->joining) && !D.stopping && r != ETIMEDOUT)
+	for (unsigned had = j->nch; (j->nch < j->channels || j->joining) && !D.stopping &&
+				    r != ETIMEDOUT;) {
 		r = pthread_cond_timedwait(&j->wake, &D.lock, &ts);
+		if (j->nch > had) {
+			/* The source opens them one after another: each may take
+			 * the peer timeout. */
+			had = j->nch;
+			r = 0;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += D.peer_timeout_ms / 1000;
+			ts.tv_nsec += (long)(D.peer_timeout_ms % 1000) * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+		}
+	}
 	j->accepting = false;
 	if (j->nch < j->channels)
 		snprintf(err, errlen, "%s: %u of %u channels came", D.stopping ? "shutting down"
@@ -165,6 +180,8 @@ static void receive_guest(struct chan *c, const struct mig_hello *h)
 	if (!(j = job_new(false, h->job)) || !(v = vm_new(h->name)) ||
 	    getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {
 		peer_refuse(c, "out of resources");
+		if (v)
+			vm_put(v);
 		free(j);
 		j = NULL;
 		goto out;
@@ -181,7 +198,11 @@ static void receive_guest(struct chan *c, const struct mig_hello *h)
 	j->accepting = j->channels > 1;
 	j->ch[0] = c;
 	j->nch = 1;
-	j->opts.peer_timeout_ms = D.peer_timeout_ms;
+	/* The source gives up after its own timeout: heartbeat for the
+	 * smaller of the two. */
+	j->opts.peer_timeout_ms = h->peer_timeout_ms ? MIN(D.peer_timeout_ms,
+							   (int)h->peer_timeout_ms)
+						     : D.peer_timeout_ms;
 	j->opts.hooks = (struct migrate_hooks){ j, on_progress, on_journal, on_resumed };
 	snprintf(v->config, sizeof v->config, "%s", h->config);
 	v->busy = "incoming";
@@ -231,7 +252,10 @@ static void receive_guest(struct chan *c, const struct mig_hello *h)
 		 * or (a failed resume) closed it, and an uncommitted runtime
 		 * ends when its handle closes. */
 		pthread_mutex_lock(&D.lock);
-		snprintf(j->in_state, sizeof j->in_state, "discarded");
+		/* "discarded" tells the source it may resume: only when no copy
+		 * can run here. */
+		snprintf(j->in_state, sizeof j->in_state, "%s",
+			 r == -EINPROGRESS ? "resume-failed" : "discarded");
 		v->dead = true;
 		pthread_mutex_unlock(&D.lock);
 		job_finish(j, JOB_FAILED, err);
@@ -260,9 +284,19 @@ static void refuse_plaintext(int fd, const char *why)
 	chan_free(c);
 }
 
+/* The connection has said its HELLO (or failed to): no longer counted
+ * against MAX_GREETING. */
+static void greeted(void)
+{
+	pthread_mutex_lock(&D.lock);
+	D.greeting--;
+	pthread_mutex_unlock(&D.lock);
+}
+
 static void *in_main(void *p)
 {
 	int fd = (int)(intptr_t)p;
+	bool greeting = true;
 	struct chan *c = NULL;
 	struct mig_hello h;
 	json_t *o = NULL;
@@ -279,7 +313,10 @@ static void *in_main(void *p)
 		}
 		goto out;
 	}
-	if ((r = mig_recv_frame(c, D.peer_timeout_ms, &version, &o, err, sizeof err))) {
+	r = mig_recv_frame(c, D.peer_timeout_ms, &version, &o, err, sizeof err);
+	greeted();
+	greeting = false;
+	if (r) {
 		log_warn("incoming from %s: %s", c->peer, err);
 		goto out;
 	}
@@ -306,16 +343,39 @@ static void *in_main(void *p)
 		c = NULL;
 	}
 out:
+	if (greeting)
+		greeted();
 	json_decref(o);
 	chan_free(c);
 	thread_done();
 	return NULL;
 }
 
+/*
+ * Connections that have not said who they are yet (TLS handshake, HELLO)
+ * each hold a thread for up to twice the peer timeout: anyone who reaches
+ * the port could otherwise make ferryd start threads without end.
+ */
+#define MAX_GREETING 64
+
 void job_accept(int fd)
 {
+	bool full;
+
+	pthread_mutex_lock(&D.lock);
+	full = D.greeting >= MAX_GREETING;
+	if (!full)
+		D.greeting++;
+	pthread_mutex_unlock(&D.lock);
+	if (full) {
+		log_warn("incoming: refused a connection: %d others have not said HELLO yet",
+			 MAX_GREETING);
+		close(fd);
+		return;
+	}
 	if (spawn_thread(in_main, (void *)(intptr_t)fd)) {
 		log_error("incoming: cannot start a thread");
+		greeted();
 		close(fd);
 	}
 }

@@ -207,8 +207,11 @@ void on_resumed(void *ctx, struct hv_domain *d)
 
 	if (!v)
 		return;
-	if (!hv_info(d, &info))
+	if (!hv_info(d, &info)) {
 		v->pid = info.pid;
+		/* The stream's config made the guest; the HELLO's was only said. */
+		snprintf(v->config, sizeof v->config, "%s", info.config);
+	}
 	v->d = d;
 	pthread_mutex_lock(&D.lock);
 	v->paused = false;
@@ -429,6 +432,7 @@ static int connect_out(struct job *j, struct vm *v, char *err, size_t errlen)
 	snprintf(h.from, sizeof h.from, "%s", D.hostname);
 	h.caps = D.caps;
 	h.channels = j->channels;
+	h.peer_timeout_ms = (unsigned)j->opts.peer_timeout_ms;
 	if ((r = peer_open(j->peer, j->opts.peer_timeout_ms, &c, err, errlen)))
 		return r;
 	if ((r = job_add_chan(j, c))) {

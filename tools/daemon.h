@@ -92,6 +92,7 @@ struct daemon {
 	struct job *jobs;             /* (L) */
 	unsigned threads;             /* (L) job and task threads alive */
 	unsigned incoming;            /* (L) incoming migrations now */
+	unsigned greeting;            /* (L) connections before their HELLO */
 	bool stopping;                /* (L) */
 
 	/* Settings (config file, then flags). */

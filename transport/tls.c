@@ -87,7 +87,8 @@ static void cert_names(X509 *x, char *buf, size_t len)
 		} else if (g->type == GEN_IPADD) {
 			int l = ASN1_STRING_length(g->d.iPAddress);
 
-			if (inet_ntop(l == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(g->d.iPAddress),
+			if ((l == 4 || l == 16) &&
+			    inet_ntop(l == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(g->d.iPAddress),
 				      ip, sizeof ip))
 				s = ip;
 		}
@@ -132,7 +133,9 @@ int tls_ctx_new(const struct tls_conf *tc, struct tls_ctx **out, char *err, size
 				 "TLS_CHACHA20_POLY1305_SHA256");
 	SSL_CTX_set_num_tickets(t->ctx, 0);
 	SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_options(t->ctx, SSL_OP_NO_TICKET);
+	/* A peer that closes without close_notify is an end of data like any
+	 * other: the stream and the messages on it carry their own ends. */
+	SSL_CTX_set_options(t->ctx, SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	/* With read-ahead (on after the handshake), one recv() takes in many
 	 * records, not one. */

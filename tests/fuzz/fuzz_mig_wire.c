@@ -39,7 +39,8 @@ static void hello(const uint8_t *body, size_t len)
 	CHECK(back);
 	CHECK(mig_hello_parse(back, &again, err, sizeof err) == 0);
 	CHECK(again.op == h.op && !strcmp(again.job, h.job) && !strcmp(again.from, h.from));
-	CHECK(h.op != MIG_OP_MIGRATE || (again.caps == h.caps && again.channels == h.channels));
+	CHECK(h.op != MIG_OP_MIGRATE || (again.caps == h.caps && again.channels == h.channels &&
+				      again.peer_timeout_ms == h.peer_timeout_ms));
 	CHECK(!(h.caps & ~MIG_CAPS_ALL));
 	CHECK(h.op != MIG_OP_MIGRATE ||
 	      (!strcmp(again.name, h.name) && !strcmp(again.config, h.config)));

@@ -446,7 +446,8 @@ static void test_kill_source(void **state)
  * with the restarted B: the source runs; (b) after resuming, B's guest lives
  * on, is re-adopted, and A destroys its copy; (c) B stays dead and the
  * operator forces the source; (d, every fourth round) A is killed and
- * restarted too while the job is unresolved. */
+ * restarted too while the job is unresolved; (e, every fourth round) B
+ * cannot resume its copy: it destroys it, says "discarded", and A resumes. */
 static void test_kill_after_go(void **state)
 {
 	unsigned rounds = h_rounds(20);
@@ -457,22 +458,41 @@ static void test_kill_after_go(void **state)
 	td_init(&B, "B", PTO);
 	td_start(&A, NULL);
 	for (unsigned r = 0; r < rounds; r++) {
-		for (unsigned c = 0; c < 4; c++) {
+		for (unsigned c = 0; c < 5; c++) {
 			static const char *const fps[] = { "mig-dst-after-go=stop",
 							   "mig-dst-after-resume=stop",
 							   "mig-dst-after-go=stop",
-							   "mig-dst-after-go=stop" };
+							   "mig-dst-after-go=stop",
+							   "mig-dst-resume=error" };
 			struct td_rt_info ri, ri2;
 			pid_t rt[4];
 			json_t *job, *v;
 			char *id;
 
-			if (c == 3 && r % 4 != 0)
-				continue; /* (d) every fourth round */
+			if ((c == 3 && r % 4 != 0) || (c == 4 && r % 4 != 1 && rounds > 1))
+				continue; /* (d), (e) every fourth round */
 			td_start(&B, fps[c]);
 			td_create(&A, "g5", MEM, 2, "dirtier:ws=32M,rate=16");
 			td_wait_running(&A, "g5", 5000);
 			id = td_migrate(&A, "g5", B.port, NULL);
+			if (c == 4) {
+				/* (e) Unresolved for a moment, then B's "discarded". */
+				job = td_wait_job(&A, id, "failed", 2 * PTO + 10000);
+				if (strcmp(td_jstr(job, "state"), "failed") != 0 ||
+				    !strstr(td_jstr(job, "error"), "discarded"))
+					fail_msg("(e) B could not resume: A's job should end failed, "
+						 "resolved by B's discarded copy: %s", dumps(job));
+				if (r < 2)
+					print_message("(e) B could not resume: A says: %s\n",
+						      td_jstr(job, "error"));
+				json_decref(job);
+				assert_intact(&A, "g5", true);
+				assert_absent(&B, "g5", 5000);
+				td_destroy(&A, "g5");
+				td_term(&B, 5000);
+				free(id);
+				continue;
+			}
 			td_wait_stopped(&B, 30000);
 			if (c == 1 && td_runtimes(B.run_dir, "g5", rt, 4) != 1)
 				fail_msg("(b) B stopped after resuming, but has no runtime for g5");

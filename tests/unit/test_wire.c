@@ -40,6 +40,7 @@ static void test_frame_roundtrip(void **state)
 	assert_int_equal(chan_tcp_new(sv[0], &c0), 0);
 	assert_int_equal(chan_tcp_new(sv[1], &c1), 0);
 	h.channels = 3;
+	h.peer_timeout_ms = 2000;
 	o = mig_hello_json(&h);
 	assert_non_null(o);
 	assert_int_equal(mig_send_frame(c0, o), 0);
@@ -54,6 +55,7 @@ static void test_frame_roundtrip(void **state)
 	assert_string_equal(back.from, h.from);
 	assert_int_equal(back.caps, MIG_CAP_DELTA);
 	assert_int_equal(back.channels, 3);
+	assert_int_equal(back.peer_timeout_ms, 2000);
 	json_decref(got);
 
 	/* A further channel's HELLO. */
@@ -165,6 +167,10 @@ static void test_hello_rejects(void **state)
 			   "\"channels\":65}", "channels");
 	expect_hello_fails("{\"op\":\"migrate\",\"job\":\"a\",\"name\":\"x\",\"config\":\"\","
 			   "\"channels\":\"2\"}", "channels");
+	expect_hello_fails("{\"op\":\"migrate\",\"job\":\"a\",\"name\":\"x\",\"config\":\"\","
+			   "\"peer_timeout_ms\":50}", "peer_timeout_ms");
+	expect_hello_fails("{\"op\":\"channel\",\"job\":\"a\",\"index\":0,"
+			   "\"token\":\"00112233445566778899aabbccddeeff\"}", "index");
 	expect_hello_fails("{\"op\":\"channel\",\"job\":\"a\",\"index\":1}", "token");
 	expect_hello_fails("{\"op\":\"channel\",\"job\":\"a\",\"index\":1,\"token\":\"xyz\"}",
 			   "token");
