@@ -1,5 +1,6 @@
 /* io.c — file-descriptor sink and source; see io.h. */
 #include "checkpoint/io.h"
+#include "common/util.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -21,15 +22,7 @@ int xsink_fd_writev(void *ctx, const struct iovec *iov_in, int n)
 			continue;
 		if (w < 0)
 			return -errno;
-		/* Skip what was written; resume inside a partly written iovec. */
-		while (i < n && (size_t)w >= iov[i].iov_len) {
-			w -= (ssize_t)iov[i].iov_len;
-			i++;
-		}
-		if (i < n) {
-			iov[i].iov_base = (char *)iov[i].iov_base + w;
-			iov[i].iov_len -= (size_t)w;
-		}
+		iov_advance(iov, n, &i, (size_t)w);
 	}
 	return 0;
 }

@@ -153,3 +153,15 @@ int parse_host_port(const char *s, unsigned defport, char *host, size_t hlen, ch
 	}
 	return host[0] ? 0 : -EINVAL;
 }
+
+void iov_advance(struct iovec *iov, int n, int *i, size_t done)
+{
+	while (*i < n && done >= iov[*i].iov_len) {
+		done -= iov[*i].iov_len;
+		(*i)++;
+	}
+	if (*i < n) {
+		iov[*i].iov_base = (char *)iov[*i].iov_base + done;
+		iov[*i].iov_len -= done;
+	}
+}

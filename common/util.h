@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -26,6 +27,10 @@ int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* pread (or pwrite) exactly len bytes at off, retrying EINTR and short
  * transfers. 0, -EIO on EOF, or -errno. */
 int pio_full(int fd, void *buf, size_t len, off_t off, bool write);
+
+/* After a short write of done bytes of iov[*i..n): move *i past the pieces
+ * written whole and trim the one written in part. */
+void iov_advance(struct iovec *iov, int n, int *i, size_t done);
 
 /* Close an fd if it is >= 0 and set it to -1. */
 void close_fd(int *fd);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/mtime.h"
 #include "common/util.h"
 #include "migrate/wire.h"
 #include "tools/daemon.h"
@@ -108,13 +109,7 @@ static int wait_channels(struct job *j, char *err, size_t errlen)
 	struct timespec ts;
 	int r = 0;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += D.peer_timeout_ms / 1000;
-	ts.tv_nsec += (long)(D.peer_timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	ts = ns_to_ts(real_ns() + (uint64_t)D.peer_timeout_ms * NSEC_PER_MSEC);
 	pthread_mutex_lock(&D.lock);
 	for (unsigned had = j->nch; (j->nch < j->channels || j->joining) && !D.stopping &&
 				    r != ETIMEDOUT;) {
@@ -124,13 +119,7 @@ static int wait_channels(struct job *j, char *err, size_t errlen)
 			 * the peer timeout. */
 			had = j->nch;
 			r = 0;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += D.peer_timeout_ms / 1000;
-			ts.tv_nsec += (long)(D.peer_timeout_ms % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
+			ts = ns_to_ts(real_ns() + (uint64_t)D.peer_timeout_ms * NSEC_PER_MSEC);
 		}
 	}
 	j->accepting = false;

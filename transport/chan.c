@@ -64,26 +64,6 @@ void chan_drain(struct chan *c, int timeout_ms)
 	}
 }
 
-static int xs_writev(void *ctx, const struct iovec *iov, int n)
-{
-	return chan_send(ctx, iov, n, CHAN_WAIT_DEFAULT);
-}
-
-static int xs_read(void *ctx, void *buf, size_t len)
-{
-	return chan_recv(ctx, buf, len, CHAN_WAIT_DEFAULT);
-}
-
-struct xsink chan_xsink(struct chan *c)
-{
-	return (struct xsink){ xs_writev, c };
-}
-
-struct xsource chan_xsource(struct chan *c)
-{
-	return (struct xsource){ xs_read, c };
-}
-
 /* ---- socket helpers shared by the kinds (sock.h) ---- */
 
 uint64_t sock_deadline(const struct chan *c, int timeout_ms)
@@ -163,15 +143,7 @@ static int tcp_send(struct chan *c, const struct iovec *iov_in, int n, int timeo
 		}
 		if (w < 0)
 			return errno == ECONNRESET || errno == ENOTCONN ? -EPIPE : -errno;
-		/* Skip what was written; resume inside a partly written piece. */
-		while (i < n && (size_t)w >= iov[i].iov_len) {
-			w -= (ssize_t)iov[i].iov_len;
-			i++;
-		}
-		if (i < n) {
-			iov[i].iov_base = (char *)iov[i].iov_base + w;
-			iov[i].iov_len -= (size_t)w;
-		}
+		iov_advance(iov, n, &i, (size_t)w);
 	}
 	return 0;
 }

@@ -29,7 +29,6 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#include "checkpoint/io.h"
 
 #define CHAN_IOV_MAX 1024
 #define CHAN_WAIT_DEFAULT (-1) /* timeout argument: use the channel's */
@@ -108,10 +107,6 @@ void chan_free(struct chan *c);
 
 /* The last failure: c->err if the kind said more, else strerror(-r). */
 const char *chan_error(const struct chan *c, int r);
-
-/* A stream sink / source over a channel, with its default timeout. */
-struct xsink chan_xsink(struct chan *c);
-struct xsource chan_xsource(struct chan *c);
 
 /*
  * Plain TCP over a connected socket (taken over: freed with the channel).
