@@ -122,21 +122,22 @@ static void sleep_until(uint64_t t)
 
 /* Unlimited: one relaxed load. Else reserve an instant under the lock and
  * sleep until it without the lock, so other senders can reserve theirs. */
-void ratelimit_take(struct ratelimit *rl, uint64_t n)
+uint64_t ratelimit_take(struct ratelimit *rl, uint64_t n)
 {
 	uint64_t rate, now, at;
 
 	if (!__atomic_load_n(&rl->rate, __ATOMIC_RELAXED))
-		return;
+		return 0;
 	pthread_mutex_lock(&rl->lock);
 	rate = rl->rate;
 	if (!rate) {
 		pthread_mutex_unlock(&rl->lock);
-		return;
+		return 0;
 	}
 	now = mono_ns();
 	at = reserve(rl, rate, now, n);
 	pthread_mutex_unlock(&rl->lock);
 	if (at > now)
 		sleep_until(at);
+	return at;
 }

@@ -4,8 +4,8 @@
  * in any 1-second window (sliding, not only aligned ones; the first second
  * too). rate 0 is unlimited and costs one atomic load per take.
  *
- * A take of n bytes is counted at the instant ratelimit_take returns (the
- * caller sends right after). Two rules decide that instant, under the lock,
+ * A take of n bytes is counted at its release instant, when ratelimit_take
+ * returns (the caller sends right after). Two rules decide that instant, under the lock,
  * in the order the takes arrive; the caller then sleeps until it outside the
  * lock, so the other senders can reserve their own instants meanwhile.
  *
@@ -90,7 +90,10 @@ void ratelimit_destroy(struct ratelimit *rl);
 /* Change the rate (0: unlimited) for the takes that follow; thread-safe. */
 void ratelimit_set_rate(struct ratelimit *rl, uint64_t rate);
 /* Account n bytes about to be sent; sleeps (outside any lock) until they may
- * go. Thread-safe. */
-void ratelimit_take(struct ratelimit *rl, uint64_t n);
+ * go, and returns that release instant (mono ns; 0 when unlimited): the
+ * window bound holds for release instants. A sender starved of CPU past
+ * RATELIMIT_SLACK_NS after its instant can bunch its bytes with later ones;
+ * nothing in user space can prevent that. Thread-safe. */
+uint64_t ratelimit_take(struct ratelimit *rl, uint64_t n);
 
 #endif

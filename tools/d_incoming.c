@@ -61,14 +61,21 @@ static bool same_secret(const char *a, const char *b)
 static bool join_channel(struct chan *c, const struct mig_hello *h)
 {
 	char who[300], why[700] = "";
+	struct timespec ts;
 	struct job *j;
 	json_t *o;
 	bool taken = false;
 	int r;
 
 	peer_identity(c, who, sizeof who);
+	ts = ns_to_ts(real_ns() + (uint64_t)D.peer_timeout_ms * NSEC_PER_MSEC);
 	pthread_mutex_lock(&D.lock);
 	j = job_find(h->job);
+	/* The channel before this one may still be being answered (the source
+	 * opens the next as soon as it has the answer): let it join first. */
+	while (j && j->joining && !D.stopping &&
+	       pthread_cond_timedwait(&j->wake, &D.lock, &ts) != ETIMEDOUT)
+		;
 	if (!j || j->out || !j->accepting)
 		snprintf(why, sizeof why, "job %s does not wait for channels here", h->job);
 	else if (strcmp(who, j->peer_id) != 0)
