@@ -44,6 +44,7 @@
 #include "hv/hv.h"
 #include "hv/mvm.h"
 #include "hv/pagemap.h"
+#include "bench/jline.h"
 #include "bench/stats.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -78,55 +79,10 @@ static size_t page_size;
 /* ---- statistics and output ---------------------------------------------- */
 
 
-/* One JSON object, built up field by field and printed as one line. */
-struct jline {
-	char buf[2048];
-	size_t len;
-};
-
-static void jl_add(struct jline *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void jl_add(struct jline *j, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (j->len >= sizeof j->buf)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(j->buf + j->len, sizeof j->buf - j->len, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		j->len += (size_t)n;
-}
-
 static void jl_begin(struct jline *j, const char *bench)
 {
 	j->len = 0;
 	jl_add(j, "{\"bench\":\"%s\"", bench);
-}
-
-static void jl_str(struct jline *j, const char *k, const char *v)
-{
-	jl_add(j, ",\"%s\":\"%s\"", k, v);
-}
-
-static void jl_u64(struct jline *j, const char *k, uint64_t v)
-{
-	jl_add(j, ",\"%s\":%" PRIu64, k, v);
-}
-
-static void jl_bool(struct jline *j, const char *k, bool v)
-{
-	jl_add(j, ",\"%s\":%s", k, v ? "true" : "false");
-}
-
-/* A number, or null where it does not apply (valid false) or is not finite. */
-static void jl_num(struct jline *j, const char *k, double v, bool valid)
-{
-	if (valid && v == v && v < 1e300 && v > -1e300)
-		jl_add(j, ",\"%s\":%.6g", k, v);
-	else
-		jl_add(j, ",\"%s\":null", k);
 }
 
 static void jl_stats(struct jline *j, const char *k, struct stats s)

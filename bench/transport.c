@@ -30,6 +30,7 @@
 #include <spawn.h>
 #include <stdarg.h>
 
+#include "bench/jline.h"
 #include "bench/stats.h"
 #include "common/log.h"
 #include "common/mtime.h"
@@ -44,64 +45,6 @@
 extern char **environ;
 
 /* ---- JSON output ---------------------------------------------------------- */
-
-struct jline {
-	char buf[8192];
-	size_t len;
-};
-
-static void jl_add(struct jline *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void jl_add(struct jline *j, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (j->len >= sizeof j->buf)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(j->buf + j->len, sizeof j->buf - j->len, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		j->len += (size_t)n;
-}
-
-/* A string, escaped; null if v is NULL. */
-static void jl_str(struct jline *j, const char *k, const char *v)
-{
-	if (!v) {
-		jl_add(j, ",\"%s\":null", k);
-		return;
-	}
-	jl_add(j, ",\"%s\":\"", k);
-	for (; *v; v++) {
-		unsigned char c = (unsigned char)*v;
-		if (c == '"' || c == '\\')
-			jl_add(j, "\\%c", c);
-		else if (c < 0x20)
-			jl_add(j, "\\u%04x", c);
-		else
-			jl_add(j, "%c", c);
-	}
-	jl_add(j, "\"");
-}
-
-static void jl_u64(struct jline *j, const char *k, uint64_t v)
-{
-	jl_add(j, ",\"%s\":%" PRIu64, k, v);
-}
-
-static void __attribute__((unused)) jl_bool(struct jline *j, const char *k, bool v)
-{
-	jl_add(j, ",\"%s\":%s", k, v ? "true" : "false");
-}
-
-static void jl_num(struct jline *j, const char *k, double v, bool valid)
-{
-	if (valid && v == v && v < 1e300 && v > -1e300)
-		jl_add(j, ",\"%s\":%.4g", k, v);
-	else
-		jl_add(j, ",\"%s\":null", k);
-}
 
 /* k_median, and with minmax also k_min and k_max, of v[0..n); null if n == 0. */
 static void jl_stats(struct jline *j, const char *k, const double *v, unsigned n, bool minmax)
