@@ -739,6 +739,30 @@ static int cm_expect(struct rdma_event_channel *ec, enum rdma_cm_event_type want
 	return r;
 }
 
+/* "HOST[:PORT]" for rdmacm, once a device is known to exist: the address to
+ * connect to, or (passive) to listen on. 0 and *ai (rdma_freeaddrinfo), or
+ * -errno with err set. */
+static int rdma_resolve(const char *hostport, unsigned defport, bool passive,
+			struct rdma_addrinfo **ai, char *err, size_t errlen)
+{
+	struct rdma_addrinfo hints = { .ai_flags = passive ? RAI_PASSIVE : 0,
+				       .ai_port_space = RDMA_PS_TCP };
+	char host[256], port[16];
+	int r;
+
+	if (parse_host_port(hostport, defport, host, sizeof host, port, sizeof port)) {
+		snprintf(err, errlen, "\"%s\" is not %s[:PORT]", hostport, passive ? "ADDR" : "HOST");
+		return -EINVAL;
+	}
+	if ((r = have_device(err, errlen)))
+		return r;
+	if (rdma_getaddrinfo(host, port, &hints, ai)) {
+		snprintf(err, errlen, "%s: cannot resolve for RDMA: %s", host, strerror(errno));
+		return passive ? -EADDRNOTAVAIL : -EHOSTUNREACH;
+	}
+	return 0;
+}
+
 /* Our hello, as the connection's private data. */
 static struct rdma_conn_param conn_param(struct rchan *rc, struct rdma_hello_wire *w)
 {
@@ -769,26 +793,17 @@ static int ms_left(uint64_t deadline)
 int chan_rdma_connect(const char *hostport, unsigned defport, int timeout_ms, struct chan **out,
 		      char *err, size_t errlen)
 {
-	struct rdma_addrinfo hints = { .ai_port_space = RDMA_PS_TCP }, *ai = NULL;
+	struct rdma_addrinfo *ai = NULL;
 	uint64_t deadline = deadline_of(timeout_ms);
 	struct rdma_hello_wire hw;
 	struct rdma_conn_param cp;
 	struct rdma_hello peer;
 	struct rchan *rc = NULL;
-	char host[256], port[16];
 	int r;
 
 	*out = NULL;
-	if (parse_host_port(hostport, defport, host, sizeof host, port, sizeof port)) {
-		snprintf(err, errlen, "\"%s\" is not HOST[:PORT]", hostport);
-		return -EINVAL;
-	}
-	if ((r = have_device(err, errlen)))
+	if ((r = rdma_resolve(hostport, defport, false, &ai, err, errlen)))
 		return r;
-	if (rdma_getaddrinfo(host, port, &hints, &ai)) {
-		snprintf(err, errlen, "%s: cannot resolve for RDMA: %s", host, strerror(errno));
-		return -EHOSTUNREACH;
-	}
 	if ((r = rchan_new(&rc, err, errlen)))
 		goto out;
 	if (rdma_create_id(rc->ec, &rc->id, rc, RDMA_PS_TCP) ||
@@ -846,22 +861,13 @@ void chan_rdma_listener_free(struct chan_rdma_listener *l)
 int chan_rdma_listen(const char *hostport, unsigned defport, struct chan_rdma_listener **out,
 		     char *err, size_t errlen)
 {
-	struct rdma_addrinfo hints = { .ai_flags = RAI_PASSIVE, .ai_port_space = RDMA_PS_TCP }, *ai = NULL;
+	struct rdma_addrinfo *ai = NULL;
 	struct chan_rdma_listener *l = NULL;
-	char host[256], port[16];
 	int r;
 
 	*out = NULL;
-	if (parse_host_port(hostport, defport, host, sizeof host, port, sizeof port)) {
-		snprintf(err, errlen, "\"%s\" is not ADDR[:PORT]", hostport);
-		return -EINVAL;
-	}
-	if ((r = have_device(err, errlen)))
+	if ((r = rdma_resolve(hostport, defport, true, &ai, err, errlen)))
 		return r;
-	if (rdma_getaddrinfo(host, port, &hints, &ai)) {
-		snprintf(err, errlen, "%s: cannot resolve for RDMA: %s", host, strerror(errno));
-		return -EADDRNOTAVAIL;
-	}
 	if (!(l = calloc(1, sizeof *l))) {
 		r = -ENOMEM;
 		goto out;
