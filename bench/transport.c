@@ -39,6 +39,7 @@
 #include "transport/chan.h"
 #include "transport/link.h"
 #include "transport/tls.h"
+#include "transport/tcp.h"
 
 #define TP_LINK_TIMEOUT_MS 10000
 

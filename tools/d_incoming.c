@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "migrate/wire.h"
 #include "tools/daemon.h"
+#include "transport/tcp.h"
 
 static void answer_resolve(struct chan *c, const struct mig_hello *h)
 {

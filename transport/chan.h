@@ -1,7 +1,8 @@
 /*
  * chan.h — a channel: one reliable, ordered, full-duplex link to a peer host
- * (DESIGN.md §8). Kinds: tcp (chan.c), tls (tls.c), rdma (rdma.c). Engines
- * see only this header; no other file includes a transport's library.
+ * (DESIGN.md §8). Kinds: tcp (tcp.c), tls (tls.c), rdma (rdma.c), each an
+ * ops table in its own file that defines every op. Engines see only this
+ * header; no other file includes a transport's library.
  *
  * Sending: chan_send() hands over one framed record as scatter-gather pieces
  * and returns once all of it is on its way, or fails. Receiving: chan_recv()
@@ -49,6 +50,10 @@ struct chan_ops {
 	/* Wait until a byte can be received (1), wake_fd is readable (2), or
 	 * timeout_ms passes (0). wake_fd may be -1. */
 	int (*wait_in)(struct chan *c, int wake_fd, int timeout_ms);
+	/* Read and drop what arrives until the peer's end of data, a failure,
+	 * or timeout_ms: a last word sent before closing then reaches the peer
+	 * instead of being lost to a reset. */
+	void (*drain)(struct chan *c, int timeout_ms);
 	/* Stop sending (a clean end of data for the peer), keep receiving. */
 	void (*close_send)(struct chan *c);
 	void (*shutdown)(struct chan *c);
@@ -87,6 +92,11 @@ static inline int chan_recv(struct chan *c, void *buf, size_t len, int timeout_m
 	return r;
 }
 
+static inline ssize_t chan_recv_some(struct chan *c, void *buf, size_t len, int timeout_ms)
+{
+	return c->ops->recv_some(c, buf, len, timeout_ms);
+}
+
 static inline int chan_wait_in(struct chan *c, int wake_fd, int timeout_ms)
 {
 	return c->ops->wait_in(c, wake_fd, timeout_ms);
@@ -108,22 +118,9 @@ void chan_free(struct chan *c);
 /* The last failure: c->err if the kind said more, else strerror(-r). */
 const char *chan_error(const struct chan *c, int r);
 
-/*
- * Plain TCP over a connected socket (taken over: freed with the channel).
- * Sets TCP_NODELAY: the last records of a stream and the commit messages are
- * small, and each would otherwise wait for the ACK of the one before.
- */
-int chan_tcp_new(int fd, struct chan **out);
-
-/*
- * Connect a TCP socket to "HOST[:PORT]" (defport if none) within
- * timeout_ms, trying each address. *host gets HOST (for certificate checks).
- * 0 and a blocking, CLOEXEC socket in *fd, or -errno with err set.
- */
-int tcp_connect(const char *hostport, unsigned defport, int timeout_ms, int *fd, char *host,
-		size_t hostlen, char *err, size_t errlen);
-
-/* "ADDR:PORT" of a connected socket's peer into buf. */
-void sock_peer_name(int fd, char *buf, size_t len);
+/* For the kinds: set c's ops, refusing (-ENOSYS) a table that lacks an op. */
+int chan_init(struct chan *c, const struct chan_ops *ops);
+/* For the kinds: a drain op made of wait_in and recv_some. */
+void chan_drain_some(struct chan *c, int timeout_ms);
 
 #endif

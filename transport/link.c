@@ -8,6 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "transport/tcp.h"
+
 #define TLS_HANDSHAKE_RECORD 0x16
 
 int link_connect(const struct link_conf *lc, const char *hostport, unsigned defport,

@@ -416,6 +416,37 @@ static int rdma_recv(struct chan *c, void *buf, size_t len, int timeout_ms)
 	return got == len ? 0 : r;
 }
 
+static ssize_t rdma_recv_some(struct chan *c, void *buf, size_t len, int timeout_ms)
+{
+	struct rchan *rc = (struct rchan *)c;
+	uint64_t deadline = 0;
+	bool waited = false;
+	ssize_t r;
+
+	pthread_mutex_lock(&rc->lock);
+	for (;;) {
+		size_t got = rdma_rx_read(&rc->rx, buf, len);
+
+		return_credit(rc, false);
+		if (got || rc->rx.closed) {
+			r = (ssize_t)got;
+			break;
+		}
+		if (rc->shut || rc->error) {
+			r = rc->shut ? -ECONNRESET : rc->error;
+			break;
+		}
+		if (!waited) {
+			deadline = sock_deadline(c, timeout_ms);
+			waited = true;
+		}
+		if ((r = wait_change(rc, deadline)))
+			break;
+	}
+	pthread_mutex_unlock(&rc->lock);
+	return r;
+}
+
 static int rdma_wait_in(struct chan *c, int wake_fd, int timeout_ms)
 {
 	struct rchan *rc = (struct rchan *)c;
@@ -527,7 +558,9 @@ static const struct chan_ops rdma_ops = {
 	.kind = "rdma",
 	.send = rdma_send,
 	.recv = rdma_recv,
+	.recv_some = rdma_recv_some,
 	.wait_in = rdma_wait_in,
+	.drain = chan_drain_some,
 	.close_send = rdma_close_send,
 	.shutdown = rdma_shutdown,
 	.free = rdma_free,
@@ -565,7 +598,10 @@ static int rchan_new(struct rchan **out, char *err, size_t errlen)
 
 	if (!rc)
 		return -ENOMEM;
-	rc->c.ops = &rdma_ops;
+	if (chan_init(&rc->c, &rdma_ops)) {
+		free(rc);
+		return -ENOSYS;
+	}
 	rc->c.fd = -1; /* no socket: the channel is the queue pair */
 	rc->ctl_free = (1u << CTL_TX) - 1;
 	pthread_mutex_init(&rc->lock, NULL);

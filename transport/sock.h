@@ -18,5 +18,8 @@ int sock_wait(int fd, short events, uint64_t deadline);
 int sock_wait_in(int fd, bool pending, int wake_fd, int timeout_ms);
 /* Non-blocking and TCP_NODELAY. 0 or -errno. */
 int sock_prepare(int fd);
+/* chan_ops.drain over a socket: read and drop raw bytes (a failed TLS
+ * session reads nothing any more, its socket still does). */
+void sock_drain(int fd, int timeout_ms);
 
 #endif

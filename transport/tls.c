@@ -28,6 +28,7 @@
 #include "common/mtime.h"
 #include "common/util.h"
 #include "transport/sock.h"
+#include "transport/tcp.h"
 
 #define WBUF_SIZE 65536
 
@@ -404,6 +405,11 @@ static int tls_wait_in(struct chan *c, int wake_fd, int timeout_ms)
 	return sock_wait_in(c->fd, pending, wake_fd, timeout_ms);
 }
 
+static void tls_drain(struct chan *c, int timeout_ms)
+{
+	sock_drain(c->fd, timeout_ms);
+}
+
 static void tls_close_send(struct chan *c)
 {
 	struct tls_chan *t = tc_of(c);
@@ -436,6 +442,7 @@ static const struct chan_ops tls_ops = {
 	.recv = tls_recv,
 	.recv_some = tls_recv_some,
 	.wait_in = tls_wait_in,
+	.drain = tls_drain,
 	.close_send = tls_close_send,
 	.shutdown = tls_shutdown,
 	.free = tls_free,
@@ -546,8 +553,11 @@ static int handshake(struct tls_ctx *tx, int fd, const char *host, int timeout_m
 		r = -ENOMEM;
 		goto fail;
 	}
+	if ((r = chan_init(&t->c, &tls_ops))) {
+		snprintf(err, errlen, "the tls channel kind is incomplete");
+		goto fail;
+	}
 	pthread_mutex_init(&t->lock, NULL);
-	t->c.ops = &tls_ops;
 	t->c.fd = fd;
 	if ((r = sock_prepare(fd))) {
 		snprintf(err, errlen, "%s", strerror(-r));

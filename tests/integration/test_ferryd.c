@@ -49,6 +49,7 @@
 #include "common/mtime.h"
 #include "common/util.h"
 #include "migrate/wire.h"
+#include "transport/tcp.h"
 
 
 static struct td A, B;
@@ -873,7 +874,7 @@ static bool closed_by_peer(struct chan *c, int timeout_ms)
 			return false;
 		if (chan_wait_in(c, -1, (int)((until - now) / NSEC_PER_MSEC) + 1) != 1)
 			continue;
-		n = c->ops->recv_some(c, buf, sizeof buf, 100);
+		n = chan_recv_some(c, buf, sizeof buf, 100);
 		if (n == 0 || (n < 0 && n != -ETIMEDOUT && n != -EINTR))
 			return true;
 	}

@@ -18,6 +18,7 @@
 
 #include "migrate/precopy.h"
 #include "transport/chan.h"
+#include "transport/tcp.h"
 
 #define MAX_CH 4
 

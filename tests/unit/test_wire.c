@@ -20,6 +20,7 @@
 #include "common/util.h"
 #include "migrate/wire.h"
 #include "tools/api.h"
+#include "transport/tcp.h"
 
 static void test_frame_roundtrip(void **state)
 {
