@@ -36,7 +36,7 @@ static int save_stream(struct saver *s, int fd, const struct hv_info *info, cons
 	int r;
 
 	r = stream_writer_start(&s->w, sink, STREAM_KIND_SNAPSHOT, info->page_size,
-				info->nr_frames, "mvm", name, info->config);
+				info->nr_frames, hv_backend_name(s->d), name, info->config);
 	if (r) {
 		snprintf(err, errlen, "writing the header: %s", strerror(-r));
 		return r;
@@ -232,7 +232,10 @@ static int r_header(void *ctx, const struct stream_info *i)
 		snprintf(rs->err, rs->errlen, "not a snapshot (stream kind %u)", i->kind);
 		return -EINVAL;
 	}
-	snprintf(uri, sizeof uri, "%s:%s", i->backend, rs->name ? rs->name : i->name);
+	if ((r = hv_uri(uri, sizeof uri, i->backend, rs->name ? rs->name : i->name))) {
+		snprintf(rs->err, rs->errlen, "no backend \"%s\" here, or a bad name", i->backend);
+		return r;
+	}
 	r = hv_create(uri, i->config, &rs->a.d);
 	if (r) {
 		snprintf(rs->err, rs->errlen, "cannot create %s: %s", uri,

@@ -32,6 +32,11 @@ int pio_full(int fd, void *buf, size_t len, off_t off, bool write);
  * written whole and trim the one written in part. */
 void iov_advance(struct iovec *iov, int n, int *i, size_t done);
 
+/* A name as ferry takes it for domains, jobs and hosts on the wire and on
+ * disk: 1..max-1 of [A-Za-z0-9._-], not starting with '.' or '-' (so it is
+ * a safe file name and never an option). */
+bool name_ok(const char *s, size_t max);
+
 /* Close an fd if it is >= 0 and set it to -1. */
 void close_fd(int *fd);
 

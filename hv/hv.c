@@ -1,4 +1,4 @@
-/* hv.c — backend registry; see hv.h. */
+/* hv.c — backend registry and the generic wrappers; see hv.h. */
 #include "hv/hv.h"
 
 #include <errno.h>
@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/mtime.h"
+#include "common/util.h"
 
 extern const struct hv_ops hv_mvm_ops;
 
@@ -20,8 +22,9 @@ const struct hv_ops *hv_backend(const char *uri, const char **name)
 
 	if (!colon)
 		return NULL;
-	for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(backends); i++) {
 		size_t n = strlen(backends[i]->prefix);
+
 		if ((size_t)(colon - uri) == n && memcmp(uri, backends[i]->prefix, n) == 0) {
 			*name = colon + 1;
 			return backends[i];
@@ -30,12 +33,45 @@ const struct hv_ops *hv_backend(const char *uri, const char **name)
 	return NULL;
 }
 
+const char *hv_default_backend(void)
+{
+	return backends[0]->prefix;
+}
+
+static const struct hv_ops *by_prefix(const char *backend)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(backends); i++)
+		if (strcmp(backends[i]->prefix, backend) == 0)
+			return backends[i];
+	return NULL;
+}
+
+int hv_uri(char *buf, size_t len, const char *backend, const char *name)
+{
+	int n;
+
+	if (!backend)
+		backend = hv_default_backend();
+	if (!by_prefix(backend) || !name_ok(name, HV_NAME_MAX))
+		return -EINVAL;
+	n = snprintf(buf, len, "%s:%s", backend, name);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+const char *hv_uri_name(const char *uri)
+{
+	const char *colon = strchr(uri, ':');
+
+	return colon ? colon + 1 : uri;
+}
+
 static const struct hv_ops *lookup(const char *uri, const char **name)
 {
 	const struct hv_ops *ops = hv_backend(uri, name);
 
 	if (!ops)
-		log_error("%s: unknown domain URI (expected BACKEND:NAME, e.g. mvm:web1)", uri);
+		log_error("%s: unknown domain URI (expected BACKEND:NAME, e.g. %s:web1)", uri,
+			  hv_default_backend());
 	return ops;
 }
 
@@ -53,4 +89,49 @@ int hv_create(const char *uri, const char *config, struct hv_domain **out)
 	const struct hv_ops *ops = lookup(uri, &name);
 
 	return ops ? ops->create(name, config, out) : -EINVAL;
+}
+
+int hv_launch(const char *uri, const struct hv_spec *spec, unsigned flags,
+	      struct hv_domain **out, char *err, size_t errlen)
+{
+	const char *name;
+	const struct hv_ops *ops = hv_backend(uri, &name);
+
+	if (!ops) {
+		snprintf(err, errlen, "%s: unknown domain URI", uri);
+		return -EINVAL;
+	}
+	return ops->launch(name, spec, flags, out, err, errlen);
+}
+
+int hv_describe(const char *uri, const char *config, json_t **out, char *err, size_t errlen)
+{
+	const char *name;
+	const struct hv_ops *ops = hv_backend(uri, &name);
+
+	*out = NULL;
+	if (!ops) {
+		snprintf(err, errlen, "%s: unknown domain URI", uri);
+		return -EINVAL;
+	}
+	return ops->describe(config, out, err, errlen);
+}
+
+int hv_list(const char *backend, int (*fn)(void *ctx, const char *name), void *ctx)
+{
+	const struct hv_ops *ops = by_prefix(backend ? backend : hv_default_backend());
+
+	return ops ? ops->list(fn, ctx) : -EINVAL;
+}
+
+int hv_adopt(const char *uri, int timeout_ms, struct hv_domain **out)
+{
+	uint64_t until = mono_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
+	int r;
+
+	/* A previous owner that just ended lets go of the domain a moment
+	 * later (its connection closes with it). */
+	while ((r = hv_open(uri, out)) == -EBUSY && mono_ns() < until)
+		mono_sleep_ns(100 * NSEC_PER_MSEC);
+	return r;
 }

@@ -5,7 +5,10 @@
  * A backend is one ops table (struct hv_ops) in its own file, registered under
  * a URI prefix: "mvm:web1" is the microVM named web1, "xen:17" would be a Xen
  * domid. Callers use the hv_*() wrappers, which pick the backend from the URI
- * and otherwise pass straight through.
+ * and otherwise pass straight through. Nothing outside hv/ knows a backend by
+ * name: a daemon lists, launches, adopts and describes domains through these
+ * ops, and reaches a backend's extras (mvm's verifier) through the optional
+ * extra op.
  *
  * Common rules, for every op and every backend:
  *  - Return 0 (or a count, where stated) on success, a negative errno on
@@ -21,14 +24,20 @@
 #ifndef FERRY_HV_H
 #define FERRY_HV_H
 
+#include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 #include "common/bitmap.h"
 
 struct hv_domain;
 
 #define HV_CONFIG_MAX 512 /* config record, a NUL-terminated key=value list */
+#define HV_NAME_MAX 64    /* a domain's name: name_ok(name, HV_NAME_MAX) */
+#define HV_URI_MAX 128
 #define HV_CONTEXT_MAX (1u << 20)
 
 struct hv_info {
@@ -37,10 +46,35 @@ struct hv_info {
 	uint64_t nr_frames;
 	uint32_t paused;    /* 1 if every writer of guest RAM is parked */
 	uint32_t logdirty;  /* 1 if write tracking is on */
+	uint32_t incoming;  /* made by create and not committed yet: it ends with
+			     * its handle */
 	int32_t pid;        /* runtime process, or -1 where there is none */
 	/* Backend config, e.g. "mem=1073741824 vcpus=2 workload=dirtier:ws=256M".
 	 * It is what create() needs to make a matching empty domain. */
 	char config[HV_CONFIG_MAX];
+};
+
+/* What a new domain should be (launch): the generic part, and one text
+ * that only its backend reads. */
+struct hv_spec {
+	uint64_t mem;       /* bytes of RAM; 0: the backend's default */
+	unsigned vcpus;     /* 0: the backend's default */
+	const char *detail; /* backend-specific, NULL for its default; mvm: the
+			     * guest's workload ("dirtier:ws=256M,rate=64") */
+};
+
+/* launch flags */
+#define HV_LAUNCH_PAUSED 0x1 /* start with every writer parked */
+
+/* The optional extras a backend may offer (hv_ops.extra). */
+enum hv_extra {
+	/* The domain's own statistics, as a JSON object of the backend's keys
+	 * (mvm: steps, halted, max_gap_ms, resume_gap_ms). */
+	HV_EXTRA_STATS,
+	/* A deep check of the guest's memory (pauses it meanwhile):
+	 * {"verified": bool, "result": "ok" or why not, and the backend's
+	 * counts}. */
+	HV_EXTRA_VERIFY,
 };
 
 /* logdirty_harvest flags */
@@ -69,6 +103,27 @@ struct hv_ops {
 	 * -EEXIST if NAME is taken.
 	 */
 	int (*create)(const char *name, const char *config, struct hv_domain **out);
+	/*
+	 * launch: start a new, running (HV_LAUNCH_PAUSED: paused) domain NAME
+	 * as spec says, committed from the start: it outlives the handle, so a
+	 * daemon that ends leaves it running. -EEXIST if NAME is taken; -EINVAL
+	 * for a spec the backend refuses, with a sentence in err.
+	 */
+	int (*launch)(const char *name, const struct hv_spec *spec, unsigned flags,
+		      struct hv_domain **out, char *err, size_t errlen);
+	/*
+	 * list: call fn(ctx, name) for every domain of this backend alive on
+	 * this host now (whoever holds it open). Stops at the first non-zero
+	 * value of fn and returns it; else the count, or -errno.
+	 */
+	int (*list)(int (*fn)(void *ctx, const char *name), void *ctx);
+	/*
+	 * describe: what a config record (hv_info.config) asks for, as a JSON
+	 * object for listings: "mem" (bytes) and "vcpus", then the backend's own
+	 * keys (mvm: "workload"). *out is the caller's. -EINVAL with a sentence
+	 * in err if the record is not one of this backend's.
+	 */
+	int (*describe)(const char *config, json_t **out, char *err, size_t errlen);
 	int (*info)(struct hv_domain *d, struct hv_info *out);
 	/*
 	 * commit: make a created domain permanent without running it: from now
@@ -140,19 +195,45 @@ struct hv_ops {
 	/* destroy: end the domain and free its resources; the handle must still
 	 * be closed afterwards. -ETIMEDOUT if it could not be ended. */
 	int (*destroy)(struct hv_domain *d);
+
+	/*
+	 * Optional (NULL: hv_extra says -EOPNOTSUPP). extra: one of the
+	 * backend's extras as a JSON object (*out, the caller's).
+	 */
+	int (*extra)(struct hv_domain *d, enum hv_extra what, json_t **out);
 };
 
 /* A handle: the backend's ops and its private state. */
 struct hv_domain {
 	const struct hv_ops *ops;
-	char uri[128];
+	char uri[HV_URI_MAX];
 };
 
 /* Backend registry, keyed by URI prefix. */
 const struct hv_ops *hv_backend(const char *uri, const char **name);
+/* The backend used where none is named: the first registered (mvm). */
+const char *hv_default_backend(void);
+/* "BACKEND:NAME" into buf (backend NULL: the default). -ENAMETOOLONG,
+ * -EINVAL for an unknown backend or a name that is not name_ok. */
+int hv_uri(char *buf, size_t len, const char *backend, const char *name);
+/* The part of uri after its prefix (uri itself if it has none). */
+const char *hv_uri_name(const char *uri);
+/* The backend a handle belongs to ("mvm"): what a stream's header names. */
+static inline const char *hv_backend_name(const struct hv_domain *d) { return d->ops->prefix; }
 
 int hv_open(const char *uri, struct hv_domain **out);
 int hv_create(const char *uri, const char *config, struct hv_domain **out);
+int hv_launch(const char *uri, const struct hv_spec *spec, unsigned flags,
+	      struct hv_domain **out, char *err, size_t errlen);
+int hv_describe(const char *uri, const char *config, json_t **out, char *err, size_t errlen);
+/* hv_list over the backend named in uri's prefix ("mvm:" lists microVMs). */
+int hv_list(const char *backend, int (*fn)(void *ctx, const char *name), void *ctx);
+/*
+ * Adopt a domain after a daemon restart: open it, waiting up to timeout_ms
+ * while a previous owner's handle lets go. -EBUSY: someone else holds it
+ * still (it is alive: never forget it); -ENOENT: it is gone.
+ */
+int hv_adopt(const char *uri, int timeout_ms, struct hv_domain **out);
 
 static inline void hv_close(struct hv_domain *d)
 {
@@ -197,5 +278,10 @@ static inline int hv_load_context(struct hv_domain *d, const void *blob, size_t 
 }
 static inline int hv_watch(struct hv_domain *d, int *fd) { return d->ops->watch(d, fd); }
 static inline int hv_destroy(struct hv_domain *d) { return d->ops->destroy(d); }
+static inline int hv_extra(struct hv_domain *d, enum hv_extra what, json_t **out)
+{
+	*out = NULL;
+	return d->ops->extra ? d->ops->extra(d, what, out) : -EOPNOTSUPP;
+}
 
 #endif

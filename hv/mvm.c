@@ -10,6 +10,7 @@
 #include "hv/mvm.h"
 
 #include <endian.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -427,7 +428,9 @@ fail:
 	return r;
 }
 
-static int mvm_open(const char *name, struct hv_domain **out)
+/* Connect to NAME's control socket: 0 and *fd, -ENOENT if no runtime
+ * listens there, or -errno. quiet: the caller only asks (list). */
+static int ctl_connect(const char *name, bool quiet, int *out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char path[256];
@@ -453,11 +456,73 @@ static int mvm_open(const char *name, struct hv_domain **out)
 		r = errno == ECONNREFUSED || errno == ENOENT ? -ENOENT
 		    : errno == EAGAIN			   ? -ETIMEDOUT
 							   : -errno;
-		log_error("mvm:%s: no such microVM (%s: %s)", name, path, strerror(errno));
+		if (!quiet)
+			log_error("mvm:%s: no such microVM (%s: %s)", name, path, strerror(errno));
 		close(fd);
 		return r;
 	}
+	*out = fd;
+	return 0;
+}
+
+static int mvm_open(const char *name, struct hv_domain **out)
+{
+	int fd, r;
+
+	if ((r = ctl_connect(name, false, &fd)))
+		return r;
 	return attach(name, fd, -1, out);
+}
+
+/* Every runtime whose control socket answers a connect is alive. */
+static int mvm_list(int (*fn)(void *ctx, const char *name), void *ctx)
+{
+	char dir[256], name[MVM_NAME_MAX];
+	struct dirent *e;
+	DIR *dp;
+	int n = 0, r = 0, fd;
+
+	snprintf(dir, sizeof dir, "%s/mvm", ferry_run_dir());
+	if (!(dp = opendir(dir)))
+		return errno == ENOENT ? 0 : -errno;
+	while (!r && (e = readdir(dp))) {
+		size_t len = strlen(e->d_name);
+
+		if (len <= 5 || len - 5 >= sizeof name || strcmp(e->d_name + len - 5, ".sock") != 0)
+			continue;
+		snprintf(name, sizeof name, "%.*s", (int)(len - 5), e->d_name);
+		if (!mvm_name_ok(name) || ctl_connect(name, true, &fd))
+			continue;
+		close(fd);
+		n++;
+		r = fn(ctx, name);
+	}
+	closedir(dp);
+	return r ? r : n;
+}
+
+/* The config record of spec, checked; defaults: 256 MiB, 1 vCPU, idle. */
+static int spec_config(const struct hv_spec *spec, char *config, size_t len, char *err,
+		       size_t errlen)
+{
+	struct mvm_config cfg;
+
+	snprintf(config, len, "mem=%" PRIu64 " vcpus=%u workload=%s",
+		 spec->mem ? spec->mem : (uint64_t)256 << 20, spec->vcpus ? spec->vcpus : 1,
+		 spec->detail ? spec->detail : "idle");
+	return mvm_config_parse(config, &cfg, err, errlen);
+}
+
+static int mvm_describe(const char *config, json_t **out, char *err, size_t errlen)
+{
+	struct mvm_config c;
+	int r = mvm_config_parse(config, &c, err, errlen);
+
+	if (r)
+		return r;
+	*out = json_pack("{s:I, s:i, s:s}", "mem", (json_int_t)c.mem, "vcpus", (int)c.nr_vcpus,
+			 "workload", c.workload);
+	return *out ? 0 : -ENOMEM;
 }
 
 const char *hv_mvm_runtime_path(void)
@@ -603,6 +668,43 @@ int hv_mvm_launch(const char *name, const char *config, bool paused, pid_t *pid)
 	return spawn_runtime(name, config, false, paused, -1, pid);
 }
 
+static int mvm_launch(const char *name, const struct hv_spec *spec, unsigned flags,
+		      struct hv_domain **out, char *err, size_t errlen)
+{
+	char config[HV_CONFIG_MAX];
+	int r, sock, pidfd;
+	pid_t pid;
+
+	if (!mvm_name_ok(name)) {
+		snprintf(err, errlen, "\"%s\" is not a valid name: 1-63 of A-Z a-z 0-9 . _ -, "
+			 "not starting with . or -", name);
+		return -EINVAL;
+	}
+	if ((r = spec_config(spec, config, sizeof config, err, errlen)))
+		return r;
+	if ((r = spawn_runtime(name, config, false, flags & HV_LAUNCH_PAUSED, -1, &pid))) {
+		snprintf(err, errlen, "%s", r == -EEXIST ? "a runtime of that name is already "
+			 "running (not owned by this caller)" : strerror(-r));
+		return r;
+	}
+	/* Our child, not reaped yet: its pid is still its own. */
+	pidfd = sys_pidfd_open(pid);
+	if (pidfd < 0 || (r = ctl_connect(name, false, &sock))) {
+		r = pidfd < 0 ? -errno : r;
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		close_fd(&pidfd);
+		snprintf(err, errlen, "started, but cannot be opened: %s", strerror(-r));
+		return r;
+	}
+	if ((r = attach(name, sock, pidfd, out))) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		snprintf(err, errlen, "started, but cannot be opened: %s", strerror(-r));
+	}
+	return r;
+}
+
 static int mvm_create(const char *name, const char *config, struct hv_domain **out)
 {
 	struct mvm_config cfg;
@@ -661,6 +763,7 @@ static int mvm_info(struct hv_domain *hd, struct hv_info *o)
 	o->nr_frames = le64toh(i.nr_frames);
 	o->paused = le32toh(i.paused);
 	o->logdirty = le32toh(i.logdirty);
+	o->incoming = le32toh(i.incoming);
 	o->pid = (int32_t)le32toh((uint32_t)i.pid);
 	snprintf(o->config, sizeof o->config, "%s", i.config);
 	return 0;
@@ -982,11 +1085,42 @@ int hv_mvm_verify(struct hv_domain *hd, struct mvm_verify *v)
 	return 0;
 }
 
+static int mvm_extra(struct hv_domain *hd, enum hv_extra what, json_t **out)
+{
+	struct hv_mvm_stats s;
+	struct mvm_verify v;
+	int r;
+
+	switch (what) {
+	case HV_EXTRA_STATS:
+		if ((r = hv_mvm_stats(hd, &s)))
+			return r;
+		*out = json_pack("{s:I, s:i, s:f, s:f}", "steps", (json_int_t)s.steps, "halted",
+				 (int)s.halted, "max_gap_ms", ns_to_ms(s.max_gap_ns), "resume_gap_ms",
+				 ns_to_ms(s.resume_gap_ns));
+		break;
+	case HV_EXTRA_VERIFY:
+		if ((r = hv_mvm_verify(hd, &v)))
+			return r;
+		*out = json_pack("{s:b, s:s, s:I, s:I}", "verified", v.why == MVM_VERIFY_OK,
+				 "result", v.why == MVM_VERIFY_OK ? "ok" : v.msg, "pages_checked",
+				 (json_int_t)v.pages_checked, "pages_written",
+				 (json_int_t)v.pages_written);
+		break;
+	default:
+		return -EOPNOTSUPP;
+	}
+	return *out ? 0 : -ENOMEM;
+}
+
 const struct hv_ops hv_mvm_ops = {
 	.prefix = "mvm",
 	.open = mvm_open,
 	.close = mvm_close,
 	.create = mvm_create,
+	.launch = mvm_launch,
+	.list = mvm_list,
+	.describe = mvm_describe,
 	.info = mvm_info,
 	.commit = mvm_commit,
 	.pause = mvm_pause,
@@ -1003,4 +1137,5 @@ const struct hv_ops hv_mvm_ops = {
 	.load_context = mvm_load_context,
 	.watch = mvm_watch,
 	.destroy = mvm_destroy,
+	.extra = mvm_extra,
 };

@@ -243,7 +243,10 @@ static int d_header(void *ctx, const struct stream_info *i)
 		l->a.d = ds->d;
 		return 0;
 	}
-	snprintf(uri, sizeof uri, "%s:%s", i->backend, ds->name ? ds->name : i->name);
+	if ((r = hv_uri(uri, sizeof uri, i->backend, ds->name ? ds->name : i->name))) {
+		snprintf(l->why, sizeof l->why, "no backend \"%s\" here, or a bad name", i->backend);
+		return r;
+	}
 	r = hv_create(uri, i->config, &l->a.d);
 	if (r) {
 		snprintf(l->why, sizeof l->why, "cannot create %s: %s", uri,

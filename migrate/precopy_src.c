@@ -453,7 +453,7 @@ static int lanes_start(struct src *s, const struct hv_info *info, const char *na
 		l->ps.nstripes = s->n;
 		l->ps.cancel = s->o->cancel;
 		if ((r = stream_writer_start(&l->w, (struct xsink){ lane_writev, l },
-					     STREAM_KIND_MIGRATION, info->page_size, s->nr, "mvm",
+					     STREAM_KIND_MIGRATION, info->page_size, s->nr, hv_backend_name(s->d),
 					     name, info->config)))
 			return r;
 	}

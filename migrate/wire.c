@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/mtime.h"
+#include "common/util.h"
 
 #define MSG_MAGIC 0x47494d46u /* "FMIG" */
 
@@ -114,18 +115,7 @@ int mig_recv_frame(struct chan *c, int timeout_ms, uint32_t *version, json_t **o
 
 bool mig_valid_id(const char *s, size_t max)
 {
-	size_t n = strlen(s);
-
-	if (n == 0 || n >= max || s[0] == '.' || s[0] == '-')
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '_' || c == '-'))
-			return false;
-	}
-	return true;
+	return name_ok(s, max);
 }
 
 static const struct {

@@ -75,17 +75,7 @@ void mvm_config_format(const struct mvm_config *c, char *buf, size_t len)
 
 bool mvm_name_ok(const char *name)
 {
-	size_t n = strlen(name);
-
-	if (n == 0 || n >= MVM_NAME_MAX || name[0] == '.' || name[0] == '-')
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = name[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
-			return false;
-	}
-	return true;
+	return name_ok(name, MVM_NAME_MAX);
 }
 
 int mvm_run_path(const char *name, const char *ext, char *path, size_t len, bool create)
