@@ -5,7 +5,7 @@
  * is under the target; then stop-and-copy, and the READY / GO / RUNNING
  * commit.
  *
- * The channels are connected and the handshake (migrate/wire.h) is done on
+ * The channels are connected and the handshake (session/wire.h) is done on
  * them. The source writes one ferry stream (kind MIGRATION) on each channel,
  * from one sending thread per channel; frame f always goes on channel
  * stream_stripe(f, n) (checkpoint/send.h), so its copies arrive in order and
@@ -103,7 +103,7 @@ struct migrate_stats {
 };
 
 /*
- * Source side over ch[0..n) (n <= MIG_CHANNELS_MAX; the caller keeps
+ * Source side over ch[0..n) (n <= WIRE_CHANNELS_MAX; the caller keeps
  * them). d is open and running; on success it has been destroyed (it runs
  * on the destination). Returns 0 or -errno with a reason in err; if
  * st->committed is set on failure, the result is unresolved and d is left

@@ -28,7 +28,7 @@
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/util.h"
-#include "migrate/wire.h"
+#include "session/wire.h"
 
 #define READ_CHUNK 65536u
 #define WAIT_SLICE_MS 500
@@ -96,7 +96,7 @@ static int d_send(struct dst *ds, uint32_t type, uint64_t arg)
 	pthread_mutex_lock(&ds->wlock);
 	/* After ABORT (perhaps cut short) nothing more: it must be the last word. */
 	r = __atomic_load_n(&ds->aborted, __ATOMIC_RELAXED) ? -ECONNABORTED
-							    : mig_send_msg(ds->lanes[0].ch, type, arg);
+							    : wire_send_msg(ds->lanes[0].ch, type, arg);
 	pthread_mutex_unlock(&ds->wlock);
 	return r;
 }
@@ -127,7 +127,7 @@ static void *hb_main(void *arg)
 		if (ds->stop)
 			break;
 		pthread_mutex_unlock(&ds->m);
-		if (d_send(ds, MIG_HEARTBEAT, 0))
+		if (d_send(ds, WIRE_HEARTBEAT, 0))
 			return NULL; /* the link is gone; the reader will notice */
 		pthread_mutex_lock(&ds->m);
 	}
@@ -140,7 +140,7 @@ static void send_abort(struct dst *ds, int e, const char *text)
 {
 	pthread_mutex_lock(&ds->wlock);
 	if (!ds->aborted)
-		mig_send_abort(ds->lanes[0].ch, e, text);
+		wire_send_abort(ds->lanes[0].ch, e, text);
 	__atomic_store_n(&ds->aborted, true, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&ds->wlock);
 }
@@ -350,7 +350,7 @@ static int d_iter_end(void *ctx, const struct stream_iter_end *it)
 	/* Outside the lock (a send may wait); two lanes' acknowledgements may
 	 * pass each other, and the source keeps the larger. */
 	if (min)
-		r = d_send(ds, MIG_HEARTBEAT, min);
+		r = d_send(ds, WIRE_HEARTBEAT, min);
 	return r;
 }
 
@@ -440,9 +440,9 @@ static int wait_go(struct dst *ds)
 		return -ETIMEDOUT;
 	if (r < 0)
 		return r;
-	if ((r = mig_read_msg(c, &type, &a)))
+	if ((r = wire_read_msg(c, &type, &a)))
 		return r;
-	return type == MIG_GO ? 0 : -EPROTO;
+	return type == WIRE_GO ? 0 : -EPROTO;
 }
 
 static int d_journal(struct dst *ds, enum mig_point pt)
@@ -524,7 +524,7 @@ int migrate_recv(struct chan *const *ch, unsigned n, const char *name,
 
 	err[0] = '\0';
 	*out = NULL;
-	if (n < 1 || n > MIG_CHANNELS_MAX || !(ds.lanes = calloc(n, sizeof *ds.lanes))) {
+	if (n < 1 || n > WIRE_CHANNELS_MAX || !(ds.lanes = calloc(n, sizeof *ds.lanes))) {
 		snprintf(err, errlen, "cannot receive on %u channels", n);
 		return -EINVAL;
 	}
@@ -552,7 +552,7 @@ int migrate_recv(struct chan *const *ch, unsigned n, const char *name,
 		snprintf(err, errlen, "journaling READY failed: %s", strerror(-r));
 		goto discard;
 	}
-	if ((r = d_send(&ds, MIG_READY, 0))) {
+	if ((r = d_send(&ds, WIRE_READY, 0))) {
 		snprintf(err, errlen, "sending READY: %s", chan_error(ch[0], r));
 		goto discard;
 	}
@@ -590,7 +590,7 @@ int migrate_recv(struct chan *const *ch, unsigned n, const char *name,
 	if (o->hooks.resumed)
 		o->hooks.resumed(o->hooks.ctx, ds.d);
 	failpoint("mig-dst-after-resume");
-	d_send(&ds, MIG_RUNNING, ds.st.downtime_ns);
+	d_send(&ds, WIRE_RUNNING, ds.st.downtime_ns);
 	if ((r = d_journal(&ds, MIG_PT_RUNNING)))
 		log_error("%s: journaling RUNNING failed: %s", name, strerror(-r));
 	d_report(&ds, true);

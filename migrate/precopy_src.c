@@ -25,12 +25,12 @@
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/ratelimit.h"
-#include "migrate/wire.h"
+#include "session/wire.h"
 
 #define THROTTLE_STEP 20
 #define THROTTLE_MAX 99
 #define NO_PROGRESS_ITERS 3
-#define ABORT_TEXT_MAX MIG_ABORT_TEXT_MAX
+#define ABORT_TEXT_MAX WIRE_ABORT_TEXT_MAX
 
 /* ---- the destination's messages, read on their own thread ---- */
 
@@ -108,7 +108,7 @@ static void *mon_main(void *arg)
 			continue;
 		if (r == 2)
 			return NULL; /* stopped */
-		if ((r = mig_read_msg(m->ch[0], &type, &a))) {
+		if ((r = wire_read_msg(m->ch[0], &type, &a))) {
 			snprintf(why, sizeof why, "the destination %s",
 				 r == -ECONNRESET ? "closed the connection"
 				 : r == -EPROTO && !m->ch[0]->err[0] ? "sent a malformed message"
@@ -117,15 +117,15 @@ static void *mon_main(void *arg)
 			return NULL;
 		}
 		last = mono_ns();
-		if (type == MIG_ABORT) {
+		if (type == WIRE_ABORT) {
 			mon_abort(m, a);
 			return NULL;
 		}
 		pthread_mutex_lock(&m->m);
 		m->got |= 1u << type;
-		if (type == MIG_RUNNING)
+		if (type == WIRE_RUNNING)
 			m->running_arg = a;
-		if (type == MIG_HEARTBEAT && a > m->applied)
+		if (type == WIRE_HEARTBEAT && a > m->applied)
 			m->applied = a;
 		pthread_cond_broadcast(&m->c);
 		pthread_mutex_unlock(&m->m);
@@ -538,8 +538,8 @@ int migrate_send(struct hv_domain *d, struct chan *const *ch, unsigned n,
 		FAIL(r, "%s: %s", what, chan_error(ch[0], r)); \
 	} while (0)
 
-	if (n < 1 || n > MIG_CHANNELS_MAX)
-		FAIL(-EINVAL, "%u channels: 1 to %d", n, MIG_CHANNELS_MAX);
+	if (n < 1 || n > WIRE_CHANNELS_MAX)
+		FAIL(-EINVAL, "%u channels: 1 to %d", n, WIRE_CHANNELS_MAX);
 	if ((r = hv_info(d, &info)))
 		FAIL(r, "%s: %s", d->uri, strerror(-r));
 	s.nr = info.nr_frames;
@@ -653,7 +653,7 @@ int migrate_send(struct hv_domain *d, struct chan *const *ch, unsigned n,
 		FAIL_IO(r, "sending the context");
 	tstep[3] = mono_ns();
 	phase(&s, MIG_PH_COMMIT);
-	if ((r = mon_wait(&mon, MIG_READY, NULL)))
+	if ((r = mon_wait(&mon, WIRE_READY, NULL)))
 		FAIL_IO(r, "no READY from the destination");
 	tstep[4] = mono_ns();
 	/* The hook journals GO durably and is the last point a cancel wins. */
@@ -664,13 +664,13 @@ int migrate_send(struct hv_domain *d, struct chan *const *ch, unsigned n,
 	/* The point of no return. */
 	tgo = mono_ns();
 	st->committed = true;
-	if ((r = mig_send_msg(ch[0], MIG_GO, 0))) {
+	if ((r = wire_send_msg(ch[0], WIRE_GO, 0))) {
 		snprintf(err, errlen, "GO may not have reached the destination (%s); the guest is "
 			 "paused here and the migration unresolved", chan_error(ch[0], r));
 		goto out;
 	}
 	failpoint("mig-src-after-go");
-	if ((r = mon_wait(&mon, MIG_RUNNING, &dres))) {
+	if ((r = mon_wait(&mon, WIRE_RUNNING, &dres))) {
 		mon_err(&mon, why, sizeof why);
 		snprintf(err, errlen, "GO sent, but no RUNNING (%s); the guest is paused here and "
 			 "the migration unresolved", why);

@@ -12,7 +12,7 @@
 
 #include "common/mtime.h"
 #include "common/util.h"
-#include "migrate/wire.h"
+#include "session/wire.h"
 #include "tools/client.h"
 #include "tools/ferry.h"
 
@@ -244,7 +244,7 @@ int migrate_main(int argc, char **argv)
 			json_object_set_new(req, "peer_timeout_ms", json_integer((json_int_t)n));
 			break;
 		case 'c':
-			if (parse_u64(optarg, 1, MIG_CHANNELS_MAX, &n))
+			if (parse_u64(optarg, 1, WIRE_CHANNELS_MAX, &n))
 				goto bad;
 			json_object_set_new(req, "channels", json_integer((json_int_t)n));
 			break;

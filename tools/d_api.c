@@ -15,7 +15,7 @@
 #include "common/mtime.h"
 #include "common/util.h"
 #include "hv/mvm.h"
-#include "migrate/wire.h"
+#include "session/wire.h"
 #include "mvm/config.h"
 #include "tools/api.h"
 #include "tools/daemon.h"
@@ -59,7 +59,7 @@ static json_t *op_version(json_t *req)
 {
 	(void)req;
 	return json_pack("{s:b, s:s, s:i, s:s}", "ok", 1, "version", PACKAGE_VERSION, "proto",
-			 MIG_PROTO_VERSION, "host", D.hostname);
+			 WIRE_PROTO_VERSION, "host", D.hostname);
 }
 
 static json_t *op_create(json_t *req)
@@ -251,8 +251,8 @@ static json_t *op_migrate(json_t *req)
 		return fail("bandwidth: %" PRId64 " bytes/s; at least 1 MiB/s (or 0: none)", bw);
 	if (pto < 100 || pto > 3600000)
 		return fail("peer_timeout_ms: %" PRId64 " is not in 100..3600000", pto);
-	if (nch < 1 || nch > MIG_CHANNELS_MAX)
-		return fail("channels: %" PRId64 " is not in 1..%d", nch, MIG_CHANNELS_MAX);
+	if (nch < 1 || nch > WIRE_CHANNELS_MAX)
+		return fail("channels: %" PRId64 " is not in 1..%d", nch, WIRE_CHANNELS_MAX);
 	o.downtime_ns = (uint64_t)dt * NSEC_PER_MSEC;
 	o.max_iters = (unsigned)mi;
 	o.bandwidth = (uint64_t)bw;

@@ -15,11 +15,11 @@
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/util.h"
-#include "migrate/wire.h"
+#include "session/wire.h"
 #include "tools/daemon.h"
 #include "transport/tcp.h"
 
-static void answer_resolve(struct chan *c, const struct mig_hello *h)
+static void answer_resolve(struct chan *c, const struct wire_hello *h)
 {
 	const char *s = "unknown";
 	struct job *j;
@@ -38,7 +38,7 @@ static void answer_resolve(struct chan *c, const struct mig_hello *h)
 	pthread_mutex_unlock(&D.lock);
 	log_info("job %s: %s asks what became of it: %s", h->job, h->from, s);
 	if ((o = json_pack("{s:b, s:s}", "ok", 1, "state", s))) {
-		mig_send_frame(c, o);
+		wire_send_frame(c, o);
 		json_decref(o);
 	}
 }
@@ -59,7 +59,7 @@ static bool same_secret(const char *a, const char *b)
  * for this one, the token is the job's, and it comes from the same host as
  * channel 0. Returns true if the job took c.
  */
-static bool join_channel(struct chan *c, const struct mig_hello *h)
+static bool join_channel(struct chan *c, const struct wire_hello *h)
 {
 	char who[300], why[700] = "";
 	struct timespec ts;
@@ -97,7 +97,7 @@ static bool join_channel(struct chan *c, const struct mig_hello *h)
 	/* Answer first, outside the lock (the peer may be slow to read): once
 	 * the job has c, its thread owns it. */
 	o = json_pack("{s:b}", "ok", 1);
-	r = o ? mig_send_frame(c, o) : -ENOMEM;
+	r = o ? wire_send_frame(c, o) : -ENOMEM;
 	json_decref(o);
 	pthread_mutex_lock(&D.lock);
 	j->joining = false;
@@ -141,12 +141,12 @@ static int wait_channels(struct job *j, char *err, size_t errlen)
 
 /* An incoming migration on channel c (its HELLO h is checked): claim the
  * name, answer, gather the channels, receive. */
-static void receive_guest(struct chan *c, const struct mig_hello *h)
+static void receive_guest(struct chan *c, const struct wire_hello *h)
 {
 	struct hv_domain *d = NULL;
 	struct job *j = NULL;
 	struct vm *v = NULL;
-	unsigned char rnd[MIG_TOKEN_LEN / 2];
+	unsigned char rnd[WIRE_TOKEN_LEN / 2];
 	char err[600];
 	json_t *o;
 	int r;
@@ -223,10 +223,10 @@ static void receive_guest(struct chan *c, const struct mig_hello *h)
 	job_save(j);
 	j->caps = h->caps & D.caps;
 	o = json_pack("{s:b, s:s, s:o, s:i}", "ok", 1, "host", D.hostname, "caps",
-		      mig_caps_json(j->caps), "channels", (int)j->channels);
+		      wire_caps_json(j->caps), "channels", (int)j->channels);
 	if (o && j->channels > 1)
 		json_object_set_new(o, "token", json_string(j->token));
-	r = o ? mig_send_frame(c, o) : -ENOMEM;
+	r = o ? wire_send_frame(c, o) : -ENOMEM;
 	json_decref(o);
 	if (r) {
 		snprintf(err, sizeof err, "answering HELLO: %s", chan_error(c, r));
@@ -295,7 +295,7 @@ static void *in_main(void *p)
 	int fd = (int)(intptr_t)p;
 	bool greeting = true;
 	struct chan *c = NULL;
-	struct mig_hello h;
+	struct wire_hello h;
 	json_t *o = NULL;
 	uint32_t version;
 	char err[600];
@@ -310,29 +310,29 @@ static void *in_main(void *p)
 		}
 		goto out;
 	}
-	r = mig_recv_frame(c, D.peer_timeout_ms, &version, &o, err, sizeof err);
+	r = wire_recv_frame(c, D.peer_timeout_ms, &version, &o, err, sizeof err);
 	greeted();
 	greeting = false;
 	if (r) {
 		log_warn("incoming from %s: %s", c->peer, err);
 		goto out;
 	}
-	if (version != MIG_PROTO_VERSION) {
+	if (version != WIRE_PROTO_VERSION) {
 		peer_refuse(c, "migration protocol version %u is not supported: this host speaks "
-			    "version %d", version, MIG_PROTO_VERSION);
+			    "version %d", version, WIRE_PROTO_VERSION);
 		goto out;
 	}
 	if (!peer_allowed(c, err, sizeof err)) {
 		peer_refuse(c, "%s", err);
 		goto out;
 	}
-	if (mig_hello_parse(o, &h, err, sizeof err)) {
+	if (wire_hello_parse(o, &h, err, sizeof err)) {
 		peer_refuse(c, "%s", err);
 		goto out;
 	}
-	if (h.op == MIG_OP_RESOLVE) {
+	if (h.op == WIRE_OP_RESOLVE) {
 		answer_resolve(c, &h);
-	} else if (h.op == MIG_OP_CHANNEL) {
+	} else if (h.op == WIRE_OP_CHANNEL) {
 		if (join_channel(c, &h))
 			c = NULL; /* the job's now */
 	} else {

@@ -24,7 +24,7 @@
 #include "common/mtime.h"
 #include "common/util.h"
 #include "hv/mvm.h"
-#include "migrate/wire.h"
+#include "session/wire.h"
 #include "tools/daemon.h"
 
 #define JOBS_KEPT 200 /* finished jobs remembered across restarts */
@@ -103,7 +103,7 @@ json_t *job_json(const struct job *j)
 	if (o && !j->out)
 		json_object_set_new(o, "in_state", json_string(j->in_state));
 	if (o)
-		json_object_set_new(o, "codecs", mig_caps_json(j->caps));
+		json_object_set_new(o, "codecs", wire_caps_json(j->caps));
 	if (o && j->channels)
 		json_object_set_new(o, "channels", json_integer(j->channels));
 	if (o && j->transport[0])
@@ -236,7 +236,7 @@ static void job_shutdown_chans(struct job *j)
 /* Let go of the job's channels (its thread, when done with them). */
 void job_free_chans(struct job *j)
 {
-	struct chan *ch[MIG_CHANNELS_MAX];
+	struct chan *ch[WIRE_CHANNELS_MAX];
 	unsigned n;
 
 	pthread_mutex_lock(&D.lock);
@@ -266,7 +266,7 @@ static int job_add_chan(struct job *j, struct chan *c)
  * "pending", "unknown"; NULL if it cannot be reached. */
 static const char *ask_peer(struct job *j, char *buf, size_t len)
 {
-	struct mig_hello h = { .op = MIG_OP_RESOLVE };
+	struct wire_hello h = { .op = WIRE_OP_RESOLVE };
 	json_t *reply = NULL;
 	const char *s = NULL;
 	struct chan *c;
@@ -383,7 +383,7 @@ static void *job_thread_end(struct job *j)
  * token from its answer. */
 static int open_more(struct job *j, const char *token, char *err, size_t errlen)
 {
-	struct mig_hello h = { .op = MIG_OP_CHANNEL };
+	struct wire_hello h = { .op = WIRE_OP_CHANNEL };
 
 	snprintf(h.job, sizeof h.job, "%s", j->id);
 	snprintf(h.from, sizeof h.from, "%s", D.hostname);
@@ -418,7 +418,7 @@ static int open_more(struct job *j, const char *token, char *err, size_t errlen)
  * rest. 0 or -errno with err set. */
 static int connect_out(struct job *j, struct vm *v, char *err, size_t errlen)
 {
-	struct mig_hello h = { .op = MIG_OP_MIGRATE };
+	struct wire_hello h = { .op = WIRE_OP_MIGRATE };
 	const char *token = "";
 	json_t *reply = NULL;
 	struct chan *c;
@@ -443,12 +443,12 @@ static int connect_out(struct job *j, struct vm *v, char *err, size_t errlen)
 	if ((r = peer_hello(c, &h, j->opts.peer_timeout_ms, &reply, err, errlen)))
 		return r;
 	/* The codecs both sides agreed to (none if the answer names none). */
-	mig_caps_parse(json_object_get(reply, "caps"), &caps);
+	wire_caps_parse(json_object_get(reply, "caps"), &caps);
 	j->caps = caps & h.caps;
-	j->opts.codec.lz4 = j->caps & MIG_CAP_LZ4;
-	j->opts.codec.delta = j->caps & MIG_CAP_DELTA;
+	j->opts.codec.lz4 = j->caps & WIRE_CAP_LZ4;
+	j->opts.codec.delta = j->caps & WIRE_CAP_DELTA;
 	json_unpack(reply, "{s?I, s?s}", "channels", &n, "token", &token);
-	if (n < 1 || n > (json_int_t)h.channels || (n > 1 && !mig_valid_token(token))) {
+	if (n < 1 || n > (json_int_t)h.channels || (n > 1 && !wire_valid_token(token))) {
 		snprintf(err, errlen, "the destination answered with %lld channels%s",
 			 (long long)n, n > 1 ? " and no valid token" : "");
 		r = -EPROTO;
@@ -512,7 +512,7 @@ int job_start_out(const char *name, const char *dest, const struct migrate_opts 
 	struct job *j;
 	int r;
 
-	if (parse_host_port(dest, MIG_DEFAULT_PORT, host, sizeof host, port, sizeof port)) {
+	if (parse_host_port(dest, WIRE_DEFAULT_PORT, host, sizeof host, port, sizeof port)) {
 		snprintf(err, errlen, "\"%s\" is not HOST[:PORT]", dest);
 		return -EINVAL;
 	}
@@ -628,7 +628,7 @@ static struct job *job_load(const char *path)
 			"in_state", &in_state, "error", &error, "started", &started, "ended",
 			&ended, "go", &go, "options", "downtime_ms", &dt, "max_iters", &iters,
 			"on_no_converge", &pol, "bandwidth", &bw, "peer_timeout_ms", &pto) ||
-	    !mig_valid_id(id, JOB_ID_LEN) ||
+	    !name_ok(id, JOB_ID_LEN) ||
 	    !(j = job_new(strcmp(dir, "out") == 0, id))) {
 		json_decref(o);
 		return NULL;

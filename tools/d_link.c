@@ -57,13 +57,13 @@ int peer_open(const char *peer, int timeout_ms, struct chan **out, char *err, si
 	struct link_conf lc = D.link;
 
 	lc.timeout_ms = timeout_ms;
-	return link_connect(&lc, peer, MIG_DEFAULT_PORT, out, err, errlen);
+	return link_connect(&lc, peer, WIRE_DEFAULT_PORT, out, err, errlen);
 }
 
-int peer_hello(struct chan *c, const struct mig_hello *h, int timeout_ms, json_t **reply,
+int peer_hello(struct chan *c, const struct wire_hello *h, int timeout_ms, json_t **reply,
 	       char *err, size_t errlen)
 {
-	json_t *o = mig_hello_json(h);
+	json_t *o = wire_hello_json(h);
 	const char *why = NULL;
 	uint32_t version;
 	int ok = 0, r;
@@ -71,23 +71,23 @@ int peer_hello(struct chan *c, const struct mig_hello *h, int timeout_ms, json_t
 
 	if (!o)
 		return -ENOMEM;
-	r = mig_send_frame(c, o);
+	r = wire_send_frame(c, o);
 	json_decref(o);
 	if (r) {
 		snprintf(err, errlen, "sending HELLO: %s", chan_error(c, r));
 		return r;
 	}
-	if ((r = mig_recv_frame(c, timeout_ms, &version, reply, e, sizeof e))) {
+	if ((r = wire_recv_frame(c, timeout_ms, &version, reply, e, sizeof e))) {
 		snprintf(err, errlen, "handshake: %s", e);
 		return r;
 	}
 	if (json_unpack(*reply, "{s:b, s?s}", "ok", &ok, "error", &why) || !ok) {
-		snprintf(err, errlen, "refused by %s: %s", h->op == MIG_OP_RESOLVE ? "the peer"
+		snprintf(err, errlen, "refused by %s: %s", h->op == WIRE_OP_RESOLVE ? "the peer"
 			 : "the destination", why ? why : "no reason given");
 		r = -EPERM;
-	} else if (version != MIG_PROTO_VERSION) {
+	} else if (version != WIRE_PROTO_VERSION) {
 		snprintf(err, errlen, "the destination speaks migration protocol %u, this host %d",
-			 version, MIG_PROTO_VERSION);
+			 version, WIRE_PROTO_VERSION);
 		r = -EPROTO;
 	}
 	if (r) {
@@ -108,7 +108,7 @@ void peer_refuse(struct chan *c, const char *fmt, ...)
 	va_end(ap);
 	log_warn("incoming from %s: refused: %s", c->peer, msg);
 	if ((o = json_pack("{s:b, s:s}", "ok", 0, "error", msg))) {
-		mig_send_frame(c, o);
+		wire_send_frame(c, o);
 		json_decref(o);
 	}
 }

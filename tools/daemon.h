@@ -24,7 +24,7 @@
 
 #include "hv/hv.h"
 #include "migrate/precopy.h"
-#include "migrate/wire.h"
+#include "session/wire.h"
 #include "transport/link.h"
 
 #define JOB_ID_LEN 13 /* 12 hex digits */
@@ -68,13 +68,13 @@ struct job {
 	struct migrate_opts opts;
 	volatile sig_atomic_t cancel;
 	bool go;                      /* (L) source: GO journaled; cancel refused */
-	struct chan *ch[MIG_CHANNELS_MAX]; /* (L) the job's channels while connected */
+	struct chan *ch[WIRE_CHANNELS_MAX]; /* (L) the job's channels while connected */
 	unsigned nch;                 /* (L) how many of ch are set (a prefix) */
 	unsigned channels;            /* agreed in the handshake */
 	char transport[8];            /* "tls", "tcp": the channels' kind */
 	bool accepting;               /* (L) in: waiting for its further channels */
 	bool joining;                 /* (L) in: a further channel is being answered */
-	char token[MIG_TOKEN_LEN + 1];/* in: what the further channels must bring */
+	char token[WIRE_TOKEN_LEN + 1];/* in: what the further channels must bring */
 	char peer_id[300];            /* in: who opened channel 0 (certificate names or
 				       * address); the others must be the same */
 	enum job_force force;         /* (L) */
@@ -152,7 +152,7 @@ bool vm_name_taken(const char *name);       /* (L) listed here, any state */
 /* Open a channel to "HOST[:PORT]" as configured (TLS or plaintext). */
 int peer_open(const char *peer, int timeout_ms, struct chan **out, char *err, size_t errlen);
 /* Send a HELLO and read the answer: 0 and *reply (decref it), or -errno. */
-int peer_hello(struct chan *c, const struct mig_hello *h, int timeout_ms, json_t **reply,
+int peer_hello(struct chan *c, const struct wire_hello *h, int timeout_ms, json_t **reply,
 	       char *err, size_t errlen);
 /* Answer a HELLO with {"ok": false, "error": ...} and log it. */
 void peer_refuse(struct chan *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -28,7 +28,7 @@
 #include "common/failpoint.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "migrate/wire.h"
+#include "session/wire.h"
 #include "tools/api.h"
 #include "tools/daemon.h"
 
@@ -383,7 +383,7 @@ static struct evconnlistener *listen_tcp(const char *spec)
 	char host[256], port[16];
 	int r;
 
-	if (parse_host_port(spec, MIG_DEFAULT_PORT, host, sizeof host, port, sizeof port))
+	if (parse_host_port(spec, WIRE_DEFAULT_PORT, host, sizeof host, port, sizeof port))
 		fatal("listen: \"%s\" is not ADDR:PORT", spec);
 	if ((r = getaddrinfo(host, port, &hints, &ai)))
 		fatal("listen: %s: %s", spec, gai_strerror(r));
@@ -467,14 +467,14 @@ static int setting(void *ctx, const char *k, const char *v, char *err, size_t er
 		return 0;
 	}
 	if (strcmp(k, "codecs") == 0) {
-		if (mig_caps_from_text(v, &D.caps)) {
+		if (wire_caps_from_text(v, &D.caps)) {
 			snprintf(err, errlen, "a list of lz4, delta (e.g. \"lz4,delta\"), or none");
 			return -EINVAL;
 		}
 		return 0;
 	}
 	if (strcmp(k, "channels") == 0) {
-		if (parse_u64(v, 1, MIG_CHANNELS_MAX, &n))
+		if (parse_u64(v, 1, WIRE_CHANNELS_MAX, &n))
 			goto range;
 		D.channels = (unsigned)n;
 		return 0;
@@ -567,7 +567,7 @@ static void settings(int argc, char **argv)
 	int c, idx, r;
 
 	/* Defaults. */
-	snprintf(D.listen, sizeof D.listen, "0.0.0.0:%d", MIG_DEFAULT_PORT);
+	snprintf(D.listen, sizeof D.listen, "0.0.0.0:%d", WIRE_DEFAULT_PORT);
 	snprintf(D.state_dir, sizeof D.state_dir, "/var/lib/ferry");
 	snprintf(D.config_path, sizeof D.config_path, "%s", DEFAULT_CONFIG);
 	D.peer_timeout_ms = 15000;
@@ -575,7 +575,7 @@ static void settings(int argc, char **argv)
 	D.downtime_ms = 300;
 	D.max_iters = 30;
 	D.on_no_converge = NOCONV_STOP;
-	D.caps = MIG_CAPS_ALL;
+	D.caps = WIRE_CAPS_ALL;
 	D.channels = (unsigned)MAX(1, MIN(sysconf(_SC_NPROCESSORS_ONLN), 8));
 	snprintf(D.pki_dir, sizeof D.pki_dir, "/etc/ferry/pki");
 	snprintf(D.allow_from, sizeof D.allow_from, "*");
@@ -612,7 +612,7 @@ static void settings(int argc, char **argv)
 			usage(stdout);
 			exit(0);
 		case 'V':
-			printf("ferryd %s (migration protocol %d)\n", PACKAGE_VERSION, MIG_PROTO_VERSION);
+			printf("ferryd %s (migration protocol %d)\n", PACKAGE_VERSION, WIRE_PROTO_VERSION);
 			exit(0);
 		default:
 			usage(stderr);

@@ -48,7 +48,7 @@
 
 #include "common/mtime.h"
 #include "common/util.h"
-#include "migrate/wire.h"
+#include "session/wire.h"
 #include "transport/tcp.h"
 
 
@@ -1026,8 +1026,8 @@ static void test_malformed(void **state)
 
 		/* A HELLO of protocol version 99 at B's migration port. */
 		{
-			struct mig_hello h = { .op = MIG_OP_MIGRATE };
-			struct mig_frame_hdr fh;
+			struct wire_hello h = { .op = WIRE_OP_MIGRATE };
+			struct wire_frame_hdr fh;
 			struct chan *sc;
 			uint32_t ver;
 			char err[256], *body;
@@ -1037,17 +1037,17 @@ static void test_malformed(void **state)
 			snprintf(h.name, sizeof h.name, "m9v");
 			snprintf(h.config, sizeof h.config, "mem=268435456 vcpus=1 workload=idle");
 			snprintf(h.from, sizeof h.from, "test");
-			hj = mig_hello_json(&h);
+			hj = wire_hello_json(&h);
 			body = json_dumps(hj, JSON_COMPACT);
 			json_decref(hj);
-			memcpy(fh.magic, MIG_FRAME_MAGIC, sizeof fh.magic);
+			memcpy(fh.magic, WIRE_FRAME_MAGIC, sizeof fh.magic);
 			fh.version = htole32(99);
 			fh.len = htole32((uint32_t)strlen(body));
 			sc = td_peer_open(B.port, false);
 			send_raw(sc, &fh, sizeof fh);
 			send_raw(sc, body, strlen(body));
 			free(body);
-			if (mig_recv_frame(sc, 5000, &ver, &obj, err, sizeof err))
+			if (wire_recv_frame(sc, 5000, &ver, &obj, err, sizeof err))
 				fail_msg("a version-99 HELLO got no answer frame from B: %s", err);
 			if (!json_is_false(json_object_get(obj, "ok")) ||
 			    !strcasestr(td_jstr(obj, "error"), "version"))
@@ -1066,7 +1066,7 @@ static void test_malformed(void **state)
 		/* Garbage, and a header that claims a 4 GiB body: B hangs up. */
 		{
 			unsigned char junk[512];
-			struct mig_frame_hdr fh;
+			struct wire_frame_hdr fh;
 			struct chan *sc;
 			uint32_t seed = 12345 + r;
 
@@ -1083,8 +1083,8 @@ static void test_malformed(void **state)
 						 "bytes (%s)", tls ? "in TLS" : "plain TCP");
 				chan_free(sc);
 			}
-			memcpy(fh.magic, MIG_FRAME_MAGIC, sizeof fh.magic);
-			fh.version = htole32(MIG_PROTO_VERSION);
+			memcpy(fh.magic, WIRE_FRAME_MAGIC, sizeof fh.magic);
+			fh.version = htole32(WIRE_PROTO_VERSION);
 			fh.len = htole32(0xffffffffu);
 			sc = td_peer_open(B.port, false);
 			send_raw(sc, &fh, sizeof fh);

@@ -18,13 +18,13 @@
 
 #include "common/conf.h"
 #include "common/util.h"
-#include "migrate/wire.h"
+#include "session/wire.h"
 #include "tools/api.h"
 #include "transport/tcp.h"
 
 static void test_frame_roundtrip(void **state)
 {
-	struct mig_hello h = { .op = MIG_OP_MIGRATE }, back;
+	struct wire_hello h = { .op = WIRE_OP_MIGRATE }, back;
 	json_t *o, *got;
 	struct chan *c0, *c1;
 	uint32_t version;
@@ -36,50 +36,50 @@ static void test_frame_roundtrip(void **state)
 	snprintf(h.name, sizeof h.name, "web-1.a_b");
 	snprintf(h.config, sizeof h.config, "mem=268435456 vcpus=1 workload=idle");
 	snprintf(h.from, sizeof h.from, "host-a");
-	h.caps = MIG_CAP_DELTA;
+	h.caps = WIRE_CAP_DELTA;
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	assert_int_equal(chan_tcp_new(sv[0], &c0), 0);
 	assert_int_equal(chan_tcp_new(sv[1], &c1), 0);
 	h.channels = 3;
 	h.peer_timeout_ms = 2000;
-	o = mig_hello_json(&h);
+	o = wire_hello_json(&h);
 	assert_non_null(o);
-	assert_int_equal(mig_send_frame(c0, o), 0);
+	assert_int_equal(wire_send_frame(c0, o), 0);
 	json_decref(o);
-	assert_int_equal(mig_recv_frame(c1, 1000, &version, &got, err, sizeof err), 0);
-	assert_int_equal(version, MIG_PROTO_VERSION);
-	assert_int_equal(mig_hello_parse(got, &back, err, sizeof err), 0);
-	assert_int_equal(back.op, MIG_OP_MIGRATE);
+	assert_int_equal(wire_recv_frame(c1, 1000, &version, &got, err, sizeof err), 0);
+	assert_int_equal(version, WIRE_PROTO_VERSION);
+	assert_int_equal(wire_hello_parse(got, &back, err, sizeof err), 0);
+	assert_int_equal(back.op, WIRE_OP_MIGRATE);
 	assert_string_equal(back.job, h.job);
 	assert_string_equal(back.name, h.name);
 	assert_string_equal(back.config, h.config);
 	assert_string_equal(back.from, h.from);
-	assert_int_equal(back.caps, MIG_CAP_DELTA);
+	assert_int_equal(back.caps, WIRE_CAP_DELTA);
 	assert_int_equal(back.channels, 3);
 	assert_int_equal(back.peer_timeout_ms, 2000);
 	json_decref(got);
 
 	/* A further channel's HELLO. */
 	memset(&h, 0, sizeof h);
-	h.op = MIG_OP_CHANNEL;
+	h.op = WIRE_OP_CHANNEL;
 	snprintf(h.job, sizeof h.job, "0123456789ab");
 	snprintf(h.token, sizeof h.token, "00112233445566778899aabbccddeeff");
 	h.index = 2;
-	o = mig_hello_json(&h);
-	assert_int_equal(mig_send_frame(c0, o), 0);
+	o = wire_hello_json(&h);
+	assert_int_equal(wire_send_frame(c0, o), 0);
 	json_decref(o);
-	assert_int_equal(mig_recv_frame(c1, 1000, &version, &got, err, sizeof err), 0);
-	assert_int_equal(mig_hello_parse(got, &back, err, sizeof err), 0);
-	assert_int_equal(back.op, MIG_OP_CHANNEL);
+	assert_int_equal(wire_recv_frame(c1, 1000, &version, &got, err, sizeof err), 0);
+	assert_int_equal(wire_hello_parse(got, &back, err, sizeof err), 0);
+	assert_int_equal(back.op, WIRE_OP_CHANNEL);
 	assert_int_equal(back.index, 2);
 	assert_string_equal(back.token, h.token);
 	json_decref(got);
 
 	/* Nothing sent: a timeout, not a hang. */
-	assert_int_equal(mig_recv_frame(c1, 50, &version, &got, err, sizeof err), -ETIMEDOUT);
+	assert_int_equal(wire_recv_frame(c1, 50, &version, &got, err, sizeof err), -ETIMEDOUT);
 	/* Not our protocol. */
 	assert_int_equal(write(sv[0], "GET / HTTP/1.1\r\n\r\n", 18), 18);
-	assert_int_equal(mig_recv_frame(c1, 1000, &version, &got, err, sizeof err), -EPROTO);
+	assert_int_equal(wire_recv_frame(c1, 1000, &version, &got, err, sizeof err), -EPROTO);
 	assert_non_null(strstr(err, "does not speak"));
 	chan_free(c0);
 	chan_free(c1);
@@ -91,56 +91,56 @@ static void test_caps(void **state)
 	uint32_t caps;
 
 	(void)state;
-	assert_int_equal(mig_caps_parse(a, &caps), 0);
-	assert_int_equal(caps, MIG_CAP_LZ4 | MIG_CAP_DELTA); /* zstd: not known, ignored */
+	assert_int_equal(wire_caps_parse(a, &caps), 0);
+	assert_int_equal(caps, WIRE_CAP_LZ4 | WIRE_CAP_DELTA); /* zstd: not known, ignored */
 	json_decref(a);
-	back = mig_caps_json(MIG_CAP_DELTA);
-	assert_int_equal(mig_caps_parse(back, &caps), 0);
-	assert_int_equal(caps, MIG_CAP_DELTA);
+	back = wire_caps_json(WIRE_CAP_DELTA);
+	assert_int_equal(wire_caps_parse(back, &caps), 0);
+	assert_int_equal(caps, WIRE_CAP_DELTA);
 	json_decref(back);
 	a = json_loads("[1]", 0, NULL);
-	assert_int_equal(mig_caps_parse(a, &caps), -EINVAL);
+	assert_int_equal(wire_caps_parse(a, &caps), -EINVAL);
 	json_decref(a);
-	assert_int_equal(mig_caps_from_text("lz4,delta", &caps), 0);
-	assert_int_equal(caps, MIG_CAPS_ALL);
-	assert_int_equal(mig_caps_from_text("none", &caps), 0);
+	assert_int_equal(wire_caps_from_text("lz4,delta", &caps), 0);
+	assert_int_equal(caps, WIRE_CAPS_ALL);
+	assert_int_equal(wire_caps_from_text("none", &caps), 0);
 	assert_int_equal(caps, 0);
-	assert_int_equal(mig_caps_from_text("delta", &caps), 0);
-	assert_int_equal(caps, MIG_CAP_DELTA);
-	assert_int_equal(mig_caps_from_text("lz4,", &caps), -EINVAL);
-	assert_int_equal(mig_caps_from_text("gzip", &caps), -EINVAL);
-	assert_int_equal(mig_caps_from_text("", &caps), 0);
+	assert_int_equal(wire_caps_from_text("delta", &caps), 0);
+	assert_int_equal(caps, WIRE_CAP_DELTA);
+	assert_int_equal(wire_caps_from_text("lz4,", &caps), -EINVAL);
+	assert_int_equal(wire_caps_from_text("gzip", &caps), -EINVAL);
+	assert_int_equal(wire_caps_from_text("", &caps), 0);
 }
 
 static void test_frame_header_limits(void **state)
 {
-	struct mig_frame_hdr h = { .magic = "FERRYMIG" };
+	struct wire_frame_hdr h = { .magic = "FERRYMIG" };
 	uint32_t v, len;
 
 	(void)state;
 	h.version = htole32(7);
 	h.len = htole32(10);
-	assert_int_equal(mig_frame_parse_hdr(&h, &v, &len), 0);
+	assert_int_equal(wire_frame_parse_hdr(&h, &v, &len), 0);
 	assert_int_equal(v, 7);
 	assert_int_equal(len, 10);
 	h.len = 0;
-	assert_int_equal(mig_frame_parse_hdr(&h, &v, &len), -EPROTO);
-	h.len = htole32(MIG_FRAME_MAX + 1);
-	assert_int_equal(mig_frame_parse_hdr(&h, &v, &len), -EPROTO);
-	h.len = htole32(MIG_FRAME_MAX);
-	assert_int_equal(mig_frame_parse_hdr(&h, &v, &len), 0);
+	assert_int_equal(wire_frame_parse_hdr(&h, &v, &len), -EPROTO);
+	h.len = htole32(WIRE_FRAME_MAX + 1);
+	assert_int_equal(wire_frame_parse_hdr(&h, &v, &len), -EPROTO);
+	h.len = htole32(WIRE_FRAME_MAX);
+	assert_int_equal(wire_frame_parse_hdr(&h, &v, &len), 0);
 	h.magic[7] = 'X';
-	assert_int_equal(mig_frame_parse_hdr(&h, &v, &len), -EPROTO);
+	assert_int_equal(wire_frame_parse_hdr(&h, &v, &len), -EPROTO);
 }
 
 static void expect_hello_fails(const char *json, const char *needle)
 {
 	json_t *o = json_loads(json, JSON_ALLOW_NUL, NULL);
-	struct mig_hello h;
+	struct wire_hello h;
 	char err[256] = "";
 
 	assert_non_null(o);
-	assert_int_equal(mig_hello_parse(o, &h, err, sizeof err), -EINVAL);
+	assert_int_equal(wire_hello_parse(o, &h, err, sizeof err), -EINVAL);
 	if (!strstr(err, needle))
 		fail_msg("hello %s: error \"%s\" lacks \"%s\"", json, err, needle);
 	json_decref(o);
@@ -191,25 +191,25 @@ static void test_msgs(void **state)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	assert_int_equal(chan_tcp_new(sv[0], &c0), 0);
 	assert_int_equal(chan_tcp_new(sv[1], &c1), 0);
-	assert_int_equal(mig_send_msg(c0, MIG_RUNNING, 12345), 0);
-	assert_int_equal(mig_read_msg(c1, &type, &arg), 0);
-	assert_int_equal(type, MIG_RUNNING);
+	assert_int_equal(wire_send_msg(c0, WIRE_RUNNING, 12345), 0);
+	assert_int_equal(wire_read_msg(c1, &type, &arg), 0);
+	assert_int_equal(type, WIRE_RUNNING);
 	assert_int_equal(arg, 12345);
-	mig_send_abort(c0, EBADMSG, "checksum mismatch");
-	assert_int_equal(mig_read_msg(c1, &type, &arg), 0);
-	assert_int_equal(type, MIG_ABORT);
+	wire_send_abort(c0, EBADMSG, "checksum mismatch");
+	assert_int_equal(wire_read_msg(c1, &type, &arg), 0);
+	assert_int_equal(type, WIRE_ABORT);
 	assert_int_equal(arg >> 32, EBADMSG);
 	assert_int_equal(arg & 0xffffffff, 17);
 	assert_int_equal(read(sv[1], buf, 17), 17);
 	assert_memory_equal(buf, "checksum mismatch", 17);
 	/* Bad magic, bad type. */
 	memset(buf, 0, 16);
-	assert_int_equal(mig_msg_parse(buf, &type, &arg), -EPROTO);
+	assert_int_equal(wire_msg_parse(buf, &type, &arg), -EPROTO);
 	memcpy(buf, "FMIG", 4);
 	buf[4] = 9;
-	assert_int_equal(mig_msg_parse(buf, &type, &arg), -EPROTO);
+	assert_int_equal(wire_msg_parse(buf, &type, &arg), -EPROTO);
 	chan_free(c0);
-	assert_int_equal(mig_read_msg(c1, &type, &arg), -ECONNRESET);
+	assert_int_equal(wire_read_msg(c1, &type, &arg), -ECONNRESET);
 	chan_free(c1);
 }
 

@@ -1,5 +1,5 @@
-/* wire.c — migration handshake frames and control messages; see wire.h. */
-#include "migrate/wire.h"
+/* wire.c — the session's frames, HELLOs and control messages; see wire.h. */
+#include "session/wire.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -12,28 +12,28 @@
 
 #define MSG_MAGIC 0x47494d46u /* "FMIG" */
 
-struct mig_msg_wire {
+struct wire_msg_wire {
 	uint32_t magic;
 	uint32_t type;
 	uint64_t arg;
 };
-_Static_assert(sizeof(struct mig_msg_wire) == 16, "wire size");
+_Static_assert(sizeof(struct wire_msg_wire) == 16, "wire size");
 
-int mig_frame_parse_hdr(const struct mig_frame_hdr *h, uint32_t *version, uint32_t *len)
+int wire_frame_parse_hdr(const struct wire_frame_hdr *h, uint32_t *version, uint32_t *len)
 {
-	if (memcmp(h->magic, MIG_FRAME_MAGIC, sizeof h->magic) != 0)
+	if (memcmp(h->magic, WIRE_FRAME_MAGIC, sizeof h->magic) != 0)
 		return -EPROTO;
 	*version = le32toh(h->version);
 	*len = le32toh(h->len);
-	if (*len == 0 || *len > MIG_FRAME_MAX)
+	if (*len == 0 || *len > WIRE_FRAME_MAX)
 		return -EPROTO;
 	return 0;
 }
 
-int mig_send_frame(struct chan *c, json_t *obj)
+int wire_send_frame(struct chan *c, json_t *obj)
 {
 	char *body = json_dumps(obj, JSON_COMPACT);
-	struct mig_frame_hdr h;
+	struct wire_frame_hdr h;
 	struct iovec v[2];
 	size_t len;
 	int r;
@@ -41,12 +41,12 @@ int mig_send_frame(struct chan *c, json_t *obj)
 	if (!body)
 		return -ENOMEM;
 	len = strlen(body);
-	if (len > MIG_FRAME_MAX) {
+	if (len > WIRE_FRAME_MAX) {
 		free(body);
 		return -EMSGSIZE;
 	}
-	memcpy(h.magic, MIG_FRAME_MAGIC, sizeof h.magic);
-	h.version = htole32(MIG_PROTO_VERSION);
+	memcpy(h.magic, WIRE_FRAME_MAGIC, sizeof h.magic);
+	h.version = htole32(WIRE_PROTO_VERSION);
 	h.len = htole32((uint32_t)len);
 	v[0] = (struct iovec){ &h, sizeof h };
 	v[1] = (struct iovec){ body, len };
@@ -75,11 +75,11 @@ static int ms_left(uint64_t deadline)
 	return now >= deadline ? 1 : (int)((deadline - now) / NSEC_PER_MSEC) + 1;
 }
 
-int mig_recv_frame(struct chan *c, int timeout_ms, uint32_t *version, json_t **out, char *err,
+int wire_recv_frame(struct chan *c, int timeout_ms, uint32_t *version, json_t **out, char *err,
 		   size_t errlen)
 {
 	uint64_t deadline = mono_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
-	struct mig_frame_hdr h;
+	struct wire_frame_hdr h;
 	json_error_t je;
 	uint32_t len;
 	char *body;
@@ -90,7 +90,7 @@ int mig_recv_frame(struct chan *c, int timeout_ms, uint32_t *version, json_t **o
 		frame_read_error(c, r, err, errlen);
 		return r == -ENODATA ? -ECONNRESET : r;
 	}
-	if (mig_frame_parse_hdr(&h, version, &len)) {
+	if (wire_frame_parse_hdr(&h, version, &len)) {
 		snprintf(err, errlen, "the peer does not speak the ferry migration protocol");
 		return -EPROTO;
 	}
@@ -113,17 +113,12 @@ int mig_recv_frame(struct chan *c, int timeout_ms, uint32_t *version, json_t **o
 	return 0;
 }
 
-bool mig_valid_id(const char *s, size_t max)
-{
-	return name_ok(s, max);
-}
-
 static const struct {
 	const char *name;
 	uint32_t bit;
-} cap_names[] = { { "lz4", MIG_CAP_LZ4 }, { "delta", MIG_CAP_DELTA } };
+} cap_names[] = { { "lz4", WIRE_CAP_LZ4 }, { "delta", WIRE_CAP_DELTA } };
 
-json_t *mig_caps_json(uint32_t caps)
+json_t *wire_caps_json(uint32_t caps)
 {
 	json_t *a = json_array();
 
@@ -133,7 +128,7 @@ json_t *mig_caps_json(uint32_t caps)
 	return a;
 }
 
-int mig_caps_parse(const json_t *a, uint32_t *caps)
+int wire_caps_parse(const json_t *a, uint32_t *caps)
 {
 	const json_t *v;
 	size_t k;
@@ -151,7 +146,7 @@ int mig_caps_parse(const json_t *a, uint32_t *caps)
 	return 0;
 }
 
-int mig_caps_from_text(const char *s, uint32_t *caps)
+int wire_caps_from_text(const char *s, uint32_t *caps)
 {
 	*caps = 0;
 	if (strcmp(s, "none") == 0)
@@ -172,17 +167,17 @@ int mig_caps_from_text(const char *s, uint32_t *caps)
 	return 0;
 }
 
-json_t *mig_hello_json(const struct mig_hello *h)
+json_t *wire_hello_json(const struct wire_hello *h)
 {
-	if (h->op == MIG_OP_RESOLVE)
+	if (h->op == WIRE_OP_RESOLVE)
 		return json_pack("{s:s, s:s, s:s}", "op", "resolve", "job", h->job, "from",
 				 h->from);
-	if (h->op == MIG_OP_CHANNEL)
+	if (h->op == WIRE_OP_CHANNEL)
 		return json_pack("{s:s, s:s, s:s, s:I, s:s}", "op", "channel", "job", h->job,
 				 "from", h->from, "index", (json_int_t)h->index, "token", h->token);
 	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I}", "op", "migrate", "job",
 			      h->job, "name", h->name, "config", h->config, "from", h->from,
-			      "caps", mig_caps_json(h->caps), "channels", (json_int_t)h->channels);
+			      "caps", wire_caps_json(h->caps), "channels", (json_int_t)h->channels);
 
 	if (o && h->peer_timeout_ms)
 		json_object_set_new(o, "peer_timeout_ms", json_integer(h->peer_timeout_ms));
@@ -209,11 +204,11 @@ static int get_count(const json_t *o, const char *key, unsigned min, unsigned ma
 	return 0;
 }
 
-bool mig_valid_token(const char *s)
+bool wire_valid_token(const char *s)
 {
 	size_t n = strspn(s, "0123456789abcdef");
 
-	return n == MIG_TOKEN_LEN && s[n] == '\0';
+	return n == WIRE_TOKEN_LEN && s[n] == '\0';
 }
 
 /* Copy string member key of o into dst[max]; required or optional. */
@@ -238,7 +233,7 @@ static int get_str(const json_t *o, const char *key, char *dst, size_t max, bool
 	return 0;
 }
 
-int mig_hello_parse(const json_t *o, struct mig_hello *out, char *err, size_t errlen)
+int wire_hello_parse(const json_t *o, struct wire_hello *out, char *err, size_t errlen)
 {
 	char op[16];
 	int r;
@@ -247,11 +242,11 @@ int mig_hello_parse(const json_t *o, struct mig_hello *out, char *err, size_t er
 	if ((r = get_str(o, "op", op, sizeof op, true, err, errlen)))
 		return r;
 	if (strcmp(op, "migrate") == 0) {
-		out->op = MIG_OP_MIGRATE;
+		out->op = WIRE_OP_MIGRATE;
 	} else if (strcmp(op, "resolve") == 0) {
-		out->op = MIG_OP_RESOLVE;
+		out->op = WIRE_OP_RESOLVE;
 	} else if (strcmp(op, "channel") == 0) {
-		out->op = MIG_OP_CHANNEL;
+		out->op = WIRE_OP_CHANNEL;
 	} else {
 		snprintf(err, errlen, "unknown HELLO op \"%s\"", op);
 		return -EINVAL;
@@ -259,24 +254,24 @@ int mig_hello_parse(const json_t *o, struct mig_hello *out, char *err, size_t er
 	if ((r = get_str(o, "job", out->job, sizeof out->job, true, err, errlen)) ||
 	    (r = get_str(o, "from", out->from, sizeof out->from, false, err, errlen)))
 		return r;
-	if (!mig_valid_id(out->job, sizeof out->job)) {
+	if (!name_ok(out->job, sizeof out->job)) {
 		snprintf(err, errlen, "HELLO job id is not valid");
 		return -EINVAL;
 	}
-	if (out->op == MIG_OP_RESOLVE)
+	if (out->op == WIRE_OP_RESOLVE)
 		return 0;
-	if (out->op == MIG_OP_CHANNEL) {
-		if ((r = get_count(o, "index", 1, MIG_CHANNELS_MAX - 1, true, &out->index, err,
+	if (out->op == WIRE_OP_CHANNEL) {
+		if ((r = get_count(o, "index", 1, WIRE_CHANNELS_MAX - 1, true, &out->index, err,
 				   errlen)) ||
 		    (r = get_str(o, "token", out->token, sizeof out->token, true, err, errlen)))
 			return r;
-		if (!mig_valid_token(out->token)) {
+		if (!wire_valid_token(out->token)) {
 			snprintf(err, errlen, "HELLO token is not valid");
 			return -EINVAL;
 		}
 		return 0;
 	}
-	if ((r = get_count(o, "channels", 1, MIG_CHANNELS_MAX, false, &out->channels, err,
+	if ((r = get_count(o, "channels", 1, WIRE_CHANNELS_MAX, false, &out->channels, err,
 			   errlen)))
 		return r;
 	if (json_object_get(o, "peer_timeout_ms") &&
@@ -287,29 +282,29 @@ int mig_hello_parse(const json_t *o, struct mig_hello *out, char *err, size_t er
 	    (r = get_str(o, "config", out->config, sizeof out->config, true, err, errlen)))
 		return r;
 	/* No "caps": a peer that offers nothing beyond zero pages. */
-	if (json_object_get(o, "caps") && mig_caps_parse(json_object_get(o, "caps"), &out->caps)) {
+	if (json_object_get(o, "caps") && wire_caps_parse(json_object_get(o, "caps"), &out->caps)) {
 		snprintf(err, errlen, "HELLO \"caps\" is not an array of strings");
 		return -EINVAL;
 	}
-	if (!mig_valid_id(out->name, sizeof out->name)) {
+	if (!name_ok(out->name, sizeof out->name)) {
 		snprintf(err, errlen, "HELLO domain name \"%s\" is not valid", out->name);
 		return -EINVAL;
 	}
 	return 0;
 }
 
-int mig_send_msg(struct chan *c, uint32_t type, uint64_t arg)
+int wire_send_msg(struct chan *c, uint32_t type, uint64_t arg)
 {
-	struct mig_msg_wire m = { htole32(MSG_MAGIC), htole32(type), htole64(arg) };
+	struct wire_msg_wire m = { htole32(MSG_MAGIC), htole32(type), htole64(arg) };
 	struct iovec v = { &m, sizeof m };
 
 	return chan_send(c, &v, 1, CHAN_WAIT_DEFAULT);
 }
 
-void mig_send_abort(struct chan *c, int e, const char *text)
+void wire_send_abort(struct chan *c, int e, const char *text)
 {
-	size_t len = strnlen(text, MIG_ABORT_TEXT_MAX);
-	struct mig_msg_wire m = { htole32(MSG_MAGIC), htole32(MIG_ABORT),
+	size_t len = strnlen(text, WIRE_ABORT_TEXT_MAX);
+	struct wire_msg_wire m = { htole32(MSG_MAGIC), htole32(WIRE_ABORT),
 				  htole64(((uint64_t)(uint32_t)e << 32) | len) };
 	struct iovec v[2] = { { &m, sizeof m }, { (void *)text, len } };
 
@@ -317,24 +312,24 @@ void mig_send_abort(struct chan *c, int e, const char *text)
 	chan_send(c, v, 2, 0);
 }
 
-int mig_msg_parse(const void *buf16, uint32_t *type, uint64_t *arg)
+int wire_msg_parse(const void *buf16, uint32_t *type, uint64_t *arg)
 {
-	struct mig_msg_wire m;
+	struct wire_msg_wire m;
 
 	memcpy(&m, buf16, sizeof m);
 	*type = le32toh(m.type);
 	*arg = le64toh(m.arg);
-	if (le32toh(m.magic) != MSG_MAGIC || *type < MIG_READY || *type > MIG_ABORT)
+	if (le32toh(m.magic) != MSG_MAGIC || *type < WIRE_READY || *type > WIRE_ABORT)
 		return -EPROTO;
 	return 0;
 }
 
-int mig_read_msg(struct chan *c, uint32_t *type, uint64_t *arg)
+int wire_read_msg(struct chan *c, uint32_t *type, uint64_t *arg)
 {
-	struct mig_msg_wire m;
+	struct wire_msg_wire m;
 	int r = chan_recv(c, &m, sizeof m, CHAN_WAIT_DEFAULT);
 
 	if (r)
 		return r == -ENODATA ? -ECONNRESET : r;
-	return mig_msg_parse(&m, type, arg);
+	return wire_msg_parse(&m, type, arg);
 }

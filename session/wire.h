@@ -1,6 +1,7 @@
 /*
- * wire.h — what two ferryd say to each other on a migration connection,
- * around the stream itself (docs/migration-protocol.md).
+ * wire.h — what two ferryd say to each other on a connection, around the
+ * stream itself (docs/migration-protocol.md): the session's frames, HELLOs,
+ * capabilities and control messages. session.h builds the session on it.
  *
  * 0. Every connection is a channel (transport/): TLS with mutual
  *    authentication unless both hosts run insecure-plaintext. Nothing below
@@ -23,8 +24,8 @@
  *    ABORT (with an errno), READY; the source sends GO after END on every
  *    channel; the destination answers RUNNING.
  */
-#ifndef FERRY_MIGRATE_WIRE_H
-#define FERRY_MIGRATE_WIRE_H
+#ifndef FERRY_SESSION_WIRE_H
+#define FERRY_SESSION_WIRE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -34,92 +35,90 @@
 
 #include "transport/chan.h"
 
-#define MIG_PROTO_VERSION 2
-#define MIG_FRAME_MAGIC "FERRYMIG"
-#define MIG_FRAME_MAX 65536u /* JSON body */
-#define MIG_DEFAULT_PORT 7480
-#define MIG_ABORT_TEXT_MAX 512
-#define MIG_CHANNELS_MAX 64
-#define MIG_TOKEN_LEN 32 /* hex digits of a channel token */
+#define WIRE_PROTO_VERSION 2
+#define WIRE_FRAME_MAGIC "FERRYMIG"
+#define WIRE_FRAME_MAX 65536u /* JSON body */
+#define WIRE_DEFAULT_PORT 7480
+#define WIRE_ABORT_TEXT_MAX 512
+#define WIRE_CHANNELS_MAX 64
+#define WIRE_TOKEN_LEN 32 /* hex digits of a channel token */
 
-struct mig_frame_hdr {
+struct wire_frame_hdr {
 	char magic[8];
 	uint32_t version; /* le */
 	uint32_t len;     /* le, body bytes */
 };
-_Static_assert(sizeof(struct mig_frame_hdr) == 16, "wire size");
+_Static_assert(sizeof(struct wire_frame_hdr) == 16, "wire size");
 
 /* Check a received header: 0 and the host-order fields, or -EPROTO. */
-int mig_frame_parse_hdr(const struct mig_frame_hdr *h, uint32_t *version, uint32_t *len);
+int wire_frame_parse_hdr(const struct wire_frame_hdr *h, uint32_t *version, uint32_t *len);
 
 /* Send obj as one frame of our version. 0 or -errno. */
-int mig_send_frame(struct chan *c, json_t *obj);
+int wire_send_frame(struct chan *c, json_t *obj);
 /*
  * Receive one frame within timeout_ms: *out is the JSON object (caller
  * decrefs), *version the peer's. -ETIMEDOUT, -ECONNRESET, -EPROTO (bad
  * header or not a JSON object; err says which), -errno.
  */
-int mig_recv_frame(struct chan *c, int timeout_ms, uint32_t *version, json_t **out, char *err,
+int wire_recv_frame(struct chan *c, int timeout_ms, uint32_t *version, json_t **out, char *err,
 		   size_t errlen);
 
 /* Capabilities, offered in a migrate HELLO and agreed in the answer (the
  * intersection). The zero page/extent encoding is always on. */
-#define MIG_CAP_LZ4 0x1u
-#define MIG_CAP_DELTA 0x2u
-#define MIG_CAPS_ALL (MIG_CAP_LZ4 | MIG_CAP_DELTA)
+#define WIRE_CAP_LZ4 0x1u
+#define WIRE_CAP_DELTA 0x2u
+#define WIRE_CAPS_ALL (WIRE_CAP_LZ4 | WIRE_CAP_DELTA)
 
 /* ["lz4","delta"] from a mask, and back (unknown names are ignored: a newer
  * peer may offer more). Parse: -EINVAL if not an array of strings. */
-json_t *mig_caps_json(uint32_t caps);
-int mig_caps_parse(const json_t *a, uint32_t *caps);
+json_t *wire_caps_json(uint32_t caps);
+int wire_caps_parse(const json_t *a, uint32_t *caps);
 /* "lz4,delta" or "none" (config files, flags). 0 or -EINVAL. */
-int mig_caps_from_text(const char *s, uint32_t *caps);
+int wire_caps_from_text(const char *s, uint32_t *caps);
 
 /* What a HELLO asks for. */
-enum mig_op { MIG_OP_MIGRATE = 1, MIG_OP_RESOLVE = 2, MIG_OP_CHANNEL = 3 };
+enum wire_op { WIRE_OP_MIGRATE = 1, WIRE_OP_RESOLVE = 2, WIRE_OP_CHANNEL = 3 };
 
-struct mig_hello {
-	enum mig_op op;
+struct wire_hello {
+	enum wire_op op;
 	char job[40];     /* the source's job id */
 	char name[64];    /* the domain's name (migrate) */
 	char config[512]; /* its hv config (migrate) */
 	char from[256];   /* the source host's name, informational */
 	uint32_t caps;    /* offered (migrate) */
-	unsigned channels; /* offered (migrate), 1..MIG_CHANNELS_MAX */
+	unsigned channels; /* offered (migrate), 1..WIRE_CHANNELS_MAX */
 	unsigned peer_timeout_ms; /* migrate: the source's (0: not said); the
 				   * destination heartbeats at a quarter of the
 				   * smaller of it and its own */
 	unsigned index;    /* channel: which one, 1..channels-1 */
-	char token[MIG_TOKEN_LEN + 1]; /* channel: from the destination's answer */
+	char token[WIRE_TOKEN_LEN + 1]; /* channel: from the destination's answer */
 };
 
 /* Build / validate a HELLO body. Parse: 0, or -EINVAL with err set. */
-json_t *mig_hello_json(const struct mig_hello *h);
-int mig_hello_parse(const json_t *o, struct mig_hello *out, char *err, size_t errlen);
+json_t *wire_hello_json(const struct wire_hello *h);
+int wire_hello_parse(const json_t *o, struct wire_hello *out, char *err, size_t errlen);
 
-/* A job id and a domain name as the wire allows them: [A-Za-z0-9._-],
- * 1..max-1 characters, not starting with '.' or '-'. */
-bool mig_valid_id(const char *s, size_t max);
-/* MIG_TOKEN_LEN lower-case hex digits. */
-bool mig_valid_token(const char *s);
+/* Job ids and domain names on the wire are name_ok (common/util.h). */
+/* WIRE_TOKEN_LEN lower-case hex digits. */
+bool wire_valid_token(const char *s);
 
 /* 16-byte control messages after the handshake. */
-enum mig_msg {
-	MIG_READY = 1,     /* destination: all applied, journaled */
-	MIG_GO = 2,        /* source: the point of no return */
-	MIG_RUNNING = 3,   /* destination: resumed; arg = GO-to-resume ns */
-	MIG_HEARTBEAT = 4, /* destination: alive; arg = 0, or n when the first n
+enum wire_msg {
+	WIRE_READY = 1,     /* destination: all applied, journaled */
+	WIRE_GO = 2,        /* source: the point of no return */
+	WIRE_RUNNING = 3,   /* destination: resumed; arg = GO-to-resume ns */
+	WIRE_HEARTBEAT = 4, /* destination: alive; arg = 0, or n when the first n
 			    * passes have arrived and been applied on every channel */
-	MIG_ABORT = 5,     /* destination: giving up; arg = errno */
+	WIRE_ABORT = 5,     /* destination: giving up; arg = errno */
 };
 
-int mig_send_msg(struct chan *c, uint32_t type, uint64_t arg);
+int wire_send_msg(struct chan *c, uint32_t type, uint64_t arg);
 /* ABORT with errno e and a reason (at most 512 bytes of it): sent without
  * blocking, best effort, as the last thing on the connection. */
-void mig_send_abort(struct chan *c, int e, const char *text);
+void wire_send_abort(struct chan *c, int e, const char *text);
 /* Read one message (blocking): 0, -ECONNRESET at end of data, -EPROTO. */
-int mig_read_msg(struct chan *c, uint32_t *type, uint64_t *arg);
+int wire_read_msg(struct chan *c, uint32_t *type, uint64_t *arg);
 /* Validate a raw message: 0 and its fields, or -EPROTO. */
-int mig_msg_parse(const void *buf16, uint32_t *type, uint64_t *arg);
+int wire_msg_parse(const void *buf16, uint32_t *type, uint64_t *arg);
 
 #endif
