@@ -42,7 +42,7 @@
 #include "common/mtime.h"
 #include "common/util.h"
 #include "hv/hv.h"
-#include "hv/mvm.h"
+#include "bench/guest.h"
 #include "hv/pagemap.h"
 #include "bench/jline.h"
 #include "bench/stats.h"
@@ -458,64 +458,43 @@ out:
 
 /* ---- 3. the same harvest through a ferry-mvm runtime -------------------- */
 
-/* A launched runtime and our handle on it. */
+/* A launched guest and our handle on it. */
 struct vm {
 	char name[64];
-	pid_t pid;
 	struct hv_domain *d;
 };
 
-/* End the runtime whatever state it is in, and reap it. */
+/* End the guest whatever state it is in; the handle reaps it. */
 static void vm_destroy(struct vm *vm)
 {
 	if (vm->d) {
 		hv_destroy(vm->d);
 		hv_close(vm->d);
 		vm->d = NULL;
-	} else if (vm->pid > 0) {
-		kill(vm->pid, SIGKILL);
 	}
-	if (vm->pid > 0)
-		waitpid(vm->pid, NULL, 0);
-	vm->pid = -1;
 }
 
-/* Launch a 1 GiB, 1-vCPU runtime with workload and open it. */
+/* Launch a 1 GiB, 1-vCPU guest with workload (it is open then). */
 static int vm_start(struct vm *vm, const char *workload)
 {
-	char cfg[128], uri[96];
-	int e;
+	struct hv_spec spec = { (uint64_t)VIA_MIB << 20, 1, workload };
 
 	snprintf(vm->name, sizeof vm->name, "bench-dirtylog-%d", (int)getpid());
-	snprintf(cfg, sizeof cfg, "mem=%llu vcpus=1 workload=%s",
-		 (unsigned long long)VIA_MIB << 20, workload);
-	snprintf(uri, sizeof uri, "mvm:%s", vm->name);
-	vm->pid = -1;
 	vm->d = NULL;
-	if ((e = hv_mvm_launch(vm->name, cfg, false, &vm->pid))) {
-		log_error("cannot start %s (%s): %s", vm->name, hv_mvm_runtime_path(),
-			  strerror(-e));
-		vm->pid = -1;
-		return e;
-	}
-	if ((e = hv_open(uri, &vm->d))) {
-		vm->d = NULL;
-		return e;
-	}
-	return 0;
+	return guest_launch(vm->name, &spec, &vm->d);
 }
 
 /* Wait until every vCPU has halted (fill has written its whole slice). */
 static int vm_wait_halted(struct vm *vm)
 {
-	struct hv_mvm_stats st;
 	uint64_t t0 = mono_ns();
+	double halted, steps = 0;
 	int e;
 
 	for (;;) {
-		if ((e = hv_mvm_stats(vm->d, &st)))
+		if ((e = guest_stat(vm->d, "halted", &halted)))
 			return e;
-		if (st.halted >= 1)
+		if (halted >= 1)
 			break;
 		if (stop)
 			return -EINTR;
@@ -525,8 +504,8 @@ static int vm_wait_halted(struct vm *vm)
 		}
 		mono_sleep_ns(100 * NSEC_PER_MSEC);
 	}
-	log_info("%s: fill done in %.2f s (%" PRIu64 " steps)", vm->name,
-		 ns_to_sec(mono_ns() - t0), st.steps);
+	guest_stat(vm->d, "steps", &steps);
+	log_info("%s: fill done in %.2f s (%.0f steps)", vm->name, ns_to_sec(mono_ns() - t0), steps);
 	return 0;
 }
 
@@ -538,7 +517,7 @@ static int vm_wait_halted(struct vm *vm)
 static int bench_via(const char *workload, bool populated, unsigned reps)
 {
 	static double via_ms[MAX_REPS], ref_ms[MAX_REPS];
-	struct vm vm = { .pid = -1 };
+	struct vm vm = { .d = NULL };
 	struct bitmap bm = { 0 };
 	struct hv_info info;
 	struct harvest h;
@@ -759,7 +738,7 @@ int main(int argc, char **argv)
 		made_dir = tmpdir;
 		ferry_set_run_dir(tmpdir);
 	}
-	log_info("runtime %s, run directory %s", hv_mvm_runtime_path(), ferry_run_dir());
+	log_info("backend %s, run directory %s", hv_default_backend(), ferry_run_dir());
 
 	for (unsigned i = 0; i < nsizes && !e; i++)
 		e = bench_size(sizes[i], (unsigned)reps);

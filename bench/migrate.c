@@ -6,10 +6,10 @@
  *
  * Each case launches a fresh source runtime, prepares it (see cases[] below),
  * and migrates it with migrate_send to a receiver thread running migrate_recv
- * over its connected loopback channel pairs (plain TCP, or TLS 1.3 through
+ * over sessions wrapping its connected loopback channel pairs (plain TCP, or TLS 1.3 through
  * link_connect / link_accept with a throwaway PKI made for the run and
  * removed at the end: bench/transport.c); the receiver creates the destination
- * runtime. Every migrated guest is checked with hv_mvm_verify (an aborted
+ * runtime. Every migrated guest is checked with its verifier (an aborted
  * one on the source), and every runtime is destroyed, also on errors.
  *
  * Before each case, in each repetition, its references: the raw copy path of
@@ -34,7 +34,7 @@
 #include "common/mtime.h"
 #include "common/util.h"
 #include "hv/hv.h"
-#include "hv/mvm.h"
+#include "bench/guest.h"
 #include "migrate/precopy.h"
 #include "transport/chan.h"
 
@@ -189,12 +189,18 @@ struct recv_job {
 static void *receiver(void *arg)
 {
 	struct recv_job *j = arg;
-
 	struct migrate_opts o;
+	struct session *s;
 
 	migrate_opts_default(&o);
 	o.peer_timeout_ms = RECV_TIMEOUT_MS;
-	j->r = migrate_recv(j->ch, j->n, j->name, &o, &j->d, j->err, sizeof j->err);
+	if ((j->r = session_wrap(j->ch, j->n, RECV_TIMEOUT_MS, &s))) {
+		snprintf(j->err, sizeof j->err, "%s", strerror(-j->r));
+		return NULL;
+	}
+	memset(j->ch, 0, sizeof j->ch); /* the session's now */
+	j->r = migrate_recv(s, j->name, &o, &j->d, j->err, sizeof j->err);
+	session_free(s);
 	return NULL;
 }
 
@@ -231,16 +237,17 @@ static void vm_end(struct hv_domain **d, pid_t pid, bool reap)
 
 static void do_verify(struct hv_domain *d, struct rep *rp, const char *where)
 {
-	struct mvm_verify v;
-	int e = hv_mvm_verify(d, &v);
+	char why[200];
+	bool ok = false;
+	int e = guest_verify(d, &ok, why, sizeof why);
 
 	if (e)
 		snprintf(rp->verify, sizeof rp->verify, "%s: verify failed: %s", where, strerror(-e));
-	else if (v.why != MVM_VERIFY_OK)
-		snprintf(rp->verify, sizeof rp->verify, "%s: %s", where, v.msg);
+	else if (!ok)
+		snprintf(rp->verify, sizeof rp->verify, "%s: %s", where, why);
 	else
 		snprintf(rp->verify, sizeof rp->verify, "ok");
-	rp->verify_ok = !e && v.why == MVM_VERIFY_OK;
+	rp->verify_ok = !e && ok;
 }
 
 /* Write zeros into every frame through hv_write_pages. */
@@ -268,14 +275,14 @@ static int write_zeros(struct hv_domain *d, const struct hv_info *info)
 
 static int wait_halted(struct hv_domain *d, unsigned vcpus)
 {
-	struct hv_mvm_stats s;
 	uint64_t t0 = mono_ns();
+	double halted;
 	int e;
 
 	for (;;) {
-		if ((e = hv_mvm_stats(d, &s)))
+		if ((e = guest_stat(d, "halted", &halted)))
 			return e;
-		if (s.halted >= vcpus)
+		if (halted >= vcpus)
 			return 0;
 		if (mono_ns() - t0 > HALT_TIMEOUT_NS)
 			return -ETIMEDOUT;
@@ -286,19 +293,19 @@ static int wait_halted(struct hv_domain *d, unsigned vcpus)
 /* Let the guest run 2 s; its steps/s over the last 1.5 s. */
 static int warm_up(struct hv_domain *d, double *steps_s)
 {
-	struct hv_mvm_stats a, b;
+	double a, b;
 	uint64_t t0, t1;
 	int e;
 
 	mono_sleep_ns(500 * NSEC_PER_MSEC);
-	if ((e = hv_mvm_stats(d, &a)))
+	if ((e = guest_stat(d, "steps", &a)))
 		return e;
 	t0 = mono_ns();
 	mono_sleep_ns(1500 * NSEC_PER_MSEC);
-	if ((e = hv_mvm_stats(d, &b)))
+	if ((e = guest_stat(d, "steps", &b)))
 		return e;
 	t1 = mono_ns();
-	*steps_s = (double)(b.steps - a.steps) / ns_to_sec(t1 - t0);
+	*steps_s = (b - a) / ns_to_sec(t1 - t0);
 	return 0;
 }
 
@@ -318,7 +325,7 @@ static void free_chans(struct chan **ch, unsigned n)
  */
 static void run_case(const struct mcase *c, unsigned repno, struct rep *rp)
 {
-	char src_name[48], dst_name[64], uri[96], wl[96], cfg[160], why[256];
+	char src_name[48], dst_name[64], wl[96], why[256];
 	struct hv_domain *src = NULL, *dst = NULL;
 	struct recv_job j = { 0 };
 	struct chan *sch[CP_STREAMS_MAX] = { 0 };
@@ -332,9 +339,9 @@ static void run_case(const struct mcase *c, unsigned repno, struct rep *rp)
 	rp->steps_s = -1;
 	snprintf(src_name, sizeof src_name, "bm-%s-%d-%u", c->name, (int)getpid(), repno);
 	snprintf(dst_name, sizeof dst_name, "%s-b", src_name);
-	snprintf(uri, sizeof uri, "mvm:%s", src_name);
 	case_workload(c, wl, sizeof wl);
-	snprintf(cfg, sizeof cfg, "mem=%" PRIu64 "M vcpus=%u workload=%s", ram_mib, c->vcpus, wl);
+	struct hv_spec spec = { ram_mib << 20, c->vcpus, wl };
+	struct session *ss = NULL;
 
 #define BENCH_FAIL(...) \
 	do { \
@@ -343,11 +350,12 @@ static void run_case(const struct mcase *c, unsigned repno, struct rep *rp)
 		goto out; \
 	} while (0)
 
-	if ((e = hv_mvm_launch(src_name, cfg, false, &src_pid)))
-		BENCH_FAIL("launching %s (%s): %s", src_name, cfg, strerror(-e));
+	if ((e = guest_launch(src_name, &spec, &src)))
+		BENCH_FAIL("launching %s (%s): %s", src_name, wl, strerror(-e));
+	if ((e = hv_info(src, &info)))
+		BENCH_FAIL("opening %s: %s", src_name, strerror(-e));
+	src_pid = info.pid;
 	track(src_pid);
-	if ((e = hv_open(uri, &src)) || (e = hv_info(src, &info)))
-		BENCH_FAIL("opening %s: %s", uri, strerror(-e));
 	switch (c->prep) {
 	case PREP_ZEROS:
 		if ((e = write_zeros(src, &info)))
@@ -374,10 +382,14 @@ static void run_case(const struct mcase *c, unsigned repno, struct rep *rp)
 		BENCH_FAIL("%u loopback %s channel pairs: %.200s", n, c->tls ? "TLS" : "TCP", why);
 	j.n = n;
 	j.name = dst_name;
+	if ((e = session_wrap(sch, n, o.peer_timeout_ms, &ss)))
+		BENCH_FAIL("session: %s", strerror(-e));
+	memset(sch, 0, sizeof sch); /* the session's now */
 	if ((e = pthread_create(&t, NULL, receiver, &j)))
 		BENCH_FAIL("pthread_create: %s", strerror(e));
-	rp->r = migrate_send(src, sch, n, &o, &rp->st, rp->err, sizeof rp->err);
-	free_chans(sch, n);
+	rp->r = migrate_send(src, ss, &o, &rp->st, rp->err, sizeof rp->err);
+	session_free(ss);
+	ss = NULL;
 	pthread_join(t, NULL);
 	free_chans(j.ch, n);
 	dst = j.d;
@@ -391,9 +403,8 @@ static void run_case(const struct mcase *c, unsigned repno, struct rep *rp)
 
 	if (rp->r == 0) {
 		/* Moved: the source is gone; the destination runs the guest. */
-		hv_close(src);
+		hv_close(src); /* reaps it */
 		src = NULL;
-		waitpid(src_pid, NULL, 0);
 		untrack(src_pid);
 		src_pid = -1;
 		if (!dst)
@@ -416,10 +427,11 @@ static void run_case(const struct mcase *c, unsigned repno, struct rep *rp)
 	}
 out:
 #undef BENCH_FAIL
+	session_free(ss);
 	free_chans(sch, n);
 	free_chans(j.ch, n);
 	vm_end(&dst, dst_pid, false); /* the handle reaps the runtime it created */
-	vm_end(&src, src_pid, true);
+	vm_end(&src, src_pid, false); /* as does the one of the runtime it launched */
 }
 
 /* ---- the run --------------------------------------------------------------- */
@@ -805,8 +817,8 @@ int main(int argc, char **argv)
 				return 1;
 			}
 		}
-	fprintf(stderr, "migrate: runtime %s, run directory %s, %" PRIu64 " MiB, %" PRIu64
-		" repetitions\n", hv_mvm_runtime_path(), ferry_run_dir(), ram_mib, reps);
+	fprintf(stderr, "migrate: backend %s, run directory %s, %" PRIu64 " MiB, %" PRIu64
+		" repetitions\n", hv_default_backend(), ferry_run_dir(), ram_mib, reps);
 
 	t_start = mono_ns();
 	for (unsigned r = 0; r < reps; r++)

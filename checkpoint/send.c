@@ -144,8 +144,8 @@ int page_sender_send(struct page_sender *s, const struct bitmap *set,
 		}
 		if ((r = flush_pages(s)))
 			return r;
-		if (s->progress)
-			s->progress(s->progress_ctx, f, s->nr_frames);
+		if (s->on_frames)
+			s->on_frames(s->on_frames_ctx, f, s->nr_frames);
 	}
 	return flush_zero(s);
 }

@@ -34,8 +34,8 @@ struct page_sender {
 	struct hv_domain *d;        /* read with read_pages: snapshots */
 	struct stream_writer *w;
 	struct codec *codec;        /* NULL: raw */
-	stream_progress_fn progress;
-	void *progress_ctx;
+	stream_frames_fn on_frames;
+	void *on_frames_ctx;
 	const volatile sig_atomic_t *cancel; /* if set and non-zero: stop, -ECANCELED */
 	unsigned stripe, nstripes; /* send only frames of this stripe (0 of 1: all) */
 	/* Totals over all sends. */

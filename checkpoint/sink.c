@@ -17,11 +17,11 @@ static int a_base(void *ctx, uint64_t frame, void *page)
 	return hv_read_pages(a->d, &frame, 1, &page);
 }
 
-static void a_progress(struct apply_sink *a, uint64_t n)
+static void a_count(struct apply_sink *a, uint64_t n)
 {
 	a->done += n;
-	if (a->progress)
-		a->progress(a->progress_ctx, a->done, a->total);
+	if (a->on_frames)
+		a->on_frames(a->on_frames_ctx, a->done, a->total);
 }
 
 static int a_pages(void *ctx, const uint64_t *frames, void *const *pages, unsigned n)
@@ -32,7 +32,7 @@ static int a_pages(void *ctx, const uint64_t *frames, void *const *pages, unsign
 	/* From now on a zero extent may cover a frame written before. */
 	a->fresh = false;
 	if (!r)
-		a_progress(a, n);
+		a_count(a, n);
 	return r;
 }
 
@@ -51,7 +51,7 @@ static int a_zero(void *ctx, uint64_t first, uint64_t count)
 		done += k;
 	}
 	if (!r)
-		a_progress(a, count);
+		a_count(a, count);
 	return r;
 }
 

@@ -18,15 +18,15 @@
 #include "hv/hv.h"
 
 /* Called now and then with the frames done so far of all. */
-typedef void (*stream_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+typedef void (*stream_frames_fn)(void *ctx, uint64_t done, uint64_t total);
 
 struct apply_sink {
 	struct hv_domain *d;
 	bool fresh;     /* the domain is all zero and no page was applied yet:
 			 * zero extents need no work (cleared by the first page) */
 	unsigned contexts; /* CONTEXT records applied */
-	stream_progress_fn progress;
-	void *progress_ctx;
+	stream_frames_fn on_frames;
+	void *on_frames_ctx;
 	uint64_t done, total; /* frames applied (pages + extents) of nr_frames */
 };
 

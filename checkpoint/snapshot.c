@@ -45,8 +45,8 @@ static int save_stream(struct saver *s, int fd, const struct hv_info *info, cons
 	if (r == 0) {
 		struct bitmap pop;
 
-		s->ps.progress = o->progress;
-		s->ps.progress_ctx = o->progress_ctx;
+		s->ps.on_frames = o->on_frames;
+		s->ps.on_frames_ctx = o->on_frames_ctx;
 		s->ps.cancel = o->cancel;
 		r = bitmap_init(&pop, info->nr_frames);
 		if (r == 0) {
@@ -249,8 +249,8 @@ static int r_header(void *ctx, const struct stream_info *i)
 int snapshot_restore(const char *path, const char *name, const struct snapshot_opts *o,
 		     struct hv_domain **out, struct snapshot_stats *st, char *err, size_t errlen)
 {
-	struct restorer rs = { .a = { .fresh = true, .progress = o->progress,
-				      .progress_ctx = o->progress_ctx },
+	struct restorer rs = { .a = { .fresh = true, .on_frames = o->on_frames,
+				      .on_frames_ctx = o->on_frames_ctx },
 			       .name = name, .err = err, .errlen = errlen };
 	struct stream_sink sink = apply_sink(&rs.a);
 	struct stream_read_stats rst;

@@ -19,8 +19,8 @@ struct snapshot_opts {
 	bool keep_running;       /* save: leave the guest running; else stop it after the save */
 	bool paused;             /* restore: leave the new guest paused */
 	struct codec_opts codec;
-	stream_progress_fn progress;
-	void *progress_ctx;
+	stream_frames_fn on_frames;
+	void *on_frames_ctx;
 	const volatile sig_atomic_t *cancel; /* save: non-zero stops it (e.g. Ctrl-C) */
 };
 

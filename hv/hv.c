@@ -135,3 +135,18 @@ int hv_adopt(const char *uri, int timeout_ms, struct hv_domain **out)
 		mono_sleep_ns(100 * NSEC_PER_MSEC);
 	return r;
 }
+
+int hv_extra_number(struct hv_domain *d, enum hv_extra what, const char *key, double *v)
+{
+	json_t *o, *n;
+	int r = hv_extra(d, what, &o);
+
+	if (r)
+		return r;
+	n = json_object_get(o, key);
+	r = json_is_number(n) ? 0 : -ENOENT;
+	if (!r)
+		*v = json_number_value(n);
+	json_decref(o);
+	return r;
+}

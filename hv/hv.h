@@ -283,5 +283,8 @@ static inline int hv_extra(struct hv_domain *d, enum hv_extra what, json_t **out
 	*out = NULL;
 	return d->ops->extra ? d->ops->extra(d, what, out) : -EOPNOTSUPP;
 }
+/* One number of an extra (HV_EXTRA_STATS "steps"): 0 and *v, -ENOENT if the
+ * backend does not give it, or hv_extra's error. */
+int hv_extra_number(struct hv_domain *d, enum hv_extra what, const char *key, double *v);
 
 #endif

@@ -1102,10 +1102,10 @@ static int mvm_extra(struct hv_domain *hd, enum hv_extra what, json_t **out)
 	case HV_EXTRA_VERIFY:
 		if ((r = hv_mvm_verify(hd, &v)))
 			return r;
-		*out = json_pack("{s:b, s:s, s:I, s:I}", "verified", v.why == MVM_VERIFY_OK,
-				 "result", v.why == MVM_VERIFY_OK ? "ok" : v.msg, "pages_checked",
-				 (json_int_t)v.pages_checked, "pages_written",
-				 (json_int_t)v.pages_written);
+		*out = json_pack("{s:b, s:s, s:s, s:I, s:I}", "verified", v.why == MVM_VERIFY_OK,
+				 "result", v.why == MVM_VERIFY_OK ? "ok" : v.msg, "why",
+				 wl_why_name(v.why), "pages_checked", (json_int_t)v.pages_checked,
+				 "pages_written", (json_int_t)v.pages_written);
 		break;
 	default:
 		return -EOPNOTSUPP;

@@ -20,10 +20,10 @@
  * unresolved: the source stays paused and its caller finds out from the
  * destination which copy runs (DESIGN.md §6 step 6).
  *
- * Liveness: the destination sends a HEARTBEAT every peer_timeout/4; the
- * source gives up when it has heard nothing for peer_timeout. The source's
- * streams are its heartbeat: the destination gives up when no byte arrived
- * on any channel for peer_timeout.
+ * Liveness (the session's): the destination sends a HEARTBEAT every
+ * peer_timeout/4; the source's monitor gives up when it has heard nothing
+ * for peer_timeout. The source's streams are its heartbeat: the destination
+ * gives up when no byte arrived on any channel for peer_timeout.
  */
 #ifndef FERRY_MIGRATE_PRECOPY_H
 #define FERRY_MIGRATE_PRECOPY_H
@@ -34,9 +34,17 @@
 
 #include "checkpoint/codec.h"
 #include "hv/hv.h"
-#include "transport/chan.h"
+#include "session/session.h"
 
-enum noconv_policy { NOCONV_STOP, NOCONV_THROTTLE, NOCONV_ABORT };
+/* What to do when the iterations do not converge; the names below are the
+ * only table of them (settings, the API, journals, the CLI). */
+enum noconv_policy { NOCONV_STOP, NOCONV_THROTTLE, NOCONV_ABORT, NOCONV_MAX };
+/* "stop", "throttle", "abort". */
+const char *mig_policy_name(enum noconv_policy p);
+/* 0 and *p, or -EINVAL for a name that is none of them. */
+int mig_policy_parse(const char *s, enum noconv_policy *p);
+/* "stop, throttle or abort", for messages. */
+#define MIG_POLICY_NAMES "stop, throttle or abort"
 
 enum mig_phase {
 	MIG_PH_SETUP,
@@ -60,9 +68,9 @@ struct migrate_stats;
 
 struct migrate_hooks {
 	void *ctx;
-	/* From the migrating thread, at every phase change and at most every
-	 * 100 ms during an iteration. */
-	void (*progress)(void *ctx, const struct migrate_stats *st);
+	/* The statistics so far, from the migrating thread: at every phase
+	 * change and at most every 100 ms during an iteration. */
+	void (*stats)(void *ctx, const struct migrate_stats *st);
 	int (*journal)(void *ctx, enum mig_point pt);
 	/* Destination: the guest runs, RUNNING is not sent yet. d is the handle
 	 * migrate_recv will return; the engine no longer uses it, so the caller
@@ -103,24 +111,25 @@ struct migrate_stats {
 };
 
 /*
- * Source side over ch[0..n) (n <= WIRE_CHANNELS_MAX; the caller keeps
- * them). d is open and running; on success it has been destroyed (it runs
- * on the destination). Returns 0 or -errno with a reason in err; if
+ * Source side over session s (the caller keeps it; the engine runs its
+ * monitor). d is open and running; on success it has been destroyed (it
+ * runs on the destination). Returns 0 or -errno with a reason in err; if
  * st->committed is set on failure, the result is unresolved and d is left
  * paused.
  */
-int migrate_send(struct hv_domain *d, struct chan *const *ch, unsigned n,
-		 const struct migrate_opts *o, struct migrate_stats *st, char *err, size_t errlen);
+int migrate_send(struct hv_domain *d, struct session *s, const struct migrate_opts *o,
+		 struct migrate_stats *st, char *err, size_t errlen);
 
 /*
- * Destination side: create the domain from the stream (name overrides the
+ * Destination side over session s (the caller keeps it; the engine sends
+ * its heartbeats): create the domain from the stream (name overrides the
  * source's), resume it on GO. On success *out is the running domain's
  * handle. On any other return the domain is destroyed, except for
  * -EINPROGRESS: resuming after GO failed and the copy could not be
  * destroyed, so it may run (the source must not resume without an
  * operator). o gives peer_timeout_ms and the journal hook.
  */
-int migrate_recv(struct chan *const *ch, unsigned n, const char *name,
-		 const struct migrate_opts *o, struct hv_domain **out, char *err, size_t errlen);
+int migrate_recv(struct session *s, const char *name, const struct migrate_opts *o,
+		 struct hv_domain **out, char *err, size_t errlen);
 
 #endif

@@ -4,11 +4,11 @@
  *
  * Threads: the receiving thread reads channel 0's stream (and runs the
  * commit); one reader thread per further channel reads its stream into the
- * same domain (channels own disjoint frames, so their writes never meet); a
- * heartbeat thread writes to channel 0. Channel 0's HEADER creates the
- * domain, the others wait for it; its CONTEXT waits for every other
- * channel's END. A channel that fails tells the source at once (ABORT) and
- * the receiving thread reports the first failure.
+ * same domain (channels own disjoint frames, so their writes never meet); the
+ * session's heartbeat thread writes to channel 0. Channel 0's HEADER
+ * creates the domain, the others wait for it; its CONTEXT waits for every
+ * other channel's END. A channel that fails tells the source at once
+ * (ABORT) and the receiving thread reports the first failure.
  */
 #include "migrate/precopy.h"
 
@@ -49,6 +49,7 @@ struct rlane {
 };
 
 struct dst {
+	struct session *s;
 	struct rlane *lanes;
 	unsigned n;
 	struct stream_sink inner;
@@ -59,104 +60,29 @@ struct dst {
 	int timeout_ms;
 	struct migrate_stats st;
 	uint64_t last_report;
-	uint64_t last_rx;    /* mono ns of the last byte on any channel (atomic) */
 	struct hv_domain *d; /* set once by channel 0's HEADER, before created */
 	struct stream_info info;
-	/* Under m (c: created, ended, failed; and the heartbeat thread's stop). */
+	/* Under m (c: created, ended, failed, stop). */
 	pthread_mutex_t m;
 	pthread_cond_t c;
-	bool created, stop, hb_on, silent;
-	bool aborted;        /* under wlock: ABORT went out, channel 0 says no more */
+	bool created, stop, silent;
 	unsigned ended;      /* lanes but 0 that read their END */
 	unsigned acked;      /* passes acknowledged to the source */
 	int fail;            /* first failure of a lane but 0 */
 	char fail_why[320];
-	pthread_t hb;
-	/* wlock orders all writes to channel 0. */
-	pthread_mutex_t wlock;
 };
 
 static void d_report(struct dst *ds, bool force)
 {
 	uint64_t now = mono_ns();
 
-	if (!ds->o->hooks.progress || (!force && now - ds->last_report < 100 * NSEC_PER_MSEC))
+	if (!ds->o->hooks.stats || (!force && now - ds->last_report < 100 * NSEC_PER_MSEC))
 		return;
 	ds->last_report = now;
 	ds->st.bytes = 0;
 	for (unsigned i = 0; i < ds->n; i++)
 		ds->st.bytes += __atomic_load_n(&ds->lanes[i].bytes, __ATOMIC_RELAXED);
-	ds->o->hooks.progress(ds->o->hooks.ctx, &ds->st);
-}
-
-static int d_send(struct dst *ds, uint32_t type, uint64_t arg)
-{
-	int r;
-
-	pthread_mutex_lock(&ds->wlock);
-	/* After ABORT (perhaps cut short) nothing more: it must be the last word. */
-	r = __atomic_load_n(&ds->aborted, __ATOMIC_RELAXED) ? -ECONNABORTED
-							    : wire_send_msg(ds->lanes[0].ch, type, arg);
-	pthread_mutex_unlock(&ds->wlock);
-	return r;
-}
-
-static void *hb_main(void *arg)
-{
-	struct dst *ds = arg;
-	int every = ds->timeout_ms / 4 > 10 ? ds->timeout_ms / 4 : 10;
-	struct timespec next;
-
-	clock_gettime(CLOCK_MONOTONIC, &next);
-	pthread_mutex_lock(&ds->m);
-	while (!ds->stop) {
-		struct timespec now;
-
-		next.tv_sec += every / 1000;
-		next.tv_nsec += (long)(every % 1000) * 1000000L;
-		if (next.tv_nsec >= 1000000000L) {
-			next.tv_sec++;
-			next.tv_nsec -= 1000000000L;
-		}
-		/* Woken early (the lanes share the condition): wait on. */
-		do {
-			pthread_cond_timedwait(&ds->c, &ds->m, &next);
-			clock_gettime(CLOCK_MONOTONIC, &now);
-		} while (!ds->stop && (now.tv_sec < next.tv_sec ||
-				       (now.tv_sec == next.tv_sec && now.tv_nsec < next.tv_nsec)));
-		if (ds->stop)
-			break;
-		pthread_mutex_unlock(&ds->m);
-		if (d_send(ds, WIRE_HEARTBEAT, 0))
-			return NULL; /* the link is gone; the reader will notice */
-		pthread_mutex_lock(&ds->m);
-	}
-	pthread_mutex_unlock(&ds->m);
-	return NULL;
-}
-
-/* Tell the source why (once, best effort, never blocking for long). */
-static void send_abort(struct dst *ds, int e, const char *text)
-{
-	pthread_mutex_lock(&ds->wlock);
-	if (!ds->aborted)
-		wire_send_abort(ds->lanes[0].ch, e, text);
-	__atomic_store_n(&ds->aborted, true, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&ds->wlock);
-}
-
-/* Give up: tell the source why, then let it read that before the connection
- * goes (closing with its streams unread would reset the connection and
- * could drop the reason on the way). */
-static void d_abort(struct dst *ds, int e, const char *text)
-{
-	send_abort(ds, e, text);
-	for (unsigned i = 1; i < ds->n; i++)
-		chan_shutdown(ds->lanes[i].ch);
-	pthread_mutex_lock(&ds->wlock);
-	chan_close_send(ds->lanes[0].ch);
-	pthread_mutex_unlock(&ds->wlock);
-	chan_drain(ds->lanes[0].ch, 1000);
+	ds->o->hooks.stats(ds->o->hooks.ctx, &ds->st);
 }
 
 /* A lane but 0 failed: remember the first reason, tell the source, and wake
@@ -172,7 +98,7 @@ static void lane_fail(struct rlane *l, int r, const char *why)
 	}
 	pthread_cond_broadcast(&ds->c);
 	pthread_mutex_unlock(&ds->m);
-	send_abort(ds, -r, ds->fail_why);
+	session_send_abort(ds->s, -r, ds->fail_why);
 	chan_shutdown(l->ch);
 }
 
@@ -193,7 +119,7 @@ static int d_read(void *ctx, void *buf, size_t len)
 		int r;
 
 		while ((r = chan_wait_in(l->ch, -1, WAIT_SLICE_MS)) == 0) {
-			if (mono_ns() - __atomic_load_n(&ds->last_rx, __ATOMIC_RELAXED) > timeout) {
+			if (session_quiet_ns(ds->s) > timeout) {
 				__atomic_store_n(&ds->silent, true, __ATOMIC_RELAXED);
 				return -ETIMEDOUT;
 			}
@@ -207,7 +133,7 @@ static int d_read(void *ctx, void *buf, size_t len)
 				__atomic_store_n(&ds->silent, true, __ATOMIC_RELAXED);
 			return r == -ENODATA && p != (char *)buf ? -ECONNRESET : r;
 		}
-		__atomic_store_n(&ds->last_rx, mono_ns(), __ATOMIC_RELAXED);
+		session_note_rx(ds->s);
 		__atomic_store_n(&l->bytes, l->bytes + k, __ATOMIC_RELAXED);
 		p += k;
 		len -= k;
@@ -350,7 +276,7 @@ static int d_iter_end(void *ctx, const struct stream_iter_end *it)
 	/* Outside the lock (a send may wait); two lanes' acknowledgements may
 	 * pass each other, and the source keeps the larger. */
 	if (min)
-		r = d_send(ds, WIRE_HEARTBEAT, min);
+		r = session_send_msg(ds->s, WIRE_HEARTBEAT, min);
 	return r;
 }
 
@@ -431,18 +357,11 @@ static void *lane_main(void *arg)
 /* Wait up to the peer timeout for GO. */
 static int wait_go(struct dst *ds)
 {
-	struct chan *c = ds->lanes[0].ch;
 	uint32_t type;
 	uint64_t a;
-	int r = chan_wait_in(c, -1, ds->timeout_ms);
+	int r = session_read_msg(ds->s, ds->timeout_ms, &type, &a);
 
-	if (r == 0)
-		return -ETIMEDOUT;
-	if (r < 0)
-		return r;
-	if ((r = wire_read_msg(c, &type, &a)))
-		return r;
-	return type == WIRE_GO ? 0 : -EPROTO;
+	return r ? r : type == WIRE_GO ? 0 : -EPROTO;
 }
 
 static int d_journal(struct dst *ds, enum mig_point pt)
@@ -450,16 +369,15 @@ static int d_journal(struct dst *ds, enum mig_point pt)
 	return ds->o->hooks.journal ? ds->o->hooks.journal(ds->o->hooks.ctx, pt) : 0;
 }
 
-/* Start the heartbeat and the lanes but 0. */
+/* Start the heartbeats and the lanes but 0. */
 static int start_threads(struct dst *ds)
 {
 	int r;
 
-	if ((r = -pthread_create(&ds->hb, NULL, hb_main, ds))) {
+	if ((r = session_heartbeat_start(ds->s))) {
 		snprintf(ds->err, ds->errlen, "starting the heartbeat thread: %s", strerror(-r));
 		return r;
 	}
-	ds->hb_on = true;
 	for (unsigned i = 1; i < ds->n; i++) {
 		if ((r = -pthread_create(&ds->lanes[i].thread, NULL, lane_main, &ds->lanes[i]))) {
 			snprintf(ds->err, ds->errlen, "starting channel threads: %s", strerror(-r));
@@ -476,9 +394,7 @@ static void stop_threads(struct dst *ds)
 	ds->stop = true;
 	pthread_cond_broadcast(&ds->c);
 	pthread_mutex_unlock(&ds->m);
-	if (ds->hb_on)
-		pthread_join(ds->hb, NULL);
-	ds->hb_on = false;
+	session_heartbeat_stop(ds->s);
 	for (unsigned i = 1; i < ds->n; i++) {
 		if (ds->lanes[i].running)
 			pthread_join(ds->lanes[i].thread, NULL);
@@ -513,107 +429,117 @@ static int receive(struct dst *ds)
 	return 0;
 }
 
-int migrate_recv(struct chan *const *ch, unsigned n, const char *name,
-		 const struct migrate_opts *o, struct hv_domain **out, char *err, size_t errlen)
+/* All is here: journal READY, say it, and wait for GO (never resume
+ * without it; the link dropping before it discards). */
+static int ready(struct dst *ds)
 {
-	struct dst ds = { .n = n, .o = o, .name = name, .err = err, .errlen = errlen,
-			  .timeout_ms = o->peer_timeout_ms, .last_rx = mono_ns() };
-	pthread_condattr_t ca;
-	uint64_t t0;
+	struct chan *c0 = ds->s->ch[0];
+	int r;
+
+	ds->st.phase = MIG_PH_COMMIT;
+	d_report(ds, true);
+	if ((r = d_journal(ds, MIG_PT_READY))) {
+		snprintf(ds->err, ds->errlen, "journaling READY failed: %s", strerror(-r));
+		return r;
+	}
+	if ((r = session_send_msg(ds->s, WIRE_READY, 0))) {
+		snprintf(ds->err, ds->errlen, "sending READY: %s", chan_error(c0, r));
+		return r;
+	}
+	if ((r = failpoint("mig-dst-before-go")))
+		return r;
+	if ((r = wait_go(ds)))
+		snprintf(ds->err, ds->errlen, "no GO from the source: %s",
+			 r == -ETIMEDOUT ? "it was silent" : r == -ECONNRESET ? "the connection closed"
+							   : chan_error(c0, r));
+	return r;
+}
+
+/*
+ * GO came: this copy is the guest from now on, nothing discards it. Resume
+ * it and say RUNNING. -EINPROGRESS if it failed to resume and could not be
+ * destroyed either (which copy runs is unknown: the source must stay
+ * paused); another error if it is destroyed (the source may resume).
+ */
+static int resume(struct dst *ds)
+{
+	const struct migrate_opts *o = ds->o;
+	uint64_t t0 = mono_ns();
+	int r, e;
+
+	if ((r = d_journal(ds, MIG_PT_RESUME)))
+		log_error("%s: journaling GO failed (%s); resuming anyway", ds->name, strerror(-r));
+	failpoint("mig-dst-after-go");
+	if ((e = failpoint("mig-dst-resume")) || (e = hv_unpause(ds->d))) {
+		/* The runtime may have resumed all the same (a lost reply): this
+		 * copy counts as discarded only once it is known dead. */
+		if (hv_destroy(ds->d) == 0) {
+			snprintf(ds->err, ds->errlen, "resuming after GO failed (%s); this copy is "
+				 "destroyed", strerror(-e));
+			return e;
+		}
+		snprintf(ds->err, ds->errlen, "resuming after GO failed (%s) and this copy could not "
+			 "be destroyed: which copy runs is unknown", strerror(-e));
+		return -EINPROGRESS;
+	}
+	ds->st.downtime_ns = mono_ns() - t0;
+	ds->st.phase = MIG_PH_DONE;
+	if (o->hooks.resumed)
+		o->hooks.resumed(o->hooks.ctx, ds->d);
+	failpoint("mig-dst-after-resume");
+	session_send_msg(ds->s, WIRE_RUNNING, ds->st.downtime_ns);
+	if ((r = d_journal(ds, MIG_PT_RUNNING)))
+		log_error("%s: journaling RUNNING failed: %s", ds->name, strerror(-r));
+	d_report(ds, true);
+	return 0;
+}
+
+/* Before GO: give up, tell the source why, destroy what was made. */
+static void discard(struct dst *ds, int r)
+{
+	if (!ds->err[0])
+		snprintf(ds->err, ds->errlen, "%s", strerror(-r));
+	session_abort(ds->s, -r, ds->err);
+	stop_threads(ds);
+	if (!ds->d)
+		ds->d = ds->lanes[0].a.d; /* created, but failed its checks before it was shared */
+	if (ds->d)
+		hv_destroy(ds->d);
+}
+
+int migrate_recv(struct session *s, const char *name, const struct migrate_opts *o,
+		 struct hv_domain **out, char *err, size_t errlen)
+{
+	struct dst ds = { .s = s, .n = s->n, .o = o, .name = name, .err = err, .errlen = errlen,
+			  .timeout_ms = o->peer_timeout_ms };
 	int r;
 
 	err[0] = '\0';
 	*out = NULL;
-	if (n < 1 || n > WIRE_CHANNELS_MAX || !(ds.lanes = calloc(n, sizeof *ds.lanes))) {
-		snprintf(err, errlen, "cannot receive on %u channels", n);
+	if (ds.n < 1 || ds.n > WIRE_CHANNELS_MAX || !(ds.lanes = calloc(ds.n, sizeof *ds.lanes))) {
+		snprintf(err, errlen, "cannot receive on %u channels", ds.n);
 		return -EINVAL;
 	}
+	s->role = "the source";
+	s->timeout_ms = o->peer_timeout_ms;
+	session_note_rx(s);
 	ds.inner = apply_sink(&ds.lanes[0].a);
-	ds.st.channels = n;
-	for (unsigned i = 0; i < n; i++) {
-		ds.lanes[i] = (struct rlane){ .a = { .fresh = true }, .ds = &ds, .idx = i, .ch = ch[i] };
-		chan_set_timeout(ch[i], o->peer_timeout_ms);
+	ds.st.channels = ds.n;
+	for (unsigned i = 0; i < ds.n; i++) {
+		ds.lanes[i] = (struct rlane){ .a = { .fresh = true }, .ds = &ds, .idx = i,
+					      .ch = s->ch[i] };
+		chan_set_timeout(s->ch[i], o->peer_timeout_ms);
 	}
-	pthread_mutex_init(&ds.wlock, NULL);
 	pthread_mutex_init(&ds.m, NULL);
-	/* hb_main's deadlines are CLOCK_MONOTONIC: with the default clock
-	 * (REALTIME) they would lie in the past and it would spin. */
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&ds.c, &ca);
-	pthread_condattr_destroy(&ca);
-	if ((r = start_threads(&ds)))
-		goto discard;
-	if ((r = receive(&ds)))
-		goto discard;
-	ds.st.phase = MIG_PH_COMMIT;
-	d_report(&ds, true);
-	if ((r = d_journal(&ds, MIG_PT_READY))) {
-		snprintf(err, errlen, "journaling READY failed: %s", strerror(-r));
-		goto discard;
+	pthread_cond_init(&ds.c, NULL);
+	if ((r = start_threads(&ds)) || (r = receive(&ds)) || (r = ready(&ds))) {
+		discard(&ds, r);
+	} else if (!(r = resume(&ds))) {
+		*out = ds.d;
+		ds.d = NULL;
 	}
-	if ((r = d_send(&ds, WIRE_READY, 0))) {
-		snprintf(err, errlen, "sending READY: %s", chan_error(ch[0], r));
-		goto discard;
-	}
-	if ((r = failpoint("mig-dst-before-go")))
-		goto discard;
-	/* Never resume without GO; the link dropping before it discards. */
-	if ((r = wait_go(&ds))) {
-		snprintf(err, errlen, "no GO from the source: %s",
-			 r == -ETIMEDOUT ? "it was silent" : r == -ECONNRESET ? "the connection closed"
-							   : chan_error(ch[0], r));
-		goto discard;
-	}
-	t0 = mono_ns();
-	/* From here this copy is the guest: nothing below discards it. */
-	if ((r = d_journal(&ds, MIG_PT_RESUME)))
-		log_error("%s: journaling GO failed (%s); resuming anyway", name, strerror(-r));
-	failpoint("mig-dst-after-go");
-	if ((r = failpoint("mig-dst-resume")) || (r = hv_unpause(ds.d))) {
-		/* The runtime may have resumed all the same (a lost reply): this
-		 * copy counts as discarded only once it is known dead. */
-		int e = r;
-
-		if (hv_destroy(ds.d) == 0) {
-			snprintf(err, errlen, "resuming after GO failed (%s); this copy is destroyed",
-				 strerror(-e));
-			goto done; /* the source may resume */
-		}
-		snprintf(err, errlen, "resuming after GO failed (%s) and this copy could not be "
-			 "destroyed: which copy runs is unknown", strerror(-e));
-		r = -EINPROGRESS;
-		goto done; /* unresolved: the source stays paused */
-	}
-	ds.st.downtime_ns = mono_ns() - t0;
-	ds.st.phase = MIG_PH_DONE;
-	if (o->hooks.resumed)
-		o->hooks.resumed(o->hooks.ctx, ds.d);
-	failpoint("mig-dst-after-resume");
-	d_send(&ds, WIRE_RUNNING, ds.st.downtime_ns);
-	if ((r = d_journal(&ds, MIG_PT_RUNNING)))
-		log_error("%s: journaling RUNNING failed: %s", name, strerror(-r));
-	d_report(&ds, true);
-	*out = ds.d;
-	ds.d = NULL;
-	r = 0;
-	goto done;
-discard:
-	if (!err[0])
-		snprintf(err, errlen, "%s", strerror(-r));
-	d_abort(&ds, -r, err);
-	stop_threads(&ds);
-	if (ds.d) {
-		hv_destroy(ds.d);
-	} else if (ds.lanes[0].a.d) {
-		/* Created, but failed its checks before it was shared. */
-		ds.d = ds.lanes[0].a.d;
-		hv_destroy(ds.d);
-	}
-done:
 	stop_threads(&ds);
 	hv_close(ds.d);
-	pthread_mutex_destroy(&ds.wlock);
 	pthread_mutex_destroy(&ds.m);
 	pthread_cond_destroy(&ds.c);
 	free(ds.lanes);

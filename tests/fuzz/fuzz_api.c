@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tools/api.h"
+#include "api/api.h"
 
 #include "tests/fuzz/check.h"
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "migrate/precopy.h"
+#include "session/session.h"
 #include "transport/chan.h"
 #include "transport/tcp.h"
 
@@ -54,6 +55,7 @@ static void *receiver(void *arg)
 {
 	struct recv_job *j = arg;
 	struct migrate_opts o;
+	struct session *s;
 
 	if (j->close_after_ms) {
 		h_sleep_ms((unsigned)j->close_after_ms);
@@ -64,7 +66,10 @@ static void *receiver(void *arg)
 	}
 	migrate_opts_default(&o);
 	o.peer_timeout_ms = 10000;
-	j->r = migrate_recv(j->ch, j->n, j->name, &o, &j->d, j->err, sizeof j->err);
+	assert_int_equal(session_wrap(j->ch, j->n, o.peer_timeout_ms, &s), 0);
+	memset(j->ch, 0, sizeof j->ch); /* the session's now */
+	j->r = migrate_recv(s, j->name, &o, &j->d, j->err, sizeof j->err);
+	session_free(s);
 	return NULL;
 }
 
@@ -83,7 +88,8 @@ static int move_n(struct hv_domain *d, const char *to, unsigned nch, const struc
 		  struct migrate_stats *st, struct hv_domain **out, int close_after_ms)
 {
 	struct recv_job j = { .name = to, .n = nch, .close_after_ms = close_after_ms };
-	struct chan *sch[MAX_CH];
+	struct chan *sch[MAX_CH] = { 0 };
+	struct session *s;
 	pthread_t t;
 	char err[256];
 	int r;
@@ -95,10 +101,10 @@ static int move_n(struct hv_domain *d, const char *to, unsigned nch, const struc
 		assert_int_equal(chan_tcp_new(a, &sch[i]), 0);
 		assert_int_equal(chan_tcp_new(b, &j.ch[i]), 0);
 	}
+	assert_int_equal(session_wrap(sch, nch, o->peer_timeout_ms, &s), 0);
 	assert_int_equal(pthread_create(&t, NULL, receiver, &j), 0);
-	r = migrate_send(d, sch, nch, o, st, err, sizeof err);
-	for (unsigned i = 0; i < nch; i++)
-		chan_free(sch[i]);
+	r = migrate_send(d, s, o, st, err, sizeof err);
+	session_free(s);
 	pthread_join(t, NULL);
 	for (unsigned i = 0; i < nch; i++)
 		chan_free(j.ch[i]);

@@ -19,7 +19,7 @@
 #include "common/conf.h"
 #include "common/util.h"
 #include "session/wire.h"
-#include "tools/api.h"
+#include "api/api.h"
 #include "transport/tcp.h"
 
 static void test_frame_roundtrip(void **state)

@@ -7,8 +7,8 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "tools/client.h"
-#include "tools/ferry.h"
+#include "cli/client.h"
+#include "cli/cli.h"
 
 static const struct {
 	const char *name;

@@ -2,8 +2,8 @@
  * progress.h — a one-line progress bar on a terminal (stderr), nothing when
  * stderr is not a terminal.
  */
-#ifndef FERRY_TOOLS_PROGRESS_H
-#define FERRY_TOOLS_PROGRESS_H
+#ifndef FERRY_CLI_PROGRESS_H
+#define FERRY_CLI_PROGRESS_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -12,9 +12,11 @@
 
 #include "common/mtime.h"
 #include "common/util.h"
+#include "api/api.h"
+#include "migrate/precopy.h"
 #include "session/wire.h"
-#include "tools/client.h"
-#include "tools/ferry.h"
+#include "cli/client.h"
+#include "cli/cli.h"
 
 static const char migrate_help[] =
 	"usage: ferry migrate NAME HOST[:PORT] [options]\n"
@@ -83,6 +85,12 @@ static const char *jstr(json_t *o, const char *k)
 	return s ? s : "";
 }
 
+/* Whether the job's state is s. */
+static bool job_is(json_t *job, enum api_job_state s)
+{
+	return api_job_state_parse(jstr(job, "state")) == s;
+}
+
 /* The progress line for one status snapshot. */
 static void draw(json_t *job, double *pos0, uint64_t *t0, bool tty)
 {
@@ -130,7 +138,7 @@ static void summary(json_t *job)
 	const char *state = jstr(job, "state");
 	char b[32];
 
-	if (strcmp(state, "completed") == 0) {
+	if (job_is(job, API_JOB_COMPLETED)) {
 		printf("%s: migrated to %s in %.2f s: downtime %.1f ms, %s on the wire, "
 		       "%d dirty-log pass(es) after the first, %s/s\n"
 		       "  over %.0f %s channel(s); pages: %.0f raw, %.0f lz4, %.0f delta, %.0f zero\n",
@@ -140,7 +148,7 @@ static void summary(json_t *job)
 		       fmt_bytes(jnum(s, "throughput"), (char[32]){ 0 }, 32), jnum(job, "channels"),
 		       jstr(job, "transport"), jnum(p, "raw"), jnum(p, "lz4"), jnum(p, "delta"),
 		       jnum(s, "zero_pages"));
-	} else if (strcmp(state, "unresolved") == 0) {
+	} else if (job_is(job, API_JOB_UNRESOLVED)) {
 		fprintf(stderr, "ferry: %s: UNRESOLVED: %s\n"
 			"       ferryd keeps asking %s; `ferry resolve %s` to ask now\n",
 			jstr(job, "vm"), jstr(job, "error"), jstr(job, "peer"), jstr(job, "id"));
@@ -152,9 +160,7 @@ static void summary(json_t *job)
 
 static int exit_status(json_t *job)
 {
-	const char *state = jstr(job, "state");
-
-	return strcmp(state, "completed") == 0 ? 0 : strcmp(state, "unresolved") == 0 ? 3 : 1;
+	return job_is(job, API_JOB_COMPLETED) ? 0 : job_is(job, API_JOB_UNRESOLVED) ? 3 : 1;
 }
 
 /* Poll the job until it is no longer active; returns the final job. */
@@ -173,7 +179,7 @@ static json_t *follow(int fd, const char *id, bool cancel_on_int)
 		json_decref(job);
 		job = json_incref(json_object_get(r, "job"));
 		json_decref(r);
-		if (strcmp(jstr(job, "state"), "active") != 0)
+		if (!job_is(job, API_JOB_ACTIVE))
 			break;
 		draw(job, &pos0, &t0, tty);
 		if (interrupted && cancel_on_int && !cancelled) {
@@ -210,6 +216,7 @@ int migrate_main(int argc, char **argv)
 	};
 	json_t *req = json_object(), *r, *job;
 	bool json = false, detach = false;
+	enum noconv_policy pol;
 	const char *id;
 	uint64_t n;
 	int c, fd, st;
@@ -233,8 +240,7 @@ int migrate_main(int argc, char **argv)
 			json_object_set_new(req, "bandwidth", json_integer((json_int_t)n));
 			break;
 		case 'p':
-			if (strcmp(optarg, "stop") && strcmp(optarg, "throttle") &&
-			    strcmp(optarg, "abort"))
+			if (mig_policy_parse(optarg, &pol))
 				goto bad;
 			json_object_set_new(req, "on_no_converge", json_string(optarg));
 			break;
@@ -357,7 +363,7 @@ int jobs_main(int argc, char **argv)
 			       jstr(job, "direction"), jstr(job, "vm"), jstr(job, "peer"),
 			       jstr(job, "state"), jstr(job, "phase"),
 			       jstr(job, "error")[0] ? jstr(job, "error")
-			       : strcmp(jstr(job, "state"), "completed") == 0 ? d : "");
+			       : job_is(job, API_JOB_COMPLETED) ? d : "");
 		}
 	}
 	json_decref(r);
@@ -475,7 +481,7 @@ int resolve_main(int argc, char **argv)
 		json_decref(job);
 		job = json_incref(json_object_get(r, "job"));
 		json_decref(r);
-		if (strcmp(jstr(job, "state"), "unresolved") != 0)
+		if (!job_is(job, API_JOB_UNRESOLVED))
 			break;
 		usleep(100000);
 	}
@@ -484,7 +490,7 @@ int resolve_main(int argc, char **argv)
 		return 1;
 	if (json)
 		print_json(job);
-	else if (strcmp(jstr(job, "state"), "unresolved") == 0)
+	else if (job_is(job, API_JOB_UNRESOLVED))
 		fprintf(stderr, "ferry: job %s is still unresolved: the destination did not answer."
 			"\n       ferryd keeps asking; --force source|destination decides now.\n",
 			argv[i]);

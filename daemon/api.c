@@ -1,24 +1,28 @@
 /*
- * d_api.c — ferryd's control API: one JSON request in, one JSON reply out
- * (docs/ferryd.md). api_check validates a request's shape on the loop
- * thread; api_handle does the work (on a task thread for slow ops).
+ * api.c — ferryd's control API: one handler per op, over the VMs (vm.h) and
+ * the jobs (job.h). api_check (api/api.h) has validated the request's shape
+ * on the loop thread; a handler runs there too, or on a task thread for an
+ * op marked slow.
  */
 #include "config.h"
 
+#include "daemon/api.h"
+
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api.h"
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/util.h"
-#include "hv/mvm.h"
-#include "session/wire.h"
-#include "mvm/config.h"
-#include "tools/api.h"
-#include "tools/daemon.h"
+#include "daemon/core.h"
+#include "daemon/job.h"
+#include "daemon/migration.h"
+#include "daemon/vm.h"
 
 struct handler {
 	const char *name;
@@ -58,67 +62,51 @@ static int64_t num(json_t *req, const char *key, int64_t def)
 static json_t *op_version(json_t *req)
 {
 	(void)req;
-	return json_pack("{s:b, s:s, s:i, s:s}", "ok", 1, "version", PACKAGE_VERSION, "proto",
-			 WIRE_PROTO_VERSION, "host", D.hostname);
+	return json_pack("{s:b, s:s, s:i, s:s, s:s}", "ok", 1, "version", PACKAGE_VERSION, "proto",
+			 WIRE_PROTO_VERSION, "host", D.hostname, "backend", hv_default_backend());
 }
 
 static json_t *op_create(json_t *req)
 {
-	const char *name = str(req, "name", ""), *wl = str(req, "workload", "idle");
+	const char *name = str(req, "name", "");
 	json_t *m = json_object_get(req, "mem"), *reply;
 	int64_t vcpus = num(req, "vcpus", 1);
-	bool paused = json_is_true(json_object_get(req, "paused"));
-	struct mvm_config c;
-	char config[HV_CONFIG_MAX], err[256], uri[128];
-	uint64_t mem = 256ull << 20;
+	struct hv_spec spec = { 0, 0, str(req, "workload", NULL) };
+	unsigned flags = json_is_true(json_object_get(req, "paused")) ? HV_LAUNCH_PAUSED : 0;
+	struct hv_domain *d;
+	char err[256];
 	struct vm *v;
-	pid_t pid;
 	int r;
 
-	if (!mvm_name_ok(name))
+	if (!name_ok(name, NAME_LEN))
 		return fail("\"%s\" is not a valid name: 1-63 of A-Z a-z 0-9 . _ -, not starting "
 			    "with . or -", name);
-	if (m && json_is_string(m) && parse_size(json_string_value(m), MVM_MEM_MAX, &mem))
+	if (m && json_is_string(m) && parse_size(json_string_value(m), UINT64_MAX, &spec.mem))
 		return fail("mem: \"%s\" is not a size such as 256M or 1G", json_string_value(m));
 	if (m && json_is_integer(m))
-		mem = (uint64_t)json_integer_value(m);
+		spec.mem = (uint64_t)json_integer_value(m);
 	if (vcpus < 1 || vcpus > 64)
 		return fail("vcpus: %" PRId64 " is not in 1..64", vcpus);
-	snprintf(config, sizeof config, "mem=%" PRIu64 " vcpus=%d workload=%s", mem, (int)vcpus, wl);
-	if (mvm_config_parse(config, &c, err, sizeof err))
-		return fail("%s", err);
+	spec.vcpus = (unsigned)vcpus;
 	if (!(v = vm_new(name)))
 		return fail("out of memory");
-	snprintf(v->config, sizeof v->config, "%s", config);
 	v->busy = "creating";
-	v->paused = paused;
+	v->paused = flags & HV_LAUNCH_PAUSED;
 	if (vm_add(v)) {
 		vm_put(v);
-		return fail("a microVM named %s already exists on this host", name);
+		return fail("a VM named %s already exists on this host", name);
 	}
-	r = hv_mvm_launch(name, config, paused, &pid);
-	if (!r) {
-		v->pid = pid;
-		v->child = true;
-		snprintf(uri, sizeof uri, "mvm:%s", name);
-		if ((r = hv_open(uri, &v->d))) {
-			log_error("%s: started, but cannot be opened: %s; ending it", name,
-				  strerror(-r));
-			kill(pid, SIGKILL);
-		}
-	}
-	if (r) {
+	if ((r = hv_launch(v->uri, &spec, flags, &d, err, sizeof err))) {
 		pthread_mutex_lock(&D.lock);
 		v->dead = true;
 		pthread_mutex_unlock(&D.lock);
 		vm_unbusy(v);
 		vm_put(v);
-		return fail("cannot start %s: %s", name,
-			    r == -EEXIST ? "a runtime of that name is already running (not owned "
-					   "by this ferryd)" : strerror(-r));
+		return r == -EINVAL ? fail("%s", err) : fail("cannot start %s: %s", name, err);
 	}
+	vm_attach(v, d);
 	vm_record_write(v);
-	log_info("%s: created (%s), pid %d", name, config, (int)pid);
+	log_info("%s: created (%s), pid %d", name, v->config, (int)v->pid);
 	vm_unbusy(v);
 	pthread_mutex_lock(&D.lock);
 	reply = json_pack("{s:b, s:o}", "ok", 1, "vm", vm_json(v));
@@ -145,18 +133,22 @@ static json_t *op_info(json_t *req)
 {
 	const char *name = str(req, "name", "");
 	struct vm *v = vm_get(name);
-	struct hv_mvm_stats ms;
 	struct hv_info info;
+	json_t *o, *extra = NULL;
 	bool busy, got = false;
-	json_t *o;
 
 	if (!v)
-		return fail("no microVM named %s on this host", name);
+		return fail("no VM named %s on this host", name);
 	pthread_mutex_lock(&D.lock);
 	busy = v->busy != NULL;
 	pthread_mutex_unlock(&D.lock);
 	if (!busy && v->d && pthread_mutex_trylock(&v->hlock) == 0) {
-		got = !hv_info(v->d, &info) && !hv_mvm_stats(v->d, &ms);
+		got = !hv_info(v->d, &info);
+		/* The backend's own figures, if it has any (mvm: steps, gaps). */
+		if (got && hv_extra(v->d, HV_EXTRA_STATS, &extra) && extra) {
+			json_decref(extra);
+			extra = NULL;
+		}
 		pthread_mutex_unlock(&v->hlock);
 	}
 	pthread_mutex_lock(&D.lock);
@@ -165,11 +157,10 @@ static json_t *op_info(json_t *req)
 	if (got) {
 		json_object_set_new(o, "paused", json_boolean(info.paused));
 		json_object_set_new(o, "logdirty", json_boolean(info.logdirty));
-		json_object_set_new(o, "steps", json_integer((json_int_t)ms.steps));
-		json_object_set_new(o, "halted", json_integer(ms.halted));
-		json_object_set_new(o, "max_gap_ms", json_real(ns_to_ms(ms.max_gap_ns)));
-		json_object_set_new(o, "resume_gap_ms", json_real(ns_to_ms(ms.resume_gap_ns)));
+		if (extra)
+			json_object_update(o, extra);
 	}
+	json_decref(extra);
 	vm_put(v);
 	return json_pack("{s:b, s:o}", "ok", 1, "vm", o);
 }
@@ -182,7 +173,7 @@ static json_t *op_destroy(json_t *req)
 	int r;
 
 	if (!v)
-		return fail("no microVM named %s on this host", name);
+		return fail("no VM named %s on this host", name);
 	if ((r = vm_busy(v, "destroying", NULL, err, sizeof err))) {
 		vm_put(v);
 		return fail("%s", err);
@@ -205,29 +196,28 @@ static json_t *op_verify(json_t *req)
 {
 	const char *name = str(req, "name", "");
 	struct vm *v = vm_get(name);
-	struct mvm_verify res;
+	json_t *res = NULL, *reply;
 	char err[256];
 	int r;
 
 	if (!v)
-		return fail("no microVM named %s on this host", name);
+		return fail("no VM named %s on this host", name);
 	if ((r = vm_busy(v, "verifying", NULL, err, sizeof err))) {
 		vm_put(v);
 		return fail("%s", err);
 	}
 	pthread_mutex_lock(&v->hlock);
-	r = hv_mvm_verify(v->d, &res);
+	r = hv_extra(v->d, HV_EXTRA_VERIFY, &res);
 	pthread_mutex_unlock(&v->hlock);
 	vm_unbusy(v);
 	vm_put(v);
 	if (r)
-		return fail("verifying %s: %s", name, strerror(-r));
-	res.msg[sizeof res.msg - 1] = '\0';
-	return json_pack("{s:b, s:b, s:s, s:I, s:I}", "ok", 1, "verified",
-			 res.why == MVM_VERIFY_OK, "result",
-			 res.why == MVM_VERIFY_OK ? "ok" : res.msg, "pages_checked",
-			 (json_int_t)res.pages_checked, "pages_written",
-			 (json_int_t)res.pages_written);
+		return fail("verifying %s: %s", name, r == -EOPNOTSUPP ? "its backend has no "
+			    "verifier" : strerror(-r));
+	reply = okay();
+	json_object_update(reply, res);
+	json_decref(res);
+	return reply;
 }
 
 static json_t *op_migrate(json_t *req)
@@ -258,18 +248,10 @@ static json_t *op_migrate(json_t *req)
 	o.bandwidth = (uint64_t)bw;
 	o.peer_timeout_ms = (int)pto;
 	o.on_no_converge = D.on_no_converge;
-	if (pol) {
-		if (strcmp(pol, "stop") == 0)
-			o.on_no_converge = NOCONV_STOP;
-		else if (strcmp(pol, "throttle") == 0)
-			o.on_no_converge = NOCONV_THROTTLE;
-		else if (strcmp(pol, "abort") == 0)
-			o.on_no_converge = NOCONV_ABORT;
-		else
-			return fail("on_no_converge: \"%s\" is not stop, throttle or abort", pol);
-	}
-	if (job_start_out(str(req, "name", ""), str(req, "dest", ""), &o, (unsigned)nch, id, err,
-			  sizeof err))
+	if (pol && mig_policy_parse(pol, &o.on_no_converge))
+		return fail("on_no_converge: \"%s\" is not " MIG_POLICY_NAMES, pol);
+	if (migrate_out_start(str(req, "name", ""), str(req, "dest", ""), &o, (unsigned)nch, id,
+			      err, sizeof err))
 		return fail("%s", err);
 	return json_pack("{s:b, s:s}", "ok", 1, "job", id);
 }
@@ -286,15 +268,23 @@ static json_t *op_jobs(json_t *req)
 	return json_pack("{s:b, s:o}", "ok", 1, "jobs", a);
 }
 
+/* With "wait_ms": once the job has changed state, or after that long, or
+ * at once if it has ended. */
 static json_t *op_status(json_t *req)
 {
 	const char *id = str(req, "job", "");
+	int64_t wait = num(req, "wait_ms", 0);
 	struct job *j;
 	json_t *o = NULL;
 
+	if (wait < 0 || wait > 60000)
+		return fail("wait_ms: %" PRId64 " is not in 0..60000", wait);
 	pthread_mutex_lock(&D.lock);
-	if ((j = job_find(id)))
+	if ((j = job_find(id))) {
+		if (wait && !job_state_final(j->state))
+			job_wait_change(j, j->seq, (int)wait);
 		o = job_json(j);
+	}
 	pthread_mutex_unlock(&D.lock);
 	return o ? json_pack("{s:b, s:o}", "ok", 1, "job", o) : fail("no job %s", id);
 }

@@ -2,8 +2,8 @@
  * client.h — the ferry CLI's side of ferryd's control socket: one JSON
  * request and reply per line (docs/ferryd.md).
  */
-#ifndef FERRY_TOOLS_CLIENT_H
-#define FERRY_TOOLS_CLIENT_H
+#ifndef FERRY_CLI_CLIENT_H
+#define FERRY_CLI_CLIENT_H
 
 #include <stdbool.h>
 

@@ -1,7 +1,4 @@
-/*
- * d_vm.c — the microVMs ferryd owns: the list, records in STATE/vms/, death
- * watches, adoption at start-up. See daemon.h for the locking rules.
- */
+/* vm.c — the domains ferryd owns; see vm.h. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -15,9 +12,11 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "hv/mvm.h"
-#include "mvm/config.h"
-#include "tools/daemon.h"
+#include "daemon/core.h"
+#include "daemon/journal.h"
+#include "daemon/vm.h"
+
+#define ADOPT_WAIT_MS 5000
 
 struct vm *vm_new(const char *name)
 {
@@ -25,6 +24,10 @@ struct vm *vm_new(const char *name)
 
 	if (!v)
 		return NULL;
+	if (hv_uri(v->uri, sizeof v->uri, NULL, name)) {
+		free(v);
+		return NULL;
+	}
 	snprintf(v->name, sizeof v->name, "%s", name);
 	v->refs = 1;
 	v->pid = -1;
@@ -35,9 +38,7 @@ struct vm *vm_new(const char *name)
 
 static void vm_free(struct vm *v)
 {
-	hv_close(v->d);
-	if (v->child && v->pid > 0)
-		waitpid(v->pid, NULL, WNOHANG);
+	hv_close(v->d); /* reaps a runtime we launched, once it ended */
 	pthread_mutex_destroy(&v->hlock);
 	free(v);
 }
@@ -132,6 +133,19 @@ int vm_add(struct vm *v)
 	return r;
 }
 
+void vm_attach(struct vm *v, struct hv_domain *d)
+{
+	struct hv_info info;
+
+	if (!hv_info(d, &info)) {
+		v->pid = info.pid;
+		/* The domain's own config: what made it, not what was said. */
+		snprintf(v->config, sizeof v->config, "%s", info.config);
+	}
+	snprintf(v->uri, sizeof v->uri, "%s", d->uri);
+	v->d = d;
+}
+
 /* (L) Take v off the list; true if it was on it. */
 static bool unlink_locked(struct vm *v)
 {
@@ -160,7 +174,7 @@ static void forget(struct vm *v, bool was_listed)
 	vm_put(v);
 }
 
-void vm_forget(void *p)
+static void vm_forget(void *p)
 {
 	forget(p, true);
 }
@@ -209,7 +223,7 @@ static void vm_died(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_unlock(&D.lock);
 	if (!now)
 		return; /* the operation holding it finishes, then removes it */
-	log_info("%s: its runtime ended", v->name);
+	log_info("%s: it ended", v->name);
 	vm_remove(v);
 }
 
@@ -234,14 +248,14 @@ static char *vms_dir(char *buf, size_t len)
 int vm_record_write(struct vm *v)
 {
 	char dir[300], file[NAME_LEN + 8];
-	json_t *o = json_pack("{s:s, s:s, s:I}", "name", v->name, "config", v->config, "created",
-			      (json_int_t)v->created);
+	json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "name", v->name, "uri", v->uri, "config",
+			      v->config, "created", (json_int_t)v->created);
 	int r;
 
 	if (!o)
 		return -ENOMEM;
 	snprintf(file, sizeof file, "%s.json", v->name);
-	r = write_json_file(vms_dir(dir, sizeof dir), file, o);
+	r = journal_write(vms_dir(dir, sizeof dir), file, o, true);
 	json_decref(o);
 	return r;
 }
@@ -257,65 +271,46 @@ void vm_record_remove(const char *name)
 
 json_t *vm_json(struct vm *v)
 {
-	struct mvm_config c;
-	char err[128];
-	json_t *o;
 	const char *state = v->busy ? v->busy : v->paused ? "paused" : "running";
+	json_t *o, *desc = NULL;
+	char err[128];
 
-	if (mvm_config_parse(v->config, &c, err, sizeof err))
-		memset(&c, 0, sizeof c);
-	o = json_pack("{s:s, s:s, s:I, s:i, s:s, s:s, s:i, s:I}", "name", v->name, "state", state,
-		      "mem", (json_int_t)c.mem, "vcpus", (int)c.nr_vcpus, "workload", c.workload,
-		      "config", v->config, "pid", (int)v->pid, "created", (json_int_t)v->created);
+	o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:i}", "name", v->name, "uri", v->uri,
+		      "state", state, "config", v->config, "pid", (int)v->pid, "created",
+		      (json_int_t)v->created, "mem", (json_int_t)0, "vcpus", 0);
+	/* What the config asks for, in the backend's words (mem, vcpus, ...). */
+	if (o && !hv_describe(v->uri, v->config, &desc, err, sizeof err))
+		json_object_update(o, desc);
+	json_decref(desc);
 	if (o && v->job[0])
 		json_object_set_new(o, "job", json_string(v->job));
 	return o;
 }
 
-/* Open a guest that may still be held by a previous ferryd's connection for
- * a moment. */
-static int open_retry(const char *uri, struct hv_domain **d)
-{
-	int r;
-
-	for (int i = 0; i < 50; i++) {
-		r = hv_open(uri, d);
-		if (r != -EBUSY)
-			return r;
-		usleep(100000);
-	}
-	return r;
-}
-
-/* Adopt a running guest (start-up, on the loop thread): listed, watched,
- * and a reference for the caller. */
-struct vm *vm_adopt(const char *name, int64_t created)
+/* Adopt the domain recorded as name (start-up, on the loop thread):
+ * listed and watched. 0, or the error of hv_adopt. */
+static int adopt(const char *name, const char *uri, int64_t created)
 {
 	struct hv_domain *d;
 	struct hv_info info;
 	struct vm *v;
-	char uri[128];
 	int r;
 
-	snprintf(uri, sizeof uri, "mvm:%s", name);
-	if ((r = open_retry(uri, &d)))
-		return NULL;
+	if ((r = hv_adopt(uri, ADOPT_WAIT_MS, &d)))
+		return r;
 	if ((r = hv_info(d, &info)) || !(v = vm_new(name))) {
 		hv_close(d);
-		return NULL;
+		return r ? r : -ENOMEM;
 	}
-	v->d = d;
-	v->pid = info.pid;
+	vm_attach(v, d);
 	v->paused = info.paused;
 	v->created = created ? created : time(NULL);
-	snprintf(v->config, sizeof v->config, "%s", info.config);
 	if (vm_add(v)) {
 		vm_put(v);
-		return NULL;
+		return -EEXIST;
 	}
-	v->refs++;
-	vm_watch_start(v); /* on the loop thread: start-up runs there */
-	return v;
+	vm_watch_start(v); /* on the loop thread (start-up runs there); takes our reference */
+	return 0;
 }
 
 void vms_adopt(void)
@@ -328,9 +323,11 @@ void vms_adopt(void)
 		return;
 	while ((e = readdir(dp))) {
 		size_t n = strlen(e->d_name);
-		char name[NAME_LEN], path[600];
-		json_t *o;
+		char name[NAME_LEN], path[600], uri[HV_URI_MAX] = "";
+		const char *ruri = NULL;
 		json_int_t created = 0;
+		json_t *o;
+		int r;
 
 		if (n < 6 || n - 5 >= sizeof name || strcmp(e->d_name + n - 5, ".json") != 0 ||
 		    e->d_name[0] == '.')
@@ -338,21 +335,29 @@ void vms_adopt(void)
 		snprintf(name, sizeof name, "%.*s", (int)(n - 5), e->d_name);
 		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
 		if ((o = json_load_file(path, 0, NULL))) {
-			json_unpack(o, "{s?I}", "created", &created);
+			json_unpack(o, "{s?I, s?s}", "created", &created, "uri", &ruri);
+			if (ruri)
+				snprintf(uri, sizeof uri, "%s", ruri);
 			json_decref(o);
 		}
-		if (!mvm_name_ok(name)) {
-			log_warn("%s: not a microVM name; ignored", path);
+		/* Records from before URIs were kept name the default backend. */
+		if (!name_ok(name, NAME_LEN) || (!uri[0] && hv_uri(uri, sizeof uri, NULL, name)) ||
+		    strcmp(hv_uri_name(uri), name) != 0) {
+			log_warn("%s: not a domain record; ignored", path);
 			continue;
 		}
-		struct vm *v = vm_adopt(name, created);
-
-		if (v) {
+		r = adopt(name, uri, created);
+		if (!r) {
 			log_info("%s: adopted (it kept running while ferryd was down)", name);
-			vm_put(v);
-		} else {
-			log_warn("%s: recorded here, but its runtime is gone; forgetting it", name);
+		} else if (r == -ENOENT) {
+			log_warn("%s: recorded here, but it is gone; forgetting it", name);
 			vm_record_remove(name);
+		} else {
+			/* It may be alive: never forget it (its record stays for the
+			 * next start), but say so. */
+			log_error("%s: recorded here, but it cannot be adopted (%s); its record is "
+				  "kept and ferryd will try again when it restarts", name,
+				  r == -EBUSY ? "another process holds it" : strerror(-r));
 		}
 	}
 	closedir(dp);

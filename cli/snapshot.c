@@ -13,8 +13,8 @@
 
 #include "checkpoint/snapshot.h"
 #include "common/mtime.h"
-#include "tools/ferry.h"
-#include "tools/progress.h"
+#include "cli/cli.h"
+#include "cli/progress.h"
 
 static const char save_help[] =
 	"usage: ferry save [--keep-running] [--no-compress] [--lz4-accel N] [--json] DOMAIN FILE\n"
@@ -105,8 +105,8 @@ int save_main(int argc, char **argv)
 	}
 	snprintf(what, sizeof what, "saving %s", argv[optind]);
 	progress_init(&pr, what, info.page_size);
-	o.progress = progress_update;
-	o.progress_ctx = &pr;
+	o.on_frames = progress_update;
+	o.on_frames_ctx = &pr;
 	/* Ctrl-C stops the save cleanly: the guest runs on, no file is left. */
 	o.cancel = &interrupted;
 	signal(SIGINT, on_signal);
@@ -156,8 +156,8 @@ int restore_main(int argc, char **argv)
 	}
 	snprintf(what, sizeof what, "restoring %s", argv[optind]);
 	progress_init(&pr, what, 4096);
-	o.progress = progress_update;
-	o.progress_ctx = &pr;
+	o.on_frames = progress_update;
+	o.on_frames_ctx = &pr;
 	r = snapshot_restore(argv[optind], name, &o, &d, &st, err, sizeof err);
 	progress_end(&pr);
 	if (r) {

@@ -18,9 +18,8 @@
 #include "common/mtime.h"
 #include "common/util.h"
 #include "hv/hv.h"
-#include "hv/mvm.h"
 #include "mvm/config.h"
-#include "tools/ferry.h"
+#include "cli/cli.h"
 
 static const char help[] =
 	"usage: ferry dirtylog [--name NAME] [--mem SIZE] [--vcpus N] [--workload SPEC]\n"
@@ -78,14 +77,14 @@ int dirtylog_main(int argc, char **argv)
 		   *workload = "dirtier:ws=256M,rate=64";
 	double interval = 1, seconds = 10;
 	bool json = false;
-	char cfgtext[MVM_CONFIG_MAX], err[256];
+	char cfgtext[MVM_CONFIG_MAX], err[256], uri[HV_URI_MAX], why[64] = "?";
 	struct mvm_config cfg;
 	struct hv_domain *d = NULL;
 	struct hv_info info;
 	struct bitmap dirty = { 0 };
-	struct mvm_verify v;
-	pid_t pid = -1;
-	int c, r, rc = 1;
+	double steps, checked = 0;
+	json_t *v = NULL;
+	int c, r, rc = 1, ok = 0;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -113,15 +112,14 @@ int dirtylog_main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 
-	r = hv_mvm_launch(name, cfgtext, false, &pid);
-	if (r) {
-		fprintf(stderr, "ferry dirtylog: cannot start microVM %s: %s\n", name, strerror(-r));
+	struct hv_spec spec = { cfg.mem, cfg.nr_vcpus, cfg.workload };
+	if ((r = hv_uri(uri, sizeof uri, NULL, name)) ||
+	    (r = hv_launch(uri, &spec, 0, &d, err, sizeof err))) {
+		fprintf(stderr, "ferry dirtylog: cannot start microVM %s: %s\n", name,
+			r == -EINVAL && !d ? "bad name" : err);
 		return 1;
 	}
-	char uri[96];
-	snprintf(uri, sizeof uri, "mvm:%s", name);
-	if ((r = hv_open(uri, &d)) || (r = hv_info(d, &info)) ||
-	    (r = bitmap_init(&dirty, info.nr_frames)))
+	if ((r = hv_info(d, &info)) || (r = bitmap_init(&dirty, info.nr_frames)))
 		goto out;
 
 	if (!json)
@@ -132,10 +130,10 @@ int dirtylog_main(int argc, char **argv)
 	/* The first interval starts just before the log is switched on:
 	 * write-protecting all of RAM takes a few ms, and pages written behind
 	 * the walk are already logged. */
-	struct hv_mvm_stats st;
-	if ((r = hv_mvm_stats(d, &st)))
+	if ((r = hv_extra_number(d, HV_EXTRA_STATS, "steps", &steps)))
 		goto out;
-	uint64_t t0 = mono_ns(), last = t0, prev_steps = st.steps;
+	uint64_t t0 = mono_ns(), last = t0;
+	double prev_steps = steps;
 	if ((r = hv_logdirty_enable(d)))
 		goto out;
 	for (unsigned k = 1; !stop && ns_to_sec(mono_ns() - t0) < seconds - 1e-9; k++) {
@@ -151,14 +149,14 @@ int dirtylog_main(int argc, char **argv)
 		h0 = mono_ns();
 		n = hv_logdirty_harvest(d, &dirty, 0);
 		h1 = mono_ns();
-		if (n < 0 || (r = hv_mvm_stats(d, &st))) {
+		if (n < 0 || (r = hv_extra_number(d, HV_EXTRA_STATS, "steps", &steps))) {
 			r = n < 0 ? (int)n : r;
 			goto out;
 		}
 		/* The steps between two harvests are the writes of that interval. */
 		t = ns_to_sec(h0 - last);
-		ach = (double)(st.steps - prev_steps) / t;
-		prev_steps = st.steps;
+		ach = (steps - prev_steps) / t;
+		prev_steps = steps;
 		last = h0;
 		nominal = predict(&cfg, (double)cfg.wl.rate_pages, t);
 		achieved = predict(&cfg, ach, t);
@@ -173,26 +171,29 @@ int dirtylog_main(int argc, char **argv)
 			       ns_to_ms(h1 - h0));
 		fflush(stdout);
 	}
-	r = hv_mvm_verify(d, &v);
+	r = hv_extra(d, HV_EXTRA_VERIFY, &v);
 	if (r == 0) {
+		const char *res = "?", *w = "?";
+		json_int_t pc = 0;
+
+		json_unpack(v, "{s:b, s:s, s?s, s?I}", "verified", &ok, "result", &res, "why", &w,
+			    "pages_checked", &pc);
+		snprintf(why, sizeof why, "%s", w);
+		checked = (double)pc;
 		if (json)
-			printf("{\"verify\":\"%s\",\"pages_checked\":%" PRIu64 "}\n",
-			       wl_why_name(v.why), v.pages_checked);
+			printf("{\"verify\":\"%s\",\"pages_checked\":%.0f}\n", why, checked);
 		else
-			printf("verify: %s\n", v.msg);
-		rc = v.why == MVM_VERIFY_OK ? 0 : 1;
+			printf("verify: %s\n", res);
+		rc = ok ? 0 : 1;
 	}
 out:
 	if (r)
 		fprintf(stderr, "ferry dirtylog: %s\n", strerror(-r));
 	if (d) {
 		hv_destroy(d);
-		hv_close(d);
-	} else if (pid > 0) {
-		kill(pid, SIGTERM);
+		hv_close(d); /* reaps the runtime it launched */
 	}
-	if (pid > 0)
-		waitpid(pid, NULL, 0);
+	json_decref(v);
 	bitmap_free(&dirty);
 	return r ? 1 : rc;
 }

@@ -1,5 +1,5 @@
 /* client.c — the control socket, client side; see client.h. */
-#include "tools/client.h"
+#include "cli/client.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "common/util.h"
-#include "tools/ferry.h"
+#include "cli/cli.h"
 #include "transport/certs.h"
 
 #define CA_DAYS 3650

@@ -1,5 +1,5 @@
 /* progress.c — see progress.h. */
-#include "tools/progress.h"
+#include "cli/progress.h"
 
 #include <stdio.h>
 #include <unistd.h>

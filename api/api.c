@@ -1,5 +1,5 @@
-/* api.c — control request validation; see api.h. */
-#include "tools/api.h"
+/* api.c — control request validation and the API's names; see api.h. */
+#include "api/api.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,23 +10,23 @@
 #define STR_MAX 1024
 
 static const struct api_op ops[] = {
-	{ "version", false, { { 0 } } },
-	{ "create", true,
+	{ "version", false, NULL, { { 0 } } },
+	{ "create", true, NULL,
 	  { { "name", API_STR, true }, { "mem", API_SIZE, false }, { "vcpus", API_INT, false },
 	    { "workload", API_STR, false }, { "paused", API_BOOL, false } } },
-	{ "list", false, { { 0 } } },
-	{ "info", true, { { "name", API_STR, true } } },
-	{ "destroy", true, { { "name", API_STR, true } } },
-	{ "verify", true, { { "name", API_STR, true } } },
-	{ "migrate", true,
+	{ "list", false, NULL, { { 0 } } },
+	{ "info", true, NULL, { { "name", API_STR, true } } },
+	{ "destroy", true, NULL, { { "name", API_STR, true } } },
+	{ "verify", true, NULL, { { "name", API_STR, true } } },
+	{ "migrate", true, NULL,
 	  { { "name", API_STR, true }, { "dest", API_STR, true }, { "downtime_ms", API_INT, false },
 	    { "max_iters", API_INT, false }, { "bandwidth", API_INT, false },
 	    { "on_no_converge", API_STR, false }, { "peer_timeout_ms", API_INT, false },
 	    { "channels", API_INT, false } } },
-	{ "jobs", false, { { 0 } } },
-	{ "status", false, { { "job", API_STR, true } } },
-	{ "cancel", false, { { "job", API_STR, true } } },
-	{ "resolve", false, { { "job", API_STR, true }, { "force", API_STR, false } } },
+	{ "jobs", false, NULL, { { 0 } } },
+	{ "status", false, "wait_ms", { { "job", API_STR, true }, { "wait_ms", API_INT, false } } },
+	{ "cancel", false, NULL, { { "job", API_STR, true } } },
+	{ "resolve", false, NULL, { { "job", API_STR, true }, { "force", API_STR, false } } },
 };
 
 static bool plain_string(const json_t *v)
@@ -101,4 +101,26 @@ int api_check(const json_t *req, const struct api_op **out, char *err, size_t er
 	}
 	*out = op;
 	return 0;
+}
+
+bool api_slow(const struct api_op *op, const json_t *req)
+{
+	return op->slow || (op->slow_with && json_object_get(req, op->slow_with));
+}
+
+static const char *const job_states[API_JOB_STATE_MAX] = { "active", "completed", "failed",
+							   "cancelled", "unresolved" };
+
+const char *api_job_state_name(enum api_job_state s)
+{
+	return (unsigned)s < API_JOB_STATE_MAX ? job_states[s] : "?";
+}
+
+enum api_job_state api_job_state_parse(const char *name)
+{
+	unsigned i;
+
+	for (i = 0; i < API_JOB_STATE_MAX && strcmp(name, job_states[i]) != 0; i++)
+		;
+	return (enum api_job_state)i;
 }

@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "common/util.h"
-#include "tools/client.h"
-#include "tools/ferry.h"
+#include "cli/client.h"
+#include "cli/cli.h"
 
 static const char create_help[] =
 	"usage: ferry create NAME [--mem SIZE] [--vcpus N] [--workload SPEC] [--paused] [--json]\n"

@@ -1,0 +1,163 @@
+/*
+ * job.h — ferryd's jobs and their one state machine.
+ *
+ * A job has a kind (a migration out or in now; a protected VM's primary or
+ * backup next) and a state, changed only by job_set_state: it checks the
+ * transition against the table in job.c, journals the job where the table
+ * says (durably — fsync — exactly where a crash must not lose the step:
+ * before GO, before READY, before resuming; DESIGN.md §6), records it in the
+ * job's history, and tells whoever listens (the log, API clients waiting on
+ * D.changed, registered listeners).
+ *
+ * What a kind does lives in its own file (migrate_out.c, migrate_in.c) and
+ * reaches the machine through a registered struct job_kind_ops: this file calls
+ * no kind by name.
+ *
+ * Locking (core.h): D.lock guards the list and every field marked (L);
+ * journal writes of one job are ordered by its jlock.
+ */
+#ifndef FERRY_DAEMON_JOB_H
+#define FERRY_DAEMON_JOB_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "daemon/core.h"
+#include "daemon/vm.h"
+#include "migrate/precopy.h"
+#include "session/session.h"
+
+enum job_kind { JOB_MIGRATE_OUT, JOB_MIGRATE_IN, JOB_KIND_MAX };
+
+/*
+ * States, in order: made, then each kind's steps in the order it takes them,
+ * then the ends (every state from JOB_COMPLETED on is final).
+ */
+enum job_state {
+	JOB_NEW,           /* made, not started */
+	/* migrate-out */
+	JOB_SENDING,       /* copying; any failure rolls back */
+	JOB_COMMITTED,     /* GO journaled: past the point of no return */
+	JOB_UNRESOLVED,    /* GO sent, no RUNNING: which copy runs is being found out */
+	/* migrate-in */
+	JOB_RECEIVING,
+	JOB_READY,         /* everything applied, journaled before READY */
+	JOB_RESUMING,      /* GO came, journaled before resuming */
+	JOB_RUNNING,       /* resumed here, RUNNING on its way */
+	/* the ends */
+	JOB_COMPLETED,     /* the guest runs where it was sent: there (out), here (in) */
+	JOB_FAILED,        /* out: it runs here as before; in: no copy runs here */
+	JOB_CANCELLED,     /* out: rolled back on request */
+	JOB_RESUME_FAILED, /* in: resuming after GO failed, and the copy may run */
+	JOB_STATE_MAX
+};
+
+static inline bool job_state_final(enum job_state s) { return s >= JOB_COMPLETED; }
+
+enum job_force { FORCE_NONE, FORCE_SOURCE, FORCE_DESTINATION };
+
+#define JOB_HISTORY_MAX 32
+
+struct job_step {
+	enum job_state state;
+	int64_t at_ms; /* Unix milliseconds */
+};
+
+struct job {
+	struct job *next;             /* (L) */
+	char id[JOB_ID_LEN];
+	enum job_kind kind;
+	char vm[NAME_LEN];
+	char peer[PEER_LEN];          /* out: HOST:PORT asked for; in: the peer's name */
+
+	/* (L) The state machine's: changed only by job_set_state. */
+	enum job_state state;
+	bool go;                      /* it passed JOB_COMMITTED */
+	unsigned seq;                 /* transitions made */
+	struct job_step history[JOB_HISTORY_MAX]; /* the last transitions, oldest first */
+	unsigned nhist;
+	char error[512];              /* why it ended as it did, if not completed */
+	int64_t started, ended;       /* Unix seconds */
+	pthread_mutex_t jlock;        /* orders its journal writes */
+
+	/* (L) Its work. */
+	bool running;                 /* a thread works on it */
+	volatile sig_atomic_t cancel;
+	enum job_force force;         /* resolve: what the operator decided */
+	pthread_cond_t wake;          /* resolve: try again now */
+	struct session *s;            /* its peer session while connected */
+	struct vm *v;                 /* out: the guest, held busy */
+
+	/* Migrations (both kinds). */
+	struct migrate_stats st;      /* (L) */
+	struct migrate_opts opts;
+	unsigned channels;            /* asked for, then agreed */
+	char transport[8];            /* "tls", "tcp": the channels' kind */
+	uint32_t caps;                /* agreed */
+};
+
+/* What a kind does, registered once at start-up (main.c). */
+struct job_kind_ops {
+	const char *name;             /* "migrate-out" */
+	const char *direction;        /* "out", "in" */
+	/* (L) Its own members of the job's JSON. */
+	void (*json)(const struct job *j, json_t *o);
+	/* Its own members back from a journal record. */
+	void (*load)(struct job *j, json_t *o);
+	/* Start-up: bring a job that was in flight when ferryd stopped to a
+	 * safe state. */
+	void (*recover)(struct job *j);
+};
+
+void job_kind_register(enum job_kind k, const struct job_kind_ops *ops);
+const char *job_kind_name(enum job_kind k);
+const char *job_state_name(enum job_state s);
+/* The state as the API has always said it: active, completed, failed,
+ * cancelled, unresolved. */
+const char *job_state_api(enum job_state s);
+
+/* A job of kind k (a fresh id if id is NULL), not listed. */
+struct job *job_new(enum job_kind k, const char *id);
+void job_free(struct job *j);
+void job_link(struct job *j);                /* (L) list it */
+struct job *job_find(const char *id);       /* (L) */
+json_t *job_json(const struct job *j);      /* (L) */
+
+/*
+ * The only way a job's state changes: from its current state to `to`, if
+ * the table allows it; why (may be NULL) is kept as its error when `to` is
+ * a failure. Journals it where the table says (a journal failure leaves
+ * the state as it was and is returned); then logs and notifies. 0, -EPERM
+ * for a forbidden transition (nothing changes), or the journal's -errno.
+ */
+int job_set_state(struct job *j, enum job_state to, const char *why);
+/* Whether from -> to is allowed (the table). */
+bool job_transition_ok(enum job_state from, enum job_state to);
+/* Whether the table journals a job entering s, and durably. */
+bool job_state_journaled(enum job_state s, bool *durable);
+
+/* Someone wants to know about every transition (metrics, events). Called
+ * after the transition, outside D.lock; at most 8. */
+void job_listen(void (*fn)(void *ctx, struct job *j, enum job_state from), void *ctx);
+/* Wait up to timeout_ms until job id has made more than seq transitions.
+ * (L) on entry and return. */
+void job_wait_change(struct job *j, unsigned seq, int timeout_ms);
+
+/* The job's channels: hand them over, cancel them. (L) */
+void job_shutdown_session(struct job *j);
+
+int job_cancel(const char *id, char *err, size_t errlen);
+int job_resolve(const char *id, enum job_force force, char *err, size_t errlen);
+/* What a peer asking about job id hears: "running", "discarded",
+ * "pending", "unknown". */
+const char *job_peer_state(const char *id);
+/* Start-up, after vms_adopt: read the journal, recover the jobs in flight. */
+void jobs_recover(void);
+/* Shutdown: cancel or cut what can still be undone; wake the waiters. */
+void jobs_stop(void);
+
+#endif

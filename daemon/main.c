@@ -1,0 +1,84 @@
+/*
+ * ferryd — the ferry host daemon (docs/ferryd.md): start-up in order, the
+ * event loop, signals, shutdown. The pieces are the other files of daemon/; this is the
+ * only one that calls them all.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "common/failpoint.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "daemon/control.h"
+#include "daemon/core.h"
+#include "daemon/job.h"
+#include "daemon/journal.h"
+#include "daemon/migration.h"
+#include "daemon/peers.h"
+#include "daemon/settings.h"
+#include "daemon/vm.h"
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what, (void)arg;
+	log_info("signal %d: shutting down; guests keep running", (int)sig);
+	event_base_loopexit(D.base, NULL);
+}
+
+int main(int argc, char **argv)
+{
+	const int signos[3] = { SIGTERM, SIGINT, SIGHUP };
+	struct event *sigs[3];
+	char err[512];
+
+	signal(SIGPIPE, SIG_IGN);
+	log_init("ferryd", LOG_INFO);
+	failpoints_init();
+	settings_load(argc, argv);
+	/* The state directory is ours before anything in it is read: a second
+	 * ferryd on it stops here, having touched nothing. */
+	if (journal_open(D.state_dir, err, sizeof err))
+		fatal("%s", err);
+	if (mkdir_p(D.run_dir, 0755))
+		fatal("cannot create %s: %s", D.run_dir, strerror(errno));
+	core_init();
+	job_kind_register(JOB_MIGRATE_OUT, &migrate_out_kind);
+	job_kind_register(JOB_MIGRATE_IN, &migrate_in_kind);
+
+	peers_setup();
+	vms_adopt();
+	jobs_recover();
+	control_listen();
+	peers_listen();
+	for (int i = 0; i < 3; i++) {
+		sigs[i] = evsignal_new(D.base, signos[i], on_signal, NULL);
+		event_add(sigs[i], NULL);
+	}
+	log_info("ready: control %s, migrations on %s (%s, %u channels), state %s, run %s, host %s",
+		 D.socket_path, D.listen, D.plaintext ? "plaintext" : "TLS", D.channels,
+		 D.state_dir, D.run_dir, D.hostname);
+
+	event_base_dispatch(D.base);
+
+	peers_stop();
+	control_stop();
+	pthread_mutex_lock(&D.lock);
+	D.stopping = true;
+	pthread_mutex_unlock(&D.lock);
+	/* Job threads roll back or park what they hold; wait for them. */
+	jobs_stop();
+	core_wait_threads();
+	peers_free();
+	for (int i = 0; i < 3; i++)
+		event_free(sigs[i]);
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,181 @@
+/*
+ * migrate_in.c — the incoming migration job: a peer's session asks to send
+ * a guest (session_handlers.open); we claim its name and the job id,
+ * answer, gather its channels and run the pre-copy engine's receiving
+ * side. At start-up a job in flight is settled by whether its guest runs.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "daemon/migration.h"
+
+/* migrate_hooks.journal: READY and resuming durably, RUNNING once it is
+ * out (not in the downtime). */
+static int on_journal(void *ctx, enum mig_point pt)
+{
+	struct job *j = ctx;
+
+	switch (pt) {
+	case MIG_PT_READY:
+		return job_set_state(j, JOB_READY, NULL);
+	case MIG_PT_RESUME: {
+		/* The guest is ours from now on, also if ferryd dies next. */
+		struct vm *v = vm_get(j->vm);
+
+		if (v) {
+			vm_record_write(v);
+			vm_put(v);
+		}
+		return job_set_state(j, JOB_RESUMING, NULL);
+	}
+	case MIG_PT_RUNNING:
+		return job_set_state(j, JOB_COMPLETED, NULL);
+	default:
+		return 0;
+	}
+}
+
+/* The guest runs here now; say so before RUNNING goes out, so that nobody
+ * sees the source done and this host still receiving. */
+static void on_resumed(void *ctx, struct hv_domain *d)
+{
+	struct job *j = ctx;
+	struct vm *v = vm_get(j->vm);
+
+	if (!v)
+		return;
+	vm_attach(v, d);
+	pthread_mutex_lock(&D.lock);
+	v->paused = false;
+	pthread_mutex_unlock(&D.lock);
+	job_set_state(j, JOB_RUNNING, NULL);
+	vm_unbusy(v);
+	loop_call(vm_watch_start, v); /* takes our reference */
+}
+
+/* Claim the name and the job id for h, or say why not. 0 and the job and
+ * VM (listed, busy "incoming"), or -errno with why set. */
+static int claim(const struct wire_hello *h, struct job **jp, struct vm **vp, char *why,
+		 size_t len)
+{
+	struct job *j = job_new(JOB_MIGRATE_IN, h->job);
+	struct vm *v = vm_new(h->name);
+	int r = 0;
+
+	if (!j || !v) {
+		snprintf(why, len, "out of resources");
+		job_free(j);
+		vm_put(v);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&D.lock);
+	if (D.stopping)
+		snprintf(why, len, "ferryd on %s is shutting down", D.hostname);
+	else if (vm_name_taken(h->name))
+		snprintf(why, len, "a VM named %s already exists on %s", h->name, D.hostname);
+	else if (job_find(h->job))
+		snprintf(why, len, "job %s is already known on %s", h->job, D.hostname);
+	else if (D.incoming >= D.max_incoming)
+		snprintf(why, len, "%s already receives %u migrations (max-incoming)", D.hostname,
+			 D.incoming);
+	if (!why[0]) {
+		snprintf(v->config, sizeof v->config, "%s", h->config);
+		v->busy = "incoming";
+		snprintf(v->job, sizeof v->job, "%s", j->id);
+		v->paused = true;
+		vm_add_locked(v);
+		D.incoming++;
+		job_link(j);
+	}
+	pthread_mutex_unlock(&D.lock);
+	if (why[0]) {
+		job_free(j);
+		vm_put(v);
+		return -EBUSY;
+	}
+	*jp = j;
+	*vp = v;
+	return r;
+}
+
+void migrate_in_open(void *ctx, struct session *s, const struct wire_hello *h)
+{
+	struct hv_domain *d = NULL;
+	struct job *j;
+	struct vm *v;
+	char err[600] = "";
+	int r;
+
+	(void)ctx;
+	if (claim(h, &j, &v, err, sizeof err)) {
+		session_refuse(s, "%s", err);
+		session_free(s);
+		return;
+	}
+	snprintf(j->vm, sizeof j->vm, "%s", h->name);
+	snprintf(j->peer, sizeof j->peer, "%s", s->peer);
+	j->st.phase = MIG_PH_SETUP;
+	j->running = true;
+	j->opts.peer_timeout_ms = s->timeout_ms;
+	j->opts.hooks = (struct migrate_hooks){ j, migration_stats, on_journal, on_resumed };
+	pthread_mutex_lock(&D.lock);
+	j->s = s;
+	pthread_mutex_unlock(&D.lock);
+	migration_session(j, s);
+	job_set_state(j, JOB_RECEIVING, NULL);
+	if (!(r = session_answer(s, err, sizeof err))) {
+		migration_session(j, s);
+		log_info("job %s: receiving %s from %s over %u %s channel%s", j->id, h->name,
+			 j->peer, j->channels, j->transport, j->channels > 1 ? "s" : "");
+		r = migrate_recv(s, h->name, &j->opts, &d, err, sizeof err);
+	}
+	pthread_mutex_lock(&D.lock);
+	D.incoming--;
+	j->s = NULL;
+	j->running = false;
+	pthread_mutex_unlock(&D.lock);
+	session_free(s);
+	if (r) {
+		/* Nothing runs here: the engine destroyed the half-made guest,
+		 * or (a failed resume) closed it, and an uncommitted runtime
+		 * ends when its handle closes. "Discarded" tells the source it
+		 * may resume: only when no copy can run here. */
+		pthread_mutex_lock(&D.lock);
+		v->dead = true;
+		pthread_mutex_unlock(&D.lock);
+		job_set_state(j, r == -EINPROGRESS ? JOB_RESUME_FAILED : JOB_FAILED, err);
+		vm_unbusy(v); /* dead: removed on the loop */
+	}
+	/* On success on_resumed handed the guest over and RUNNING completed
+	 * the job. */
+	vm_put(v);
+}
+
+/* Start-up: the guest is ours if it resumed (its runtime then outlives us
+ * and was adopted); otherwise it ended when our link to it closed. */
+static void recover(struct job *j)
+{
+	struct vm *v = vm_get(j->vm);
+	struct hv_info info;
+	bool runs = v && v->d && !hv_info(v->d, &info) && !info.incoming;
+
+	if (v && v->d && !runs) {
+		hv_destroy(v->d);
+		vm_record_remove(v->name);
+	}
+	job_set_state(j, runs ? JOB_COMPLETED : JOB_FAILED,
+		      runs ? NULL : "ferryd restarted before the guest was resumed here");
+	vm_put(v);
+}
+
+const struct job_kind_ops migrate_in_kind = {
+	.name = "migrate-in",
+	.direction = "in",
+	.json = migration_json,
+	.load = migration_load,
+	.recover = recover,
+};

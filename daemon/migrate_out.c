@@ -1,0 +1,301 @@
+/*
+ * migrate_out.c — the outgoing migration job: its thread connects a
+ * session to the destination and runs the pre-copy engine; after GO
+ * without RUNNING it finds out which copy runs (asking the destination by
+ * job id, or the operator's `ferry resolve`); at start-up it brings back a
+ * job that was in flight (DESIGN.md §6 step 6).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/mtime.h"
+#include "common/util.h"
+#include "daemon/migration.h"
+
+/* The guest runs here again as before the migration. */
+static int resume_here(struct vm *v)
+{
+	int r;
+
+	hv_throttle(v->d, 0);
+	hv_logdirty_disable(v->d);
+	r = hv_unpause(v->d);
+	pthread_mutex_lock(&D.lock);
+	v->paused = r != 0;
+	pthread_mutex_unlock(&D.lock);
+	return r;
+}
+
+/* The job's thread lets go of its guest and ends. */
+static void *thread_end(struct job *j)
+{
+	struct vm *v = j->v;
+
+	vm_unbusy(v);
+	vm_put(v);
+	pthread_mutex_lock(&D.lock);
+	j->running = false;
+	j->v = NULL;
+	pthread_mutex_unlock(&D.lock);
+	thread_done();
+	return NULL;
+}
+
+/* Wait on the job's wake-up: soon at first (a restarting peer is back in a
+ * moment), then once a second. */
+static void resolve_pause(struct job *j, unsigned tries)
+{
+	struct timespec ts = ns_to_ts(real_ns() + (tries < 10 ? 200 : 1000) * NSEC_PER_MSEC);
+
+	pthread_mutex_lock(&D.lock);
+	if (j->force == FORCE_NONE && !D.stopping)
+		pthread_cond_timedwait(&j->wake, &D.lock, &ts);
+	pthread_mutex_unlock(&D.lock);
+}
+
+/* After GO without RUNNING: find out which copy runs, or wait for the
+ * operator. The guest stays paused here meanwhile. */
+static void resolve_loop(struct job *j, struct vm *v)
+{
+	char ans[32], why[300];
+
+	for (unsigned tries = 0;; tries++) {
+		enum job_force force;
+		bool stopping, asked = false;
+
+		pthread_mutex_lock(&D.lock);
+		force = j->force;
+		stopping = D.stopping;
+		pthread_mutex_unlock(&D.lock);
+		if (force == FORCE_NONE && !stopping)
+			asked = !session_ask(&D.peers, j->peer, j->id, ans, sizeof ans);
+		if (force == FORCE_DESTINATION || (asked && strcmp(ans, "running") == 0)) {
+			int r = hv_destroy(v->d);
+
+			if (r)
+				log_error("job %s: destroying the source copy: %s", j->id, strerror(-r));
+			vm_unlist(v);
+			job_set_state(j, JOB_COMPLETED, force ? "resolved by the operator: the guest "
+				      "runs on the destination" : "");
+			return;
+		}
+		if (force == FORCE_SOURCE || (asked && strcmp(ans, "discarded") == 0)) {
+			int r = resume_here(v);
+
+			snprintf(why, sizeof why, "%s; the guest %s here",
+				 force ? "resolved by the operator"
+				       : "the destination discarded its copy after GO",
+				 r ? "could not be resumed" : "runs on");
+			job_set_state(j, JOB_FAILED, why);
+			return;
+		}
+		if (stopping)
+			return; /* the journal keeps it unresolved for the next ferryd */
+		if (asked && strcmp(ans, "unknown") == 0 && tries % 30 == 0)
+			log_warn("job %s: the destination has no record of it; `ferry resolve %s "
+				 "--force source|destination` decides", j->id, j->id);
+		resolve_pause(j, tries);
+	}
+}
+
+/* migrate_hooks.journal: GO is the last moment a cancel wins; from then on
+ * none does, and the job is committed before GO goes out. */
+static int on_journal(void *ctx, enum mig_point pt)
+{
+	struct job *j = ctx;
+	int r;
+
+	if (pt != MIG_PT_GO)
+		return 0;
+	pthread_mutex_lock(&D.lock);
+	if (j->cancel) {
+		pthread_mutex_unlock(&D.lock);
+		return -ECANCELED;
+	}
+	j->go = true; /* a cancel is refused from here */
+	pthread_mutex_unlock(&D.lock);
+	if ((r = job_set_state(j, JOB_COMMITTED, NULL))) {
+		pthread_mutex_lock(&D.lock);
+		j->go = false;
+		pthread_mutex_unlock(&D.lock);
+	}
+	return r;
+}
+
+/* Connect the job's session: channel 0 and the handshake, then the rest. */
+static int connect_out(struct job *j, struct vm *v, char *err, size_t errlen)
+{
+	struct wire_hello h = { .op = WIRE_OP_MIGRATE };
+	struct session *s;
+	int r;
+
+	snprintf(h.name, sizeof h.name, "%s", v->name);
+	snprintf(h.config, sizeof h.config, "%s", v->config);
+	if ((r = session_new(&D.peers, j->peer, j->id, &s))) {
+		snprintf(err, errlen, "out of memory");
+		return r;
+	}
+	s->timeout_ms = j->opts.peer_timeout_ms;
+	pthread_mutex_lock(&D.lock);
+	j->s = s;
+	if (j->cancel)
+		session_shutdown(s);
+	pthread_mutex_unlock(&D.lock);
+	if ((r = session_connect(s, &h, j->channels, NULL, err, errlen)))
+		return r;
+	migration_session(j, s);
+	j->opts.codec.lz4 = s->caps & WIRE_CAP_LZ4;
+	j->opts.codec.delta = s->caps & WIRE_CAP_DELTA;
+	return 0;
+}
+
+static void *out_main(void *p)
+{
+	struct job *j = p;
+	struct vm *v = j->v;
+	struct migrate_stats st = { 0 };
+	struct session *s;
+	char err[600] = "";
+	int r;
+
+	j->opts.hooks = (struct migrate_hooks){ j, migration_stats, on_journal, NULL };
+	j->opts.cancel = &j->cancel;
+	if (!(r = connect_out(j, v, err, sizeof err))) {
+		log_info("job %s: migrating %s to %s over %u %s channel%s", j->id, v->name, j->peer,
+			 j->channels, j->transport, j->channels > 1 ? "s" : "");
+		r = migrate_send(v->d, j->s, &j->opts, &st, err, sizeof err);
+		migration_stats(j, &st);
+	} else if (j->cancel || r == -ECANCELED) {
+		r = -ECANCELED;
+		snprintf(err, sizeof err, "cancelled");
+	}
+	pthread_mutex_lock(&D.lock);
+	s = j->s;
+	j->s = NULL;
+	pthread_mutex_unlock(&D.lock);
+	session_free(s);
+	if (!r) {
+		vm_unlist(v);
+		job_set_state(j, JOB_COMPLETED, NULL);
+	} else if (!st.committed) {
+		/* Rolled back: the guest runs here as before. */
+		pthread_mutex_lock(&D.lock);
+		v->paused = false;
+		pthread_mutex_unlock(&D.lock);
+		job_set_state(j, r == -ECANCELED ? JOB_CANCELLED : JOB_FAILED, err);
+	} else {
+		pthread_mutex_lock(&D.lock);
+		v->paused = true;
+		pthread_mutex_unlock(&D.lock);
+		log_error("job %s: %s", j->id, err);
+		job_set_state(j, JOB_UNRESOLVED, err);
+		resolve_loop(j, v);
+	}
+	return thread_end(j);
+}
+
+int migrate_out_start(const char *name, const char *dest, const struct migrate_opts *o,
+		      unsigned channels, char *id, char *err, size_t errlen)
+{
+	char host[256], port[16];
+	struct vm *v;
+	struct job *j;
+	int r;
+
+	if (parse_host_port(dest, WIRE_DEFAULT_PORT, host, sizeof host, port, sizeof port)) {
+		snprintf(err, errlen, "\"%s\" is not HOST[:PORT]", dest);
+		return -EINVAL;
+	}
+	if (!(v = vm_get(name))) {
+		snprintf(err, errlen, "no VM named %s on this host", name);
+		return -ENOENT;
+	}
+	if (!(j = job_new(JOB_MIGRATE_OUT, NULL))) {
+		vm_put(v);
+		return -ENOMEM;
+	}
+	if ((r = vm_busy(v, "migrating", j->id, err, errlen))) {
+		vm_put(v);
+		job_free(j);
+		return r;
+	}
+	j->opts = *o;
+	j->channels = channels;
+	j->v = v;
+	snprintf(j->vm, sizeof j->vm, "%s", name);
+	snprintf(j->peer, sizeof j->peer, "%s", dest);
+	j->st.phase = MIG_PH_SETUP;
+	j->running = true;
+	pthread_mutex_lock(&D.lock);
+	job_link(j);
+	pthread_mutex_unlock(&D.lock);
+	job_set_state(j, JOB_SENDING, NULL);
+	if ((r = spawn_thread(out_main, j))) {
+		job_set_state(j, JOB_FAILED, "cannot start a thread");
+		pthread_mutex_lock(&D.lock);
+		j->running = false;
+		j->v = NULL;
+		pthread_mutex_unlock(&D.lock);
+		vm_unbusy(v);
+		vm_put(v);
+		snprintf(err, errlen, "cannot start a thread: %s", strerror(-r));
+		return r;
+	}
+	snprintf(id, JOB_ID_LEN, "%s", j->id);
+	return 0;
+}
+
+static void *resolve_main(void *p)
+{
+	struct job *j = p;
+
+	resolve_loop(j, j->v);
+	return thread_end(j);
+}
+
+/* Start-up: a job that was in flight when ferryd stopped. */
+static void recover(struct job *j)
+{
+	struct vm *v = vm_get(j->vm);
+	char err[256];
+
+	if (j->state == JOB_SENDING || j->state == JOB_NEW) {
+		/* Before GO: roll back. */
+		if (v)
+			resume_here(v);
+		job_set_state(j, JOB_FAILED, v ? "ferryd restarted during the migration; rolled "
+			      "back, the guest runs here" : "ferryd restarted during the migration; "
+			      "the guest is gone");
+	} else if (!v) {
+		/* GO was sent and the source copy is gone: it was destroyed
+		 * after RUNNING. */
+		job_set_state(j, JOB_COMPLETED, NULL);
+	} else if (vm_busy(v, "migrating", j->id, err, sizeof err) == 0) {
+		if (j->state == JOB_COMMITTED)
+			job_set_state(j, JOB_UNRESOLVED, "ferryd restarted after GO");
+		pthread_mutex_lock(&D.lock);
+		j->running = true;
+		j->v = v;
+		v->paused = true;
+		pthread_mutex_unlock(&D.lock);
+		v = NULL; /* the thread's reference */
+		log_warn("job %s: unresolved after a restart; asking %s", j->id, j->peer);
+		if (spawn_thread(resolve_main, j)) {
+			v = j->v;
+			vm_unbusy(v);
+		}
+	}
+	vm_put(v);
+}
+
+const struct job_kind_ops migrate_out_kind = {
+	.name = "migrate-out",
+	.direction = "out",
+	.json = migration_json,
+	.load = migration_load,
+	.recover = recover,
+};

@@ -1,0 +1,96 @@
+/* migration.c — what both migration kinds share; see migration.h. */
+#include "daemon/migration.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "common/mtime.h"
+
+static json_t *stats_json(const struct migrate_stats *s)
+{
+	return json_pack("{s:s, s:f, s:f, s:f, s:f, s:I, s:I, s:{s:I, s:I, s:I}, s:I, s:i, s:i, "
+			 "s:I, s:I, s:I, s:i, s:I, s:I, s:b}",
+			 "phase", mig_phase_name(s->phase), "setup_ms", ns_to_ms(s->setup_ns),
+			 "total_ms", ns_to_ms(s->total_ns), "downtime_ms", ns_to_ms(s->downtime_ns),
+			 "expected_downtime_ms", ns_to_ms(s->expected_downtime_ns), "ram_bytes",
+			 (json_int_t)s->ram_bytes, "bytes", (json_int_t)s->bytes, "pages", "raw",
+			 (json_int_t)s->pages[STREAM_ENC_RAW], "lz4",
+			 (json_int_t)s->pages[STREAM_ENC_LZ4], "delta",
+			 (json_int_t)s->pages[STREAM_ENC_DELTA], "zero_pages",
+			 (json_int_t)s->zero_frames, "iterations", (int)s->iterations, "pass", (int)s->pass,
+			 "dirty_pages", (json_int_t)s->dirty_pages, "dirty_rate",
+			 (json_int_t)s->dirty_rate, "throughput", (json_int_t)s->throughput,
+			 "throttle", (int)s->throttle, "iter_pos", (json_int_t)s->iter_pos,
+			 "iter_frames", (json_int_t)s->iter_frames, "committed", s->committed);
+}
+
+/* What the destination calls its step, as the API has always said it. */
+static const char *in_state(enum job_state s)
+{
+	switch (s) {
+	case JOB_READY: return "ready";
+	case JOB_RESUMING: return "resuming";
+	case JOB_RUNNING:
+	case JOB_COMPLETED: return "running";
+	case JOB_FAILED: return "discarded";
+	case JOB_RESUME_FAILED: return "resume-failed";
+	default: return "receiving";
+	}
+}
+
+void migration_json(const struct job *j, json_t *o)
+{
+	json_object_set_new(o, "phase", json_string(mig_phase_name(j->st.phase)));
+	json_object_set_new(o, "stats", stats_json(&j->st));
+	json_object_set_new(o, "codecs", wire_caps_json(j->caps));
+	if (j->channels)
+		json_object_set_new(o, "channels", json_integer(j->channels));
+	if (j->transport[0])
+		json_object_set_new(o, "transport", json_string(j->transport));
+	if (j->kind == JOB_MIGRATE_IN) {
+		json_object_set_new(o, "in_state", json_string(in_state(j->state)));
+		return;
+	}
+	json_object_set_new(o, "options",
+			    json_pack("{s:f, s:i, s:s, s:I, s:i}", "downtime_ms",
+				      ns_to_ms(j->opts.downtime_ns), "max_iters",
+				      (int)j->opts.max_iters, "on_no_converge",
+				      mig_policy_name(j->opts.on_no_converge), "bandwidth",
+				      (json_int_t)j->opts.bandwidth, "peer_timeout_ms",
+				      j->opts.peer_timeout_ms));
+}
+
+void migration_load(struct job *j, json_t *o)
+{
+	const char *pol = "stop";
+	json_int_t bw = 0;
+	int iters = 30, pto = 15000;
+	double dt = 300;
+
+	json_unpack(o, "{s?{s?f, s?i, s?s, s?I, s?i}}", "options", "downtime_ms", &dt, "max_iters",
+		    &iters, "on_no_converge", &pol, "bandwidth", &bw, "peer_timeout_ms", &pto);
+	j->opts.downtime_ns = (uint64_t)(dt * 1e6);
+	j->opts.max_iters = (unsigned)iters;
+	if (mig_policy_parse(pol, &j->opts.on_no_converge))
+		j->opts.on_no_converge = NOCONV_STOP;
+	j->opts.bandwidth = (uint64_t)bw;
+	j->opts.peer_timeout_ms = pto;
+}
+
+void migration_stats(void *ctx, const struct migrate_stats *st)
+{
+	struct job *j = ctx;
+
+	pthread_mutex_lock(&D.lock);
+	j->st = *st;
+	pthread_mutex_unlock(&D.lock);
+}
+
+void migration_session(struct job *j, const struct session *s)
+{
+	pthread_mutex_lock(&D.lock);
+	j->channels = s->want;
+	j->caps = s->caps;
+	snprintf(j->transport, sizeof j->transport, "%s", session_kind(s));
+	pthread_mutex_unlock(&D.lock);
+}

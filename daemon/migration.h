@@ -1,0 +1,31 @@
+/*
+ * migration.h — what the two migration kinds of job (migrate_out.c,
+ * migrate_in.c) share: their statistics, channels and options in the job's
+ * JSON and journal, and the engine's statistics hook.
+ */
+#ifndef FERRY_DAEMON_MIGRATION_H
+#define FERRY_DAEMON_MIGRATION_H
+
+#include <jansson.h>
+
+#include "daemon/job.h"
+
+/* (L) The members a migration adds to the job's JSON. */
+void migration_json(const struct job *j, json_t *o);
+/* Its options back from a journal record. */
+void migration_load(struct job *j, json_t *o);
+/* migrate_hooks.stats: keep the engine's figures in the job. */
+void migration_stats(void *ctx, const struct migrate_stats *st);
+/* Note the agreed channels, codecs and transport of the job's session. */
+void migration_session(struct job *j, const struct session *s);
+
+extern const struct job_kind_ops migrate_out_kind, migrate_in_kind;
+
+/* Start an outgoing migration of VM name to dest ("HOST[:PORT]"); its id
+ * into id[JOB_ID_LEN]. 0 or -errno with err set. */
+int migrate_out_start(const char *name, const char *dest, const struct migrate_opts *o,
+		      unsigned channels, char *id, char *err, size_t errlen);
+/* session_handlers.open: a peer opens a session to send us a guest. */
+void migrate_in_open(void *ctx, struct session *s, const struct wire_hello *h);
+
+#endif

@@ -1,0 +1,20 @@
+/*
+ * peers.h — ferryd's side of the peer sessions: the session configuration
+ * built from the settings (TLS with the pool's certificates unless
+ * insecure-plaintext), and the listener whose connections it hands to
+ * session_serve, with the handlers that answer them.
+ */
+#ifndef FERRY_DAEMON_PEERS_H
+#define FERRY_DAEMON_PEERS_H
+
+/* Build D.peers from the settings; exits with a message if it cannot (no
+ * certificates, say, and how to make them). */
+void peers_setup(void);
+/* Listen on D.listen (ADDR:PORT) on the loop; exits if it cannot. */
+void peers_listen(void);
+/* Stop listening. */
+void peers_stop(void);
+/* Free what peers_setup made, once no thread uses it. */
+void peers_free(void);
+
+#endif

@@ -1,0 +1,240 @@
+/* settings.c — ferryd's settings; see settings.h. */
+#include "config.h"
+
+#include "daemon/settings.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "common/conf.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "daemon/core.h"
+#include "session/wire.h"
+
+static int copy_setting(char *dst, size_t max, const char *v, char *err, size_t errlen)
+{
+	if (!v[0] || strlen(v) >= max) {
+		snprintf(err, errlen, "must be 1 to %zu characters", max - 1);
+		return -EINVAL;
+	}
+	memcpy(dst, v, strlen(v) + 1);
+	return 0;
+}
+
+/* One setting, from the file or a flag. */
+static int setting(void *ctx, const char *k, const char *v, char *err, size_t errlen)
+{
+	uint64_t n;
+
+	(void)ctx;
+	if (strcmp(k, "socket") == 0)
+		return copy_setting(D.socket_path, sizeof D.socket_path, v, err, errlen);
+	if (strcmp(k, "listen") == 0)
+		return copy_setting(D.listen, sizeof D.listen, v, err, errlen);
+	if (strcmp(k, "state-dir") == 0)
+		return copy_setting(D.state_dir, sizeof D.state_dir, v, err, errlen);
+	if (strcmp(k, "run-dir") == 0)
+		return copy_setting(D.run_dir, sizeof D.run_dir, v, err, errlen);
+	if (strcmp(k, "hostname") == 0)
+		return copy_setting(D.hostname, sizeof D.hostname, v, err, errlen);
+	if (strcmp(k, "peer-timeout-ms") == 0) {
+		if (parse_u64(v, 100, 3600000, &n))
+			goto range;
+		D.peer_timeout_ms = (int)n;
+		return 0;
+	}
+	if (strcmp(k, "downtime-ms") == 0)
+		return parse_u64(v, 1, 3600000, &D.downtime_ms) ? (snprintf(err, errlen,
+			"a number of milliseconds, 1 to 3600000"), -EINVAL) : 0;
+	if (strcmp(k, "max-iters") == 0) {
+		if (parse_u64(v, 1, 1000, &n))
+			goto range;
+		D.max_iters = (unsigned)n;
+		return 0;
+	}
+	if (strcmp(k, "max-incoming") == 0) {
+		if (parse_u64(v, 1, 64, &n))
+			goto range;
+		D.max_incoming = (unsigned)n;
+		return 0;
+	}
+	if (strcmp(k, "on-no-converge") == 0) {
+		if (mig_policy_parse(v, &D.on_no_converge)) {
+			snprintf(err, errlen, MIG_POLICY_NAMES);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (strcmp(k, "codecs") == 0) {
+		if (wire_caps_from_text(v, &D.caps)) {
+			snprintf(err, errlen, "a list of lz4, delta (e.g. \"lz4,delta\"), or none");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (strcmp(k, "channels") == 0) {
+		if (parse_u64(v, 1, WIRE_CHANNELS_MAX, &n))
+			goto range;
+		D.channels = (unsigned)n;
+		return 0;
+	}
+	if (strcmp(k, "pki-dir") == 0)
+		return copy_setting(D.pki_dir, sizeof D.pki_dir, v, err, errlen);
+	if (strcmp(k, "tls-ca") == 0)
+		return copy_setting(D.tls_ca, sizeof D.tls_ca, v, err, errlen);
+	if (strcmp(k, "tls-cert") == 0)
+		return copy_setting(D.tls_cert, sizeof D.tls_cert, v, err, errlen);
+	if (strcmp(k, "tls-key") == 0)
+		return copy_setting(D.tls_key, sizeof D.tls_key, v, err, errlen);
+	if (strcmp(k, "allow-from") == 0)
+		return copy_setting(D.allow_from, sizeof D.allow_from, v, err, errlen);
+	if (strcmp(k, "insecure-plaintext") == 0) {
+		if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0) {
+			D.plaintext = true;
+		} else if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0 || strcmp(v, "0") == 0) {
+			D.plaintext = false;
+		} else {
+			snprintf(err, errlen, "yes or no");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (strcmp(k, "log-level") == 0) {
+		enum log_level l;
+
+		if (log_parse_level(v, &l)) {
+			snprintf(err, errlen, "error, warn, info or debug");
+			return -EINVAL;
+		}
+		log_set_level(l);
+		return 0;
+	}
+	snprintf(err, errlen, "unknown setting");
+	return -ENOENT;
+range:
+	snprintf(err, errlen, "\"%s\" is out of range", v);
+	return -ERANGE;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ferryd [--config FILE] [--socket PATH] [--listen ADDR:PORT]\n"
+		"              [--state-dir DIR] [--run-dir DIR] [--hostname NAME]\n"
+		"              [--peer-timeout-ms MS] [--downtime-ms MS] [--max-iters N]\n"
+		"              [--on-no-converge stop|throttle|abort] [--max-incoming N]\n"
+		"              [--codecs lz4,delta|none] [--channels N]\n"
+		"              [--pki-dir DIR] [--tls-ca FILE] [--tls-cert FILE] [--tls-key FILE]\n"
+		"              [--allow-from HOST,...|*] [--insecure-plaintext]\n"
+		"              [--log-level error|warn|info|debug]\n\n"
+		"The ferry host daemon: owns this host's microVMs, runs migrations, and\n"
+		"answers the ferry command line. Settings come from the config file\n"
+		"(default %s, key = value, the flag names without --),\n"
+		"then from flags. See ferryd(8): docs/ferryd.md.\n",
+		DEFAULT_CONFIG);
+}
+
+void settings_load(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, 0, 'c' },
+		{ "socket", required_argument, 0, 0 },
+		{ "listen", required_argument, 0, 0 },
+		{ "state-dir", required_argument, 0, 0 },
+		{ "run-dir", required_argument, 0, 0 },
+		{ "hostname", required_argument, 0, 0 },
+		{ "peer-timeout-ms", required_argument, 0, 0 },
+		{ "downtime-ms", required_argument, 0, 0 },
+		{ "max-iters", required_argument, 0, 0 },
+		{ "max-incoming", required_argument, 0, 0 },
+		{ "on-no-converge", required_argument, 0, 0 },
+		{ "log-level", required_argument, 0, 0 },
+		{ "codecs", required_argument, 0, 0 },
+		{ "channels", required_argument, 0, 0 },
+		{ "pki-dir", required_argument, 0, 0 },
+		{ "tls-ca", required_argument, 0, 0 },
+		{ "tls-cert", required_argument, 0, 0 },
+		{ "tls-key", required_argument, 0, 0 },
+		{ "allow-from", required_argument, 0, 0 },
+		{ "insecure-plaintext", no_argument, 0, 0 },
+		{ "help", no_argument, 0, 'h' },
+		{ "version", no_argument, 0, 'V' },
+		{ 0, 0, 0, 0 },
+	};
+	char err[512];
+	struct utsname u;
+	int c, idx, r;
+
+	/* Defaults. */
+	snprintf(D.listen, sizeof D.listen, "0.0.0.0:%d", WIRE_DEFAULT_PORT);
+	snprintf(D.state_dir, sizeof D.state_dir, "/var/lib/ferry");
+	snprintf(D.config_path, sizeof D.config_path, "%s", DEFAULT_CONFIG);
+	D.peer_timeout_ms = 15000;
+	D.max_incoming = 4;
+	D.downtime_ms = 300;
+	D.max_iters = 30;
+	D.on_no_converge = NOCONV_STOP;
+	D.caps = WIRE_CAPS_ALL;
+	D.channels = (unsigned)MAX(1, MIN(sysconf(_SC_NPROCESSORS_ONLN), 8));
+	snprintf(D.pki_dir, sizeof D.pki_dir, "/etc/ferry/pki");
+	snprintf(D.allow_from, sizeof D.allow_from, "*");
+	if (uname(&u) == 0)
+		snprintf(D.hostname, sizeof D.hostname, "%s", u.nodename);
+
+	/* The config file first (its path may come from a flag: -c FILE, -cFILE,
+	 * --config FILE, --config=FILE or an abbreviation), flags after; the
+	 * same table reads both passes, so no spelling is seen by one only. */
+	bool explicit = false;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "c:hV", opts, &idx)) != -1)
+		if (c == 'c') {
+			snprintf(D.config_path, sizeof D.config_path, "%s", optarg);
+			explicit = true;
+		}
+	opterr = 1;
+	optind = 0; /* GNU getopt: start over, afresh */
+	r = conf_load(D.config_path, setting, NULL, err, sizeof err);
+	if (r && !(r == -ENOENT && !explicit)) {
+		fprintf(stderr, "ferryd: %s\n", err);
+		exit(2);
+	}
+	while ((c = getopt_long(argc, argv, "c:hV", opts, &idx)) != -1) {
+		switch (c) {
+		case 0:
+			if (setting(NULL, opts[idx].name, optarg ? optarg : "yes", err, sizeof err)) {
+				fprintf(stderr, "ferryd: --%s: %s\n", opts[idx].name, err);
+				exit(2);
+			}
+			break;
+		case 'c':
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case 'V':
+			printf("ferryd %s (migration protocol %d)\n", PACKAGE_VERSION, WIRE_PROTO_VERSION);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(2);
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "ferryd: unexpected argument '%s'\n", argv[optind]);
+		exit(2);
+	}
+	if (!D.run_dir[0])
+		snprintf(D.run_dir, sizeof D.run_dir, "%s", ferry_run_dir());
+	ferry_set_run_dir(D.run_dir);
+	if (!D.socket_path[0] &&
+	    (size_t)snprintf(D.socket_path, sizeof D.socket_path, "%.200s/ferryd.sock", D.run_dir) >=
+		    sizeof D.socket_path)
+		fatal("run-dir too long");
+}
+
