@@ -194,7 +194,7 @@ int info_main(int argc, char **argv)
 		print_json(vm);
 	} else {
 		json_object_foreach(vm, k, v) {
-			char *s = json_dumps(v, JSON_ENCODE_ANY);
+			char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(6));
 
 			printf("%-14s %s\n", k, json_is_string(v) ? json_string_value(v) : s);
 			free(s);

@@ -1,0 +1,378 @@
+/*
+ * test_job.c — ferryd's job state machine (daemon/job.c), without a daemon:
+ * every allowed transition is made, and refused on every forbidden one; the
+ * journal holds exactly the transitions made (and nothing for a refused one
+ * or one whose journal write failed); exactly the points of DESIGN.md §6 are
+ * durable; records read back as they were written.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "daemon/core.h"
+#include "daemon/job.h"
+#include "daemon/journal.h"
+#include "daemon/migration.h"
+
+static char base[] = "/tmp/ferry-test-job.XXXXXX";
+
+/* What the listener saw. */
+static struct {
+	unsigned n;
+	enum job_state from[64], to[64];
+} heard;
+
+static void listener(void *ctx, struct job *j, enum job_state from)
+{
+	(void)ctx;
+	heard.from[heard.n % 64] = from;
+	heard.to[heard.n % 64] = j->state;
+	heard.n++;
+}
+
+/* The refusals log errors by design: keep them off the test's output. */
+static int saved_stderr = -1;
+
+static void quiet(bool on)
+{
+	if (on) {
+		int null = open("/dev/null", O_WRONLY);
+
+		saved_stderr = dup(2);
+		dup2(null, 2);
+		close(null);
+	} else if (saved_stderr >= 0) {
+		dup2(saved_stderr, 2);
+		close(saved_stderr);
+		saved_stderr = -1;
+	}
+}
+
+static int group_setup(void **state)
+{
+	char err[256];
+
+	(void)state;
+	log_init("test", LOG_ERROR);
+	if (!mkdtemp(base))
+		return -1;
+	snprintf(D.state_dir, sizeof D.state_dir, "%s", base);
+	if (journal_open(D.state_dir, err, sizeof err))
+		return -1;
+	job_kind_register(JOB_MIGRATE_OUT, &migrate_out_kind);
+	job_kind_register(JOB_MIGRATE_IN, &migrate_in_kind);
+	job_listen(listener, NULL);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	char cmd[300];
+
+	(void)state;
+	while (D.jobs) {
+		struct job *j = D.jobs;
+
+		D.jobs = j->next;
+		job_free(j);
+	}
+	snprintf(cmd, sizeof cmd, "rm -rf %s", base);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* The stages of job id's record, in order, into st; how many (-1: none). */
+static int journal_of(const char *id, enum job_state *st, int max)
+{
+	char path[512];
+	json_t *o, *h, *e;
+	size_t i;
+	int n = 0;
+
+	snprintf(path, sizeof path, "%s/jobs/%s.json", base, id);
+	if (!(o = json_load_file(path, 0, NULL)))
+		return -1;
+	h = json_object_get(o, "history");
+	json_array_foreach(h, i, e) {
+		const char *name = json_string_value(json_object_get(e, "stage"));
+		int k;
+
+		for (k = 0; k < JOB_STATE_MAX && strcmp(job_state_name(k), name); k++)
+			;
+		assert_true(k < JOB_STATE_MAX);
+		assert_true(n < max);
+		st[n++] = (enum job_state)k;
+	}
+	assert_string_equal(json_string_value(json_object_get(o, "stage")),
+			    job_state_name(n ? st[n - 1] : JOB_NEW));
+	json_decref(o);
+	return n;
+}
+
+/* A path of allowed transitions from NEW to s (breadth first), into p;
+ * its length, or -1 if s cannot be reached. */
+static int path_to(enum job_state s, enum job_state *p)
+{
+	int prev[JOB_STATE_MAX], queue[JOB_STATE_MAX], head = 0, tail = 0, n = 0;
+
+	for (int i = 0; i < JOB_STATE_MAX; i++)
+		prev[i] = -2;
+	prev[JOB_NEW] = -1;
+	queue[tail++] = JOB_NEW;
+	while (head < tail) {
+		int u = queue[head++];
+
+		for (int v = 0; v < JOB_STATE_MAX; v++)
+			if (prev[v] == -2 && job_transition_ok(u, v)) {
+				prev[v] = u;
+				queue[tail++] = v;
+			}
+	}
+	if (prev[s] == -2)
+		return -1;
+	for (int v = (int)s; v != JOB_NEW; v = prev[v])
+		n++;
+	for (int v = (int)s, i = n - 1; v != JOB_NEW; v = prev[v], i--)
+		p[i] = (enum job_state)v;
+	return n;
+}
+
+/* A listed job of the kind that makes state s, walked to s along path. */
+static struct job *job_at(enum job_state s, enum job_state *made, int *nmade)
+{
+	enum job_state p[JOB_STATE_MAX];
+	int n = path_to(s, p);
+	bool in = false;
+	struct job *j;
+
+	assert_true(n >= 0);
+	for (int i = 0; i < n; i++)
+		in |= p[i] == JOB_RECEIVING;
+	j = job_new(in ? JOB_MIGRATE_IN : JOB_MIGRATE_OUT, NULL);
+	assert_non_null(j);
+	snprintf(j->vm, sizeof j->vm, "vm");
+	snprintf(j->peer, sizeof j->peer, "peer");
+	pthread_mutex_lock(&D.lock);
+	job_link(j);
+	pthread_mutex_unlock(&D.lock);
+	*nmade = 0;
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(job_set_state(j, p[i], "on the way"), 0);
+		made[(*nmade)++] = p[i];
+	}
+	assert_int_equal(j->state, s);
+	return j;
+}
+
+/* After the transitions made, the record holds exactly them — up to the
+ * last one that is journaled (a later unjournaled one is not written). */
+static void check_journal(const struct job *j, const enum job_state *made, int nmade)
+{
+	enum job_state got[JOB_HISTORY_MAX];
+	int last = -1, n;
+	bool durable;
+
+	for (int i = 0; i < nmade; i++)
+		if (job_state_journaled(made[i], &durable))
+			last = i;
+	n = journal_of(j->id, got, JOB_HISTORY_MAX);
+	if (last < 0) {
+		assert_int_equal(n, -1);
+		return;
+	}
+	assert_int_equal(n, last + 1);
+	for (int i = 0; i <= last; i++)
+		assert_int_equal(got[i], made[i]);
+}
+
+/* Every allowed transition, from a job brought to its source state. */
+static void test_allowed(void **state)
+{
+	unsigned edges = 0;
+
+	(void)state;
+	for (int from = 0; from < JOB_STATE_MAX; from++)
+		for (int to = 0; to < JOB_STATE_MAX; to++) {
+			enum job_state made[JOB_STATE_MAX + 1];
+			unsigned before;
+			struct job *j;
+			int n;
+
+			if (!job_transition_ok(from, to) || path_to(from, made) < 0)
+				continue;
+			j = job_at(from, made, &n);
+			before = heard.n;
+			assert_int_equal(job_set_state(j, to, "why"), 0);
+			made[n++] = to;
+			assert_int_equal(j->state, to);
+			assert_int_equal(j->seq, n);
+			assert_int_equal(j->nhist, n);
+			/* The listener heard it, after it was made. */
+			assert_int_equal(heard.n, before + 1);
+			assert_int_equal(heard.from[before % 64], from);
+			assert_int_equal(heard.to[before % 64], to);
+			check_journal(j, made, n);
+			if (job_state_final(to))
+				assert_true(j->ended > 0);
+			edges++;
+		}
+	print_message("%u allowed transitions made\n", edges);
+	assert_true(edges >= 20);
+}
+
+/* Every forbidden transition is refused: nothing changes, nothing is
+ * written, nobody is told. */
+static void test_forbidden(void **state)
+{
+	unsigned refused = 0;
+
+	(void)state;
+	for (int from = 0; from < JOB_STATE_MAX; from++) {
+		enum job_state made[JOB_STATE_MAX + 1];
+		struct job *j;
+		int n;
+
+		if (path_to(from, made) < 0)
+			continue;
+		j = job_at(from, made, &n);
+		for (int to = 0; to < JOB_STATE_MAX; to++) {
+			enum job_state got[JOB_HISTORY_MAX], again[JOB_HISTORY_MAX];
+			unsigned before = heard.n, seq = j->seq;
+			int m, r;
+
+			if (job_transition_ok(from, to))
+				continue;
+			m = journal_of(j->id, got, JOB_HISTORY_MAX);
+			quiet(true);
+			r = job_set_state(j, to, "no");
+			quiet(false);
+			assert_int_equal(r, -EPERM);
+			assert_int_equal(j->state, from);
+			assert_int_equal(j->seq, seq);
+			assert_int_equal(heard.n, before);
+			assert_int_equal(journal_of(j->id, again, JOB_HISTORY_MAX), m);
+			if (m > 0)
+				assert_memory_equal(got, again, sizeof got[0] * (size_t)m);
+			refused++;
+		}
+		check_journal(j, made, n);
+	}
+	print_message("%u forbidden transitions refused\n", refused);
+	/* Nothing comes back from an end. */
+	for (int s = JOB_COMPLETED; s < JOB_STATE_MAX; s++)
+		for (int to = 0; to < JOB_STATE_MAX; to++)
+			assert_false(job_transition_ok(s, to));
+}
+
+/* Durable exactly where DESIGN.md §6 says: before GO, before READY, before
+ * resuming; RUNNING (inside the downtime) not written at all. */
+static void test_durable_points(void **state)
+{
+	(void)state;
+	for (int s = 0; s < JOB_STATE_MAX; s++) {
+		bool durable, journaled = job_state_journaled(s, &durable);
+
+		assert_int_equal(durable, s == JOB_COMMITTED || s == JOB_READY || s == JOB_RESUMING);
+		assert_int_equal(journaled, s != JOB_NEW && s != JOB_RUNNING);
+	}
+}
+
+/* A journal write that fails leaves the job as it was. */
+static void test_journal_failure(void **state)
+{
+	char saved[sizeof D.state_dir];
+	enum job_state made[JOB_STATE_MAX];
+	struct job *j;
+	int n;
+
+	(void)state;
+	j = job_at(JOB_SENDING, made, &n);
+	memcpy(saved, D.state_dir, sizeof saved);
+	snprintf(D.state_dir, sizeof D.state_dir, "%s/nowhere", base);
+	quiet(true); /* the expected write error */
+	assert_true(job_set_state(j, JOB_COMMITTED, NULL) < 0);
+	quiet(false);
+	memcpy(D.state_dir, saved, sizeof saved);
+	assert_int_equal(j->state, JOB_SENDING);
+	assert_false(j->go);
+	check_journal(j, made, n);
+	assert_int_equal(job_set_state(j, JOB_COMMITTED, NULL), 0);
+	assert_true(j->go);
+}
+
+/* The API's names for each state, and what a peer asking hears. */
+static void test_names(void **state)
+{
+	enum job_state made[JOB_STATE_MAX];
+	struct job *j;
+	int n;
+
+	(void)state;
+	assert_string_equal(job_state_api(JOB_SENDING), "active");
+	assert_string_equal(job_state_api(JOB_RUNNING), "completed");
+	assert_string_equal(job_state_api(JOB_UNRESOLVED), "unresolved");
+	assert_string_equal(job_state_api(JOB_RESUME_FAILED), "failed");
+	j = job_at(JOB_READY, made, &n);
+	assert_string_equal(job_peer_state(j->id), "pending");
+	assert_int_equal(job_set_state(j, JOB_FAILED, "discarded"), 0);
+	assert_string_equal(job_peer_state(j->id), "discarded");
+	assert_string_equal(j->error, "discarded");
+	assert_string_equal(job_peer_state("nosuchjob"), "unknown");
+}
+
+/* Finished jobs read back from the journal as they were. */
+static void test_reload(void **state)
+{
+	enum job_state made[JOB_STATE_MAX];
+	char id[JOB_ID_LEN];
+	struct job *j, *k;
+	int n;
+
+	(void)state;
+	j = job_at(JOB_UNRESOLVED, made, &n);
+	assert_int_equal(job_set_state(j, JOB_FAILED, "resolved by the operator"), 0);
+	snprintf(id, sizeof id, "%s", j->id);
+	/* Forget the list; read the journal back. */
+	pthread_mutex_lock(&D.lock);
+	while (D.jobs) {
+		k = D.jobs;
+		D.jobs = k->next;
+		job_free(k);
+	}
+	pthread_mutex_unlock(&D.lock);
+	jobs_recover();
+	pthread_mutex_lock(&D.lock);
+	k = job_find(id);
+	assert_non_null(k);
+	assert_int_equal(k->kind, JOB_MIGRATE_OUT);
+	assert_int_equal(k->state, JOB_FAILED);
+	assert_true(k->go);
+	assert_string_equal(k->error, "resolved by the operator");
+	assert_int_equal(k->nhist, 4);
+	assert_int_equal(k->history[0].state, JOB_SENDING);
+	assert_int_equal(k->history[1].state, JOB_COMMITTED);
+	assert_int_equal(k->history[2].state, JOB_UNRESOLVED);
+	assert_int_equal(k->history[3].state, JOB_FAILED);
+	pthread_mutex_unlock(&D.lock);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_allowed),	    cmocka_unit_test(test_forbidden),
+		cmocka_unit_test(test_durable_points), cmocka_unit_test(test_journal_failure),
+		cmocka_unit_test(test_names),	    cmocka_unit_test(test_reload),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
