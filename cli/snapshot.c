@@ -95,7 +95,8 @@ int save_main(int argc, char **argv)
 		return 2;
 	}
 	if ((r = hv_open(argv[optind], &d))) {
-		fprintf(stderr, "ferry save: cannot open %s: %s\n", argv[optind], strerror(-r));
+		fprintf(stderr, "ferry save: cannot open %s: %s\n", argv[optind],
+			r == -EBUSY ? "another owner (ferryd?) holds it open" : strerror(-r));
 		return 1;
 	}
 	if ((r = hv_info(d, &info))) {

@@ -87,7 +87,8 @@ struct hv_ops {
 	/*
 	 * open: attach to the running domain NAME (the URI without its prefix).
 	 * One owner at a time: a second open of the same domain, from any
-	 * process, is -EBUSY. -ENOENT if there is no such domain.
+	 * process, is -EBUSY (not logged: the caller says what it means).
+	 * -ENOENT if there is no such domain.
 	 */
 	int (*open)(const char *name, struct hv_domain **out);
 	/* close: detach; the domain keeps running as it is (paused stays paused,

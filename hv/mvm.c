@@ -210,9 +210,12 @@ static int rpc(struct mvm_dom *d, unsigned type, const void *body, size_t len, v
 		goto fail;
 	}
 	if (status) {
-		/* The body of an error reply is its reason. */
-		log_error("mvm:%s: %s refused: %.*s", d->name, mvm_msg_name(type), (int)rlen,
-			  rlen ? (const char *)rbody : strerror(-status));
+		/* The body of an error reply is its reason. A HELLO refused because
+		 * another owner holds the domain is the caller's to report (hv.h):
+		 * an adopting daemon waits it out without a line per try. */
+		log_msg(type == MVM_HELLO && status == -EBUSY ? LOG_DEBUG : LOG_ERROR,
+			"mvm:%s: %s refused: %.*s", d->name, mvm_msg_name(type), (int)rlen,
+			rlen ? (const char *)rbody : strerror(-status));
 		r = status;
 		goto fail;
 	}

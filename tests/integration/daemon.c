@@ -533,7 +533,9 @@ static void log_marker(const struct td *d, const char *what)
 	}
 }
 
-void td_start(struct td *d, const char *failpoints)
+/* Spawn d's ferryd with these failpoints; its pid is owned (killed at the
+ * end of the test whatever happens). */
+static void spawn_ferryd(struct td *d, const char *failpoints)
 {
 	char port[32], pto[16], fpenv[300], marker[400];
 	const char *argv[40];
@@ -541,7 +543,6 @@ void td_start(struct td *d, const char *failpoints)
 	char **envp;
 	size_t n = 0, ne = 0;
 	posix_spawn_file_actions_t fa;
-	uint64_t until;
 	pid_t pid;
 	int argc = 0, r;
 
@@ -550,8 +551,9 @@ void td_start(struct td *d, const char *failpoints)
 	snprintf(port, sizeof port, "127.0.0.1:%u", d->port);
 	snprintf(pto, sizeof pto, "%d", d->peer_timeout_ms);
 	argv[argc++] = td_ferryd_path();
-	argv[argc++] = "--config"; /* never the machine's /etc/ferry/ferryd.conf */
-	argv[argc++] = "/dev/null";
+	/* Never the machine's /etc/ferry/ferryd.conf. */
+	argv[argc++] = d->config_flag ? d->config_flag : "--config";
+	argv[argc++] = d->config ? d->config : "/dev/null";
 	if (d->codecs) {
 		argv[argc++] = "--codecs";
 		argv[argc++] = d->codecs;
@@ -583,8 +585,10 @@ void td_start(struct td *d, const char *failpoints)
 	argv[argc++] = pto;
 	argv[argc++] = "--log-level";
 	argv[argc++] = "debug";
-	argv[argc++] = "--hostname";
-	argv[argc++] = d->name;
+	if (!d->hostname_from_config) {
+		argv[argc++] = "--hostname";
+		argv[argc++] = d->name;
+	}
 	argv[argc] = NULL;
 
 	while (environ[n])
@@ -615,7 +619,30 @@ void td_start(struct td *d, const char *failpoints)
 	d->pid = pid;
 	d->starts++;
 	own(pid);
+}
 
+int td_run_to_exit(struct td *d, int timeout_ms)
+{
+	uint64_t until = mono_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
+	int st = 0;
+
+	spawn_ferryd(d, NULL);
+	while (!td_exited(d, &st)) {
+		if (mono_ns() > until) {
+			td_log_tail(d, 40);
+			td_kill(d);
+			fail_msg("ferryd %s did not exit within %d ms", d->name, timeout_ms);
+		}
+		h_sleep_ms(10);
+	}
+	return st;
+}
+
+void td_start(struct td *d, const char *failpoints)
+{
+	uint64_t until;
+
+	spawn_ferryd(d, failpoints);
 	/* Up when the control socket answers and the listener listens. */
 	until = mono_ns() + 15 * NSEC_PER_SEC;
 	for (;;) {

@@ -42,6 +42,9 @@ struct td {
 	const char *pki_dir;    /* --pki-dir, or NULL for td_pki() */
 	const char *allow_from; /* --allow-from, or NULL (any host of the CA) */
 	unsigned channels;      /* --channels, or 0 for the default */
+	const char *config;     /* the config file, or NULL for /dev/null */
+	const char *config_flag; /* how it is given: "--config" (NULL), "-c", "--conf" */
+	bool hostname_from_config; /* no --hostname: the config file names it */
 };
 
 /*
@@ -79,6 +82,9 @@ void td_init(struct td *d, const char *name, int peer_timeout_ms);
 /* Start it with these failpoints (NULL: none); returns once its control
  * socket answers and its listener is up. Asserts. */
 void td_start(struct td *d, const char *failpoints);
+/* Start it as td_start would, expecting it to exit at once: its wait
+ * status (asserts that it exits within timeout_ms). */
+int td_run_to_exit(struct td *d, int timeout_ms);
 /* SIGKILL it and reap it. */
 void td_kill(struct td *d);
 /* SIGTERM, wait up to timeout_ms for it to exit; returns its wait status, or

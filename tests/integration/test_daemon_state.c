@@ -1,0 +1,187 @@
+/*
+ * test_daemon_state.c — ferryd's ownership of its state directory and the
+ * way it reads its settings, with real daemons and guests:
+ *
+ *  1 a second ferryd started on a state directory that a running ferryd
+ *    owns stops at once, having read and changed nothing: the first keeps
+ *    managing its guests, whose records stay (also with the same control
+ *    socket, the case an operator meets by starting ferryd twice);
+ *  2 a recorded guest that another process holds is not forgotten at
+ *    start-up: its record stays, and the next start adopts it;
+ *  3 the config file named by -c FILE, --conf FILE or --config FILE is the
+ *    one read.
+ */
+#include "tests/integration/checks.h"
+#include "tests/integration/daemon.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "hv/hv.h"
+
+static struct td A, A2;
+
+static int teardown(void **state)
+{
+	(void)state;
+	soft_reset();
+	return td_test_end();
+}
+
+/* Does the file at path contain text? */
+static bool file_has(const char *path, const char *text)
+{
+	char *buf = NULL;
+	size_t cap = 0, len;
+	FILE *f = fopen(path, "re");
+	bool has;
+
+	if (!f)
+		return false;
+	len = getdelim(&buf, &cap, '\0', f);
+	fclose(f);
+	has = len != (size_t)-1 && strstr(buf, text);
+	free(buf);
+	return has;
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0;
+}
+
+/* A2 on A's state and run directories: it must stop at once, having read
+ * and changed nothing. */
+static void second_stops(bool same_socket)
+{
+	char rec[600];
+	int st;
+
+	td_init(&A2, same_socket ? "A3" : "A2", PTO);
+	snprintf(A2.state_dir, sizeof A2.state_dir, "%s", A.state_dir);
+	snprintf(A2.run_dir, sizeof A2.run_dir, "%s", A.run_dir);
+	if (same_socket)
+		snprintf(A2.sock, sizeof A2.sock, "%s", A.sock);
+	st = td_run_to_exit(&A2, 10000);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) == 0)
+		fail_msg("the second ferryd should have failed at start-up (status 0x%x)", st);
+	if (!file_has(A2.log, "in use by another ferryd"))
+		fail_msg("the second ferryd did not say why it stopped");
+	if (file_has(A2.log, "adopted") || file_has(A2.log, "forgetting") ||
+	    file_has(A2.log, "refused"))
+		fail_msg("the second ferryd touched the guests before it stopped");
+	snprintf(rec, sizeof rec, "%s/vms/w1.json", A.state_dir);
+	if (!exists(rec))
+		fail_msg("the guest's record is gone: %s", rec);
+}
+
+static void test_second_daemon(void **state)
+{
+	(void)state;
+	td_test_begin("s1-second-daemon");
+	td_init(&A, "A", PTO);
+	td_start(&A, NULL);
+	td_create(&A, "w1", MEM, 1, "dirtier:ws=16M,rate=16");
+	td_wait_running(&A, "w1", 5000);
+	second_stops(false);
+	second_stops(true);
+	/* A still manages its guest, and a restart of A adopts it. */
+	td_wait_running(&A, "w1", 5000);
+	td_verify_ok(&A, "w1");
+	assert_int_not_equal(td_term(&A, 5000), -1);
+	td_start(&A, NULL);
+	td_wait_running(&A, "w1", 5000);
+	td_verify_ok(&A, "w1");
+	td_destroy(&A, "w1");
+	td_assert_quiet(&A);
+	td_test_passed();
+}
+
+/* A recorded guest held by someone else is kept, not forgotten. */
+static void test_held_guest_kept(void **state)
+{
+	char rec[600], uri[HV_URI_MAX];
+	struct hv_domain *d;
+
+	(void)state;
+	td_test_begin("s2-held-guest");
+	td_init(&A, "A", PTO);
+	td_start(&A, NULL);
+	td_create(&A, "w2", MEM, 1, "dirtier:ws=16M,rate=16");
+	assert_int_not_equal(td_term(&A, 5000), -1);
+	/* Hold the guest ourselves across A's restart. */
+	ferry_set_run_dir(A.run_dir);
+	assert_int_equal(hv_uri(uri, sizeof uri, NULL, "w2"), 0);
+	assert_int_equal(hv_open(uri, &d), 0);
+	td_start(&A, NULL);
+	snprintf(rec, sizeof rec, "%s/vms/w2.json", A.state_dir);
+	if (!exists(rec))
+		fail_msg("a held guest's record was forgotten");
+	if (!file_has(A.log, "cannot be adopted"))
+		fail_msg("ferryd did not say it could not adopt the held guest");
+	if (td_listed(&A, "w2", NULL))
+		fail_msg("a guest ferryd could not open is listed");
+	hv_close(d);
+	/* Let go: the next start adopts it. */
+	assert_int_not_equal(td_term(&A, 5000), -1);
+	td_start(&A, NULL);
+	td_wait_running(&A, "w2", 5000);
+	td_destroy(&A, "w2");
+	td_assert_quiet(&A);
+	td_test_passed();
+}
+
+static void test_config_flags(void **state)
+{
+	static const char *const flags[] = { "-c", "--conf", "--config" };
+	char conf[600], host[32];
+	FILE *f;
+
+	(void)state;
+	td_test_begin("s3-config-flags");
+	for (size_t i = 0; i < ARRAY_SIZE(flags); i++) {
+		json_t *r;
+
+		td_init(&A, "A", PTO);
+		snprintf(conf, sizeof conf, "%s/ferryd-%zu.conf", A.dir, i);
+		snprintf(host, sizeof host, "from-config-%zu", i);
+		f = fopen(conf, "we");
+		assert_non_null(f);
+		fprintf(f, "# read through %s\nhostname = %s\n", flags[i], host);
+		fclose(f);
+		A.config = conf;
+		A.config_flag = flags[i];
+		A.hostname_from_config = true;
+		A.plaintext = true; /* no certificate names the configured host */
+		td_start(&A, NULL);
+		r = td_ok(&A, "{s:s}", "op", "version");
+		if (strcmp(td_jstr(r, "host"), host) != 0)
+			fail_msg("ferryd %s %s: host is %s, not %s from the file", flags[i], conf,
+				 td_jstr(r, "host"), host);
+		json_decref(r);
+		assert_int_not_equal(td_term(&A, 5000), -1);
+	}
+	td_test_passed();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_second_daemon, teardown),
+		cmocka_unit_test_teardown(test_held_guest_kept, teardown),
+		cmocka_unit_test_teardown(test_config_flags, teardown),
+	};
+
+	if (getenv("FERRY_TEST_ONLY"))
+		cmocka_set_test_filter(getenv("FERRY_TEST_ONLY"));
+	return cmocka_run_group_tests_name("ferryd-state", tests, td_group_setup,
+					   td_group_teardown);
+}
