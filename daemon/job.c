@@ -401,10 +401,9 @@ static enum job_state old_state(bool out, const char *state, const char *in_stat
 						  : JOB_RECEIVING;
 }
 
-/* A job from its journal record; NULL if malformed. */
-static struct job *job_load(const char *path)
+struct job *job_from_json(json_t *o)
 {
-	json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, NULL), *h = NULL, *e;
+	json_t *h = NULL, *e;
 	const char *id, *dir = "out", *kind = NULL, *vm, *peer, *state, *stage = NULL;
 	const char *in_state = "", *error = "";
 	json_int_t started = 0, ended = 0;
@@ -413,7 +412,7 @@ static struct job *job_load(const char *path)
 	int go = 0;
 	size_t i;
 
-	if (!o)
+	if (!json_is_object(o))
 		return NULL;
 	if (json_unpack(o, "{s:s, s?s, s?s, s:s, s:s, s:s, s?s, s?s, s?s, s?I, s?I, s?b, s?o}",
 			"id", &id, "direction", &dir, "kind", &kind, "vm", &vm, "peer", &peer,
@@ -452,6 +451,15 @@ static struct job *job_load(const char *path)
 	if (kinds[k] && kinds[k]->load)
 		kinds[k]->load(j, o);
 out:
+	return j;
+}
+
+/* A job from its journal file; NULL if malformed. */
+static struct job *job_load(const char *path)
+{
+	json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
+	struct job *j = job_from_json(o);
+
 	json_decref(o);
 	return j;
 }

@@ -155,6 +155,9 @@ int job_resolve(const char *id, enum job_force force, char *err, size_t errlen);
 /* What a peer asking about job id hears: "running", "discarded",
  * "pending", "unknown". */
 const char *job_peer_state(const char *id);
+/* A job from a journal record (a JSON object as job_json wrote it, or as
+ * earlier versions did); NULL if it is not one. Not listed. */
+struct job *job_from_json(json_t *o);
 /* Start-up, after vms_adopt: read the journal, recover the jobs in flight. */
 void jobs_recover(void);
 /* Shutdown: cancel or cut what can still be undone; wake the waiters. */

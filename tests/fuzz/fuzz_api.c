@@ -1,6 +1,6 @@
 /*
  * fuzz_api.c — libFuzzer target for ferryd's control request check
- * (tools/api.c): one line of input as the daemon reads it.
+ * (api/api.c): one line of input as the daemon reads it.
  *
  * A refused request always gets a sentence; an accepted one has an op whose
  * required members are all present with the right types.

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "session/wire.h"
 
 #include "tests/fuzz/check.h"
