@@ -615,30 +615,6 @@ out:
 
 /* ---- main ---------------------------------------------------------------- */
 
-/* FERRY_MVM, if unset, defaults to ../ferry-mvm next to this program
- * (build/bench/dirtylog next to build/ferry-mvm). */
-static void default_runtime(void)
-{
-	char exe[PATH_MAX], path[PATH_MAX + 32];
-	const char *env = getenv("FERRY_MVM");
-	char *slash;
-	ssize_t n;
-
-	if (env && *env)
-		return;
-	n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n <= 0)
-		return;
-	exe[n] = '\0';
-	slash = strrchr(exe, '/');
-	if (!slash)
-		return;
-	*slash = '\0';
-	snprintf(path, sizeof path, "%s/../ferry-mvm", exe);
-	if (access(path, X_OK) == 0)
-		setenv("FERRY_MVM", path, 1);
-}
-
 /* Parse "256,1024,4096" (MiB). */
 static int parse_sizes(const char *s, uint64_t *sizes, unsigned *n)
 {
@@ -728,7 +704,7 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
-	default_runtime();
+	guest_default_runtime();
 	if (!dir_set && !(getenv("FERRY_RUN_DIR") && *getenv("FERRY_RUN_DIR"))) {
 		/* Neither --run-dir nor $FERRY_RUN_DIR: a private one. */
 		if (!mkdtemp(tmpdir)) {

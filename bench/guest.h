@@ -7,8 +7,11 @@
 #define FERRY_BENCH_GUEST_H
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hv/hv.h"
 
@@ -49,6 +52,28 @@ static inline int guest_verify(struct hv_domain *d, bool *ok, char *why, size_t 
 	snprintf(why, len, "%s", res);
 	json_decref(o);
 	return 0;
+}
+
+/* The microVM runtime of this build: FERRY_MVM if set, else ../ferry-mvm
+ * next to the benchmark (the build tree's layout). */
+static inline void guest_default_runtime(void)
+{
+	char exe[PATH_MAX], path[PATH_MAX + 32], *slash;
+	const char *env = getenv("FERRY_MVM");
+	ssize_t n;
+
+	if (env && *env)
+		return;
+	n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n <= 0)
+		return;
+	exe[n] = '\0';
+	if (!(slash = strrchr(exe, '/')))
+		return;
+	*slash = '\0';
+	snprintf(path, sizeof path, "%s/../ferry-mvm", exe);
+	if (access(path, X_OK) == 0)
+		setenv("FERRY_MVM", path, 1);
 }
 
 #endif

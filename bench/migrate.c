@@ -675,27 +675,6 @@ static void report(unsigned ci, struct rep (*all)[MAX_REPS], const bool *sel, un
 	fflush(stdout);
 }
 
-/* FERRY_MVM, if unset: ../ferry-mvm next to this program. */
-static void default_runtime(void)
-{
-	char exe[PATH_MAX], path[PATH_MAX + 32], *slash;
-	const char *env = getenv("FERRY_MVM");
-	ssize_t n;
-
-	if (env && *env)
-		return;
-	n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n <= 0)
-		return;
-	exe[n] = '\0';
-	if (!(slash = strrchr(exe, '/')))
-		return;
-	*slash = '\0';
-	snprintf(path, sizeof path, "%s/../ferry-mvm", exe);
-	if (access(path, X_OK) == 0)
-		setenv("FERRY_MVM", path, 1);
-}
-
 /* "a,b,c" -> the cases to run, in the table's order; 0 if unknown. */
 static unsigned parse_cases(const char *s, bool *sel)
 {
@@ -798,7 +777,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	for (size_t i = 0; i < ARRAY_SIZE(fatal); i++)
 		signal(fatal[i], on_fatal);
-	default_runtime();
+	guest_default_runtime();
 	if (!dir_set && !(getenv("FERRY_RUN_DIR") && *getenv("FERRY_RUN_DIR"))) {
 		if (!mkdtemp(tmpdir)) {
 			log_error("mkdtemp: %s", strerror(errno));
