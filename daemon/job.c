@@ -385,20 +385,22 @@ static bool state_named(const char *name, enum job_state *s)
  * what the destination called its step. */
 static enum job_state old_state(bool out, const char *state, const char *in_state, bool go)
 {
-	if (strcmp(state, "completed") == 0)
-		return JOB_COMPLETED;
-	if (strcmp(state, "cancelled") == 0)
-		return JOB_CANCELLED;
-	if (strcmp(state, "unresolved") == 0)
-		return JOB_UNRESOLVED;
-	if (strcmp(state, "active") != 0)
-		return JOB_FAILED;
+	enum job_state st;
+
+	switch (api_job_state_parse(state)) {
+	case API_JOB_COMPLETED: return JOB_COMPLETED;
+	case API_JOB_CANCELLED: return JOB_CANCELLED;
+	case API_JOB_UNRESOLVED: return JOB_UNRESOLVED;
+	case API_JOB_ACTIVE: break;
+	default: return JOB_FAILED;
+	}
 	if (out)
 		return go ? JOB_COMMITTED : JOB_SENDING;
-	return strcmp(in_state, "ready") == 0	 ? JOB_READY
-	       : strcmp(in_state, "resuming") == 0 ? JOB_RESUMING
-	       : strcmp(in_state, "running") == 0  ? JOB_RUNNING
-						  : JOB_RECEIVING;
+	/* The destination's steps had the names its states have now. */
+	if (state_named(in_state, &st) && (st == JOB_READY || st == JOB_RESUMING ||
+					   st == JOB_RUNNING))
+		return st;
+	return JOB_RECEIVING;
 }
 
 struct job *job_from_json(json_t *o)

@@ -313,6 +313,22 @@ static int adopt(const char *name, const char *uri, int64_t created)
 	return 0;
 }
 
+/* hv_list: a domain alive on this host that ferryd does not own. */
+static int unowned(void *ctx, const char *name)
+{
+	struct vm *v = vm_get(name);
+	char path[512];
+
+	(void)ctx;
+	snprintf(path, sizeof path, "%s/vms/%s.json", D.state_dir, name);
+	if (v)
+		vm_put(v);
+	else if (access(path, F_OK) != 0) /* a kept record was reported already */
+		log_warn("%s: runs on this host but is not recorded here: not adopted (started "
+			 "by hand, or by another ferryd with this run directory?)", name);
+	return 0;
+}
+
 void vms_adopt(void)
 {
 	char dir[300];
@@ -361,4 +377,6 @@ void vms_adopt(void)
 		}
 	}
 	closedir(dp);
+	/* What runs here besides: said once, left alone. */
+	hv_list(NULL, unowned, NULL);
 }

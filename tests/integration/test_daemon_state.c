@@ -9,7 +9,9 @@
  *  2 a recorded guest that another process holds is not forgotten at
  *    start-up: its record stays, and the next start adopts it;
  *  3 the config file named by -c FILE, --conf FILE or --config FILE is the
- *    one read.
+ *    one read;
+ *  4 a guest that runs in ferryd's run directory without its record is
+ *    reported at start-up (hv_list) and left alone.
  */
 #include "tests/integration/checks.h"
 #include "tests/integration/daemon.h"
@@ -172,12 +174,35 @@ static void test_config_flags(void **state)
 	td_test_passed();
 }
 
+static void test_unowned_reported(void **state)
+{
+	struct hv_spec spec = { 64 << 20, 1, "idle" };
+	char uri[HV_URI_MAX], err[256];
+	struct hv_domain *d;
+
+	(void)state;
+	td_test_begin("s4-unowned");
+	td_init(&A, "A", PTO);
+	ferry_set_run_dir(A.run_dir);
+	assert_int_equal(hv_uri(uri, sizeof uri, NULL, "stray"), 0);
+	assert_int_equal(hv_launch(uri, &spec, 0, &d, err, sizeof err), 0);
+	td_start(&A, NULL);
+	if (!file_has(A.log, "stray: runs on this host but is not recorded here"))
+		fail_msg("ferryd did not report a guest it does not own");
+	if (td_listed(&A, "stray", NULL))
+		fail_msg("ferryd took a guest it has no record of");
+	assert_int_equal(hv_destroy(d), 0);
+	hv_close(d);
+	td_test_passed();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_second_daemon, teardown),
 		cmocka_unit_test_teardown(test_held_guest_kept, teardown),
 		cmocka_unit_test_teardown(test_config_flags, teardown),
+		cmocka_unit_test_teardown(test_unowned_reported, teardown),
 	};
 
 	if (getenv("FERRY_TEST_ONLY"))

@@ -1,7 +1,9 @@
 /*
- * test_wire.c — the small parsers around migration: handshake frames and
- * HELLO (migrate/wire.c), control messages, the config file (common/conf.c),
- * HOST:PORT (common/util.c) and control requests (tools/api.c).
+ * test_wire.c — the small parsers and tables around the engines: handshake
+ * frames and HELLO (session/wire.c), control messages, the config file
+ * (common/conf.c), HOST:PORT and names (common/util.c), control requests and
+ * state names (api/api.c), domain URIs (hv/hv.c), channel kinds
+ * (transport/chan.c).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +22,7 @@
 #include "common/util.h"
 #include "session/wire.h"
 #include "api/api.h"
+#include "hv/hv.h"
 #include "transport/tcp.h"
 
 static void test_frame_roundtrip(void **state)
@@ -305,6 +308,77 @@ static void test_api_check(void **state)
 	expect_api("{\"op\":\"status\",\"job\":\"a\\u0000b\"}", -EINVAL, "string");
 }
 
+/* status waits (on a task thread) only when asked to; the API's state
+ * names round-trip. */
+static void test_api_names(void **state)
+{
+	const struct api_op *op;
+	char err[128];
+	json_t *a = json_loads("{\"op\":\"status\",\"job\":\"x\"}", 0, NULL);
+	json_t *b = json_loads("{\"op\":\"status\",\"job\":\"x\",\"wait_ms\":500}", 0, NULL);
+
+	(void)state;
+	assert_int_equal(api_check(a, &op, err, sizeof err), 0);
+	assert_false(api_slow(op, a));
+	assert_int_equal(api_check(b, &op, err, sizeof err), 0);
+	assert_true(api_slow(op, b));
+	json_decref(a);
+	json_decref(b);
+	for (int s = 0; s < API_JOB_STATE_MAX; s++)
+		assert_int_equal(api_job_state_parse(api_job_state_name(s)), s);
+	assert_int_equal(api_job_state_parse("teleported"), API_JOB_STATE_MAX);
+}
+
+/* Domain URIs: the default backend, names checked, lengths bounded. */
+static void test_hv_uri(void **state)
+{
+	char uri[HV_URI_MAX], small[8];
+
+	(void)state;
+	assert_int_equal(hv_uri(uri, sizeof uri, NULL, "web1"), 0);
+	assert_string_equal(uri, "mvm:web1");
+	assert_string_equal(hv_default_backend(), "mvm");
+	assert_string_equal(hv_uri_name(uri), "web1");
+	assert_string_equal(hv_uri_name("plain"), "plain");
+	assert_int_equal(hv_uri(uri, sizeof uri, "mvm", "db-1.a_b"), 0);
+	assert_int_equal(hv_uri(uri, sizeof uri, "xen", "web1"), -EINVAL);
+	assert_int_equal(hv_uri(uri, sizeof uri, NULL, "-bad"), -EINVAL);
+	assert_int_equal(hv_uri(uri, sizeof uri, NULL, "../x"), -EINVAL);
+	assert_int_equal(hv_uri(uri, sizeof uri, NULL, ""), -EINVAL);
+	assert_int_equal(hv_uri(small, sizeof small, NULL, "longname"), -ENAMETOOLONG);
+	assert_true(name_ok("a", 2));
+	assert_false(name_ok("ab", 2));
+	assert_false(name_ok(".a", 8));
+	assert_false(name_ok("a b", 8));
+}
+
+/* A channel kind must define every op: an incomplete table is refused. */
+static ssize_t no_recv_some(struct chan *c, void *b, size_t n, int t)
+{
+	(void)c, (void)b, (void)n, (void)t;
+	return -EIO;
+}
+
+static void test_chan_kind_complete(void **state)
+{
+	struct chan_ops ops = { .kind = "half", .recv_some = no_recv_some };
+	struct chan c = { 0 };
+	struct chan *t;
+	int sv[2];
+
+	(void)state;
+	assert_int_equal(chan_init(&c, &ops), -ENOSYS);
+	assert_null(c.ops);
+	/* The real kinds are complete: TCP drains through its own op. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(chan_tcp_new(sv[0], &t), 0);
+	assert_non_null(t->ops->drain);
+	assert_int_equal(write(sv[1], "bye", 3), 3);
+	close(sv[1]);
+	chan_drain(t, 1000); /* reads to the end, returns at once */
+	chan_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -312,6 +386,8 @@ int main(void)
 		cmocka_unit_test(test_hello_rejects),	cmocka_unit_test(test_msgs),
 		cmocka_unit_test(test_conf),		cmocka_unit_test(test_host_port),
 		cmocka_unit_test(test_api_check),	cmocka_unit_test(test_caps),
+		cmocka_unit_test(test_api_names),	cmocka_unit_test(test_hv_uri),
+		cmocka_unit_test(test_chan_kind_complete),
 	};
 
 	return cmocka_run_group_tests_name("wire", tests, NULL, NULL);
