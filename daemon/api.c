@@ -145,10 +145,8 @@ static json_t *op_info(json_t *req)
 	if (!busy && v->d && pthread_mutex_trylock(&v->hlock) == 0) {
 		got = !hv_info(v->d, &info);
 		/* The backend's own figures, if it has any (mvm: steps, gaps). */
-		if (got && hv_extra(v->d, HV_EXTRA_STATS, &extra) && extra) {
-			json_decref(extra);
-			extra = NULL;
-		}
+		if (got)
+			hv_extra(v->d, HV_EXTRA_STATS, &extra);
 		pthread_mutex_unlock(&v->hlock);
 	}
 	pthread_mutex_lock(&D.lock);

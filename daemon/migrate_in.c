@@ -126,8 +126,11 @@ void migrate_in_open(void *ctx, struct session *s, const struct wire_hello *h)
 	j->s = s;
 	pthread_mutex_unlock(&D.lock);
 	migration_session(j, s);
-	job_set_state(j, JOB_RECEIVING, NULL);
-	if (!(r = session_answer(s, err, sizeof err))) {
+	/* Journaled before the answer: a restarted ferryd settles it. */
+	if ((r = job_set_state(j, JOB_RECEIVING, NULL))) {
+		snprintf(err, sizeof err, "cannot journal the job: %s", strerror(-r));
+		session_refuse(s, "%s", err);
+	} else if (!(r = session_answer(s, err, sizeof err))) {
 		migration_session(j, s);
 		log_info("job %s: receiving %s from %s over %u %s channel%s", j->id, h->name,
 			 j->peer, j->channels, j->transport, j->channels > 1 ? "s" : "");

@@ -233,16 +233,16 @@ int migrate_out_start(const char *name, const char *dest, const struct migrate_o
 	pthread_mutex_lock(&D.lock);
 	job_link(j);
 	pthread_mutex_unlock(&D.lock);
-	job_set_state(j, JOB_SENDING, NULL);
-	if ((r = spawn_thread(out_main, j))) {
-		job_set_state(j, JOB_FAILED, "cannot start a thread");
+	/* Journaled before anything moves: a restarted ferryd rolls it back. */
+	if ((r = job_set_state(j, JOB_SENDING, NULL)) || (r = spawn_thread(out_main, j))) {
+		snprintf(err, errlen, "cannot start the job: %s", strerror(-r));
+		job_set_state(j, JOB_FAILED, err);
 		pthread_mutex_lock(&D.lock);
 		j->running = false;
 		j->v = NULL;
 		pthread_mutex_unlock(&D.lock);
 		vm_unbusy(v);
 		vm_put(v);
-		snprintf(err, errlen, "cannot start a thread: %s", strerror(-r));
 		return r;
 	}
 	snprintf(id, JOB_ID_LEN, "%s", j->id);

@@ -199,7 +199,8 @@ struct hv_ops {
 
 	/*
 	 * Optional (NULL: hv_extra says -EOPNOTSUPP). extra: one of the
-	 * backend's extras as a JSON object (*out, the caller's).
+	 * backend's extras as a JSON object (*out, the caller's; NULL on
+	 * failure).
 	 */
 	int (*extra)(struct hv_domain *d, enum hv_extra what, json_t **out);
 };

@@ -673,9 +673,10 @@ void session_serve(const struct session_conf *sc, int fd, const struct session_h
 			c = NULL; /* the session's now */
 		break;
 	default:
-		if ((s = opened(sc, c, &h)))
+		if ((s = opened(sc, c, &h))) {
+			c = NULL; /* the session's now */
 			hd->open(hd->ctx, s, &h);
-		c = NULL;
+		}
 		break;
 	}
 out:
