@@ -63,6 +63,8 @@ static const char resolve_help[] =
 	"  --force destination   the destination runs it: destroy the copy here\n"
 	"Forcing the wrong side can leave two copies running, or none.\n";
 
+#define RESOLVE_WAIT_MS 15000
+
 static volatile sig_atomic_t interrupted;
 
 static void on_sigint(int sig)
@@ -474,16 +476,21 @@ int resolve_main(int argc, char **argv)
 		return 1;
 	}
 	json_decref(r);
-	for (int k = 0; k < 150; k++) {
-		r = client_call(fd, json_pack("{s:s, s:s}", "op", "status", "job", argv[i]));
+	/* ferryd answers each status once the job has changed, or when the
+	 * time left runs out. */
+	for (uint64_t end = mono_ns() + RESOLVE_WAIT_MS * NSEC_PER_MSEC;;) {
+		uint64_t now = mono_ns();
+		int ms = now < end ? (int)((end - now) / NSEC_PER_MSEC) : 0;
+
+		r = client_call(fd, json_pack("{s:s, s:s, s:i}", "op", "status", "job", argv[i],
+					      "wait_ms", ms));
 		if (!client_ok(r))
 			break;
 		json_decref(job);
 		job = json_incref(json_object_get(r, "job"));
 		json_decref(r);
-		if (!job_is(job, API_JOB_UNRESOLVED))
+		if (!job_is(job, API_JOB_UNRESOLVED) || !ms)
 			break;
-		usleep(100000);
 	}
 	client_close(fd);
 	if (!job)

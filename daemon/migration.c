@@ -69,12 +69,17 @@ void migration_load(struct job *j, json_t *o)
 
 	json_unpack(o, "{s?{s?f, s?i, s?s, s?I, s?i}}", "options", "downtime_ms", &dt, "max_iters",
 		    &iters, "on_no_converge", &pol, "bandwidth", &bw, "peer_timeout_ms", &pto);
-	j->opts.downtime_ns = (uint64_t)(dt * 1e6);
-	j->opts.max_iters = (unsigned)iters;
+	/* A record is checked like a request: out of range keeps the default. */
+	if (dt >= 1 && dt <= 3600000)
+		j->opts.downtime_ns = (uint64_t)(dt * 1e6);
+	if (iters >= 1 && iters <= 1000)
+		j->opts.max_iters = (unsigned)iters;
 	if (mig_policy_parse(pol, &j->opts.on_no_converge))
 		j->opts.on_no_converge = NOCONV_STOP;
-	j->opts.bandwidth = (uint64_t)bw;
-	j->opts.peer_timeout_ms = pto;
+	if (bw >= 0)
+		j->opts.bandwidth = (uint64_t)bw;
+	if (pto >= 100 && pto <= 3600000)
+		j->opts.peer_timeout_ms = pto;
 }
 
 void migration_stats(void *ctx, const struct migrate_stats *st)
