@@ -477,7 +477,7 @@ static void vm_destroy(struct vm *vm)
 /* Launch a 1 GiB, 1-vCPU guest with workload (it is open then). */
 static int vm_start(struct vm *vm, const char *workload)
 {
-	struct hv_spec spec = { (uint64_t)VIA_MIB << 20, 1, workload };
+	struct hv_spec spec = { (uint64_t)VIA_MIB << 20, 1, workload, NULL };
 
 	snprintf(vm->name, sizeof vm->name, "bench-dirtylog-%d", (int)getpid());
 	vm->d = NULL;

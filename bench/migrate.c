@@ -340,7 +340,7 @@ static void run_case(const struct mcase *c, unsigned repno, struct rep *rp)
 	snprintf(src_name, sizeof src_name, "bm-%s-%d-%u", c->name, (int)getpid(), repno);
 	snprintf(dst_name, sizeof dst_name, "%s-b", src_name);
 	case_workload(c, wl, sizeof wl);
-	struct hv_spec spec = { ram_mib << 20, c->vcpus, wl };
+	struct hv_spec spec = { ram_mib << 20, c->vcpus, wl, NULL };
 	struct session *ss = NULL;
 
 #define BENCH_FAIL(...) \

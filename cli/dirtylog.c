@@ -112,7 +112,7 @@ int dirtylog_main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 
-	struct hv_spec spec = { cfg.mem, cfg.nr_vcpus, cfg.workload };
+	struct hv_spec spec = { cfg.mem, cfg.nr_vcpus, cfg.workload, NULL };
 	if ((r = hv_uri(uri, sizeof uri, NULL, name)) ||
 	    (r = hv_launch(uri, &spec, 0, &d, err, sizeof err))) {
 		fprintf(stderr, "ferry dirtylog: cannot start microVM %s: %s\n", name,

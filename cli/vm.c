@@ -13,11 +13,14 @@
 #include "cli/cli.h"
 
 static const char create_help[] =
-	"usage: ferry create NAME [--mem SIZE] [--vcpus N] [--workload SPEC] [--paused] [--json]\n"
+	"usage: ferry create NAME [--mem SIZE] [--vcpus N] [--workload SPEC]\n"
+	"                         [--net ADDR:PORT] [--paused] [--json]\n"
 	"\n"
 	"Starts a microVM named NAME, owned by the local ferryd. SIZE as 256M or 1G\n"
-	"(default 256M); N vCPUs (default 1); SPEC is idle (default), fill or\n"
-	"dirtier with options, e.g. dirtier:ws=512M,rate=64 (docs/ferry-mvm.md).\n";
+	"(default 256M); N vCPUs (default 1); SPEC is idle (default), fill,\n"
+	"dirtier with options, e.g. dirtier:ws=512M,rate=64, or kvstore\n"
+	"(docs/ferry-mvm.md, docs/kvstore.md). --net gives the guest a service\n"
+	"address that moves with it (a kvstore serves its clients there).\n";
 
 static const char list_help[] =
 	"usage: ferry list [--json]\n\nLists the microVMs the local ferryd owns.\n";
@@ -60,7 +63,7 @@ static int simple_opts(int argc, char **argv, const char *help, bool *json,
 }
 
 struct create_args {
-	const char *mem, *workload;
+	const char *mem, *workload, *net;
 	int vcpus;
 	bool paused;
 };
@@ -73,6 +76,7 @@ static int create_opt(int c, const char *arg, void *p)
 	switch (c) {
 	case 'm': a->mem = arg; return 0;
 	case 'w': a->workload = arg; return 0;
+	case 'N': a->net = arg; return 0;
 	case 'p': a->paused = true; return 0;
 	case 'v':
 		if (parse_u64(arg, 1, 64, &n)) {
@@ -103,12 +107,13 @@ int create_main(int argc, char **argv)
 	static const struct option extra[] = {
 		{ "mem", required_argument, 0, 'm' },	   { "vcpus", required_argument, 0, 'v' },
 		{ "workload", required_argument, 0, 'w' }, { "paused", no_argument, 0, 'p' },
+		{ "net", required_argument, 0, 'N' },
 		{ 0, 0, 0, 0 },
 	};
-	struct create_args a = { "256M", "idle", 1, false };
+	struct create_args a = { "256M", "idle", NULL, 1, false };
 	bool json = false;
 	int i = simple_opts(argc, argv, create_help, &json, extra, create_opt, &a);
-	json_t *r;
+	json_t *r, *req;
 
 	if (i < 0)
 		return i == -2 ? 0 : 2;
@@ -116,9 +121,11 @@ int create_main(int argc, char **argv)
 		fputs(create_help, stderr);
 		return 2;
 	}
-	r = client_call1(json_pack("{s:s, s:s, s:s, s:i, s:s, s:b}", "op", "create", "name",
-				   argv[i], "mem", a.mem, "vcpus", a.vcpus, "workload", a.workload,
-				   "paused", a.paused));
+	req = json_pack("{s:s, s:s, s:s, s:i, s:s, s:b}", "op", "create", "name", argv[i], "mem",
+			a.mem, "vcpus", a.vcpus, "workload", a.workload, "paused", a.paused);
+	if (a.net)
+		json_object_set_new(req, "net", json_string(a.net));
+	r = client_call1(req);
 	if (!client_ok(r))
 		return 1;
 	if (json)

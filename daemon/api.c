@@ -22,6 +22,7 @@
 #include "daemon/core.h"
 #include "daemon/job.h"
 #include "daemon/migration.h"
+#include "daemon/net.h"
 #include "daemon/vm.h"
 
 struct handler {
@@ -71,7 +72,7 @@ static json_t *op_create(json_t *req)
 	const char *name = str(req, "name", "");
 	json_t *m = json_object_get(req, "mem"), *reply;
 	int64_t vcpus = num(req, "vcpus", 1);
-	struct hv_spec spec = { 0, 0, str(req, "workload", NULL) };
+	struct hv_spec spec = { 0, 0, str(req, "workload", NULL), str(req, "net", NULL) };
 	unsigned flags = json_is_true(json_object_get(req, "paused")) ? HV_LAUNCH_PAUSED : 0;
 	struct hv_domain *d;
 	char err[256];
@@ -107,6 +108,7 @@ static json_t *op_create(json_t *req)
 	vm_attach(v, d);
 	vm_record_write(v);
 	log_info("%s: created (%s), pid %d", name, v->config, (int)v->pid);
+	net_up(v, v->d);
 	vm_unbusy(v);
 	pthread_mutex_lock(&D.lock);
 	reply = json_pack("{s:b, s:o}", "ok", 1, "vm", vm_json(v));

@@ -55,6 +55,9 @@ struct daemon {
 	char tls_ca[256], tls_cert[256], tls_key[256];
 	char allow_from[1024];
 	bool plaintext;
+	/* Service addresses (net.c): the hook run to claim and release them. */
+	char net_hook[256];           /* "" for none */
+	int net_hook_timeout_ms;
 
 	/* Built at start-up (peers.c); read-only after. */
 	struct session_conf peers;

@@ -22,6 +22,7 @@
 #include "daemon/job.h"
 #include "daemon/journal.h"
 #include "daemon/migration.h"
+#include "daemon/net.h"
 #include "daemon/peers.h"
 #include "daemon/settings.h"
 #include "daemon/vm.h"
@@ -52,6 +53,7 @@ int main(int argc, char **argv)
 	core_init();
 	job_kind_register(JOB_MIGRATE_OUT, &migrate_out_kind);
 	job_kind_register(JOB_MIGRATE_IN, &migrate_in_kind);
+	vm_on_gone(net_gone);
 
 	peers_setup();
 	vms_adopt();

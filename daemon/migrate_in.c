@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/migration.h"
+#include "daemon/net.h"
 
 /* migrate_hooks.journal: READY and resuming durably, RUNNING once it is
  * out (not in the downtime). */
@@ -36,6 +37,19 @@ static int on_journal(void *ctx, enum mig_point pt)
 		return job_set_state(j, JOB_COMPLETED, NULL);
 	default:
 		return 0;
+	}
+}
+
+/* migrate_hooks.resuming: GO came; the guest's address is ours from now on:
+ * listen on it before the guest runs. */
+static void on_resuming(void *ctx, struct hv_domain *d)
+{
+	struct job *j = ctx;
+	struct vm *v = vm_get(j->vm);
+
+	if (v) {
+		net_up(v, d);
+		vm_put(v);
 	}
 }
 
@@ -84,6 +98,7 @@ static int claim(const struct wire_hello *h, struct job **jp, struct vm **vp, ch
 			 D.incoming);
 	if (!why[0]) {
 		snprintf(v->config, sizeof v->config, "%s", h->config);
+		vm_describe_net(v);
 		v->busy = "incoming";
 		snprintf(v->job, sizeof v->job, "%s", j->id);
 		v->paused = true;
@@ -121,7 +136,8 @@ void migrate_in_open(void *ctx, struct session *s, const struct wire_hello *h)
 	j->st.phase = MIG_PH_SETUP;
 	j->running = true;
 	j->opts.peer_timeout_ms = s->timeout_ms;
-	j->opts.hooks = (struct migrate_hooks){ j, migration_stats, on_journal, on_resumed };
+	j->opts.hooks = (struct migrate_hooks){ j, migration_stats, on_journal, on_resumed,
+						on_resuming };
 	pthread_mutex_lock(&D.lock);
 	j->s = s;
 	pthread_mutex_unlock(&D.lock);

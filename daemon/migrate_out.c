@@ -15,6 +15,7 @@
 #include "common/mtime.h"
 #include "common/util.h"
 #include "daemon/migration.h"
+#include "daemon/net.h"
 
 /* The guest runs here again as before the migration. */
 static int resume_here(struct vm *v)
@@ -23,6 +24,8 @@ static int resume_here(struct vm *v)
 
 	hv_throttle(v->d, 0);
 	hv_logdirty_disable(v->d);
+	if (!v->net_up)
+		net_up(v, v->d); /* GO had taken its address away */
 	r = hv_unpause(v->d);
 	pthread_mutex_lock(&D.lock);
 	v->paused = r != 0;
@@ -122,8 +125,12 @@ static int on_journal(void *ctx, enum mig_point pt)
 		pthread_mutex_lock(&D.lock);
 		j->go = false;
 		pthread_mutex_unlock(&D.lock);
+		return r;
 	}
-	return r;
+	/* The destination listens on the guest's address once it resumes:
+	 * this host lets go of it first. */
+	net_down(j->v, true);
+	return 0;
 }
 
 /* Connect the job's session: channel 0 and the handshake, then the rest. */
@@ -162,7 +169,7 @@ static void *out_main(void *p)
 	char err[600] = "";
 	int r;
 
-	j->opts.hooks = (struct migrate_hooks){ j, migration_stats, on_journal, NULL };
+	j->opts.hooks = (struct migrate_hooks){ j, migration_stats, on_journal, NULL, NULL };
 	j->opts.cancel = &j->cancel;
 	if (!(r = connect_out(j, v, err, sizeof err))) {
 		log_info("job %s: migrating %s to %s over %u %s channel%s", j->id, v->name, j->peer,
@@ -182,7 +189,10 @@ static void *out_main(void *p)
 		vm_unlist(v);
 		job_set_state(j, JOB_COMPLETED, NULL);
 	} else if (!st.committed) {
-		/* Rolled back: the guest runs here as before. */
+		/* Rolled back: the guest runs here as before (with its address,
+		 * if GO's journal had already taken it). */
+		if (!v->net_up)
+			net_up(v, v->d);
 		pthread_mutex_lock(&D.lock);
 		v->paused = false;
 		pthread_mutex_unlock(&D.lock);

@@ -84,6 +84,14 @@ static int setting(void *ctx, const char *k, const char *v, char *err, size_t er
 		D.channels = (unsigned)n;
 		return 0;
 	}
+	if (strcmp(k, "net-hook") == 0)
+		return copy_setting(D.net_hook, sizeof D.net_hook, v, err, errlen);
+	if (strcmp(k, "net-hook-timeout-ms") == 0) {
+		if (parse_u64(v, 100, 600000, &n))
+			goto range;
+		D.net_hook_timeout_ms = (int)n;
+		return 0;
+	}
 	if (strcmp(k, "pki-dir") == 0)
 		return copy_setting(D.pki_dir, sizeof D.pki_dir, v, err, errlen);
 	if (strcmp(k, "tls-ca") == 0)
@@ -132,6 +140,7 @@ static void usage(FILE *f)
 		"              [--codecs lz4,delta|none] [--channels N]\n"
 		"              [--pki-dir DIR] [--tls-ca FILE] [--tls-cert FILE] [--tls-key FILE]\n"
 		"              [--allow-from HOST,...|*] [--insecure-plaintext]\n"
+		"              [--net-hook PATH] [--net-hook-timeout-ms MS]\n"
 		"              [--log-level error|warn|info|debug]\n\n"
 		"The ferry host daemon: owns this host's microVMs, runs migrations, and\n"
 		"answers the ferry command line. Settings come from the config file\n"
@@ -158,6 +167,8 @@ void settings_load(int argc, char **argv)
 		{ "codecs", required_argument, 0, 0 },
 		{ "channels", required_argument, 0, 0 },
 		{ "pki-dir", required_argument, 0, 0 },
+		{ "net-hook", required_argument, 0, 0 },
+		{ "net-hook-timeout-ms", required_argument, 0, 0 },
 		{ "tls-ca", required_argument, 0, 0 },
 		{ "tls-cert", required_argument, 0, 0 },
 		{ "tls-key", required_argument, 0, 0 },
@@ -177,6 +188,7 @@ void settings_load(int argc, char **argv)
 	snprintf(D.config_path, sizeof D.config_path, "%s", DEFAULT_CONFIG);
 	D.peer_timeout_ms = 15000;
 	D.max_incoming = 4;
+	D.net_hook_timeout_ms = 5000;
 	D.downtime_ms = 300;
 	D.max_iters = 30;
 	D.on_no_converge = NOCONV_STOP;

@@ -144,6 +144,20 @@ void vm_attach(struct vm *v, struct hv_domain *d)
 	}
 	snprintf(v->uri, sizeof v->uri, "%s", d->uri);
 	v->d = d;
+	vm_describe_net(v);
+}
+
+void vm_describe_net(struct vm *v)
+{
+	json_t *desc = NULL;
+	const char *net = NULL;
+	char err[128];
+
+	v->net[0] = '\0';
+	if (!hv_describe(v->uri, v->config, &desc, err, sizeof err) &&
+	    !json_unpack(desc, "{s:s}", "net", &net))
+		snprintf(v->net, sizeof v->net, "%s", net);
+	json_decref(desc);
 }
 
 /* (L) Take v off the list; true if it was on it. */
@@ -158,6 +172,13 @@ static bool unlink_locked(struct vm *v)
 	return false;
 }
 
+static void (*gone_cb)(struct vm *v);
+
+void vm_on_gone(void (*fn)(struct vm *v))
+{
+	gone_cb = fn;
+}
+
 /* Loop thread, once v is off the list: stop watching it, forget its record
  * and drop the list's reference (if it was listed) and the caller's. */
 static void forget(struct vm *v, bool was_listed)
@@ -167,6 +188,8 @@ static void forget(struct vm *v, bool was_listed)
 		v->watch = NULL;
 	}
 	if (was_listed) {
+		if (gone_cb)
+			gone_cb(v); /* e.g. its service address is let go */
 		vm_record_remove(v->name);
 		log_info("%s: no longer on this host", v->name);
 		vm_put(v);
@@ -284,6 +307,9 @@ json_t *vm_json(struct vm *v)
 	json_decref(desc);
 	if (o && v->job[0])
 		json_object_set_new(o, "job", json_string(v->job));
+	if (o && v->net[0])
+		json_object_set_new(o, "net_state", json_string(v->net_state[0] ? v->net_state
+								    : "not listening here"));
 	return o;
 }
 
@@ -305,6 +331,9 @@ static int adopt(const char *name, const char *uri, int64_t created)
 	vm_attach(v, d);
 	v->paused = info.paused;
 	v->created = created ? created : time(NULL);
+	/* Its runtime kept listening on its address while ferryd was down. */
+	v->net_up = v->net[0] != '\0';
+	snprintf(v->net_state, sizeof v->net_state, "%s", v->net_up ? "listening (adopted)" : "");
 	if (vm_add(v)) {
 		vm_put(v);
 		return -EEXIST;

@@ -42,6 +42,10 @@ struct vm {
 	pthread_mutex_t hlock;        /* short uses of d */
 	struct event *watch;          /* loop thread only */
 	int64_t created;              /* Unix seconds */
+	/* Its service address (net.c), from its config. */
+	char net[64];                 /* "ADDR:PORT" or "" */
+	bool net_up;                  /* (L) listening here for it */
+	char net_state[200];          /* (L) the listener's and the hook's last word */
 };
 
 /* A new VM of the default backend (one reference, the caller's); not
@@ -58,7 +62,13 @@ bool vm_name_taken(const char *name);       /* (L) listed here, any state */
 /* The domain runs here now through handle d (taken over): remember what it
  * is (its config from the domain itself) and watch it. */
 void vm_attach(struct vm *v, struct hv_domain *d);
+/* v->net from its config (what its backend's describe says). */
+void vm_describe_net(struct vm *v);
 void vm_remove(void *v);                    /* loop thread: unlist, stop watching */
+/* Who is told, on the loop thread, that a listed VM is no longer on this
+ * host (it ended, was destroyed, or went away): one callback, registered at
+ * start-up (main.c). */
+void vm_on_gone(void (*fn)(struct vm *v));
 void vm_unlist(struct vm *v);               /* any thread: unlist now, forget on the loop */
 void vm_watch_start(void *v);               /* loop thread; consumes a reference */
 /* Its record, durably: it is ours from now on, also if ferryd dies next. */

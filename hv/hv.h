@@ -61,6 +61,18 @@ struct hv_spec {
 	unsigned vcpus;     /* 0: the backend's default */
 	const char *detail; /* backend-specific, NULL for its default; mvm: the
 			     * guest's workload ("dirtier:ws=256M,rate=64") */
+	const char *net;    /* the guest's service address "ADDR:PORT", or NULL:
+			     * it moves with the guest (hv_net_attach) */
+};
+
+/* Output gating (hv_ops.output): a guest's network output held per epoch,
+ * for replication's output commit. */
+enum hv_output {
+	HV_OUTPUT_HOLD = 1, /* from now on output waits; epoch: the one starting */
+	HV_OUTPUT_MARK,     /* a new epoch starts now (the guest is paused): output
+			     * before it belongs to the earlier epochs */
+	HV_OUTPUT_RELEASE,  /* output of every epoch up to epoch may leave */
+	HV_OUTPUT_OPEN,     /* no more gating: everything leaves at once */
 };
 
 /* launch flags */
@@ -120,9 +132,10 @@ struct hv_ops {
 	int (*list)(int (*fn)(void *ctx, const char *name), void *ctx);
 	/*
 	 * describe: what a config record (hv_info.config) asks for, as a JSON
-	 * object for listings: "mem" (bytes) and "vcpus", then the backend's own
-	 * keys (mvm: "workload"). *out is the caller's. -EINVAL with a sentence
-	 * in err if the record is not one of this backend's.
+	 * object for listings: "mem" (bytes) and "vcpus", "net" (the service
+	 * address) if it has one, then the backend's own keys (mvm:
+	 * "workload"). *out is the caller's. -EINVAL with a sentence in err if
+	 * the record is not one of this backend's.
 	 */
 	int (*describe)(const char *config, json_t **out, char *err, size_t errlen);
 	int (*info)(struct hv_domain *d, struct hv_info *out);
@@ -203,6 +216,19 @@ struct hv_ops {
 	 * failure).
 	 */
 	int (*extra)(struct hv_domain *d, enum hv_extra what, json_t **out);
+	/*
+	 * Optional. net_attach: give the domain fd (taken over), a listening TCP
+	 * socket bound to its service address, from which it accepts its
+	 * clients (the microVM: host sockets stand in for the guest's own
+	 * network stack; a Xen guest needs none); fd -1: stop listening. The
+	 * daemon makes the socket where the guest runs (at create and at
+	 * resume) and takes it away at GO, so that two hosts never listen at
+	 * once.
+	 */
+	int (*net_attach)(struct hv_domain *d, int fd);
+	/* Optional. output: gate the domain's network output per epoch
+	 * (enum hv_output; Xen: the plug qdisc, as xl remus). */
+	int (*output)(struct hv_domain *d, enum hv_output op, uint64_t epoch);
 };
 
 /* A handle: the backend's ops and its private state. */
@@ -284,6 +310,14 @@ static inline int hv_extra(struct hv_domain *d, enum hv_extra what, json_t **out
 {
 	*out = NULL;
 	return d->ops->extra ? d->ops->extra(d, what, out) : -EOPNOTSUPP;
+}
+static inline int hv_net_attach(struct hv_domain *d, int fd)
+{
+	return d->ops->net_attach ? d->ops->net_attach(d, fd) : -EOPNOTSUPP;
+}
+static inline int hv_output(struct hv_domain *d, enum hv_output op, uint64_t epoch)
+{
+	return d->ops->output ? d->ops->output(d, op, epoch) : -EOPNOTSUPP;
 }
 /* One number of an extra (HV_EXTRA_STATS "steps"): 0 and *v, -ENOENT if the
  * backend does not give it, or hv_extra's error. */

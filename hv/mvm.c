@@ -64,6 +64,7 @@ struct mvm_dom {
 	bool logdirty;
 	bool incoming; /* not yet committed (first unpause) */
 	bool child;    /* we spawned it (create): we reap it */
+	bool kvstore;  /* it has a NIC and a store (MVM_NIC_INFO answers) */
 	struct pagemap_scan scan;
 	/* Created domains, until their commit: which 2 MiB blocks of RAM were
 	 * allocated ahead of the first write into them (one bit each), and
@@ -126,8 +127,10 @@ static void drop_fds(struct msghdr *msg)
  * one timeout does not shift every later answer. Returns the runtime's status
  * (0 or -errno, logged with its reason) or a transport error.
  */
-static int rpc(struct mvm_dom *d, unsigned type, const void *body, size_t len, void *rep,
-	       size_t rep_max, size_t *rep_len, int *fds, int want_fds, int timeout_ms)
+/* One request (with send_fd riding along if >= 0) and its reply. */
+static int rpc_fd(struct mvm_dom *d, unsigned type, const void *body, size_t len, void *rep,
+		  size_t rep_max, size_t *rep_len, int *fds, int want_fds, int timeout_ms,
+		  int send_fd)
 {
 	static _Thread_local char buf[MVM_MSG_MAX];
 	uint64_t deadline = mono_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
@@ -145,6 +148,18 @@ static int rpc(struct mvm_dom *d, unsigned type, const void *body, size_t len, v
 		struct cmsghdr align;
 	} cm;
 	char err[160];
+
+	if (send_fd >= 0) {
+		struct cmsghdr *c;
+
+		msg.msg_control = cm.b;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int));
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &send_fd, sizeof send_fd);
+	}
 	const void *rbody;
 	uint32_t rlen;
 	int32_t status;
@@ -236,6 +251,12 @@ timeout:
 	}
 	log_error("mvm:%s: %s: poll: %s", d->name, mvm_msg_name(type), strerror(-r));
 	return r;
+}
+
+static int rpc(struct mvm_dom *d, unsigned type, const void *body, size_t len, void *rep,
+	       size_t rep_max, size_t *rep_len, int *fds, int want_fds, int timeout_ms)
+{
+	return rpc_fd(d, type, body, len, rep, rep_max, rep_len, fds, want_fds, timeout_ms, -1);
 }
 
 static int rpc_simple(struct mvm_dom *d, unsigned type)
@@ -378,6 +399,7 @@ static int attach(const char *name, int sock, int child_pidfd, struct hv_domain 
 	d->logdirty = le32toh(info.logdirty);
 	d->incoming = le32toh(info.incoming);
 	d->pid = (pid_t)le32toh((uint32_t)info.pid);
+	d->kvstore = strstr(info.config, "workload=kvstore") != NULL;
 	r = rpc(d, MVM_GET_FDS, NULL, 0, &f, sizeof f, &len, fds, 2, RPC_TIMEOUT_MS);
 	if (r)
 		goto fail;
@@ -510,9 +532,10 @@ static int spec_config(const struct hv_spec *spec, char *config, size_t len, cha
 {
 	struct mvm_config cfg;
 
-	snprintf(config, len, "mem=%" PRIu64 " vcpus=%u workload=%s",
+	snprintf(config, len, "mem=%" PRIu64 " vcpus=%u workload=%s%s%s",
 		 spec->mem ? spec->mem : (uint64_t)256 << 20, spec->vcpus ? spec->vcpus : 1,
-		 spec->detail ? spec->detail : "idle");
+		 spec->detail ? spec->detail : "idle", spec->net ? " net=" : "",
+		 spec->net ? spec->net : "");
 	return mvm_config_parse(config, &cfg, err, errlen);
 }
 
@@ -525,6 +548,8 @@ static int mvm_describe(const char *config, json_t **out, char *err, size_t errl
 		return r;
 	*out = json_pack("{s:I, s:i, s:s}", "mem", (json_int_t)c.mem, "vcpus", (int)c.nr_vcpus,
 			 "workload", c.workload);
+	if (*out && c.net[0])
+		json_object_set_new(*out, "net", json_string(c.net));
 	return *out ? 0 : -ENOMEM;
 }
 
@@ -1088,6 +1113,30 @@ int hv_mvm_verify(struct hv_domain *hd, struct mvm_verify *v)
 	return 0;
 }
 
+/* The NIC's and the store's figures of a kvstore guest, into o. */
+static void nic_json(struct mvm_dom *d, json_t *o)
+{
+	struct mvm_nic_info n;
+	size_t len;
+
+	if (rpc(d, MVM_NIC_INFO, NULL, 0, &n, sizeof n, &len, NULL, 0, RPC_TIMEOUT_MS) ||
+	    len != sizeof n)
+		return;
+	json_object_set_new(o, "nic", json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I}",
+		"incarnation", (json_int_t)le64toh(n.incarnation), "connections",
+		(json_int_t)le64toh(n.open), "accepted", (json_int_t)le64toh(n.accepted),
+		"refused", (json_int_t)le64toh(n.refused), "rx_bytes",
+		(json_int_t)le64toh(n.rx_bytes), "tx_bytes", (json_int_t)le64toh(n.tx_bytes),
+		"held_bytes", (json_int_t)le64toh(n.held_bytes), "gated", le32toh(n.gated) != 0,
+		"epoch", (json_int_t)le64toh(n.epoch), "released", (json_int_t)le64toh(n.released)));
+	json_object_set_new(o, "store", json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+		"entries", (json_int_t)le64toh(n.entries), "clients", (json_int_t)le64toh(n.clients),
+		"requests", (json_int_t)le64toh(n.requests), "applied",
+		(json_int_t)le64toh(n.applied), "retries_answered", (json_int_t)le64toh(n.retries),
+		"evictions", (json_int_t)le64toh(n.evictions), "arena_bytes",
+		(json_int_t)le64toh(n.arena_used)));
+}
+
 static int mvm_extra(struct hv_domain *hd, enum hv_extra what, json_t **out)
 {
 	struct hv_mvm_stats s;
@@ -1101,6 +1150,8 @@ static int mvm_extra(struct hv_domain *hd, enum hv_extra what, json_t **out)
 		*out = json_pack("{s:I, s:i, s:f, s:f}", "steps", (json_int_t)s.steps, "halted",
 				 (int)s.halted, "max_gap_ms", ns_to_ms(s.max_gap_ns), "resume_gap_ms",
 				 ns_to_ms(s.resume_gap_ns));
+		if (*out && dom(hd)->kvstore)
+			nic_json(dom(hd), *out);
 		break;
 	case HV_EXTRA_VERIFY:
 		if ((r = hv_mvm_verify(hd, &v)))
@@ -1114,6 +1165,22 @@ static int mvm_extra(struct hv_domain *hd, enum hv_extra what, json_t **out)
 		return -EOPNOTSUPP;
 	}
 	return *out ? 0 : -ENOMEM;
+}
+
+static int mvm_net_attach(struct hv_domain *hd, int fd)
+{
+	int r = rpc_fd(dom(hd), MVM_NET_ATTACH, NULL, 0, NULL, 0, NULL, NULL, 0, RPC_TIMEOUT_MS, fd);
+
+	if (fd >= 0)
+		close(fd); /* the runtime has its own copy now (or refused it) */
+	return r;
+}
+
+static int mvm_output(struct hv_domain *hd, enum hv_output op, uint64_t epoch)
+{
+	struct mvm_output o = { .op = htole32((uint32_t)op), .epoch = htole64(epoch) };
+
+	return rpc(dom(hd), MVM_OUTPUT, &o, sizeof o, NULL, 0, NULL, NULL, 0, RPC_TIMEOUT_MS);
 }
 
 const struct hv_ops hv_mvm_ops = {
@@ -1141,4 +1208,6 @@ const struct hv_ops hv_mvm_ops = {
 	.watch = mvm_watch,
 	.destroy = mvm_destroy,
 	.extra = mvm_extra,
+	.net_attach = mvm_net_attach,
+	.output = mvm_output,
 };

@@ -76,6 +76,9 @@ struct migrate_hooks {
 	 * migrate_recv will return; the engine no longer uses it, so the caller
 	 * may from now on. */
 	void (*resumed)(void *ctx, struct hv_domain *d);
+	/* Destination: GO came and is journaled; d resumes next (so the caller
+	 * may give it what it needs to run here, e.g. its service address). */
+	void (*resuming)(void *ctx, struct hv_domain *d);
 };
 
 struct migrate_opts {

@@ -470,6 +470,8 @@ static int resume(struct dst *ds)
 	if ((r = d_journal(ds, MIG_PT_RESUME)))
 		log_error("%s: journaling GO failed (%s); resuming anyway", ds->name, strerror(-r));
 	failpoint("mig-dst-after-go");
+	if (o->hooks.resuming)
+		o->hooks.resuming(o->hooks.ctx, ds->d);
 	if ((e = failpoint("mig-dst-resume")) || (e = hv_unpause(ds->d))) {
 		/* The runtime may have resumed all the same (a lost reply): this
 		 * copy counts as discarded only once it is known dead. */

@@ -139,9 +139,59 @@ static int set_context(struct mvm *m, const void *blob, size_t len, char *err, s
 	return 0;
 }
 
-/* Handle one validated request. Returns 1 if the runtime should exit. */
+static int read_bytes(void *ctx, uint64_t off, void *buf, size_t len)
+{
+	struct mvm *m = ctx;
+
+	return pio_full(m->memfd, buf, len, (off_t)off, false);
+}
+
+/* A kvstore guest's verify: the store's own integrity (kvstore.h). */
+static int verify_store(struct mvm *m, struct mvm_verify *v)
+{
+	uint64_t checked;
+	int r;
+
+	memset(v, 0, sizeof *v);
+	r = kv_verify(&m->kv.l, read_bytes, m, &checked, v->msg, sizeof v->msg);
+	if (r)
+		return r;
+	v->pages_checked = m->nr_frames;
+	v->pages_written = checked; /* entries checked */
+	if (v->msg[0]) {
+		v->why = MVM_VERIFY_CORRUPT;
+	} else {
+		v->why = MVM_VERIFY_OK;
+		snprintf(v->msg, sizeof v->msg, "store sound: %" PRIu64 " entries checked", checked);
+	}
+	return 0;
+}
+
+static void nic_info(struct mvm *m, struct mvm_nic_info *ni)
+{
+	struct nic_stats ns;
+	struct kv_stats ks;
+
+	nic_stats(m->nic, &ns);
+	kv_stats(&m->kv, &ks);
+	*ni = (struct mvm_nic_info){
+		.incarnation = htole64(ns.incarnation), .open = htole64(ns.open),
+		.accepted = htole64(ns.accepted), .refused = htole64(ns.refused),
+		.rx_bytes = htole64(ns.rx_bytes), .tx_bytes = htole64(ns.tx_bytes),
+		.held_bytes = htole64(ns.held_bytes), .epoch = htole64(ns.epoch),
+		.released = htole64(ns.released), .gated = htole32(ns.gated),
+		.entries = htole64(ks.entries), .clients = htole64(ks.clients),
+		.requests = htole64(ks.requests), .applied = htole64(ks.applied),
+		.retries = htole64(ks.retries_answered), .evictions = htole64(ks.evictions),
+		.arena_used = htole64(ks.arena_used),
+	};
+}
+
+/* Handle one validated request (*fd: the descriptor it brought, or -1; a
+ * handler that keeps it sets *fd to -1, else the caller closes it).
+ * Returns 1 if the runtime should exit. */
 static int handle(struct mvm *m, struct client *cl, struct client *clients,
-		  const struct mvm_req *req)
+		  const struct mvm_req *req, int *fd)
 {
 	char err[256] = "";
 	int r = 0;
@@ -182,6 +232,10 @@ static int handle(struct mvm *m, struct client *cl, struct client *clients,
 	case MVM_UNPAUSE:
 		if (m->incoming) {
 			m->incoming = false;
+			/* A new host: connections of the old one are gone. Every
+			 * writer is parked (an incoming guest never ran here). */
+			if (m->nic)
+				nic_new_host(m->nic);
 			log_info("%s: committed; the incoming guest %s", m->name,
 				 req->type == MVM_UNPAUSE ? "runs" : "stays paused");
 		}
@@ -237,8 +291,11 @@ static int handle(struct mvm *m, struct client *cl, struct client *clients,
 		mvm_pause(m);
 		for (unsigned i = 0; i < m->nr_vcpus; i++)
 			regs[i] = m->vcpus[i].regs;
-		r = wl_verify(&m->cfg.wl, m->nr_vcpus, regs, m->nr_frames, m->page_size, read_ram,
-			      m, &v);
+		if (m->nic)
+			r = verify_store(m, &v);
+		else
+			r = wl_verify(&m->cfg.wl, m->nr_vcpus, regs, m->nr_frames, m->page_size,
+				      read_ram, m, &v);
 		if (!was)
 			mvm_unpause(m);
 		if (r) {
@@ -254,6 +311,44 @@ static int handle(struct mvm *m, struct client *cl, struct client *clients,
 		v.pages_checked = htole64(v.pages_checked);
 		v.pages_written = htole64(v.pages_written);
 		send_reply(cl, req, 0, &v, sizeof v, NULL, 0);
+		return 0;
+	}
+	case MVM_NET_ATTACH:
+		if (!m->nic) {
+			r = -EOPNOTSUPP;
+			snprintf(err, sizeof err, "this guest has no network (a kvstore workload has)");
+		} else if ((r = nic_listen(m->nic, *fd))) {
+			snprintf(err, sizeof err, "not a listening TCP socket");
+		} else {
+			log_info("%s: nic: %s", m->name, *fd >= 0 ? "listening on the service address"
+				 : "no longer listening");
+			*fd = -1; /* the NIC's now */
+		}
+		break;
+	case MVM_OUTPUT: {
+		struct mvm_output o;
+
+		memcpy(&o, req->body, sizeof o);
+		if (!m->nic) {
+			r = -EOPNOTSUPP;
+			snprintf(err, sizeof err, "this guest has no network output to gate");
+		} else if (o.reserved || le32toh(o.op) < MVM_OUTPUT_HOLD ||
+			   le32toh(o.op) > MVM_OUTPUT_OPEN ||
+			   (r = nic_gate(m->nic, (enum nic_gate_op)le32toh(o.op), le64toh(o.epoch)))) {
+			r = -EINVAL;
+			snprintf(err, sizeof err, "output: bad operation or epoch out of order");
+		}
+		break;
+	}
+	case MVM_NIC_INFO: {
+		struct mvm_nic_info ni;
+
+		if (!m->nic) {
+			send_error(cl, req, -EOPNOTSUPP, "this guest has no network");
+			return 0;
+		}
+		nic_info(m, &ni);
+		send_reply(cl, req, 0, &ni, sizeof ni, NULL, 0);
 		return 0;
 	}
 	case MVM_QUIT:
@@ -285,7 +380,7 @@ static int serve_one(struct mvm *m, struct client *cl, struct client *clients, s
 			      .msg_controllen = sizeof cm.buf };
 	struct mvm_req req;
 	char err[160];
-	int nfds = 0, r;
+	int nfds = 0, r, fd = -1;
 	ssize_t n = recvmsg(cl->fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	size_t len;
 
@@ -294,14 +389,18 @@ static int serve_one(struct mvm *m, struct client *cl, struct client *clients, s
 	/* SEQPACKET delivers empty packets too: 0 is the end only on a hangup. */
 	if (n == 0 && (revents & (POLLHUP | POLLRDHUP | POLLERR)))
 		return -1;
-	/* Close whatever descriptors came along: requests carry none. */
+	/* Keep the first descriptor that came along (NET_ATTACH's), close the
+	 * rest; the parser judges whether any was expected. */
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
 		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
 			int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
 			for (int i = 0; i < k; i++) {
-				int fd;
-				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-				close(fd);
+				int got;
+				memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+				if (fd < 0)
+					fd = got;
+				else
+					close(got);
 			}
 			nfds += k;
 		}
@@ -312,9 +411,13 @@ static int serve_one(struct mvm *m, struct client *cl, struct client *clients, s
 	if (r) {
 		log_warn("%s: rejected request: %s", m->name, err);
 		send_error(cl, &req, r, err);
+		if (fd >= 0)
+			close(fd);
 		return cl->broken ? -1 : 0;
 	}
-	r = handle(m, cl, clients, &req);
+	r = handle(m, cl, clients, &req, &fd);
+	if (fd >= 0)
+		close(fd);
 	return r == 1 ? 1 : cl->broken ? -1 : 0;
 }
 

@@ -19,6 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/failpoint.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "mvm/runtime.h"
@@ -31,6 +32,7 @@ static const char usage[] =
 	"\n"
 	"Runs one microVM guest. Workloads: idle | fill[:ws=SIZE,seed=N,rate=MiB/s]\n"
 	"  | dirtier:ws=SIZE,rate=MiB/s|max,pattern=uniform|hotcold,seed=N,steps=N\n"
+	"  | kvstore[:conns=N,ring=SIZE,clients=N] (serves its net=ADDR:PORT)\n"
 	"--incoming starts paused with zero RAM, owned by the peer of --ctl-fd, and\n"
 	"exits if that link closes before the first unpause (the commit).\n";
 
@@ -80,6 +82,7 @@ int main(int argc, char **argv)
 	enum log_level lvl = LOG_INFO;
 
 	signal(SIGPIPE, SIG_IGN);
+	failpoints_init();
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n': snprintf(m.name, sizeof m.name, "%s", optarg); break;
@@ -134,6 +137,7 @@ int main(int argc, char **argv)
 	m.page_size = MVM_PAGE_SIZE;
 	m.nr_frames = m.cfg.mem / m.page_size;
 	m.nr_vcpus = m.cfg.nr_vcpus;
+	m.writers = m.nr_vcpus;
 	m.memfd = m.uffd = m.pagemap = -1;
 	pthread_mutex_init(&m.lock, NULL);
 	{
@@ -151,7 +155,7 @@ int main(int argc, char **argv)
 		vc->m = &m;
 		vc->id = i;
 		wl_slice(&m.cfg.wl, m.nr_vcpus, i, &vc->lo, &vc->hi);
-		vc->limit = wl_step_limit(&m.cfg.wl, vc->lo, vc->hi);
+		vc->limit = wl_vcpu_limit(&m.cfg.wl, m.nr_vcpus, i);
 		vc->regs.seed = wl_vcpu_seed(&m.cfg.wl, i);
 	}
 
@@ -168,6 +172,23 @@ int main(int argc, char **argv)
 	if (listen_fd < 0 || mvm_ram_setup(&m) < 0) {
 		mvm_name_release(m.name, lock_fd);
 		return 1;
+	}
+	if (m.cfg.wl.kind == WL_KVSTORE) {
+		/* Its store and NIC live in guest RAM: a new guest writes their
+		 * headers, an incoming one gets them with its RAM. */
+		m.kv = (struct kv_store){ .ram = (uint8_t *)m.ram, .size = m.cfg.mem };
+		if (kv_layout_of(&m.cfg.wl, m.cfg.mem, &m.kv.l, err, sizeof err))
+			fatal("%s: %s", m.name, err);
+		m.kv.drop_append = failpoint("kv-drop-append") != 0;
+		m.kv.double_append = failpoint("kv-double-append") != 0;
+		if (!m.incoming)
+			kv_init(&m.kv);
+		if (m.incoming || start_paused)
+			atomic_store(&m.pause_req, true);
+		if (nic_start(&m, &m.kv.l, !m.incoming) < 0) {
+			mvm_name_release(m.name, lock_fd);
+			return 1;
+		}
 	}
 	if (m.incoming) {
 		/* Never block the only control thread on a peer that stops reading. */

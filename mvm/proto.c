@@ -15,7 +15,8 @@ static const char *const names[MVM_MSG_TYPE_MAX] = {
 	[MVM_LOGDIRTY] = "logdirty",	 [MVM_GET_CONTEXT] = "get-context",
 	[MVM_SET_CONTEXT] = "set-context", [MVM_VERIFY] = "verify",
 	[MVM_QUIT] = "quit",		 [MVM_PING] = "ping",
-	[MVM_COMMIT] = "commit",
+	[MVM_COMMIT] = "commit",	 [MVM_NET_ATTACH] = "net-attach",
+	[MVM_OUTPUT] = "output",	 [MVM_NIC_INFO] = "nic-info",
 };
 
 const char *mvm_msg_name(unsigned type)
@@ -33,6 +34,8 @@ size_t mvm_req_body_max(unsigned type)
 		return sizeof(struct mvm_u32);
 	case MVM_SET_CONTEXT:
 		return MVM_CONTEXT_MAX;
+	case MVM_OUTPUT:
+		return sizeof(struct mvm_output);
 	default:
 		return 0;
 	}
@@ -70,9 +73,9 @@ int mvm_req_parse(const void *buf, size_t len, int nfds, struct mvm_req *out, ch
 		     le16toh(h.version), MVM_PROTO_VERSION);
 	if (out->type == 0 || out->type >= MVM_MSG_TYPE_MAX)
 		FAIL(-EOPNOTSUPP, "unknown request type %u", (unsigned)out->type);
-	if (nfds)
-		FAIL(-EBADMSG, "%s request carries %d file descriptors, expected none",
-		     mvm_msg_name(out->type), nfds);
+	if (nfds > (out->type == MVM_NET_ATTACH))
+		FAIL(-EBADMSG, "%s request carries %d file descriptors, expected %s",
+		     mvm_msg_name(out->type), nfds, out->type == MVM_NET_ATTACH ? "at most one" : "none");
 	if ((size_t)le32toh(h.body_len) != len - sizeof h)
 		FAIL(-EBADMSG, "%s request: header says %u body bytes, packet has %zu",
 		     mvm_msg_name(out->type), le32toh(h.body_len), len - sizeof h);

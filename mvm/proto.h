@@ -9,11 +9,13 @@
  *   request  = struct mvm_req_hdr, then body_len bytes of body
  *   reply    = struct mvm_rep_hdr, then body_len bytes of body
  *
- * Requests never carry file descriptors; the GET_FDS reply carries exactly
+ * Requests carry no file descriptors but NET_ATTACH (at most one: the
+ * service address's listening socket); the GET_FDS reply carries exactly
  * two (the guest RAM memfd, then the runtime's /proc/self/pagemap). A request
  * that is truncated, oversized, of unknown type, of the wrong body size for
- * its type, or that carries fds, is answered with an error reply (status a
- * negative errno, body a short text) and the runtime keeps running.
+ * its type, or that carries fds it should not, is answered with an error
+ * reply (status a negative errno, body a short text) and the runtime keeps
+ * running.
  */
 #ifndef FERRY_MVM_PROTO_H
 #define FERRY_MVM_PROTO_H
@@ -40,6 +42,10 @@ enum mvm_msg_type {
 	MVM_QUIT,         /* reply, then exit */
 	MVM_PING,
 	MVM_COMMIT,       /* an incoming runtime becomes permanent without running */
+	MVM_NET_ATTACH,   /* 1 fd: the listening socket of the service address; none:
+			   * stop listening (kvstore guests; else -EOPNOTSUPP) */
+	MVM_OUTPUT,       /* body: mvm_output (gate the NIC's output per epoch) */
+	MVM_NIC_INFO,     /* reply: mvm_nic_info */
 	MVM_MSG_TYPE_MAX
 };
 
@@ -68,6 +74,28 @@ struct mvm_u32 {
 	uint32_t reserved;
 };
 _Static_assert(sizeof(struct mvm_u32) == 8, "wire size");
+
+enum mvm_output_op { MVM_OUTPUT_HOLD = 1, MVM_OUTPUT_MARK, MVM_OUTPUT_RELEASE, MVM_OUTPUT_OPEN };
+
+struct mvm_output {
+	uint32_t op;      /* enum mvm_output_op */
+	uint32_t reserved;
+	uint64_t epoch;
+};
+_Static_assert(sizeof(struct mvm_output) == 16, "wire size");
+
+struct mvm_nic_info {
+	uint64_t incarnation;
+	uint64_t open;       /* connections attached now */
+	uint64_t accepted, refused;
+	uint64_t rx_bytes, tx_bytes;
+	uint64_t held_bytes; /* produced, not yet released (gated) */
+	uint64_t epoch, released;
+	uint32_t gated, reserved;
+	/* The store's (kvstore). */
+	uint64_t entries, clients, requests, applied, retries, evictions, arena_used;
+};
+_Static_assert(sizeof(struct mvm_nic_info) == 136, "wire size");
 
 #define MVM_CONFIG_MAX 512
 #define MVM_NAME_MAX 64

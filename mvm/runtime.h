@@ -2,7 +2,8 @@
  * runtime.h — the ferry-mvm process: one running microVM.
  *
  * Threads: the control thread (main) serves the control socket; one thread
- * per vCPU runs the workload. Guest RAM is a sealed memfd mapped MAP_SHARED
+ * per vCPU runs the workload; a kvstore guest also has the virtual NIC's
+ * network thread (nic.c), a writer of guest RAM that parks like a vCPU. Guest RAM is a sealed memfd mapped MAP_SHARED
  * and registered with userfaultfd in async write-protect mode, so that the
  * kernel logs every write for PAGEMAP_SCAN. The process never forks after the
  * registration (a child's writes would not be logged).
@@ -17,6 +18,8 @@
 
 #include "mvm/config.h"
 #include "mvm/context.h"
+#include "mvm/kvstore.h"
+#include "mvm/nic.h"
 #include "mvm/proto.h"
 
 struct mvm;
@@ -58,7 +61,8 @@ struct mvm {
 	atomic_bool pause_req;
 	atomic_bool quit;
 	atomic_uint throttle;    /* percent, 0..99 */
-	unsigned parked;         /* vCPUs parked at a step boundary */
+	unsigned parked;         /* writers parked at a step boundary */
+	unsigned writers;        /* vCPUs, and the network thread if any */
 	unsigned run_gen;        /* bumped on unpause: vCPUs reset pacing */
 
 	/* Owned by the control thread. */
@@ -68,6 +72,10 @@ struct mvm {
 
 	unsigned nr_vcpus;
 	struct mvm_vcpu *vcpus;
+
+	/* kvstore guests: the store and the virtual NIC (vCPU 0 serves). */
+	struct kv_store kv;
+	struct nic *nic;
 };
 
 static inline uint64_t mvm_guest_ns(struct mvm *m);
@@ -82,6 +90,10 @@ int mvm_vcpus_start(struct mvm *m);
 void mvm_pause(struct mvm *m);
 void mvm_unpause(struct mvm *m);
 void mvm_throttle(struct mvm *m, unsigned pct);
+/* A writer's side of pause: park until unpaused (also the NIC's thread). */
+void mvm_park(struct mvm *m);
+/* Wake the vCPUs waiting for work (the NIC received bytes). */
+void mvm_kick_vcpus(struct mvm *m);
 unsigned mvm_halted(struct mvm *m);
 uint64_t mvm_total_steps(struct mvm *m);
 

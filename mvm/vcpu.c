@@ -39,7 +39,7 @@ static bool stop_requested(struct mvm *m)
 
 /* Park at a step boundary until unpaused; the mutex orders our RAM writes
  * before the control thread's reads. */
-static void park(struct mvm *m)
+void mvm_park(struct mvm *m)
 {
 	pthread_mutex_lock(&m->lock);
 	m->parked++;
@@ -84,6 +84,32 @@ static void step(struct mvm_vcpu *v)
 	r->last_step_ns = now;
 }
 
+void mvm_kick_vcpus(struct mvm *m)
+{
+	pthread_mutex_lock(&m->lock);
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* A kvstore vCPU: serve requests as they come, nap when there are none. */
+static void serve(struct mvm_vcpu *v)
+{
+	struct mvm *m = v->m;
+	uint64_t now;
+
+	if (!nic_serve_step(m->nic, &m->kv)) {
+		nap(m, mono_ns() + 100 * NSEC_PER_MSEC);
+		return;
+	}
+	__atomic_store_n(&v->regs.step, v->regs.step + 1, __ATOMIC_RELAXED);
+	now = mvm_guest_ns(m);
+	if (v->resumed && v->regs.last_step_ns && now > v->regs.last_step_ns)
+		__atomic_store_n(&v->regs.resume_gap_ns, now - v->regs.last_step_ns,
+				 __ATOMIC_RELAXED);
+	v->resumed = false;
+	v->regs.last_step_ns = now;
+}
+
 static void *vcpu_main(void *arg)
 {
 	struct mvm_vcpu *v = arg;
@@ -97,9 +123,13 @@ static void *vcpu_main(void *arg)
 		unsigned thr;
 
 		if (atomic_load_explicit(&m->pause_req, memory_order_acquire)) {
-			park(m);
+			mvm_park(m);
 			v->resumed = true;
 			reset = true;
+			continue;
+		}
+		if (m->nic && v->id == 0) {
+			serve(v);
 			continue;
 		}
 		if (v->regs.step >= __atomic_load_n(&v->limit, __ATOMIC_RELAXED)) {
@@ -167,7 +197,7 @@ void mvm_pause(struct mvm *m)
 	pthread_mutex_lock(&m->lock);
 	atomic_store(&m->pause_req, true);
 	pthread_cond_broadcast(&m->cond);
-	while (m->parked < m->nr_vcpus)
+	while (m->parked < m->writers)
 		pthread_cond_wait(&m->parked_cv, &m->lock);
 	pthread_mutex_unlock(&m->lock);
 	m->paused = true;

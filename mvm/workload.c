@@ -43,10 +43,15 @@ int wl_parse(const char *spec, uint64_t nr_frames, size_t page_size, struct wl_c
 		out->kind = WL_FILL;
 	else if (strcmp(buf, "dirtier") == 0)
 		out->kind = WL_DIRTIER;
+	else if (strcmp(buf, "kvstore") == 0)
+		out->kind = WL_KVSTORE;
 	else {
-		snprintf(err, errlen, "unknown workload '%s' (idle, fill, dirtier)", buf);
+		snprintf(err, errlen, "unknown workload '%s' (idle, fill, dirtier, kvstore)", buf);
 		return -EINVAL;
 	}
+	out->conns = 128;
+	out->ring_bytes = 64 * 1024;
+	out->kv_clients = 1024;
 	for (tok = opts ? strtok_r(opts, ",", &save) : NULL; tok; tok = strtok_r(NULL, ",", &save)) {
 		char *val = strchr(tok, '=');
 		int r = -EINVAL;
@@ -60,7 +65,22 @@ int wl_parse(const char *spec, uint64_t nr_frames, size_t page_size, struct wl_c
 			snprintf(err, errlen, "idle takes no options");
 			return -EINVAL;
 		}
-		if (strcmp(tok, "ws") == 0) {
+		if (out->kind == WL_KVSTORE) {
+			if (strcmp(tok, "conns") == 0) {
+				r = parse_u64(val, 1, 4096, &out->conns);
+			} else if (strcmp(tok, "ring") == 0) {
+				r = parse_size(val, 1 << 20, &out->ring_bytes);
+				if (!r && (out->ring_bytes < 8192 ||
+					   (out->ring_bytes & (out->ring_bytes - 1))))
+					r = -ERANGE;
+			} else if (strcmp(tok, "clients") == 0) {
+				r = parse_u64(val, 16, 65536, &out->kv_clients);
+			} else {
+				snprintf(err, errlen, "unknown kvstore option '%s' (conns, ring, "
+					 "clients)", tok);
+				return -EINVAL;
+			}
+		} else if (strcmp(tok, "ws") == 0) {
 			v = 0;
 			r = parse_size(val, nr_frames * page_size, &v);
 			if (r == 0 && (v < page_size || v % page_size))
@@ -103,11 +123,16 @@ int wl_parse(const char *spec, uint64_t nr_frames, size_t page_size, struct wl_c
 
 void wl_format(const struct wl_config *c, size_t page_size, char *buf, size_t len)
 {
-	static const char *const kinds[] = { "idle", "fill", "dirtier" };
+	static const char *const kinds[] = { "idle", "fill", "dirtier", "kvstore" };
 	int n;
 
 	if (c->kind == WL_IDLE) {
 		snprintf(buf, len, "idle");
+		return;
+	}
+	if (c->kind == WL_KVSTORE) {
+		snprintf(buf, len, "kvstore:conns=%" PRIu64 ",ring=%" PRIu64 ",clients=%" PRIu64,
+			 c->conns, c->ring_bytes, c->kv_clients);
 		return;
 	}
 	n = snprintf(buf, len, "%s:ws=%" PRIu64 ",seed=%" PRIu64, kinds[c->kind],
@@ -140,13 +165,23 @@ uint64_t wl_step_limit(const struct wl_config *c, uint64_t lo, uint64_t hi)
 {
 	uint64_t lim = UINT64_MAX;
 
-	if (c->kind == WL_IDLE || hi <= lo)
+	if (c->kind == WL_IDLE || c->kind == WL_KVSTORE || hi <= lo)
 		return 0; /* nothing to write (an empty slice: more vCPUs than pages) */
 	if (c->kind == WL_FILL)
 		lim = hi - lo;
 	if (c->steps && c->steps < lim)
 		lim = c->steps;
 	return lim;
+}
+
+uint64_t wl_vcpu_limit(const struct wl_config *c, unsigned nr_vcpus, unsigned i)
+{
+	uint64_t lo, hi;
+
+	if (c->kind == WL_KVSTORE)
+		return i == 0 ? UINT64_MAX : 0;
+	wl_slice(c, nr_vcpus, i, &lo, &hi);
+	return wl_step_limit(c, lo, hi);
 }
 
 uint64_t wl_pick(const struct wl_config *c, uint64_t seed, uint64_t lo, uint64_t hi, uint64_t step)
@@ -173,10 +208,8 @@ int wl_check_regs(const struct wl_config *c, unsigned nr_vcpus, const struct mvm
 		  char *err, size_t errlen)
 {
 	for (unsigned i = 0; i < nr_vcpus; i++) {
-		uint64_t lo, hi, lim;
+		uint64_t lim = wl_vcpu_limit(c, nr_vcpus, i);
 
-		wl_slice(c, nr_vcpus, i, &lo, &hi);
-		lim = wl_step_limit(c, lo, hi);
 		if (lim > WL_STEPS_MAX)
 			lim = WL_STEPS_MAX;
 		if (regs[i].seed != wl_vcpu_seed(c, i)) {

@@ -28,7 +28,7 @@
 
 #define WL_PAGE_MAGIC 0x3147505952524546ULL /* "FERRYPG1" */
 
-enum wl_kind { WL_IDLE, WL_FILL, WL_DIRTIER };
+enum wl_kind { WL_IDLE, WL_FILL, WL_DIRTIER, WL_KVSTORE };
 enum wl_pattern { WL_UNIFORM, WL_HOTCOLD };
 
 struct wl_config {
@@ -38,11 +38,16 @@ struct wl_config {
 	uint64_t ws_pages;   /* working set: frames [0, ws_pages) */
 	uint64_t rate_pages; /* pages per second over all vCPUs; 0 = as fast as it can */
 	uint64_t steps;      /* per-vCPU step limit, then the vCPU halts; 0 = none */
+	/* kvstore (mvm/kvstore.h): vCPU 0 serves requests, one per step. */
+	uint64_t conns;      /* connection slots of the virtual NIC */
+	uint64_t ring_bytes; /* each slot's receive and send ring, a power of two */
+	uint64_t kv_clients; /* client records of the deduplication table */
 };
 
 /*
- * Parse "idle", "fill[:ws=SIZE,seed=N,rate=MiB/s]" or
- * "dirtier:ws=SIZE,rate=MiB/s,pattern=uniform|hotcold,seed=N,steps=N"
+ * Parse "idle", "fill[:ws=SIZE,seed=N,rate=MiB/s]",
+ * "dirtier:ws=SIZE,rate=MiB/s,pattern=uniform|hotcold,seed=N,steps=N" or
+ * "kvstore[:conns=N,ring=SIZE,clients=N]" (defaults 128, 64K, 1024)
  * for a guest of nr_frames pages of page_size. Defaults: ws = all of RAM,
  * dirtier rate 16 MiB/s, fill unlimited, seed 1. -EINVAL with a reason.
  */
@@ -62,6 +67,9 @@ uint64_t wl_pick(const struct wl_config *c, uint64_t seed, uint64_t lo, uint64_t
 		 uint64_t step);
 /* Steps after which a vCPU halts for good (fill: its slice; steps=), or UINT64_MAX. */
 uint64_t wl_step_limit(const struct wl_config *c, uint64_t lo, uint64_t hi);
+/* The step limit of vCPU i of nr_vcpus (kvstore: vCPU 0 serves, the others
+ * idle). */
+uint64_t wl_vcpu_limit(const struct wl_config *c, unsigned nr_vcpus, unsigned i);
 
 /* The most steps a vCPU without a limit may claim in a loaded context:
  * verify replays every step, so a wild value must not wedge it (2^40 steps

@@ -176,7 +176,7 @@ static void test_config_flags(void **state)
 
 static void test_unowned_reported(void **state)
 {
-	struct hv_spec spec = { 64 << 20, 1, "idle" };
+	struct hv_spec spec = { 64 << 20, 1, "idle", NULL };
 	char uri[HV_URI_MAX], err[256];
 	struct hv_domain *d;
 

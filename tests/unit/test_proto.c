@@ -71,6 +71,8 @@ static size_t body_size_for(unsigned type)
 	case MVM_THROTTLE:
 	case MVM_LOGDIRTY:
 		return sizeof(struct mvm_u32);
+	case MVM_OUTPUT:
+		return sizeof(struct mvm_output);
 	default:
 		return 0;
 	}
@@ -279,6 +281,16 @@ static void test_req_with_fds(void **state)
 	expect_req_fail(buf, len, 2, -EBADMSG, 61, MVM_PING, "file descriptor");
 	len = mk_valid(buf, MVM_THROTTLE, 62, 8);
 	expect_req_fail(buf, len, 1, -EBADMSG, 62, MVM_THROTTLE, "file descriptor");
+	/* NET_ATTACH alone brings one (the listening socket), never two. */
+	len = mk_valid(buf, MVM_NET_ATTACH, 63, 0);
+	expect_req_fail(buf, len, 2, -EBADMSG, 63, MVM_NET_ATTACH, "at most one");
+	{
+		struct mvm_req out;
+		char err[ERRLEN];
+
+		assert_int_equal(mvm_req_parse(buf, len, 1, &out, err, sizeof err), 0);
+		assert_int_equal(mvm_req_parse(buf, len, 0, &out, err, sizeof err), 0);
+	}
 }
 
 static void test_req_err_truncated_safely(void **state)
