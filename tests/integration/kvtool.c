@@ -116,18 +116,23 @@ void kt_load_stop(struct kt_load *l)
 int kt_check(const char *dir, const char *addr, const char *const *hists, unsigned n, char *out,
 	     size_t outlen)
 {
-	const char *argv[40] = { kt_path(), "check", addr };
+	const char **argv = calloc(2 * n + 4, sizeof *argv);
 	char path[300];
 	int argc = 3, st;
 	FILE *f;
 
-	for (unsigned i = 0; i < n && argc < 37; i++) {
+	assert_non_null(argv);
+	argv[0] = kt_path();
+	argv[1] = "check";
+	argv[2] = addr;
+	for (unsigned i = 0; i < n; i++) {
 		argv[argc++] = "--history";
 		argv[argc++] = hists[i];
 	}
 	argv[argc] = NULL;
 	snprintf(path, sizeof path, "%s/check.out", dir);
 	st = wait_exit(spawn(argv, path), 120000, "ferry-kv check");
+	free(argv);
 	out[0] = '\0';
 	if ((f = fopen(path, "re"))) {
 		size_t k = fread(out, 1, outlen - 1, f);
