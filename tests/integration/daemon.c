@@ -538,7 +538,7 @@ static void log_marker(const struct td *d, const char *what)
 static void spawn_ferryd(struct td *d, const char *failpoints)
 {
 	char port[32], pto[16], fpenv[300], marker[400];
-	const char *argv[40];
+	const char *argv[56];
 	char nch[16];
 	char **envp;
 	size_t n = 0, ne = 0;
@@ -548,8 +548,15 @@ static void spawn_ferryd(struct td *d, const char *failpoints)
 
 	assert_int_equal(d->pid, 0);
 	snprintf(d->failpoints, sizeof d->failpoints, "%s", failpoints ? failpoints : "");
-	snprintf(port, sizeof port, "127.0.0.1:%u", d->port);
+	snprintf(port, sizeof port, "%s:%u", d->netns ? "0.0.0.0" : "127.0.0.1", d->port);
 	snprintf(pto, sizeof pto, "%d", d->peer_timeout_ms);
+	if (d->netns) {
+		/* ip execs ferryd: the pid is ferryd's. */
+		argv[argc++] = "/usr/sbin/ip";
+		argv[argc++] = "netns";
+		argv[argc++] = "exec";
+		argv[argc++] = d->netns;
+	}
 	argv[argc++] = td_ferryd_path();
 	/* Never the machine's /etc/ferry/ferryd.conf. */
 	argv[argc++] = d->config_flag ? d->config_flag : "--config";
@@ -589,6 +596,8 @@ static void spawn_ferryd(struct td *d, const char *failpoints)
 		argv[argc++] = "--hostname";
 		argv[argc++] = d->name;
 	}
+	for (unsigned i = 0; i < ARRAY_SIZE(d->extra_args) && d->extra_args[i]; i++)
+		argv[argc++] = d->extra_args[i];
 	argv[argc] = NULL;
 
 	while (environ[n])
@@ -659,7 +668,8 @@ void td_start(struct td *d, const char *failpoints)
 
 			if (line) {
 				free(line);
-				if (port_listening(d->port))
+				/* In a namespace, its port is not ours to probe. */
+				if (d->netns || port_listening(d->port))
 					return;
 			} else {
 				close_ctl(d);

@@ -45,6 +45,9 @@ struct td {
 	const char *config;     /* the config file, or NULL for /dev/null */
 	const char *config_flag; /* how it is given: "--config" (NULL), "-c", "--conf" */
 	bool hostname_from_config; /* no --hostname: the config file names it */
+	const char *netns;      /* run in this network namespace (listening on
+				 * 0.0.0.0:port there), or NULL */
+	const char *extra_args[8]; /* more flags, NULL-terminated */
 };
 
 /*

@@ -36,19 +36,30 @@ const char *kt_path(void)
 	return p;
 }
 
-static pid_t spawn(const char *const *argv, const char *out)
+const char *kt_netns;
+
+static pid_t spawn(const char *const *argv_in, const char *out)
 {
+	const char *argv[80] = { "/usr/sbin/ip", "netns", "exec", kt_netns };
+	const char *const *argv_p = argv_in;
 	posix_spawn_file_actions_t fa;
 	pid_t pid;
-	int r;
+	int r, n = 4;
+
+	if (kt_netns) {
+		for (int i = 0; argv_in[i] && n < 79; i++)
+			argv[n++] = argv_in[i];
+		argv[n] = NULL;
+		argv_p = argv;
+	}
 
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	r = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+	r = posix_spawn(&pid, argv_p[0], &fa, NULL, (char *const *)argv_p, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	if (r)
-		fail_msg("cannot run %s: %s", argv[0], strerror(r));
+		fail_msg("cannot run %s: %s", argv_p[0], strerror(r));
 	h_track_pid(pid);
 	return pid;
 }

@@ -19,6 +19,8 @@ struct kt_load {
 };
 
 const char *kt_path(void);
+/* Run ferry-kv in this network namespace (NULL: here). */
+extern const char *kt_netns;
 /* Start `ferry-kv load ADDRS --history HIST` plus extra (space-separated
  * arguments, or NULL) in the background; its output goes to dir/TAG.out. */
 void kt_load_start(struct kt_load *l, const char *dir, const char *tag, const char *addrs,

@@ -9,14 +9,20 @@
  *  2 a kvstore guest migrated there and back under 32 clients on loopback,
  *    FERRY_TEST_ROUNDS moves (20 by default), passes the check after every
  *    move: clients reconnect to the service address, which moves with the
- *    guest, and their retries are applied once.
+ *    guest, and their retries are applied once;
+ *  3 in network namespaces (hosts A and B, the clients on C, one bridge) the
+ *    service address is a virtual IP that the net hook moves with the guest
+ *    (address and gratuitous ARP): the clients reconnect to the same address
+ *    and the check passes.
  */
 #include "tests/integration/checks.h"
 #include "tests/integration/daemon.h"
 #include "tests/integration/kvtool.h"
+#include "tests/integration/netns.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,9 +40,13 @@ static struct td A, B;
 
 static int teardown(void **state)
 {
+	int r;
+
 	(void)state;
+	kt_netns = NULL;
 	soft_reset();
-	return td_test_end();
+	r = td_test_end();
+	return r;
 }
 
 /* Create vm on d serving at 127.0.0.1:port. */
@@ -200,12 +210,122 @@ static void test_migrate_under_load(void **state)
 	passed();
 }
 
+/* daemon/net-hook of the source tree this test was built from. */
+static const char *hook_path(void)
+{
+	static char p[PATH_MAX + 64];
+	char exe[PATH_MAX], *slash;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+
+	assert_true(n > 0);
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	*slash = '\0';
+	snprintf(p, sizeof p, "%s/../../../daemon/net-hook", exe);
+	return p;
+}
+
+/* Does host ns hold addr? */
+static bool ns_has(const char *ns, const char *addr)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof cmd, "ip -n %s -o addr show | grep -q ' %s/'", ns, addr);
+	return system(cmd) == 0;
+}
+
+static void wait_net_state(struct td *d, const char *vm, const char *want)
+{
+	uint64_t until = mono_ns() + 10 * NSEC_PER_SEC;
+
+	for (;;) {
+		json_t *v = td_info(d, vm);
+		bool ok = v && !strcmp(td_jstr(v, "net_state"), want);
+
+		if (ok) {
+			json_decref(v);
+			return;
+		}
+		if (mono_ns() > until)
+			fail_msg("%s on %s: net_state %s, not %s", vm, d->name,
+				 v ? td_jstr(v, "net_state") : "?", want);
+		json_decref(v);
+		h_sleep_ms(50);
+	}
+}
+
+static void test_vip_follows(void **state)
+{
+	static const char *const hosts[] = { "A", "B", "C" };
+	const char *vip = TN_SUBNET ".10", *h[1];
+	char addr[32], dest[32], hist[300], out[8192];
+	struct tnet t;
+	struct kt_load l;
+	json_t *job;
+
+	(void)state;
+	if (!tn_available())
+		skip();
+	td_test_begin("k4-vip-follows");
+	tn_setup(&t, hosts, 3);
+	td_init(&A, "A", PTO);
+	td_init(&B, "B", PTO);
+	for (struct td *d = &A; d; d = d == &A ? &B : NULL) {
+		d->netns = t.ns[d == &A ? 0 : 1];
+		d->plaintext = true; /* the test PKI names 127.0.0.1, not these addresses */
+		d->extra_args[0] = "--net-hook";
+		d->extra_args[1] = hook_path();
+		td_start(d, NULL);
+	}
+	snprintf(addr, sizeof addr, "%s:7000", vip);
+	json_decref(td_ok(&A, "{s:s, s:s, s:s, s:i, s:s, s:s}", "op", "create", "name", "kvv",
+			  "mem", "128M", "vcpus", 1, "workload", KVCONF, "net", addr));
+	wait_net_state(&A, "kvv", "claim");
+	assert_true(ns_has(t.ns[0], vip));
+	kt_netns = t.ns[2];
+	snprintf(hist, sizeof hist, "%s/vip.hist", A.dir);
+	h[0] = hist;
+	kt_load_start(&l, A.dir, "vip", addr, hist, "--clients 32 --depth 2 --rate 5000");
+	h_sleep_ms(500);
+	snprintf(dest, sizeof dest, TN_SUBNET ".2:%u", B.port);
+	job = td_ok(&A, "{s:s, s:s, s:s}", "op", "migrate", "name", "kvv", "dest", dest);
+	json_decref(td_wait_job(&A, td_jstr(job, "job"), "completed", 30000));
+	json_decref(job);
+	wait_net_state(&B, "kvv", "claim");
+	assert_true(ns_has(t.ns[1], vip));
+	assert_false(ns_has(t.ns[0], vip));
+	h_sleep_ms(500);
+	snprintf(dest, sizeof dest, TN_SUBNET ".1:%u", A.port);
+	job = td_ok(&B, "{s:s, s:s, s:s}", "op", "migrate", "name", "kvv", "dest", dest);
+	json_decref(td_wait_job(&B, td_jstr(job, "job"), "completed", 30000));
+	json_decref(job);
+	wait_net_state(&A, "kvv", "claim");
+	h_sleep_ms(500);
+	kt_load_stop(&l);
+	if (kt_check(A.dir, addr, h, 1, out, sizeof out) != 0)
+		fail_msg("check after two moves in namespaces: %s", out);
+	if (l.reconnects < 32 || l.acked < 1000)
+		fail_msg("%lu acknowledged, %lu reconnects: did the clients follow the address?",
+			 (unsigned long)l.acked, (unsigned long)l.reconnects);
+	print_message("the address followed the guest there and back: %lu requests "
+		      "acknowledged, %lu reconnects, longest wait %.0f ms\n",
+		      (unsigned long)l.acked, (unsigned long)l.reconnects, l.max_wait_ms);
+	assert_true(ns_has(t.ns[0], vip) && !ns_has(t.ns[1], vip));
+	kt_netns = NULL;
+	td_destroy(&A, "kvv");
+	assert_int_not_equal(td_term(&A, 5000), -1);
+	assert_int_not_equal(td_term(&B, 5000), -1);
+	tn_teardown(&t);
+	passed();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_check_catches_faults, teardown),
 		cmocka_unit_test_teardown(test_check_catches_stale, teardown),
 		cmocka_unit_test_teardown(test_migrate_under_load, teardown),
+		cmocka_unit_test_teardown(test_vip_follows, teardown),
 	};
 
 	if (getenv("FERRY_TEST_ONLY"))
