@@ -137,16 +137,12 @@ static int send_all(int fd, const void *buf, size_t len)
 static int call(int fd, enum kv_op op, uint64_t client, uint64_t seq, const char *key,
 		const void *val, size_t vlen, struct kv_rep *rep, uint8_t *buf)
 {
-	struct kv_req_hdr h;
 	uint8_t out[KV_MSG_MAX];
-	size_t klen = key ? strlen(key) : 0, have = 0, used;
+	size_t have = 0, used;
 	char err[128];
 
-	kv_req_hdr_make(&h, op, client, seq, klen, vlen);
-	memcpy(out, &h, sizeof h);
-	memcpy(out + sizeof h, key, klen);
-	memcpy(out + sizeof h + klen, val, vlen);
-	if (send_all(fd, out, sizeof h + klen + vlen))
+	if (send_all(fd, out, kv_req_make(out, op, client, seq, key, key ? strlen(key) : 0, val,
+					  vlen)))
 		return -1;
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -438,5 +434,10 @@ int check_main(int argc, char **argv)
 	else
 		printf("FAILED: %u violation(s) over %zu keys and %zu requests\n", k.bad, checked,
 		       k.n);
+	for (size_t i = 0; i < k.n; i++)
+		free(k.h[i].res);
+	free(k.h);
+	free(k.w);
+	free(ord);
 	return k.bad ? 1 : 0;
 }

@@ -106,5 +106,8 @@ int echo_main(int argc, char **argv)
 	event_add(s2, NULL);
 	event_base_dispatch(base);
 	evconnlistener_free(l);
+	event_free(s1);
+	event_free(s2);
+	event_base_free(base);
 	return 0;
 }

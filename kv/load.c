@@ -52,6 +52,7 @@ struct cl {
 	int backoff_ms;
 	struct event *retry;
 	uint64_t next_due;   /* --rate: when it may issue its next request */
+	uint64_t last_rx;    /* mono ns of the last byte in, or of the connect */
 	struct event *pace;
 };
 
@@ -62,6 +63,8 @@ struct load {
 	unsigned naddr, nclients, depth, keys, logs, put, get, append, del;
 	unsigned value_size, append_size;
 	double duration, drain, rate;
+	unsigned timeout_ms;
+	struct event *tick;
 	uint64_t limit;
 	FILE *hist;
 	bool stopping;
@@ -113,27 +116,22 @@ static void finish_if_drained(struct load *L)
 static void send_req(struct cl *c, const struct req *r)
 {
 	uint8_t buf[KV_MSG_MAX];
-	struct kv_req_hdr h;
 	size_t klen = strlen(r->key), vlen = r->op == KV_PUT || r->op == KV_APPEND ? r->len : 0;
+	size_t len = kv_req_make(buf, r->op, c->id, r->seq, r->key, klen, NULL, vlen);
 
-	kv_req_hdr_make(&h, r->op, c->id, r->seq, klen, vlen);
-	memcpy(buf, &h, sizeof h);
-	memcpy(buf + sizeof h, r->key, klen);
-	if (vlen)
-		chunk_make(buf + sizeof h + klen, c->id, (uint32_t)r->seq, vlen);
-	bufferevent_write(c->bev, buf, sizeof h + klen + vlen);
+	if (vlen) /* the value is made in place */
+		chunk_make(buf + len - vlen, c->id, (uint32_t)r->seq, vlen);
+	bufferevent_write(c->bev, buf, len);
 }
 
 static void send_hello(struct cl *c)
 {
 	uint8_t buf[40];
-	struct kv_req_hdr h;
 	uint32_t w = htole32(c->L->depth);
 
-	kv_req_hdr_make(&h, KV_HELLO, c->id, c->qn ? c->q[c->qh].seq : c->next_seq, 0, 4);
-	memcpy(buf, &h, sizeof h);
-	memcpy(buf + sizeof h, &w, 4);
-	bufferevent_write(c->bev, buf, sizeof h + 4);
+	bufferevent_write(c->bev, buf, kv_req_make(buf, KV_HELLO, c->id,
+						   c->qn ? c->q[c->qh].seq : c->next_seq, NULL, 0,
+						   &w, 4));
 }
 
 /* Record the outcome of the oldest outstanding request. */
@@ -246,6 +244,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 	struct cl *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
+	c->last_rx = mono_ns();
 	for (;;) {
 		size_t len = evbuffer_get_length(in), used;
 		uint8_t *p = evbuffer_pullup(in, (ssize_t)MIN(len, (size_t)KV_MSG_MAX));
@@ -328,12 +327,29 @@ static void connect_cl(struct cl *c)
 {
 	struct load *L = c->L;
 
+	c->last_rx = mono_ns();
 	c->bev = bufferevent_socket_new(L->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&L->addr[c->addr],
 				       L->addrlen[c->addr]) < 0)
 		drop(c);
+}
+
+/* A connection that owes answers and has been silent for the timeout is
+ * dead (its peer may be a host that left): reconnect and retry. */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct load *L = arg;
+	uint64_t now = mono_ns(), limit = (uint64_t)L->timeout_ms * NSEC_PER_MSEC;
+
+	(void)fd, (void)what;
+	for (unsigned i = 0; i < L->nclients; i++) {
+		struct cl *c = &L->c[i];
+
+		if (c->bev && (c->qn || !c->ready) && now - c->last_rx > limit)
+			drop(c);
+	}
 }
 
 static void on_pace(evutil_socket_t fd, short what, void *arg)
@@ -409,6 +425,9 @@ static const char help[] =
 	"  --rate R          requests per second over all clients (default: as fast\n"
 	"                    as answers come)\n"
 	"  --drain S         seconds to wait for answers at the end (default 10)\n"
+	"  --timeout MS      a connection silent this long while it owes answers is\n"
+	"                    given up and the requests retried elsewhere (default 2000;\n"
+	"                    0: never)\n"
 	"  --history FILE    where the history goes (required)\n";
 
 int load_main(int argc, char **argv)
@@ -420,7 +439,7 @@ int load_main(int argc, char **argv)
 
 	L = (struct load){ .nclients = 8, .depth = 4, .keys = 1000, .logs = 1000, .put = 40,
 			   .get = 40, .append = 15, .del = 5, .value_size = 256, .append_size = 40,
-			   .drain = 10 };
+			   .drain = 10, .timeout_ms = 2000 };
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		uint64_t n;
@@ -458,6 +477,8 @@ int load_main(int argc, char **argv)
 			;
 		else if (!strcmp(a, "--rate") && (L.rate = atof(v)) > 0)
 			;
+		else if (!strcmp(a, "--timeout") && !parse_u64(v, 0, 3600000, &n))
+			L.timeout_ms = (unsigned)n;
 		else if (!strcmp(a, "--mix") &&
 			 sscanf(v, "%u,%u,%u,%u", &L.put, &L.get, &L.append, &L.del) == 4 &&
 			 L.put + L.get + L.append + L.del == 100)
@@ -494,6 +515,12 @@ int load_main(int argc, char **argv)
 				      (suseconds_t)((L.duration - floor(L.duration)) * 1e6) };
 		evtimer_add(L.stop_ev, &tv);
 	}
+	if (L.timeout_ms) {
+		struct timeval tv = { 0, 100000 };
+
+		L.tick = event_new(L.base, -1, EV_PERSIST, on_tick, &L);
+		evtimer_add(L.tick, &tv);
+	}
 	L.c = calloc(L.nclients, sizeof *L.c);
 	if (!L.c)
 		return 1;
@@ -518,6 +545,21 @@ int load_main(int argc, char **argv)
 	       L.unknown, L.resent, L.reconnects,
 	       (double)L.acked / ns_to_sec(mono_ns() - L.t0), pct_ms(&L, 0.5), pct_ms(&L, 0.99),
 	       (double)L.max_wait_ns / 1e6);
+	for (unsigned k = 0; k < L.nclients; k++) {
+		if (L.c[k].bev)
+			bufferevent_free(L.c[k].bev);
+		event_free(L.c[k].retry);
+		event_free(L.c[k].pace);
+	}
+	free(L.c);
+	free(L.lat);
+	if (L.tick)
+		event_free(L.tick);
+	event_free(L.stop_ev);
+	event_free(L.drain_ev);
+	event_free(L.sig[0]);
+	event_free(L.sig[1]);
+	event_base_free(L.base);
 	return r;
 bad:
 	fputs(help, stderr);

@@ -155,3 +155,18 @@ void kv_rep_hdr_make(struct kv_rep_hdr *h, enum kv_op op, enum kv_status st, uin
 				  .status = (uint8_t)st, .val_len = htole32((uint32_t)val_len),
 				  .seq = htole64(seq), .aux = htole64(aux) };
 }
+
+size_t kv_req_make(void *buf, enum kv_op op, uint64_t client, uint64_t seq, const void *key,
+		   size_t key_len, const void *val, size_t val_len)
+{
+	struct kv_req_hdr h;
+	uint8_t *p = buf;
+
+	kv_req_hdr_make(&h, op, client, seq, key_len, val_len);
+	memcpy(p, &h, sizeof h);
+	if (key_len)
+		memcpy(p + sizeof h, key, key_len);
+	if (val_len && val)
+		memcpy(p + sizeof h + key_len, val, val_len);
+	return sizeof h + key_len + val_len;
+}

@@ -107,6 +107,10 @@ int kv_rep_parse(const void *buf, size_t len, struct kv_rep *out, size_t *used, 
 /* Encode a request header into h (key and value follow it on the wire). */
 void kv_req_hdr_make(struct kv_req_hdr *h, enum kv_op op, uint64_t client, uint64_t seq,
 		     size_t key_len, size_t val_len);
+/* A whole request into buf (KV_MSG_MAX bytes): header, key, value (each
+ * may be NULL when its length is 0). Returns its length. */
+size_t kv_req_make(void *buf, enum kv_op op, uint64_t client, uint64_t seq, const void *key,
+		   size_t key_len, const void *val, size_t val_len);
 /* Encode a reply header. */
 void kv_rep_hdr_make(struct kv_rep_hdr *h, enum kv_op op, enum kv_status st, uint64_t seq,
 		     uint64_t aux, size_t val_len);

@@ -317,7 +317,7 @@ static int handle(struct mvm *m, struct client *cl, struct client *clients,
 		if (!m->nic) {
 			r = -EOPNOTSUPP;
 			snprintf(err, sizeof err, "this guest has no network (a kvstore workload has)");
-		} else if ((r = nic_listen(m->nic, *fd))) {
+		} else if ((r = nic_listen(m->nic, *fd, m->paused))) {
 			snprintf(err, sizeof err, "not a listening TCP socket");
 		} else {
 			log_info("%s: nic: %s", m->name, *fd >= 0 ? "listening on the service address"

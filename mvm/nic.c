@@ -315,7 +315,23 @@ int nic_start(struct mvm *m, const struct kv_layout *l, bool fresh)
 	return 0;
 }
 
-int nic_listen(struct nic *n, int fd)
+/* Reset every connection (the guest leaves this host); writers parked. */
+static void reset_all(struct nic *n)
+{
+	struct linger lg = { 1, 0 };
+
+	for (uint64_t i = 0; i < n->l.nslots; i++) {
+		if (n->fd[i] < 0)
+			continue;
+		setsockopt(n->fd[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+		epoll_ctl(n->ep, EPOLL_CTL_DEL, n->fd[i], NULL);
+		close(n->fd[i]);
+		n->fd[i] = -1;
+		memset(slot(n, i), 0, sizeof(struct nic_slot)); /* free: nobody runs */
+	}
+}
+
+int nic_listen(struct nic *n, int fd, bool parked)
 {
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = LISTEN_TOKEN };
 	int acc = 0;
@@ -334,6 +350,10 @@ int nic_listen(struct nic *n, int fd)
 		epoll_ctl(n->ep, EPOLL_CTL_ADD, fd, &ev);
 	}
 	pthread_mutex_unlock(&n->lock);
+	/* The address leaves with the guest: its clients hear so at once (a
+	 * reset) instead of waiting on a host that no longer answers. */
+	if (fd < 0 && parked)
+		reset_all(n);
 	nic_kick(n); /* connections may be waiting already */
 	return 0;
 }

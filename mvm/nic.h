@@ -71,8 +71,10 @@ struct nic_stats {
  * start the network thread, which counts as a writer of guest RAM. */
 int nic_start(struct mvm *m, const struct kv_layout *l, bool fresh);
 /* Take listen_fd (a listening TCP socket) as the service address, closing
- * the previous one; -1: stop listening. 0 or -errno. Control thread. */
-int nic_listen(struct nic *n, int listen_fd);
+ * the previous one; -1: stop listening, and, if every writer is parked (the
+ * guest is leaving: a migration's GO), reset every client connection so that
+ * clients reconnect at once. 0 or -errno. Control thread. */
+int nic_listen(struct nic *n, int listen_fd, bool parked);
 /* The guest runs on a new host: bump the incarnation, free every slot.
  * Every writer must be parked. */
 void nic_new_host(struct nic *n);

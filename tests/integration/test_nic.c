@@ -79,14 +79,8 @@ static void send_req(int fd, enum kv_op op, uint64_t client, uint64_t seq, const
 		     const void *val, size_t vlen)
 {
 	uint8_t buf[KV_MSG_MAX];
-	struct kv_req_hdr h;
-	size_t klen = key ? strlen(key) : 0;
 
-	kv_req_hdr_make(&h, op, client, seq, klen, vlen);
-	memcpy(buf, &h, sizeof h);
-	memcpy(buf + sizeof h, key, klen);
-	memcpy(buf + sizeof h + klen, val, vlen);
-	send_all(fd, buf, sizeof h + klen + vlen);
+	send_all(fd, buf, kv_req_make(buf, op, client, seq, key, key ? strlen(key) : 0, val, vlen));
 }
 
 /* Read one reply within timeout_ms: 0 and *rep (its value in val), -ETIMEDOUT,

@@ -58,16 +58,11 @@ static enum kv_status req(struct t *t, enum kv_op op, uint64_t client, uint64_t 
 			  const char *key, const void *val, size_t vlen)
 {
 	uint8_t buf[KV_MSG_MAX];
-	struct kv_req_hdr h;
 	struct kv_req rq;
-	size_t klen = key ? strlen(key) : 0, used, n;
+	size_t used, n, len = kv_req_make(buf, op, client, seq, key, key ? strlen(key) : 0, val, vlen);
 	char err[128];
 
-	kv_req_hdr_make(&h, op, client, seq, klen, vlen);
-	memcpy(buf, &h, sizeof h);
-	memcpy(buf + sizeof h, key, klen);
-	memcpy(buf + sizeof h + klen, val, vlen);
-	assert_int_equal(kv_req_parse(buf, sizeof h + klen + vlen, &rq, &used, err, sizeof err), 0);
+	assert_int_equal(kv_req_parse(buf, len, &rq, &used, err, sizeof err), 0);
 	n = kv_handle(&t->s, &t->conn, &rq, t->out);
 	assert_int_equal(kv_rep_parse(t->out, n, &t->rep, &used, err, sizeof err), 0);
 	assert_int_equal(used, n);
