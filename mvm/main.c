@@ -32,7 +32,7 @@ static const char usage[] =
 	"\n"
 	"Runs one microVM guest. Workloads: idle | fill[:ws=SIZE,seed=N,rate=MiB/s]\n"
 	"  | dirtier:ws=SIZE,rate=MiB/s|max,pattern=uniform|hotcold,seed=N,steps=N\n"
-	"  | kvstore[:conns=N,ring=SIZE,clients=N] (serves its net=ADDR:PORT)\n"
+	"  | kvstore[:conns=N,ring=SIZE,clients=N,stall=MS] (serves its net=ADDR:PORT)\n"
 	"--incoming starts paused with zero RAM, owned by the peer of --ctl-fd, and\n"
 	"exits if that link closes before the first unpause (the commit).\n";
 
@@ -185,7 +185,7 @@ int main(int argc, char **argv)
 			kv_init(&m.kv);
 		if (m.incoming || start_paused)
 			atomic_store(&m.pause_req, true);
-		if (nic_start(&m, &m.kv.l, !m.incoming) < 0) {
+		if (nic_start(&m, &m.kv.l, m.cfg.wl.stall_ms, !m.incoming) < 0) {
 			mvm_name_release(m.name, lock_fd);
 			return 1;
 		}

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/mtime.h"
 #include "common/util.h"
 #include "mvm/runtime.h"
 
@@ -42,6 +43,9 @@ struct nic {
 	pthread_t thread;
 	/* The network thread's own. */
 	int *fd;                 /* per slot, -1 */
+	uint64_t stall_ns;       /* 0: never close a stalled connection */
+	uint64_t *seen_head;     /* per slot: rx_head when last seen moving */
+	uint64_t *since;         /* ... and when (mono_ns) */
 	/* Under lock. */
 	pthread_mutex_t lock;
 	int listen_fd;
@@ -141,6 +145,8 @@ static void accept_all(struct nic *n)
 					  .data.u64 = i };
 
 		memset(s, 0, sizeof *s);
+		n->seen_head[i] = 0;
+		n->since[i] = mono_ns();
 		s->conn = ++n->hdr->conns;
 		s->incarnation = n->hdr->incarnation;
 		pthread_mutex_lock(&n->lock);
@@ -211,6 +217,34 @@ static void pump_tx(struct nic *n, uint64_t i)
 	}
 }
 
+/*
+ * A connection whose bytes the guest has not taken for stall_ns — half a
+ * request that the rest never follows, or a client that does not read its
+ * answers, so that there is no room for the next — would hold its slot for
+ * ever: it is closed (the guest sees its peer gone). Time while the guest is
+ * paused does not count (net_main restarts every clock after a pause).
+ */
+static void check_stall(struct nic *n, uint64_t i, uint64_t now)
+{
+	struct nic_slot *s = slot(n, i);
+	uint64_t head = ld(&s->rx_head);
+
+	if (!n->stall_ns || (ld32(&s->state) & NIC_PEER_GONE))
+		return;
+	if (head != n->seen_head[i] || head == s->rx_tail) {
+		n->seen_head[i] = head;
+		n->since[i] = now;
+		return;
+	}
+	if (now - n->since[i] < n->stall_ns)
+		return;
+	log_info("%s: nic: connection %" PRIu64 " stalled for %" PRIu64 " ms; closed", n->m->name,
+		 s->conn, (uint64_t)((now - n->since[i]) / NSEC_PER_MSEC));
+	shutdown(n->fd[i], SHUT_RDWR);
+	set_state(s, NIC_PEER_GONE);
+	mvm_kick_vcpus(n->m);
+}
+
 /* Close and free a slot whose connection is over. */
 static void maybe_close(struct nic *n, uint64_t i)
 {
@@ -238,10 +272,14 @@ static void *net_main(void *arg)
 
 	while (!atomic_load_explicit(&m->quit, memory_order_relaxed)) {
 		bool rx = false;
+		uint64_t now;
 		int k;
 
 		if (atomic_load_explicit(&m->pause_req, memory_order_acquire)) {
 			mvm_park(m);
+			now = mono_ns();
+			for (uint64_t i = 0; i < n->l.nslots; i++)
+				n->since[i] = now;
 			continue;
 		}
 		k = epoll_wait(n->ep, ev, EVENTS, 100);
@@ -258,11 +296,13 @@ static void *net_main(void *arg)
 		}
 		/* Everything, every time: the rings' space and the gate change
 		 * without a socket event. */
+		now = mono_ns();
 		for (uint64_t i = 0; i < n->l.nslots; i++) {
 			if (n->fd[i] < 0)
 				continue;
 			rx |= pump_rx(n, i);
 			pump_tx(n, i);
+			check_stall(n, i, now);
 			maybe_close(n, i);
 		}
 		if (rx)
@@ -273,7 +313,7 @@ static void *net_main(void *arg)
 
 /* ---- set-up, listener, new host, gate ---- */
 
-int nic_start(struct mvm *m, const struct kv_layout *l, bool fresh)
+int nic_start(struct mvm *m, const struct kv_layout *l, uint64_t stall_ms, bool fresh)
 {
 	struct nic *n = calloc(1, sizeof *n);
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = WAKE_TOKEN };
@@ -287,6 +327,9 @@ int nic_start(struct mvm *m, const struct kv_layout *l, bool fresh)
 	n->listen_fd = -1;
 	pthread_mutex_init(&n->lock, NULL);
 	n->fd = malloc(l->nslots * sizeof *n->fd);
+	n->stall_ns = stall_ms * NSEC_PER_MSEC;
+	n->seen_head = calloc(l->nslots, sizeof *n->seen_head);
+	n->since = calloc(l->nslots, sizeof *n->since);
 	n->sendable = calloc(l->nslots, sizeof *n->sendable);
 	n->marks = calloc(l->nslots, sizeof *n->marks);
 	n->nmarks = calloc(l->nslots, sizeof *n->nmarks);
@@ -294,7 +337,7 @@ int nic_start(struct mvm *m, const struct kv_layout *l, bool fresh)
 	n->out = malloc(KV_MSG_MAX);
 	n->ep = epoll_create1(EPOLL_CLOEXEC);
 	n->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!n->fd || !n->sendable || !n->marks || !n->nmarks || !n->in || !n->out || n->ep < 0 ||
+	if (!n->fd || !n->seen_head || !n->since || !n->sendable || !n->marks || !n->nmarks || !n->in || !n->out || n->ep < 0 ||
 	    n->wake < 0 || epoll_ctl(n->ep, EPOLL_CTL_ADD, n->wake, &ev) < 0)
 		return log_error("%s: nic: %s", m->name, strerror(errno ? errno : ENOMEM)), -ENOMEM;
 	for (uint64_t i = 0; i < l->nslots; i++)

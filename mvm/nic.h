@@ -8,7 +8,7 @@
  * slot a header page (its state, ring positions, the guest's per-connection
  * state) and its receive and send rings. Positions only grow; a ring's bytes
  * are [head, tail) modulo its size. The network thread produces receive
- * bytes and consumes send bytes; the guest (vCPU 0, kvserve.c) the reverse.
+ * bytes and consumes send bytes; the guest (vCPU 0, nic_serve_step) the reverse.
  * Both write guest RAM, so both park on pause.
  *
  * Incarnation: a slot belongs to the NIC incarnation it was opened in. The
@@ -68,8 +68,10 @@ struct nic_stats {
 };
 
 /* Set the NIC up over guest RAM (a fresh guest: write its header too) and
- * start the network thread, which counts as a writer of guest RAM. */
-int nic_start(struct mvm *m, const struct kv_layout *l, bool fresh);
+ * start the network thread, which counts as a writer of guest RAM. A
+ * connection the guest cannot serve for stall_ms (half a request, answers
+ * not read) is closed; 0: never. */
+int nic_start(struct mvm *m, const struct kv_layout *l, uint64_t stall_ms, bool fresh);
 /* Take listen_fd (a listening TCP socket) as the service address, closing
  * the previous one; -1: stop listening, and, if every writer is parked (the
  * guest is leaving: a migration's GO), reset every client connection so that

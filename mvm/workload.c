@@ -52,6 +52,7 @@ int wl_parse(const char *spec, uint64_t nr_frames, size_t page_size, struct wl_c
 	out->conns = 128;
 	out->ring_bytes = 64 * 1024;
 	out->kv_clients = 1024;
+	out->stall_ms = 10000;
 	for (tok = opts ? strtok_r(opts, ",", &save) : NULL; tok; tok = strtok_r(NULL, ",", &save)) {
 		char *val = strchr(tok, '=');
 		int r = -EINVAL;
@@ -75,9 +76,11 @@ int wl_parse(const char *spec, uint64_t nr_frames, size_t page_size, struct wl_c
 					r = -ERANGE;
 			} else if (strcmp(tok, "clients") == 0) {
 				r = parse_u64(val, 16, 65536, &out->kv_clients);
+			} else if (strcmp(tok, "stall") == 0) {
+				r = parse_u64(val, 0, 3600000, &out->stall_ms);
 			} else {
 				snprintf(err, errlen, "unknown kvstore option '%s' (conns, ring, "
-					 "clients)", tok);
+					 "clients, stall)", tok);
 				return -EINVAL;
 			}
 		} else if (strcmp(tok, "ws") == 0) {
@@ -131,8 +134,8 @@ void wl_format(const struct wl_config *c, size_t page_size, char *buf, size_t le
 		return;
 	}
 	if (c->kind == WL_KVSTORE) {
-		snprintf(buf, len, "kvstore:conns=%" PRIu64 ",ring=%" PRIu64 ",clients=%" PRIu64,
-			 c->conns, c->ring_bytes, c->kv_clients);
+		snprintf(buf, len, "kvstore:conns=%" PRIu64 ",ring=%" PRIu64 ",clients=%" PRIu64
+			 ",stall=%" PRIu64, c->conns, c->ring_bytes, c->kv_clients, c->stall_ms);
 		return;
 	}
 	n = snprintf(buf, len, "%s:ws=%" PRIu64 ",seed=%" PRIu64, kinds[c->kind],

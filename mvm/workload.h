@@ -42,12 +42,16 @@ struct wl_config {
 	uint64_t conns;      /* connection slots of the virtual NIC */
 	uint64_t ring_bytes; /* each slot's receive and send ring, a power of two */
 	uint64_t kv_clients; /* client records of the deduplication table */
+	uint64_t stall_ms;   /* a connection the guest cannot serve this long
+			      * (half a request, answers not read) is closed;
+			      * 0: never */
 };
 
 /*
  * Parse "idle", "fill[:ws=SIZE,seed=N,rate=MiB/s]",
  * "dirtier:ws=SIZE,rate=MiB/s,pattern=uniform|hotcold,seed=N,steps=N" or
- * "kvstore[:conns=N,ring=SIZE,clients=N]" (defaults 128, 64K, 1024)
+ * "kvstore[:conns=N,ring=SIZE,clients=N,stall=MS]" (defaults 128, 64K,
+ * 1024, 10000)
  * for a guest of nr_frames pages of page_size. Defaults: ws = all of RAM,
  * dirtier rate 16 MiB/s, fill unlimited, seed 1. -EINVAL with a reason.
  */

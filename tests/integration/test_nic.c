@@ -314,6 +314,62 @@ static void test_malformed(void **state)
 	h_destroy(d);
 }
 
+/* Connections that hold their slot without letting the guest serve them
+ * (half a request; a client that never reads) are closed after stall=MS,
+ * and their slots serve new clients again. */
+static void test_stalled(void **state)
+{
+	struct hv_domain *d = h_launch("kv5", "mem=64M vcpus=1 workload=kvstore:conns=2,ring=8K,"
+				       "clients=16,stall=500", false);
+	uint8_t val[KV_VAL_MAX], buf[64];
+	struct kv_req_hdr h;
+	struct kv_rep r;
+	uint16_t port;
+	int half, mute, fd, small = 4096;
+
+	(void)state;
+	assert_int_equal(hv_net_attach(d, listener(&port)), 0);
+	half = connect_to(port);
+	kv_req_hdr_make(&h, KV_PUT, 2, 1, 3, 1000);
+	send_all(half, &h, sizeof h);
+	send_all(half, "abc", 3);
+	/* A client with a small receive buffer asking for far more than the
+	 * socket buffers between it and the guest hold, never reading. */
+	mute = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	setsockopt(mute, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+	{
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+
+		assert_int_equal(connect(mute, (struct sockaddr *)&sa, sizeof sa), 0);
+	}
+	hello(mute, 51, 1);
+	call(mute, KV_PUT, 51, 2, "big", (char[]){ [0 ... 3998] = 'b', [3999] = 0 }, val);
+	for (uint64_t i = 3; i < 3003; i++) {
+		size_t n = kv_req_make(buf, KV_GET, 51, i, "big", 3, NULL, 0);
+
+		if (send(mute, buf, n, MSG_DONTWAIT) != (ssize_t)n)
+			break;
+	}
+	/* Both slots are held: a third client is turned away. */
+	h_sleep_ms(100);
+	fd = connect_to(port);
+	assert_int_equal(read_rep(fd, &r, val, 5000), -ECONNRESET);
+	close(fd);
+	/* After the stall time both are cut off, and the slots serve again. */
+	assert_int_equal(read_rep(half, &r, val, 5000), -ECONNRESET);
+	h_sleep_ms(300);
+	fd = connect_to(port);
+	hello(fd, 52, 1);
+	r = call(fd, KV_GET, 52, 2, "big", NULL, val);
+	assert_int_equal(r.val_len, 3999);
+	close(fd);
+	close(half);
+	close(mute);
+	verify_ok(d);
+	h_destroy(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -321,6 +377,7 @@ int main(void)
 		cmocka_unit_test(test_output_gating),
 		cmocka_unit_test(test_retry_once),
 		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_stalled),
 	};
 
 	return cmocka_run_group_tests_name("nic", tests, h_group_setup, h_group_teardown);
