@@ -108,7 +108,12 @@ static int run_hook(const char *action, const char *vm, const char *addr, char *
 static void hook_result(struct vm *v, const char *action, int r, const char *why)
 {
 	pthread_mutex_lock(&D.lock);
-	snprintf(v->net_state, sizeof v->net_state, "%.190s", r ? why : action);
+	if (r)
+		snprintf(v->net_state, sizeof v->net_state, "%.190s", why);
+	else
+		snprintf(v->net_state, sizeof v->net_state, "%s",
+			 strcmp(action, "claim") == 0 ? "listening, address claimed"
+						      : "address released");
 	pthread_mutex_unlock(&D.lock);
 	if (r)
 		log_error("%s: net hook: %s", v->name, why);

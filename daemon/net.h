@@ -2,10 +2,10 @@
  * net.h — a guest's service address on this host (docs/kvstore.md): while a
  * guest runs here, ferryd listens on its address for it and hands the
  * listening socket to it (hv_net_attach), and runs the net hook so that the
- * address itself points here (`net-hook claim`, like Xen's vif scripts or
+ * address itself points here (`ferry-net-hook claim`, like Xen's vif scripts or
  * keepalived's notify scripts); when the guest stops running here (GO of a
  * migration away, destroy, death), it takes the socket back and runs
- * `net-hook release`.
+ * `ferry-net-hook release`.
  *
  * The listening socket is made with IP_FREEBIND, so it can exist before the
  * hook has claimed the address; a migration's source lets go of it before it

@@ -210,7 +210,7 @@ static void test_migrate_under_load(void **state)
 	passed();
 }
 
-/* daemon/net-hook of the source tree this test was built from. */
+/* daemon/ferry-net-hook of the source tree this test was built from. */
 static const char *hook_path(void)
 {
 	static char p[PATH_MAX + 64];
@@ -221,7 +221,7 @@ static const char *hook_path(void)
 	exe[n] = '\0';
 	slash = strrchr(exe, '/');
 	*slash = '\0';
-	snprintf(p, sizeof p, "%s/../../../daemon/net-hook", exe);
+	snprintf(p, sizeof p, "%s/../../../daemon/ferry-net-hook", exe);
 	return p;
 }
 
@@ -280,7 +280,7 @@ static void test_vip_follows(void **state)
 	snprintf(addr, sizeof addr, "%s:7000", vip);
 	json_decref(td_ok(&A, "{s:s, s:s, s:s, s:i, s:s, s:s}", "op", "create", "name", "kvv",
 			  "mem", "128M", "vcpus", 1, "workload", KVCONF, "net", addr));
-	wait_net_state(&A, "kvv", "claim");
+	wait_net_state(&A, "kvv", "listening, address claimed");
 	assert_true(ns_has(t.ns[0], vip));
 	kt_netns = t.ns[2];
 	snprintf(hist, sizeof hist, "%s/vip.hist", A.dir);
@@ -291,7 +291,7 @@ static void test_vip_follows(void **state)
 	job = td_ok(&A, "{s:s, s:s, s:s}", "op", "migrate", "name", "kvv", "dest", dest);
 	json_decref(td_wait_job(&A, td_jstr(job, "job"), "completed", 30000));
 	json_decref(job);
-	wait_net_state(&B, "kvv", "claim");
+	wait_net_state(&B, "kvv", "listening, address claimed");
 	assert_true(ns_has(t.ns[1], vip));
 	assert_false(ns_has(t.ns[0], vip));
 	h_sleep_ms(500);
@@ -299,7 +299,7 @@ static void test_vip_follows(void **state)
 	job = td_ok(&B, "{s:s, s:s, s:s}", "op", "migrate", "name", "kvv", "dest", dest);
 	json_decref(td_wait_job(&B, td_jstr(job, "job"), "completed", 30000));
 	json_decref(job);
-	wait_net_state(&A, "kvv", "claim");
+	wait_net_state(&A, "kvv", "listening, address claimed");
 	h_sleep_ms(500);
 	kt_load_stop(&l);
 	if (kt_check(A.dir, addr, h, 1, out, sizeof out) != 0)
