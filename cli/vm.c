@@ -187,12 +187,31 @@ static json_t *name_call(int argc, char **argv, const char *op, const char *help
 	return r;
 }
 
+/* One "key value" line per member; an object's members as "key.member". */
+static void print_members(const char *prefix, json_t *o)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach(o, k, v) {
+		char key[64], *s;
+
+		snprintf(key, sizeof key, "%s%s%s", prefix, prefix[0] ? "." : "", k);
+		if (json_is_object(v) && !prefix[0]) {
+			print_members(key, v);
+			continue;
+		}
+		s = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(6));
+		printf("%-24s %s\n", key, json_is_string(v) ? json_string_value(v) : s);
+		free(s);
+	}
+}
+
 int info_main(int argc, char **argv)
 {
 	bool json = false;
 	int st;
-	json_t *r = name_call(argc, argv, "info", info_help, &json, &st), *vm, *v;
-	const char *k;
+	json_t *r = name_call(argc, argv, "info", info_help, &json, &st), *vm;
 
 	if (!r)
 		return st;
@@ -200,12 +219,7 @@ int info_main(int argc, char **argv)
 	if (json) {
 		print_json(vm);
 	} else {
-		json_object_foreach(vm, k, v) {
-			char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(6));
-
-			printf("%-14s %s\n", k, json_is_string(v) ? json_string_value(v) : s);
-			free(s);
-		}
+		print_members("", vm);
 	}
 	json_decref(r);
 	return 0;

@@ -3,10 +3,17 @@
  * gating, and the guest's side of serving a connection; see nic.h.
  *
  * The network thread waits in epoll (edge-triggered) on the listener, the
- * connections and an eventfd the guest and the control thread kick; after
- * every wake it pumps every open slot both ways. Ring positions are written
- * with release and read with acquire stores: one producer and one consumer
- * per ring, no lock. The gate's state is under n->lock.
+ * connections and an eventfd; after every wake it pumps the open slots: in,
+ * those whose socket said it had bytes and has not yet run dry; out, those
+ * with bytes to send whose socket has not said it is full. Ring positions are
+ * written with release and read with acquire: one producer and one consumer
+ * per ring, no lock. The gate's state is under n->lock; whether it is on is
+ * also readable without it.
+ *
+ * Waking the thread: the guest (and the control thread) bump n->work and
+ * write the eventfd only if the thread said it is about to sleep
+ * (n->sleeping), which it says before it looks at n->work a last time: no
+ * wake-up is lost, and a busy guest makes no system call to wake it.
  */
 #include "mvm/nic.h"
 
@@ -15,6 +22,8 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -46,12 +55,18 @@ struct nic {
 	uint64_t stall_ns;       /* 0: never close a stalled connection */
 	uint64_t *seen_head;     /* per slot: rx_head when last seen moving */
 	uint64_t *since;         /* ... and when (mono_ns) */
+	uint8_t *rx_ready;       /* per slot: the socket may have bytes for us */
+	uint8_t *tx_full;        /* per slot: the socket took no more; wait for EPOLLOUT */
+	/* Waking it (see above). */
+	_Atomic uint64_t work;
+	atomic_bool sleeping;
 	/* Under lock. */
 	pthread_mutex_t lock;
 	int listen_fd;
 	bool gated;
 	uint64_t epoch, released;
 	uint64_t *sendable;      /* per slot: what may leave while gated */
+	/* bool gated: also read without the lock (pump_tx) */
 	struct mark (*marks)[MARKS_MAX];
 	unsigned *nmarks;
 	/* Counters (atomic). */
@@ -95,6 +110,9 @@ void nic_kick(struct nic *n)
 {
 	uint64_t one = 1;
 
+	atomic_fetch_add(&n->work, 1);
+	if (!atomic_load(&n->sleeping) || !atomic_exchange(&n->sleeping, false))
+		return;
 	if (write(n->wake, &one, sizeof one) < 0) {
 		/* The counter is full: the thread is awake anyway. */
 	}
@@ -143,8 +161,15 @@ static void accept_all(struct nic *n)
 		struct nic_slot *s = slot(n, i);
 		struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
 					  .data.u64 = i };
+		int one = 1;
+
+		/* Answers go out as they are made: no Nagle wait on the ACK of
+		 * the previous one (40 ms with delayed ACKs). */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 
 		memset(s, 0, sizeof *s);
+		n->rx_ready[i] = 1;
+		n->tx_full[i] = 0;
 		n->seen_head[i] = 0;
 		n->since[i] = mono_ns();
 		s->conn = ++n->hdr->conns;
@@ -166,22 +191,28 @@ static bool pump_rx(struct nic *n, uint64_t i)
 	struct nic_slot *s = slot(n, i);
 	bool any = false;
 
-	while (!(ld32(&s->state) & NIC_PEER_GONE)) {
+	while (n->rx_ready[i] && !(ld32(&s->state) & NIC_PEER_GONE)) {
 		uint64_t tail = s->rx_tail, space = n->l.ring_bytes - (tail - ld(&s->rx_head));
 		struct iovec v[2];
 		ssize_t r;
 
 		if (!space)
-			break;
+			break; /* still ready: again once the guest has taken some */
 		r = readv(n->fd[i], v, ring_iov(rx_ring(n, i), n->l.ring_bytes, tail, space, v));
 		if (r > 0) {
 			st(&s->rx_tail, tail + (uint64_t)r);
 			__atomic_fetch_add(&n->rx_bytes, (uint64_t)r, __ATOMIC_RELAXED);
 			any = true;
+			if ((uint64_t)r < space)
+				n->rx_ready[i] = 0; /* drained: the next edge says when */
 			continue;
 		}
-		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == EAGAIN) {
+			n->rx_ready[i] = 0;
 			break;
+		}
 		set_state(s, NIC_PEER_GONE);
 		any = true;
 	}
@@ -193,16 +224,24 @@ static void pump_tx(struct nic *n, uint64_t i)
 {
 	struct nic_slot *s = slot(n, i);
 
-	for (;;) {
+	while (!n->tx_full[i]) {
+		/* The tail first: bytes below it were produced before the gate,
+		 * if it is off now, was on (HOLD takes its mark under the lock). */
 		uint64_t head = s->tx_head, limit = ld(&s->tx_tail);
 		struct iovec v[2];
 		ssize_t r;
 
-		pthread_mutex_lock(&n->lock);
-		if (n->gated)
-			limit = MIN(limit, n->sendable[i]);
-		pthread_mutex_unlock(&n->lock);
-		if (head >= limit || (ld32(&s->state) & NIC_PEER_GONE))
+		if (head >= limit)
+			return;
+		if (__atomic_load_n(&n->gated, __ATOMIC_ACQUIRE)) {
+			pthread_mutex_lock(&n->lock);
+			if (n->gated)
+				limit = MIN(limit, n->sendable[i]);
+			pthread_mutex_unlock(&n->lock);
+			if (head >= limit)
+				return;
+		}
+		if (ld32(&s->state) & NIC_PEER_GONE)
 			return;
 		r = writev(n->fd[i], v, ring_iov(tx_ring(n, i), n->l.ring_bytes, head, limit - head, v));
 		if (r > 0) {
@@ -210,8 +249,12 @@ static void pump_tx(struct nic *n, uint64_t i)
 			__atomic_fetch_add(&n->tx_bytes, (uint64_t)r, __ATOMIC_RELAXED);
 			continue;
 		}
-		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == EAGAIN) {
+			n->tx_full[i] = 1; /* until EPOLLOUT */
 			return;
+		}
 		set_state(s, NIC_PEER_GONE);
 		return;
 	}
@@ -270,6 +313,8 @@ static void *net_main(void *arg)
 	struct mvm *m = n->m;
 	struct epoll_event ev[EVENTS];
 
+	uint64_t seen = 0;
+
 	while (!atomic_load_explicit(&m->quit, memory_order_relaxed)) {
 		bool rx = false;
 		uint64_t now;
@@ -282,20 +327,32 @@ static void *net_main(void *arg)
 				n->since[i] = now;
 			continue;
 		}
-		k = epoll_wait(n->ep, ev, EVENTS, 100);
+		/* About to sleep: say so, then look a last time for work (and a
+		 * pause) that came since the last round. */
+		atomic_store(&n->sleeping, true);
+		k = atomic_load(&n->work) != seen ||
+		    atomic_load_explicit(&m->pause_req, memory_order_acquire) ? 0 : 100;
+		k = epoll_wait(n->ep, ev, EVENTS, k);
+		atomic_store(&n->sleeping, false);
+		seen = atomic_load(&n->work);
 		for (int e = 0; e < k; e++) {
-			uint64_t drained;
+			uint64_t drained, t = ev[e].data.u64;
 
-			if (ev[e].data.u64 == WAKE_TOKEN) {
+			if (t == WAKE_TOKEN) {
 				if (read(n->wake, &drained, sizeof drained) < 0) {
 					/* Raced with another read: nothing lost. */
 				}
-			} else if (ev[e].data.u64 == LISTEN_TOKEN) {
+			} else if (t == LISTEN_TOKEN) {
 				accept_all(n);
+			} else if (t < n->l.nslots) {
+				if (ev[e].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+					n->rx_ready[t] = 1;
+				if (ev[e].events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+					n->tx_full[t] = 0;
 			}
 		}
-		/* Everything, every time: the rings' space and the gate change
-		 * without a socket event. */
+		/* Every open slot: the rings' space and the gate change without a
+		 * socket event; a slot with nothing to do costs a few loads. */
 		now = mono_ns();
 		for (uint64_t i = 0; i < n->l.nslots; i++) {
 			if (n->fd[i] < 0)
@@ -330,6 +387,8 @@ int nic_start(struct mvm *m, const struct kv_layout *l, uint64_t stall_ms, bool 
 	n->stall_ns = stall_ms * NSEC_PER_MSEC;
 	n->seen_head = calloc(l->nslots, sizeof *n->seen_head);
 	n->since = calloc(l->nslots, sizeof *n->since);
+	n->rx_ready = calloc(l->nslots, 1);
+	n->tx_full = calloc(l->nslots, 1);
 	n->sendable = calloc(l->nslots, sizeof *n->sendable);
 	n->marks = calloc(l->nslots, sizeof *n->marks);
 	n->nmarks = calloc(l->nslots, sizeof *n->nmarks);
@@ -337,7 +396,7 @@ int nic_start(struct mvm *m, const struct kv_layout *l, uint64_t stall_ms, bool 
 	n->out = malloc(KV_MSG_MAX);
 	n->ep = epoll_create1(EPOLL_CLOEXEC);
 	n->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!n->fd || !n->seen_head || !n->since || !n->sendable || !n->marks || !n->nmarks || !n->in || !n->out || n->ep < 0 ||
+	if (!n->fd || !n->seen_head || !n->since || !n->rx_ready || !n->tx_full || !n->sendable || !n->marks || !n->nmarks || !n->in || !n->out || n->ep < 0 ||
 	    n->wake < 0 || epoll_ctl(n->ep, EPOLL_CTL_ADD, n->wake, &ev) < 0)
 		return log_error("%s: nic: %s", m->name, strerror(errno ? errno : ENOMEM)), -ENOMEM;
 	for (uint64_t i = 0; i < l->nslots; i++)
@@ -437,7 +496,7 @@ int nic_gate(struct nic *n, enum nic_gate_op op, uint64_t epoch)
 			n->sendable[i] = ld(&slot(n, i)->tx_tail);
 			n->nmarks[i] = 0;
 		}
-		n->gated = true;
+		__atomic_store_n(&n->gated, true, __ATOMIC_RELEASE);
 		n->epoch = epoch;
 		n->released = epoch ? epoch - 1 : 0;
 		break;
@@ -477,7 +536,7 @@ int nic_gate(struct nic *n, enum nic_gate_op op, uint64_t epoch)
 			n->released = epoch;
 		break;
 	case NIC_GATE_OPEN:
-		n->gated = false;
+		__atomic_store_n(&n->gated, false, __ATOMIC_RELEASE);
 		break;
 	default:
 		r = -EINVAL;

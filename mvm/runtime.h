@@ -64,6 +64,10 @@ struct mvm {
 	unsigned parked;         /* writers parked at a step boundary */
 	unsigned writers;        /* vCPUs, and the network thread if any */
 	unsigned run_gen;        /* bumped on unpause: vCPUs reset pacing */
+	/* Work for a serving vCPU (mvm_kick_vcpus): kicks only grows; a vCPU
+	 * that found nothing sleeps (counted in nappers) until it changes. */
+	_Atomic uint64_t kicks;
+	atomic_uint nappers;
 
 	/* Owned by the control thread. */
 	bool paused;

@@ -84,10 +84,31 @@ static void step(struct mvm_vcpu *v)
 	r->last_step_ns = now;
 }
 
+/*
+ * The kicker bumps kicks, then looks for nappers; a napper counts itself,
+ * then looks at kicks (both sequentially consistent). So either the kicker
+ * sees the napper and wakes it under the lock, or the napper sees the kick
+ * and does not sleep: no wake-up is lost, and a busy guest costs the
+ * kicker no lock and no system call.
+ */
 void mvm_kick_vcpus(struct mvm *m)
 {
+	atomic_fetch_add(&m->kicks, 1);
+	if (atomic_load(&m->nappers)) {
+		pthread_mutex_lock(&m->lock);
+		pthread_cond_broadcast(&m->cond);
+		pthread_mutex_unlock(&m->lock);
+	}
+}
+
+/* Sleep until kicks moves past seen, abs, pause or quit. */
+static void nap_for_work(struct mvm *m, uint64_t seen, uint64_t abs)
+{
 	pthread_mutex_lock(&m->lock);
-	pthread_cond_broadcast(&m->cond);
+	atomic_fetch_add(&m->nappers, 1);
+	while (atomic_load(&m->kicks) == seen && !stop_requested(m) && mono_ns() < abs)
+		cond_wait_until(m, abs);
+	atomic_fetch_sub(&m->nappers, 1);
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -95,10 +116,10 @@ void mvm_kick_vcpus(struct mvm *m)
 static void serve(struct mvm_vcpu *v)
 {
 	struct mvm *m = v->m;
-	uint64_t now;
+	uint64_t now, seen = atomic_load(&m->kicks);
 
 	if (!nic_serve_step(m->nic, &m->kv)) {
-		nap(m, mono_ns() + 100 * NSEC_PER_MSEC);
+		nap_for_work(m, seen, mono_ns() + 100 * NSEC_PER_MSEC);
 		return;
 	}
 	__atomic_store_n(&v->regs.step, v->regs.step + 1, __ATOMIC_RELAXED);
@@ -197,6 +218,8 @@ void mvm_pause(struct mvm *m)
 	pthread_mutex_lock(&m->lock);
 	atomic_store(&m->pause_req, true);
 	pthread_cond_broadcast(&m->cond);
+	if (m->nic)
+		nic_kick(m->nic); /* the network thread may be in epoll_wait */
 	while (m->parked < m->writers)
 		pthread_cond_wait(&m->parked_cv, &m->lock);
 	pthread_mutex_unlock(&m->lock);
