@@ -37,12 +37,21 @@ static int wl_same(const struct wl_config *a, const struct wl_config *b)
 {
 	return a->kind == b->kind && a->pattern == b->pattern && a->seed == b->seed &&
 	       a->ws_pages == b->ws_pages && a->rate_pages == b->rate_pages &&
-	       a->steps == b->steps;
+	       a->steps == b->steps && a->conns == b->conns && a->ring_bytes == b->ring_bytes &&
+	       a->kv_clients == b->kv_clients && a->stall_ms == b->stall_ms;
 }
 
 static void check_wl(const struct wl_config *w, uint64_t nr_frames, const char *what)
 {
-	CHECK(w->kind == WL_IDLE || w->kind == WL_FILL || w->kind == WL_DIRTIER, "%s", what);
+	CHECK(w->kind == WL_IDLE || w->kind == WL_FILL || w->kind == WL_DIRTIER ||
+	      w->kind == WL_KVSTORE, "%s", what);
+	if (w->kind == WL_KVSTORE) {
+		CHECK(w->conns >= 1 && w->conns <= 4096, "%s: conns", what);
+		CHECK(w->ring_bytes >= 8192 && w->ring_bytes <= (1 << 20) &&
+		      !(w->ring_bytes & (w->ring_bytes - 1)), "%s: ring", what);
+		CHECK(w->kv_clients >= 16 && w->kv_clients <= 65536, "%s: clients", what);
+		CHECK(w->stall_ms <= 3600000, "%s: stall", what);
+	}
 	CHECK(w->pattern == WL_UNIFORM || w->pattern == WL_HOTCOLD, "%s", what);
 	CHECK(w->ws_pages >= 1 && w->ws_pages <= nr_frames, "%s: ws %" PRIu64, what,
 	      w->ws_pages);
@@ -85,7 +94,8 @@ static void fuzz_config(const char *s)
 	mvm_config_format(&a, text, sizeof text);
 	CHECK(mvm_config_parse(text, &b, err, sizeof err) == 0,
 	      "'%s' formats as '%s', which does not parse: %s", s, text, err);
-	CHECK(a.mem == b.mem && a.nr_vcpus == b.nr_vcpus && wl_same(&a.wl, &b.wl),
+	CHECK(a.mem == b.mem && a.nr_vcpus == b.nr_vcpus && wl_same(&a.wl, &b.wl) &&
+	      strcmp(a.net, b.net) == 0,
 	      "'%s' formats as '%s', which parses to a different config", s, text);
 }
 

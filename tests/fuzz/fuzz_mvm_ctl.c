@@ -89,7 +89,7 @@ static void check_req(const uint8_t *pkt, size_t len, int nfds, size_t errlen, u
 		check_err(err, errlen);
 		return;
 	}
-	CHECK(nfds == 0);
+	CHECK(nfds == 0 || (nfds == 1 && out.type == MVM_NET_ATTACH));
 	CHECK(len >= sizeof(struct mvm_req_hdr) && len <= MVM_MSG_MAX);
 	CHECK(out.type >= 1 && out.type < MVM_MSG_TYPE_MAX);
 	CHECK((const uint8_t *)out.body == pkt + sizeof(struct mvm_req_hdr));
