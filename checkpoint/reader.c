@@ -32,6 +32,9 @@ struct rd {
 	size_t errlen;
 	/* The current record, for messages. */
 	uint32_t type;
+	/* Since the last CKPT_BEGIN (stream.h, struct stream_ckpt). */
+	bool in_ckpt;
+	uint64_t ckpt_records, ckpt_digest, trl_checksum;
 };
 
 static int fail(struct rd *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -321,7 +324,21 @@ static int dispatch(struct rd *r, uint32_t type, const char *b, uint64_t len)
 		memcpy(&c, b, sizeof c);
 		if (!s->ckpt)
 			return fail(r, -EBADMSG, "this stream carries no checkpoints");
-		e = s->ckpt(s->ctx, type, le64toh(c.epoch));
+		c.epoch = le64toh(c.epoch);
+		c.token = le64toh(c.token);
+		c.records = le64toh(c.records);
+		c.digest = le64toh(c.digest);
+		if (type == STREAM_REC_CKPT_COMMIT &&
+		    (!r->in_ckpt || c.records != r->ckpt_records || c.digest != r->ckpt_digest))
+			return fail(r, -EBADMSG, "epoch %" PRIu64 ": %s", c.epoch,
+				    !r->in_ckpt ? "COMMIT without BEGIN"
+						: "its count or digest of records differs from what "
+						  "arrived");
+		if (type == STREAM_REC_CKPT_BEGIN && (c.records || c.digest))
+			return fail(r, -EBADMSG, "epoch %" PRIu64 ": BEGIN with counts", c.epoch);
+		r->in_ckpt = type == STREAM_REC_CKPT_BEGIN;
+		r->ckpt_records = r->ckpt_digest = 0;
+		e = s->ckpt(s->ctx, type, &c);
 		break;
 	}
 	case STREAM_REC_END:
@@ -415,6 +432,7 @@ static int read_record(struct rd *r)
 			    le64toh(t.seq), r->seq);
 	if (le64toh(t.checksum) != XXH3_64bits_digest(&st))
 		return fail(r, -EBADMSG, "checksum mismatch");
+	r->trl_checksum = t.checksum;
 
 	if (type == STREAM_REC_HEADER && !r->have_header)
 		e = do_header(r, r->buf, len);
@@ -424,6 +442,11 @@ static int read_record(struct rd *r)
 		e = dispatch(r, type, r->buf, len);
 	if (e < 0)
 		return e;
+	if (type != STREAM_REC_CKPT_BEGIN && type != STREAM_REC_CKPT_COMMIT) {
+		r->ckpt_records++;
+		r->ckpt_digest = XXH3_64bits_withSeed(&r->trl_checksum, sizeof r->trl_checksum,
+						      r->ckpt_digest);
+	}
 	r->st->records++;
 	r->seq++;
 	r->off += sizeof h + total + sizeof t;

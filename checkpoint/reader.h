@@ -48,7 +48,10 @@ struct stream_sink {
 	int (*context)(void *ctx, const void *blob, size_t len);
 	int (*device)(void *ctx, const void *blob, size_t len);
 	int (*iter_end)(void *ctx, const struct stream_iter_end *it);
-	int (*ckpt)(void *ctx, uint32_t type, uint64_t epoch);
+	/* CKPT_BEGIN / CKPT_COMMIT (c in host order). The reader has checked
+	 * that a COMMIT's count and digest match the records since the BEGIN
+	 * before it (and that there was one). */
+	int (*ckpt)(void *ctx, uint32_t type, const struct stream_ckpt *c);
 	int (*end)(void *ctx, const struct stream_end *totals);
 };
 

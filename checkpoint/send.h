@@ -8,6 +8,7 @@
 #define FERRY_CHECKPOINT_SEND_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "checkpoint/codec.h"
@@ -28,6 +29,16 @@
 static inline unsigned stream_stripe(uint64_t frame, unsigned n)
 {
 	return (unsigned)((frame >> STREAM_STRIPE_SHIFT) % n);
+}
+
+/* Whether frames [first, first + count) all belong to channel idx of n
+ * (count >= 1): what a receiver checks before it takes them. */
+static inline bool stream_stripe_owns(uint64_t first, uint64_t count, unsigned n, unsigned idx)
+{
+	uint64_t last = first + count - 1;
+
+	return n == 1 || (stream_stripe(first, n) == idx &&
+			  (first >> STREAM_STRIPE_SHIFT) == (last >> STREAM_STRIPE_SHIFT));
 }
 
 struct page_sender {

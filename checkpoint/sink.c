@@ -243,7 +243,7 @@ static int s_device(void *ctx, const void *blob, size_t len)
 static int commit(struct stage_sink *s)
 {
 	const struct stream_sink *in = &s->inner;
-	int r = in->ckpt ? in->ckpt(in->ctx, STREAM_REC_CKPT_BEGIN, s->epoch) : 0;
+	int r = in->ckpt ? in->ckpt(in->ctx, STREAM_REC_CKPT_BEGIN, &s->begin) : 0;
 
 	for (size_t i = 0; i < s->n && !r; i++) {
 		struct staged *it = &s->items[i];
@@ -270,9 +270,10 @@ static int commit(struct stage_sink *s)
 	return r;
 }
 
-static int s_ckpt(void *ctx, uint32_t type, uint64_t epoch)
+static int s_ckpt(void *ctx, uint32_t type, const struct stream_ckpt *c)
 {
 	struct stage_sink *s = ctx;
+	uint64_t epoch = c->epoch;
 	int r;
 
 	if (type == STREAM_REC_CKPT_BEGIN) {
@@ -281,6 +282,7 @@ static int s_ckpt(void *ctx, uint32_t type, uint64_t epoch)
 			return -EPROTO;
 		s->in_epoch = s->any_epoch = true;
 		s->epoch = epoch;
+		s->begin = *c;
 		return 0;
 	}
 	if (!s->in_epoch || epoch != s->epoch)
@@ -290,7 +292,7 @@ static int s_ckpt(void *ctx, uint32_t type, uint64_t epoch)
 	if (!r) {
 		s->committed++;
 		if (s->inner.ckpt)
-			r = s->inner.ckpt(s->inner.ctx, type, epoch);
+			r = s->inner.ckpt(s->inner.ctx, type, c);
 	}
 	return r;
 }
@@ -357,11 +359,11 @@ static int f_context(void *ctx, const void *blob, size_t len)
 	return stream_write_context(f->w, blob, len);
 }
 
-static int f_ckpt(void *ctx, uint32_t type, uint64_t epoch)
+static int f_ckpt(void *ctx, uint32_t type, const struct stream_ckpt *c)
 {
 	struct file_sink *f = ctx;
 
-	return stream_write_ckpt(f->w, type, epoch);
+	return stream_write_ckpt(f->w, type, c->epoch, c->token);
 }
 
 static int f_end(void *ctx, const struct stream_end *e)

@@ -4,7 +4,10 @@
  *  - apply: straight into a domain, as they arrive (migration, restore);
  *  - stage: hold each replication epoch (CKPT_BEGIN … CKPT_COMMIT) apart
  *    and hand it to an inner sink only when its COMMIT has arrived, so that
- *    an epoch cut short is never partly applied;
+ *    an epoch cut short is never partly applied. The inner sink sees
+ *    ckpt(BEGIN) before the epoch's contents and ckpt(COMMIT) after them:
+ *    a replica over several channels holds every channel at its BEGIN
+ *    until all have their epoch staged (replicate/backup.c);
  *  - file: write what arrives as a new stream (e.g. an incoming guest kept
  *    as a snapshot), re-encoded by its own codec.
  */
@@ -39,6 +42,7 @@ struct stage_sink {
 	/* Private. */
 	bool in_epoch;
 	uint64_t epoch;     /* current, or last committed */
+	struct stream_ckpt begin; /* the current epoch's BEGIN */
 	bool any_epoch;
 	uint64_t committed; /* epochs handed over */
 	struct staged *items;

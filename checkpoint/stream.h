@@ -111,10 +111,17 @@ struct stream_iter_end {
 };
 _Static_assert(sizeof(struct stream_iter_end) == 32, "wire size");
 
+/* CKPT_BEGIN and CKPT_COMMIT body. In BEGIN, records and digest are 0; in
+ * COMMIT they cover this channel's records of the epoch (after its BEGIN,
+ * before its COMMIT): their count, and a chain of their trailer checksums,
+ * d = XXH3_64bits_withSeed(le64 checksum, 8, d) from d = 0. */
 struct stream_ckpt {
 	uint64_t epoch;
+	uint64_t token;   /* the fencing token the primary holds (0: none) */
+	uint64_t records;
+	uint64_t digest;
 };
-_Static_assert(sizeof(struct stream_ckpt) == 8, "wire size");
+_Static_assert(sizeof(struct stream_ckpt) == 32, "wire size");
 
 /* END body: totals over the whole stream before END. */
 struct stream_end {

@@ -67,6 +67,8 @@ int stream_write_record(struct stream_writer *w, uint32_t type, uint32_t flags,
 	r = w->sink.writev(w->sink.ctx, iov, k);
 	if (r)
 		return w->error = r;
+	w->ckpt_records++;
+	w->ckpt_digest = XXH3_64bits_withSeed(&t.checksum, sizeof t.checksum, w->ckpt_digest);
 	w->seq++;
 	w->records++;
 	w->bytes += sizeof h + len + pad + sizeof t;
@@ -162,14 +164,21 @@ int stream_write_context(struct stream_writer *w, const void *blob, size_t len)
 	return stream_write_record(w, STREAM_REC_CONTEXT, 0, &b, 1);
 }
 
-int stream_write_ckpt(struct stream_writer *w, uint32_t type, uint64_t epoch)
+int stream_write_ckpt(struct stream_writer *w, uint32_t type, uint64_t epoch, uint64_t token)
 {
-	struct stream_ckpt c = { .epoch = htole64(epoch) };
+	struct stream_ckpt c = { .epoch = htole64(epoch), .token = htole64(token) };
 	struct iovec b = { &c, sizeof c };
+	int r;
 
 	if (type != STREAM_REC_CKPT_BEGIN && type != STREAM_REC_CKPT_COMMIT)
 		return -EINVAL;
-	return stream_write_record(w, type, 0, &b, 1);
+	if (type == STREAM_REC_CKPT_COMMIT) {
+		c.records = htole64(w->ckpt_records);
+		c.digest = htole64(w->ckpt_digest);
+	}
+	r = stream_write_record(w, type, 0, &b, 1);
+	w->ckpt_records = w->ckpt_digest = 0;
+	return r;
 }
 
 int stream_write_end(struct stream_writer *w)

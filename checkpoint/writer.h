@@ -25,6 +25,9 @@ struct stream_writer {
 	int error;        /* first error, sticky */
 	/* Totals so far (END carries them). */
 	uint64_t records, pages, zero_frames, bytes;
+	/* Since the last CKPT_BEGIN: records, and the chain of their checksums
+	 * (stream.h, struct stream_ckpt). */
+	uint64_t ckpt_records, ckpt_digest;
 };
 
 /* Write the magic and HEADER. config may be NULL. */
@@ -45,7 +48,9 @@ int stream_write_pages(struct stream_writer *w, struct codec *codec, const uint6
 		       void *const *pages, unsigned n, void *scratch);
 int stream_write_zero_extent(struct stream_writer *w, uint64_t first, uint64_t count);
 int stream_write_context(struct stream_writer *w, const void *blob, size_t len);
-int stream_write_ckpt(struct stream_writer *w, uint32_t type, uint64_t epoch);
+/* CKPT_BEGIN or CKPT_COMMIT of epoch under fencing token; COMMIT carries
+ * the count and digest of the records since BEGIN. */
+int stream_write_ckpt(struct stream_writer *w, uint32_t type, uint64_t epoch, uint64_t token);
 /* END with the totals; afterwards the writer takes nothing more. */
 int stream_write_end(struct stream_writer *w);
 

@@ -136,8 +136,9 @@ void migrate_in_open(void *ctx, struct session *s, const struct wire_hello *h)
 	j->st.phase = MIG_PH_SETUP;
 	j->running = true;
 	j->opts.peer_timeout_ms = s->timeout_ms;
-	j->opts.hooks = (struct migrate_hooks){ j, migration_stats, on_journal, on_resumed,
-						on_resuming };
+	j->opts.hooks = (struct migrate_hooks){ .ctx = j, .stats = migration_stats,
+						.journal = on_journal, .resumed = on_resumed,
+						.resuming = on_resuming };
 	pthread_mutex_lock(&D.lock);
 	j->s = s;
 	pthread_mutex_unlock(&D.lock);

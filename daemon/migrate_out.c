@@ -169,7 +169,8 @@ static void *out_main(void *p)
 	char err[600] = "";
 	int r;
 
-	j->opts.hooks = (struct migrate_hooks){ j, migration_stats, on_journal, NULL, NULL };
+	j->opts.hooks = (struct migrate_hooks){ .ctx = j, .stats = migration_stats,
+						.journal = on_journal };
 	j->opts.cancel = &j->cancel;
 	if (!(r = connect_out(j, v, err, sizeof err))) {
 		log_info("job %s: migrating %s to %s over %u %s channel%s", j->id, v->name, j->peer,

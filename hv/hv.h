@@ -15,6 +15,9 @@
  *    failure; the backend logs a message naming the domain.
  *  - Every op may block (on the domain's runtime or the hypervisor). A handle
  *    is used by one thread at a time; different handles are independent.
+ *    The one exception is output: any thread may call it at any time, also
+ *    while another op runs on the handle (replication releases output when
+ *    an acknowledgement arrives, in the middle of the next epoch).
  *  - Frames are guest page frame numbers in [0, nr_frames); a frame outside
  *    that range is -ERANGE and nothing is touched.
  *  - Bitmaps passed in are sized nr_frames bits (struct bitmap from common/).

@@ -54,6 +54,7 @@ struct mvm_dom {
 	int pagemap;
 	int pidfd;
 	pid_t pid;
+	pthread_mutex_t rpc_lock; /* one request at a time (output from any thread) */
 	uint32_t seq;
 	uint64_t ram_base;
 	uint64_t ram_size;
@@ -128,7 +129,7 @@ static void drop_fds(struct msghdr *msg)
  * (0 or -errno, logged with its reason) or a transport error.
  */
 /* One request (with send_fd riding along if >= 0) and its reply. */
-static int rpc_fd(struct mvm_dom *d, unsigned type, const void *body, size_t len, void *rep,
+static int rpc_fd_locked(struct mvm_dom *d, unsigned type, const void *body, size_t len, void *rep,
 		  size_t rep_max, size_t *rep_len, int *fds, int want_fds, int timeout_ms,
 		  int send_fd)
 {
@@ -253,6 +254,19 @@ timeout:
 	return r;
 }
 
+static int rpc_fd(struct mvm_dom *d, unsigned type, const void *body, size_t len, void *rep,
+		  size_t rep_max, size_t *rep_len, int *fds, int want_fds, int timeout_ms,
+		  int send_fd)
+{
+	int r;
+
+	pthread_mutex_lock(&d->rpc_lock);
+	r = rpc_fd_locked(d, type, body, len, rep, rep_max, rep_len, fds, want_fds, timeout_ms,
+			  send_fd);
+	pthread_mutex_unlock(&d->rpc_lock);
+	return r;
+}
+
 static int rpc(struct mvm_dom *d, unsigned type, const void *body, size_t len, void *rep,
 	       size_t rep_max, size_t *rep_len, int *fds, int want_fds, int timeout_ms)
 {
@@ -370,6 +384,9 @@ static void mvm_close(struct hv_domain *hd)
 static int attach(const char *name, int sock, int child_pidfd, struct hv_domain **out)
 {
 	struct mvm_dom *d = calloc(1, sizeof *d);
+
+	if (d)
+		pthread_mutex_init(&d->rpc_lock, NULL);
 	struct mvm_info info;
 	struct mvm_fds f;
 	size_t len;

@@ -79,6 +79,10 @@ struct migrate_hooks {
 	/* Destination: GO came and is journaled; d resumes next (so the caller
 	 * may give it what it needs to run here, e.g. its service address). */
 	void (*resuming)(void *ctx, struct hv_domain *d);
+	/* Source: the guest has just paused for the stop-and-copy (replication
+	 * holds its output from here: what it writes after this moment is not
+	 * in the copy). */
+	void (*stopped)(void *ctx, struct hv_domain *d);
 };
 
 struct migrate_opts {
@@ -89,6 +93,12 @@ struct migrate_opts {
 	uint64_t bandwidth;        /* bytes/s over all channels, 0 = unlimited */
 	int peer_timeout_ms;       /* default 15 s */
 	const volatile sig_atomic_t *cancel; /* non-zero: stop, roll back */
+	/* Replication's initial sync: a migration that does not switch over.
+	 * After READY the source resumes its guest with the dirty log still on
+	 * (the copy is the state at the pause; the next harvest has every
+	 * write since) and the destination keeps its copy paused and
+	 * uncommitted; no GO is said. */
+	bool sync_only;
 	struct migrate_hooks hooks;
 };
 
@@ -118,7 +128,8 @@ struct migrate_stats {
  * monitor). d is open and running; on success it has been destroyed (it
  * runs on the destination). Returns 0 or -errno with a reason in err; if
  * st->committed is set on failure, the result is unresolved and d is left
- * paused.
+ * paused. With o->sync_only, success leaves d running here with its dirty
+ * log on, and the destination holds a paused copy of it.
  */
 int migrate_send(struct hv_domain *d, struct session *s, const struct migrate_opts *o,
 		 struct migrate_stats *st, char *err, size_t errlen);
@@ -130,7 +141,9 @@ int migrate_send(struct hv_domain *d, struct session *s, const struct migrate_op
  * handle. On any other return the domain is destroyed, except for
  * -EINPROGRESS: resuming after GO failed and the copy could not be
  * destroyed, so it may run (the source must not resume without an
- * operator). o gives peer_timeout_ms and the journal hook.
+ * operator). o gives peer_timeout_ms and the journal hook. With
+ * o->sync_only, *out is the copy as of the source's pause, paused and not
+ * committed (it ends with its handle), once READY is sent.
  */
 int migrate_recv(struct session *s, const char *name, const struct migrate_opts *o,
 		 struct hv_domain **out, char *err, size_t errlen);

@@ -203,10 +203,7 @@ static int check_stripe(struct rlane *l, uint64_t first, uint64_t count)
 	uint64_t last = first + count - 1;
 	unsigned n = l->ds->n;
 
-	if (n == 1)
-		return 0;
-	if (stream_stripe(first, n) == l->idx && (first >> STREAM_STRIPE_SHIFT) ==
-						     (last >> STREAM_STRIPE_SHIFT))
+	if (stream_stripe_owns(first, count, n, l->idx))
 		return 0;
 	snprintf(l->why, sizeof l->why, "frame %" PRIu64 " arrived on channel %u; it belongs to "
 		 "channel %u", stream_stripe(first, n) == l->idx ? last : first, l->idx,
@@ -455,6 +452,18 @@ static int ready(struct dst *ds)
 	return r;
 }
 
+/* Replication's initial sync: all is here; say READY and keep the copy. */
+static int sync_ready(struct dst *ds)
+{
+	int r;
+
+	ds->st.phase = MIG_PH_COMMIT;
+	d_report(ds, true);
+	if ((r = session_send_msg(ds->s, WIRE_READY, 0)))
+		snprintf(ds->err, ds->errlen, "sending READY: %s", chan_error(ds->s->ch[0], r));
+	return r;
+}
+
 /*
  * GO came: this copy is the guest from now on, nothing discards it. Resume
  * it and say RUNNING. -EINPROGRESS if it failed to resume and could not be
@@ -534,8 +543,14 @@ int migrate_recv(struct session *s, const char *name, const struct migrate_opts 
 	}
 	pthread_mutex_init(&ds.m, NULL);
 	pthread_cond_init(&ds.c, NULL);
-	if ((r = start_threads(&ds)) || (r = receive(&ds)) || (r = ready(&ds))) {
+	if ((r = start_threads(&ds)) || (r = receive(&ds)) ||
+	    (r = o->sync_only ? sync_ready(&ds) : ready(&ds))) {
 		discard(&ds, r);
+	} else if (o->sync_only) {
+		ds.st.phase = MIG_PH_DONE;
+		d_report(&ds, true);
+		*out = ds.d;
+		ds.d = NULL;
 	} else if (!(r = resume(&ds))) {
 		*out = ds.d;
 		ds.d = NULL;

@@ -294,6 +294,8 @@ static int stop_and_copy(struct src *m)
 	if ((r = hv_pause(m->d)))
 		return fail(m, r, "%s: pause: %s", m->d->uri, strerror(-r));
 	m->paused = true;
+	if (m->o->hooks.stopped)
+		m->o->hooks.stopped(m->o->hooks.ctx, m->d);
 	phase(m, MIG_PH_STOP_COPY);
 	if ((r = failpoint("mig-src-stopcopy")))
 		return fail(m, r, "failpoint mig-src-stopcopy");
@@ -331,6 +333,16 @@ static int commit(struct src *m)
 	if ((r = session_wait_msg(m->s, WIRE_READY, NULL)))
 		return fail_io(m, r, "no READY from the destination");
 	m->t_ready = mono_ns();
+	if (m->o->sync_only) {
+		/* The destination holds the copy: run on, logging every write. */
+		if ((r = hv_unpause(m->d)))
+			return fail(m, r, "%s: resuming after the sync: %s", m->d->uri,
+				    strerror(-r));
+		m->paused = false;
+		st->downtime_ns = m->t_ready - m->tp;
+		st->phase = MIG_PH_DONE;
+		return 0;
+	}
 	if (m->o->hooks.journal && (r = m->o->hooks.journal(m->o->hooks.ctx, MIG_PT_GO)))
 		return fail(m, r, "%s", r == -ECANCELED ? "cancelled" : "journaling GO failed");
 	if ((r = failpoint("mig-src-before-go")))

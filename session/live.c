@@ -111,6 +111,8 @@ static void *mon_main(void *arg)
 		}
 		pthread_cond_broadcast(&m->c);
 		pthread_mutex_unlock(&m->m);
+		if (m->s->on_msg)
+			m->s->on_msg(m->s->on_msg_ctx, type, a);
 	}
 }
 
@@ -185,6 +187,20 @@ int session_wait_arg(struct session *s, uint32_t type, uint64_t min)
 	while (m->max[type] < min && !m->err)
 		pthread_cond_wait(&m->c, &m->m);
 	r = m->max[type] >= min ? 0 : m->err;
+	pthread_mutex_unlock(&m->m);
+	return r;
+}
+
+int session_failed(struct session *s, char *why, size_t len)
+{
+	struct session_mon *m = s->mon;
+	int r;
+
+	if (!m)
+		return 0;
+	pthread_mutex_lock(&m->m);
+	if ((r = m->err))
+		snprintf(why, len, "%s", m->why);
 	pthread_mutex_unlock(&m->m);
 	return r;
 }

@@ -81,6 +81,11 @@ struct session {
 	bool aborted;              /* under wlock: ABORT went out, nothing follows */
 	uint64_t last_rx;          /* mono ns of the last byte on any channel (atomic) */
 	struct session_mon *mon;   /* the monitor, while it runs */
+	/* Set before session_monitor_start: called on the monitor's thread for
+	 * every message but ABORT, after waiters were told (replication
+	 * releases output on an acknowledgement at once). */
+	void (*on_msg)(void *ctx, uint32_t type, uint64_t arg);
+	void *on_msg_ctx;
 	pthread_t hb;              /* the heartbeat thread, while hb_on */
 	bool hb_on, hb_stop;       /* hb_stop under lock */
 };
@@ -163,6 +168,8 @@ void session_monitor_stop(struct session *s);
 int session_wait_msg(struct session *s, uint32_t type, uint64_t *arg);
 /* Wait until a message of type has come with an argument of at least min. */
 int session_wait_arg(struct session *s, uint32_t type, uint64_t min);
+/* Whether the monitor has failed the session: 0, or the failure and why. */
+int session_failed(struct session *s, char *why, size_t len);
 /* The monitor's verdict after a failed send or receive: the failure (and
  * why, in words) if it knows one within grace_ms, else 0. */
 int session_failure(struct session *s, int grace_ms, char *why, size_t len);

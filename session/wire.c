@@ -319,7 +319,7 @@ int wire_msg_parse(const void *buf16, uint32_t *type, uint64_t *arg)
 	memcpy(&m, buf16, sizeof m);
 	*type = le32toh(m.type);
 	*arg = le64toh(m.arg);
-	if (le32toh(m.magic) != MSG_MAGIC || *type < WIRE_READY || *type > WIRE_ABORT)
+	if (le32toh(m.magic) != MSG_MAGIC || *type < WIRE_READY || *type >= WIRE_MSG_MAX)
 		return -EPROTO;
 	return 0;
 }

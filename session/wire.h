@@ -77,7 +77,8 @@ int wire_caps_parse(const json_t *a, uint32_t *caps);
 int wire_caps_from_text(const char *s, uint32_t *caps);
 
 /* What a HELLO asks for. */
-enum wire_op { WIRE_OP_MIGRATE = 1, WIRE_OP_RESOLVE = 2, WIRE_OP_CHANNEL = 3 };
+enum wire_op { WIRE_OP_MIGRATE = 1, WIRE_OP_RESOLVE = 2, WIRE_OP_CHANNEL = 3,
+	       WIRE_OP_PROTECT = 4 /* as migrate, for a standby that stays paused */ };
 
 struct wire_hello {
 	enum wire_op op;
@@ -110,6 +111,9 @@ enum wire_msg {
 	WIRE_HEARTBEAT = 4, /* destination: alive; arg = 0, or n when the first n
 			    * passes have arrived and been applied on every channel */
 	WIRE_ABORT = 5,     /* destination: giving up; arg = errno */
+	/* Replication (docs/stream-format.md): */
+	WIRE_CKPT_ACK = 6,  /* backup: epoch arg is applied whole, output of it may leave */
+	WIRE_MSG_MAX
 };
 
 int wire_send_msg(struct chan *c, uint32_t type, uint64_t arg);

@@ -425,22 +425,22 @@ static void test_stage_epochs(void **state)
 		send_all(&w, c, &g, scratch);
 		/* Epoch 1: a light change everywhere (deltas), a zero extent, a context. */
 		touch(&g, 1);
-		assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_BEGIN, 1), 0);
+		assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_BEGIN, 1, 0), 0);
 		send_all(&w, c, &g, scratch);
 		assert_int_equal(stream_write_zero_extent(&w, 20, 4), 0);
 		memset(g.ram + 20 * PS, 0, 4 * PS);
 		for (unsigned f = 20; f < 24; f++)
 			codec_forget(c, f);
 		assert_int_equal(stream_write_context(&w, "c1", 2), 0);
-		assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_COMMIT, 1), 0);
+		assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_COMMIT, 1, 0), 0);
 		v1 = g;
 		/* Epoch 2: another change; committed and ended only if complete. */
 		touch(&g, 2);
-		assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_BEGIN, 2), 0);
+		assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_BEGIN, 2, 0), 0);
 		send_all(&w, c, &g, scratch);
 		assert_int_equal(stream_write_context(&w, "c2", 2), 0);
 		if (complete) {
-			assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_COMMIT, 2), 0);
+			assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_COMMIT, 2, 0), 0);
 			assert_int_equal(stream_write_end(&w), 0);
 		}
 		v2 = g;
@@ -469,6 +469,45 @@ static void test_stage_epochs(void **state)
 	free(scratch);
 }
 
+/* A COMMIT whose count or digest of the epoch's records differs from what
+ * arrived is refused by the reader (a writer that lost or changed a record
+ * is simulated by altering its tally). */
+static void test_ckpt_counts(void **state)
+{
+	(void)state;
+	for (unsigned k = 0; k < 3; k++) {
+		struct membuf mb = { 0 };
+		struct xsink sink = { membuf_writev, &mb };
+		struct xsource src = { membuf_read, &mb };
+		struct stream_writer w;
+		struct memguest out = { .max_frames = 16 };
+		struct stage_sink st;
+		struct stream_sink outer;
+		char err[256];
+
+		assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_REPLICATION, PS, 16, "mvm",
+						     "rep", NULL), 0);
+		assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_BEGIN, 1, 7), 0);
+		assert_int_equal(stream_write_zero_extent(&w, 0, 4), 0);
+		assert_int_equal(stream_write_context(&w, "c1", 2), 0);
+		if (k == 1)
+			w.ckpt_records--;
+		if (k == 2)
+			w.ckpt_digest ^= 1;
+		assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_COMMIT, 1, 7), 0);
+		assert_int_equal(stream_write_end(&w), 0);
+		outer = stage_sink(&st, memguest_sink(&out));
+		assert_int_equal(stream_read(&src, &outer, true, NULL, err, sizeof err),
+				 k ? -EBADMSG : 0);
+		if (k)
+			assert_non_null(strstr(err, "count or digest"));
+		assert_int_equal(st.committed, k ? 0 : 1);
+		stage_sink_free(&st);
+		memguest_free(&out);
+		free(mb.p);
+	}
+}
+
 /* Epoch numbers must go up by one; END inside an epoch is refused. */
 static void test_stage_epoch_rules(void **state)
 {
@@ -488,17 +527,19 @@ static void test_stage_epoch_rules(void **state)
 		assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_REPLICATION, PS, 16, "mvm",
 						     "rep", NULL), 0);
 		if (k < 2) {
-			assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_BEGIN, seqs[k][0]), 0);
-			assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_COMMIT, seqs[k][1]), 0);
-			assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_BEGIN, seqs[k][2]), 0);
+			assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_BEGIN, seqs[k][0], 0), 0);
+			assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_COMMIT, seqs[k][1], 0), 0);
+			assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_BEGIN, seqs[k][2], 0), 0);
 			if (k == 1) /* a good sequence, but END inside the epoch */
 				assert_int_equal(stream_write_end(&w), 0);
 		} else {
 			/* COMMIT without BEGIN */
-			assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_COMMIT, 1), 0);
+			assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_COMMIT, 1, 0), 0);
 		}
 		outer = stage_sink(&st, memguest_sink(&out));
-		assert_int_equal(stream_read(&src, &outer, true, NULL, err, sizeof err), -EPROTO);
+		/* The reader itself refuses a COMMIT without its BEGIN. */
+		assert_int_equal(stream_read(&src, &outer, true, NULL, err, sizeof err),
+				 k == 2 ? -EBADMSG : -EPROTO);
 		stage_sink_free(&st);
 		memguest_free(&out);
 		free(mb.p);
@@ -557,6 +598,7 @@ int main(void)
 		cmocka_unit_test(test_writer_errors),
 		cmocka_unit_test(test_stage_epochs),
 		cmocka_unit_test(test_stage_epoch_rules),
+		cmocka_unit_test(test_ckpt_counts),
 		cmocka_unit_test(test_file_sink),
 	};
 	return cmocka_run_group_tests_name("stream", tests, NULL, NULL);
