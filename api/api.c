@@ -28,6 +28,11 @@ static const struct api_op ops[] = {
 	{ "status", false, "wait_ms", { { "job", API_STR, true }, { "wait_ms", API_INT, false } } },
 	{ "cancel", false, NULL, { { "job", API_STR, true } } },
 	{ "resolve", false, NULL, { { "job", API_STR, true }, { "force", API_STR, false } } },
+	{ "protect", true, NULL,
+	  { { "name", API_STR, true }, { "peer", API_STR, true }, { "epoch_ms", API_INT, false },
+	    { "heartbeat_ms", API_INT, false }, { "channels", API_INT, false },
+	    { "unsafe_no_fencing", API_BOOL, false } } },
+	{ "unprotect", true, NULL, { { "name", API_STR, true } } },
 };
 
 static bool plain_string(const json_t *v)

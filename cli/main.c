@@ -24,6 +24,8 @@ static const struct {
 	{ "jobs", jobs_main, "list migration jobs" },
 	{ "status", status_main, "show one job and its statistics" },
 	{ "cancel", cancel_main, "cancel an outgoing migration" },
+	{ "protect", protect_main, "keep a hot standby of a microVM on another host" },
+	{ "unprotect", unprotect_main, "end a microVM's protection" },
 	{ "resolve", resolve_main, "settle a migration left unresolved after its point of no return" },
 	{ "save", save_main, "save a running microVM to a file (then stop it, or --keep-running)" },
 	{ "restore", restore_main, "start a microVM from a file written by save" },

@@ -400,6 +400,23 @@ static void print_job(json_t *job)
 	printf("dirty rate     %.0f pages/s\n", jnum(s, "dirty_rate"));
 	printf("throughput     %s/s\n", fmt_bytes(jnum(s, "throughput"), b, sizeof b));
 	printf("throttle       %.0f%%\n", jnum(s, "throttle"));
+	if ((s = json_object_get(job, "replication"))) {
+		printf("replication    %s, epoch %.0f (acknowledged %.0f)\n", jstr(s, "state"),
+		       jnum(s, "epoch"), jnum(s, "acked"));
+		printf("epochs         %.0f, %.1f/s of %.0f ms; heartbeat %.0f ms\n", jnum(s, "epochs"),
+		       jnum(s, "epochs_per_s"), jnum(s, "epoch_ms"), jnum(s, "heartbeat_ms"));
+		printf("pause          p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", jnum(s, "pause_p50_ms"),
+		       jnum(s, "pause_p99_ms"), jnum(s, "pause_max_ms"));
+		printf("per epoch      %s, %.0f dirty pages\n",
+		       fmt_bytes(jnum(s, "bytes_per_epoch"), b, sizeof b),
+		       jnum(s, "dirty_pages_per_epoch"));
+		printf("output delay   %.2f ms; last commit %.0f ms ago\n", jnum(s, "output_delay_ms"),
+		       jnum(s, "since_commit_ms"));
+		printf("staging        %s", fmt_bytes(jnum(s, "staging_bytes"), b, sizeof b));
+		printf(" of %s\n", fmt_bytes(jnum(s, "staging_max"), b, sizeof b));
+		printf("fencing        %s\n", json_is_true(json_object_get(s, "fencing"))
+						? "etcd" : "none (unsafe: heartbeats alone)");
+	}
 }
 
 /* ferry status / cancel: one JOB operand, one request. */

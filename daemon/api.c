@@ -23,6 +23,7 @@
 #include "daemon/job.h"
 #include "daemon/migration.h"
 #include "daemon/net.h"
+#include "daemon/protection.h"
 #include "daemon/vm.h"
 
 struct handler {
@@ -256,6 +257,55 @@ static json_t *op_migrate(json_t *req)
 	return json_pack("{s:b, s:s}", "ok", 1, "job", id);
 }
 
+/* Protection: refused without a fencing authority unless the operator
+ * accepts a pair that a network split can turn into two primaries. */
+static json_t *op_protect(json_t *req)
+{
+	struct repl_opts o;
+	int64_t em = num(req, "epoch_ms", REPL_EPOCH_MS_DEFAULT);
+	int64_t hb = num(req, "heartbeat_ms", REPL_HEARTBEAT_MS_DEFAULT);
+	int64_t nch = num(req, "channels", D.channels);
+	json_t *unsafe = json_object_get(req, "unsafe_no_fencing");
+	char id[JOB_ID_LEN], err[600];
+
+	repl_opts_default(&o);
+	if (em < 1 || em > 60000)
+		return fail("epoch_ms: %" PRId64 " is not in 1..60000", em);
+	if (hb < 20 || hb > 600000)
+		return fail("heartbeat_ms: %" PRId64 " is not in 20..600000", hb);
+	if (hb < 2 * em)
+		return fail("heartbeat_ms: %" PRId64 " is under two epochs (%" PRId64 " ms): the "
+			    "epochs are the primary's heartbeat", hb, 2 * em);
+	if (nch < 1 || nch > WIRE_CHANNELS_MAX)
+		return fail("channels: %" PRId64 " is not in 1..%d", nch, WIRE_CHANNELS_MAX);
+	if (unsafe && !json_is_boolean(unsafe))
+		return fail("unsafe_no_fencing: not a boolean");
+	if (!json_is_true(unsafe))
+		return fail("no fencing authority is configured on %s (etcd fencing is not written "
+			    "yet): without one a network split can run the guest on both hosts; "
+			    "say unsafe_no_fencing (--unsafe-no-fencing) to protect with heartbeats "
+			    "alone", D.hostname);
+	o.epoch_ms = (unsigned)em;
+	o.heartbeat_ms = (unsigned)hb;
+	o.sync.downtime_ns = D.downtime_ms * NSEC_PER_MSEC;
+	o.sync.max_iters = D.max_iters;
+	o.sync.on_no_converge = D.on_no_converge;
+	o.sync.peer_timeout_ms = D.peer_timeout_ms;
+	if (protect_start(str(req, "name", ""), str(req, "peer", ""), &o, false, (unsigned)nch, id,
+			  err, sizeof err))
+		return fail("%s", err);
+	return json_pack("{s:b, s:s}", "ok", 1, "job", id);
+}
+
+static json_t *op_unprotect(json_t *req)
+{
+	char err[300];
+
+	if (protect_stop(str(req, "name", ""), err, sizeof err))
+		return fail("%s", err);
+	return json_pack("{s:b}", "ok", 1);
+}
+
 static json_t *op_jobs(json_t *req)
 {
 	json_t *a = json_array();
@@ -317,7 +367,8 @@ static const struct handler handlers[] = {
 	{ "version", op_version }, { "create", op_create }, { "list", op_list },
 	{ "info", op_info },	   { "destroy", op_destroy }, { "verify", op_verify },
 	{ "migrate", op_migrate }, { "jobs", op_jobs },	    { "status", op_status },
-	{ "cancel", op_cancel },   { "resolve", op_resolve },
+	{ "cancel", op_cancel },   { "resolve", op_resolve }, { "protect", op_protect },
+	{ "unprotect", op_unprotect },
 };
 
 json_t *api_handle(json_t *req)

@@ -45,7 +45,7 @@ static const struct {
 	uint32_t next;
 } states[JOB_STATE_MAX] = {
 	[JOB_NEW] = { "new", API_JOB_ACTIVE, J_NONE, true,
-		      S(JOB_SENDING) | S(JOB_RECEIVING) | S(JOB_FAILED) },
+		      S(JOB_SENDING) | S(JOB_RECEIVING) | S(JOB_SYNCING) | S(JOB_FAILED) },
 	[JOB_SENDING] = { "sending", API_JOB_ACTIVE, J_WRITE, true,
 			  S(JOB_COMMITTED) | S(JOB_FAILED) | S(JOB_CANCELLED) },
 	[JOB_COMMITTED] = { "committed", API_JOB_ACTIVE, J_SYNC, false,
@@ -61,6 +61,20 @@ static const struct {
 				   S(JOB_COMPLETED) },
 	[JOB_RUNNING] = { "running", API_JOB_COMPLETED, J_NONE, false,
 			  S(JOB_COMPLETED) | S(JOB_FAILED) },
+	/* Protection: its steps are written (a restarted ferryd finds what it
+	 * protected); epochs never are. Taking over is durable: from it on,
+	 * the copy here may run. */
+	[JOB_SYNCING] = { "syncing", API_JOB_ACTIVE, J_WRITE, false,
+			  S(JOB_PROTECTED) | S(JOB_STANDBY) | S(JOB_FAILED) | S(JOB_COMPLETED) },
+	[JOB_PROTECTED] = { "protected", API_JOB_ACTIVE, J_WRITE, false,
+			    S(JOB_DEGRADED) | S(JOB_COMPLETED) | S(JOB_FAILED) },
+	[JOB_DEGRADED] = { "degraded", API_JOB_ACTIVE, J_WRITE, false,
+			   S(JOB_COMPLETED) | S(JOB_FAILED) },
+	[JOB_STANDBY] = { "standby", API_JOB_ACTIVE, J_WRITE, false,
+			  S(JOB_TAKING_OVER) | S(JOB_COMPLETED) | S(JOB_FAILED) },
+	[JOB_TAKING_OVER] = { "taking-over", API_JOB_ACTIVE, J_SYNC, false,
+			      S(JOB_FAILED_OVER) | S(JOB_FAILED) },
+	[JOB_FAILED_OVER] = { "failed-over", API_JOB_COMPLETED, J_WRITE, false, 0 },
 	[JOB_COMPLETED] = { "completed", API_JOB_COMPLETED, J_WRITE, false, 0 },
 	[JOB_FAILED] = { "failed", API_JOB_FAILED, J_WRITE, false, 0 },
 	[JOB_CANCELLED] = { "cancelled", API_JOB_CANCELLED, J_WRITE, false, 0 },
@@ -153,6 +167,7 @@ void job_free(struct job *j)
 		return;
 	pthread_cond_destroy(&j->wake);
 	pthread_mutex_destroy(&j->jlock);
+	free(j->rst);
 	free(j);
 }
 
@@ -532,7 +547,9 @@ void jobs_stop(void)
 	pthread_mutex_lock(&D.lock);
 	for (struct job *j = D.jobs; j; j = j->next) {
 		/* What can still be undone is cut short; the rest finishes. */
-		if (states[j->state].interruptible && j->state != JOB_NEW) {
+		if (kinds[j->kind] && kinds[j->kind]->stop && !job_state_final(j->state)) {
+			kinds[j->kind]->stop(j);
+		} else if (states[j->state].interruptible && j->state != JOB_NEW) {
 			j->cancel = 1;
 			job_shutdown_session(j);
 		}

@@ -29,9 +29,10 @@
 #include "daemon/core.h"
 #include "daemon/vm.h"
 #include "migrate/precopy.h"
+#include "replicate/replicate.h"
 #include "session/session.h"
 
-enum job_kind { JOB_MIGRATE_OUT, JOB_MIGRATE_IN, JOB_KIND_MAX };
+enum job_kind { JOB_MIGRATE_OUT, JOB_MIGRATE_IN, JOB_PRIMARY, JOB_BACKUP, JOB_KIND_MAX };
 
 /*
  * States, in order: made, then each kind's steps in the order it takes them,
@@ -48,11 +49,18 @@ enum job_state {
 	JOB_READY,         /* everything applied, journaled before READY */
 	JOB_RESUMING,      /* GO came, journaled before resuming */
 	JOB_RUNNING,       /* resumed here, RUNNING on its way */
+	/* protect (the primary) and standby (the backup) */
+	JOB_SYNCING,       /* the initial sync runs */
+	JOB_PROTECTED,     /* primary: epochs commit on the backup */
+	JOB_DEGRADED,      /* primary: the backup is lost; the guest runs alone */
+	JOB_STANDBY,       /* backup: holds the copy, applies epochs */
+	JOB_TAKING_OVER,   /* backup: the primary is lost; resuming the copy here */
 	/* the ends */
 	JOB_COMPLETED,     /* the guest runs where it was sent: there (out), here (in) */
 	JOB_FAILED,        /* out: it runs here as before; in: no copy runs here */
 	JOB_CANCELLED,     /* out: rolled back on request */
 	JOB_RESUME_FAILED, /* in: resuming after GO failed, and the copy may run */
+	JOB_FAILED_OVER,   /* standby: the guest runs here now */
 	JOB_STATE_MAX
 };
 
@@ -98,6 +106,11 @@ struct job {
 	unsigned channels;            /* asked for, then agreed */
 	char transport[8];            /* "tls", "tcp": the channels' kind */
 	uint32_t caps;                /* agreed */
+
+	/* Protection (both kinds); cancel asks it to end cleanly. */
+	struct repl_opts ropts;
+	struct repl_stats *rst;       /* (L) the engine's figures */
+	bool fencing;                 /* fenced by etcd (else unsafe-no-fencing) */
 };
 
 /* What a kind does, registered once at start-up (main.c). */
@@ -111,6 +124,9 @@ struct job_kind_ops {
 	/* Start-up: bring a job that was in flight when ferryd stopped to a
 	 * safe state. */
 	void (*recover)(struct job *j);
+	/* (L) Optional. Shutdown: end the job gently (NULL: a job in an
+	 * interruptible state is cancelled and its session cut). */
+	void (*stop)(struct job *j);
 };
 
 void job_kind_register(enum job_kind k, const struct job_kind_ops *ops);

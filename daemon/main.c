@@ -24,6 +24,7 @@
 #include "daemon/migration.h"
 #include "daemon/net.h"
 #include "daemon/peers.h"
+#include "daemon/protection.h"
 #include "daemon/settings.h"
 #include "daemon/vm.h"
 
@@ -53,6 +54,8 @@ int main(int argc, char **argv)
 	core_init();
 	job_kind_register(JOB_MIGRATE_OUT, &migrate_out_kind);
 	job_kind_register(JOB_MIGRATE_IN, &migrate_in_kind);
+	job_kind_register(JOB_PRIMARY, &protect_kind);
+	job_kind_register(JOB_BACKUP, &standby_kind);
 	vm_on_gone(net_gone);
 
 	peers_setup();

@@ -71,52 +71,6 @@ static void on_resumed(void *ctx, struct hv_domain *d)
 	loop_call(vm_watch_start, v); /* takes our reference */
 }
 
-/* Claim the name and the job id for h, or say why not. 0 and the job and
- * VM (listed, busy "incoming"), or -errno with why set. */
-static int claim(const struct wire_hello *h, struct job **jp, struct vm **vp, char *why,
-		 size_t len)
-{
-	struct job *j = job_new(JOB_MIGRATE_IN, h->job);
-	struct vm *v = vm_new(h->name);
-	int r = 0;
-
-	if (!j || !v) {
-		snprintf(why, len, "out of resources");
-		job_free(j);
-		vm_put(v);
-		return -ENOMEM;
-	}
-	pthread_mutex_lock(&D.lock);
-	if (D.stopping)
-		snprintf(why, len, "ferryd on %s is shutting down", D.hostname);
-	else if (vm_name_taken(h->name))
-		snprintf(why, len, "a VM named %s already exists on %s", h->name, D.hostname);
-	else if (job_find(h->job))
-		snprintf(why, len, "job %s is already known on %s", h->job, D.hostname);
-	else if (D.incoming >= D.max_incoming)
-		snprintf(why, len, "%s already receives %u migrations (max-incoming)", D.hostname,
-			 D.incoming);
-	if (!why[0]) {
-		snprintf(v->config, sizeof v->config, "%s", h->config);
-		vm_describe_net(v);
-		v->busy = "incoming";
-		snprintf(v->job, sizeof v->job, "%s", j->id);
-		v->paused = true;
-		vm_add_locked(v);
-		D.incoming++;
-		job_link(j);
-	}
-	pthread_mutex_unlock(&D.lock);
-	if (why[0]) {
-		job_free(j);
-		vm_put(v);
-		return -EBUSY;
-	}
-	*jp = j;
-	*vp = v;
-	return r;
-}
-
 void migrate_in_open(void *ctx, struct session *s, const struct wire_hello *h)
 {
 	struct hv_domain *d = NULL;
@@ -126,7 +80,7 @@ void migrate_in_open(void *ctx, struct session *s, const struct wire_hello *h)
 	int r;
 
 	(void)ctx;
-	if (claim(h, &j, &v, err, sizeof err)) {
+	if (migration_claim(h, JOB_MIGRATE_IN, &j, &v, err, sizeof err)) {
 		session_refuse(s, "%s", err);
 		session_free(s);
 		return;

@@ -1,10 +1,12 @@
 /* migration.c — what both migration kinds share; see migration.h. */
 #include "daemon/migration.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "common/mtime.h"
+#include "daemon/vm.h"
 
 static json_t *stats_json(const struct migrate_stats *s)
 {
@@ -98,4 +100,48 @@ void migration_session(struct job *j, const struct session *s)
 	j->caps = s->caps;
 	snprintf(j->transport, sizeof j->transport, "%s", session_kind(s));
 	pthread_mutex_unlock(&D.lock);
+}
+
+int migration_claim(const struct wire_hello *h, enum job_kind kind, struct job **jp,
+		    struct vm **vp, char *why, size_t len)
+{
+	struct job *j = job_new(kind, h->job);
+	struct vm *v = vm_new(h->name);
+	int r = 0;
+
+	if (!j || !v) {
+		snprintf(why, len, "out of resources");
+		job_free(j);
+		vm_put(v);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&D.lock);
+	if (D.stopping)
+		snprintf(why, len, "ferryd on %s is shutting down", D.hostname);
+	else if (vm_name_taken(h->name))
+		snprintf(why, len, "a VM named %s already exists on %s", h->name, D.hostname);
+	else if (job_find(h->job))
+		snprintf(why, len, "job %s is already known on %s", h->job, D.hostname);
+	else if (D.incoming >= D.max_incoming)
+		snprintf(why, len, "%s already receives %u migrations (max-incoming)", D.hostname,
+			 D.incoming);
+	if (!why[0]) {
+		snprintf(v->config, sizeof v->config, "%s", h->config);
+		vm_describe_net(v);
+		v->busy = "incoming";
+		snprintf(v->job, sizeof v->job, "%s", j->id);
+		v->paused = true;
+		vm_add_locked(v);
+		D.incoming++;
+		job_link(j);
+	}
+	pthread_mutex_unlock(&D.lock);
+	if (why[0]) {
+		job_free(j);
+		vm_put(v);
+		return -EBUSY;
+	}
+	*jp = j;
+	*vp = v;
+	return r;
 }

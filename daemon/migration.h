@@ -19,6 +19,12 @@ void migration_stats(void *ctx, const struct migrate_stats *st);
 /* Note the agreed channels, codecs and transport of the job's session. */
 void migration_session(struct job *j, const struct session *s);
 
+/* A peer's HELLO asks to send a guest here (a migration, or a standby):
+ * claim its name and the job id for a job of kind. 0 and the job (listed)
+ * and the VM (listed, busy "incoming", paused), or -errno with why set. */
+int migration_claim(const struct wire_hello *h, enum job_kind kind, struct job **jp,
+		    struct vm **vp, char *why, size_t len);
+
 extern const struct job_kind_ops migrate_out_kind, migrate_in_kind;
 
 /* Start an outgoing migration of VM name to dest ("HOST[:PORT]"); its id

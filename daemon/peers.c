@@ -17,6 +17,7 @@
 #include "daemon/core.h"
 #include "daemon/job.h"
 #include "daemon/migration.h"
+#include "daemon/protection.h"
 #include "transport/tls.h"
 
 static struct evconnlistener *listener;
@@ -79,7 +80,7 @@ static void open_session(void *ctx, struct session *s, const struct wire_hello *
 	static const struct {
 		enum wire_op op;
 		void (*open)(void *ctx, struct session *s, const struct wire_hello *h);
-	} engines[] = { { WIRE_OP_MIGRATE, migrate_in_open } };
+	} engines[] = { { WIRE_OP_MIGRATE, migrate_in_open }, { WIRE_OP_PROTECT, standby_open } };
 
 	for (size_t i = 0; i < ARRAY_SIZE(engines); i++)
 		if (engines[i].op == h->op) {

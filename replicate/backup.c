@@ -44,6 +44,7 @@ struct blane {
 	bool running;
 	bool applying;            /* inside an epoch decided to apply */
 	bool ended;               /* END read: protection ended */
+	bool eof;                 /* the connection closed */
 	uint64_t staged, applied; /* (b->m) epochs complete here, and applied */
 	int r;
 	char why[300];
@@ -112,8 +113,10 @@ static int b_read(void *ctx, void *buf, size_t len)
 		}
 		if (r < 0)
 			return r;
-		if ((r = chan_recv(l->ch, p, k, CHAN_WAIT_DEFAULT)))
+		if ((r = chan_recv(l->ch, p, k, CHAN_WAIT_DEFAULT))) {
+			l->eof = r == -ENODATA || r == -ECONNRESET || r == -EPIPE;
 			return r == -ENODATA && p != (char *)buf ? -ECONNRESET : r;
+		}
 		session_note_rx(b->s);
 		p += k;
 		len -= k;
@@ -329,14 +332,15 @@ static int verdict(struct bk *b, char *err, size_t errlen)
 	if (b->silent)
 		snprintf(err, errlen, "the primary was silent for %" PRIu64 " ms",
 			 (uint64_t)(b->timeout_ns / NSEC_PER_MSEC));
+	else if (first && first->eof)
+		snprintf(err, errlen, "the primary closed the connection");
 	else if (first && first->r == -ESTALE)
 		snprintf(err, errlen, "%s", first->why);
 	else if (first)
 		snprintf(err, errlen, "channel %u: %s", first->idx, first->why);
 	else
 		snprintf(err, errlen, "replication stopped");
-	return b->silent ? -ETIMEDOUT : first ? (first->r == -ENODATA ? -ECONNRESET : first->r)
-					      : -ECANCELED;
+	return b->silent ? -ETIMEDOUT : first ? (first->eof ? -ECONNRESET : first->r) : -ECANCELED;
 }
 
 int replicate_backup(struct session *s, const char *name, const struct repl_opts *o,
@@ -362,6 +366,7 @@ int replicate_backup(struct session *s, const char *name, const struct repl_opts
 	pthread_mutex_init(&b.m, NULL);
 	pthread_cond_init(&b.c, NULL);
 	s->timeout_ms = (int)o->heartbeat_ms;
+	s->role = "the primary";
 	session_note_rx(s);
 	st->state = REPL_STANDBY;
 	st->t_start_ns = st->last_commit_ns = mono_ns();

@@ -156,8 +156,13 @@ static void on_msg(void *ctx, uint32_t type, uint64_t e)
 static void on_stopped(void *ctx, struct hv_domain *d)
 {
 	struct prim *p = ctx;
-	int r = hv_output(d, HV_OUTPUT_HOLD, 1);
+	int r;
 
+	/* A deliberate bug for the tests: output is never held, so it leaves up
+	 * to an epoch before the backup has the state that produced it. */
+	if (failpoint("repl-release-early"))
+		return;
+	r = hv_output(d, HV_OUTPUT_HOLD, 1);
 	p->gated = r == 0;
 	if (r && r != -EOPNOTSUPP)
 		log_error("%s: holding output: %s", d->uri, strerror(-r));
@@ -179,8 +184,8 @@ static int trailer(void *ctx, unsigned lane, struct stream_writer *w, uint64_t f
 	int r = 0;
 
 	(void)frames;
-	if (!lane)
-		r = stream_write_context(w, p->ctx, p->ctx_len);
+	if (!lane && !(r = stream_write_context(w, p->ctx, p->ctx_len)))
+		r = failpoint("repl-primary-commit"); /* the other channels may have committed */
 	return r ? r : stream_write_ckpt(w, STREAM_REC_CKPT_COMMIT, p->epoch, p->o->token);
 }
 
@@ -208,6 +213,7 @@ static int setup(struct prim *p)
 	    (r = staging_new(p->d, &p->info, o->staging_max, &p->stg)))
 		return fail(p, r, "out of memory");
 	p->st->staging_max = staging_max(p->stg);
+	p->s->role = "the backup";
 	p->s->timeout_ms = (int)o->heartbeat_ms;
 	for (unsigned i = 0; i < p->s->n; i++)
 		chan_set_timeout(p->s->ch[i], (int)o->heartbeat_ms);

@@ -175,12 +175,18 @@ json_t *wire_hello_json(const struct wire_hello *h)
 	if (h->op == WIRE_OP_CHANNEL)
 		return json_pack("{s:s, s:s, s:s, s:I, s:s}", "op", "channel", "job", h->job,
 				 "from", h->from, "index", (json_int_t)h->index, "token", h->token);
-	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I}", "op", "migrate", "job",
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I}", "op",
+			      h->op == WIRE_OP_PROTECT ? "protect" : "migrate", "job",
 			      h->job, "name", h->name, "config", h->config, "from", h->from,
 			      "caps", wire_caps_json(h->caps), "channels", (json_int_t)h->channels);
 
 	if (o && h->peer_timeout_ms)
 		json_object_set_new(o, "peer_timeout_ms", json_integer(h->peer_timeout_ms));
+	if (o && h->op == WIRE_OP_PROTECT) {
+		json_object_set_new(o, "heartbeat_ms", json_integer(h->heartbeat_ms));
+		json_object_set_new(o, "epoch_ms", json_integer(h->epoch_ms));
+		json_object_set_new(o, "fencing", json_boolean(h->fencing));
+	}
 	return o;
 }
 
@@ -247,6 +253,8 @@ int wire_hello_parse(const json_t *o, struct wire_hello *out, char *err, size_t 
 		out->op = WIRE_OP_RESOLVE;
 	} else if (strcmp(op, "channel") == 0) {
 		out->op = WIRE_OP_CHANNEL;
+	} else if (strcmp(op, "protect") == 0) {
+		out->op = WIRE_OP_PROTECT;
 	} else {
 		snprintf(err, errlen, "unknown HELLO op \"%s\"", op);
 		return -EINVAL;
@@ -281,6 +289,19 @@ int wire_hello_parse(const json_t *o, struct wire_hello *out, char *err, size_t 
 	if ((r = get_str(o, "name", out->name, sizeof out->name, true, err, errlen)) ||
 	    (r = get_str(o, "config", out->config, sizeof out->config, true, err, errlen)))
 		return r;
+	if (out->op == WIRE_OP_PROTECT) {
+		const json_t *f = json_object_get(o, "fencing");
+
+		if ((r = get_count(o, "heartbeat_ms", 20, 600000, true, &out->heartbeat_ms, err,
+				   errlen)) ||
+		    (r = get_count(o, "epoch_ms", 1, 60000, true, &out->epoch_ms, err, errlen)))
+			return r;
+		if (!json_is_boolean(f)) {
+			snprintf(err, errlen, "HELLO \"fencing\" is not a boolean");
+			return -EINVAL;
+		}
+		out->fencing = json_is_true(f);
+	}
 	/* No "caps": a peer that offers nothing beyond zero pages. */
 	if (json_object_get(o, "caps") && wire_caps_parse(json_object_get(o, "caps"), &out->caps)) {
 		snprintf(err, errlen, "HELLO \"caps\" is not an array of strings");

@@ -92,6 +92,10 @@ struct wire_hello {
 				   * destination heartbeats at a quarter of the
 				   * smaller of it and its own */
 	unsigned index;    /* channel: which one, 1..channels-1 */
+	unsigned heartbeat_ms; /* protect: silence that counts as a lost peer */
+	unsigned epoch_ms;     /* protect: the primary's epoch (informational) */
+	bool fencing;          /* protect: the pair is fenced by the coordination
+				* service (else --unsafe-no-fencing) */
 	char token[WIRE_TOKEN_LEN + 1]; /* channel: from the destination's answer */
 };
 

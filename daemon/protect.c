@@ -1,0 +1,273 @@
+/*
+ * protect.c — the primary's job: a session to the backup host, the
+ * replication engine's primary side; degraded when the backup is lost;
+ * unprotect (or shutdown) ends it cleanly. See protection.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/mtime.h"
+#include "common/util.h"
+#include "daemon/migration.h"
+#include "daemon/protection.h"
+
+void protection_stats(void *ctx, const struct repl_stats *st)
+{
+	struct job *j = ctx;
+	enum job_state want = JOB_NEW;
+
+	pthread_mutex_lock(&D.lock);
+	if (j->rst)
+		memcpy(j->rst, st, sizeof *st);
+	j->st = st->sync;
+	if (st->state == REPL_PROTECTED && j->state == JOB_SYNCING)
+		want = JOB_PROTECTED;
+	else if (st->state == REPL_STANDBY && j->state == JOB_SYNCING)
+		want = JOB_STANDBY;
+	pthread_mutex_unlock(&D.lock);
+	if (want != JOB_NEW)
+		job_set_state(j, want, NULL);
+}
+
+void protection_json(const struct job *j, json_t *o)
+{
+	const struct repl_stats *s = j->rst;
+	uint64_t now = mono_ns();
+	json_t *r;
+
+	migration_json(j, o);
+	if (!s)
+		return;
+	r = json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, "
+		      "s:b, s:I}",
+		      "state", repl_state_name(s->state), "epoch", (json_int_t)s->epoch, "acked",
+		      (json_int_t)s->acked, "epochs", (json_int_t)s->epochs, "epochs_per_s",
+		      s->t_start_ns && now > s->t_start_ns
+			      ? (double)s->epochs / ns_to_sec(now - s->t_start_ns) : 0.0,
+		      "pause_p50_ms", ns_to_ms(repl_pause_pct(s, 50)), "pause_p99_ms",
+		      ns_to_ms(repl_pause_pct(s, 99)), "pause_max_ms", ns_to_ms(s->pause_max_ns),
+		      "bytes_per_epoch", (json_int_t)(s->epochs ? s->bytes / s->epochs : 0),
+		      "dirty_pages_per_epoch",
+		      (json_int_t)(s->epochs ? s->dirty_pages / s->epochs : 0), "last_dirty_pages",
+		      (json_int_t)s->last_dirty, "staging_bytes", (json_int_t)s->staging_bytes,
+		      "staging_max", (json_int_t)s->staging_max, "passthrough_epochs",
+		      (json_int_t)s->passthrough, "fencing", j->fencing, "token",
+		      (json_int_t)s->token);
+	if (!r)
+		return;
+	json_object_set_new(r, "output_delay_ms",
+			    json_real(s->delays ? ns_to_ms(s->delay_sum_ns / s->delays) : 0.0));
+	json_object_set_new(r, "since_commit_ms",
+			    json_real(s->last_commit_ns && now > s->last_commit_ns
+					      ? ns_to_ms(now - s->last_commit_ns) : 0.0));
+	json_object_set_new(r, "epoch_ms", json_integer(j->ropts.epoch_ms));
+	json_object_set_new(r, "heartbeat_ms", json_integer(j->ropts.heartbeat_ms));
+	json_object_set_new(o, "replication", r);
+}
+
+/* The guest's output leaves without a backup's acknowledgement from now on:
+ * allowed here only because the pair is unfenced (protect refuses a fenced
+ * pair until etcd fencing exists). */
+static void open_output(struct job *j, struct vm *v)
+{
+	int r = hv_output(v->d, HV_OUTPUT_OPEN, 0);
+
+	if (r && r != -EOPNOTSUPP)
+		log_error("job %s: %s: releasing held output: %s", j->id, v->name, strerror(-r));
+}
+
+static int connect_backup(struct job *j, struct vm *v, char *err, size_t errlen)
+{
+	struct wire_hello h = { .op = WIRE_OP_PROTECT, .heartbeat_ms = j->ropts.heartbeat_ms,
+				.epoch_ms = j->ropts.epoch_ms, .fencing = j->fencing };
+	struct session *s;
+	int r;
+
+	snprintf(h.name, sizeof h.name, "%s", v->name);
+	snprintf(h.config, sizeof h.config, "%s", v->config);
+	if ((r = session_new(&D.peers, j->peer, j->id, &s))) {
+		snprintf(err, errlen, "out of memory");
+		return r;
+	}
+	s->timeout_ms = j->ropts.sync.peer_timeout_ms;
+	pthread_mutex_lock(&D.lock);
+	j->s = s;
+	if (j->cancel)
+		session_shutdown(s);
+	pthread_mutex_unlock(&D.lock);
+	if ((r = session_connect(s, &h, j->channels, NULL, err, errlen)))
+		return r;
+	migration_session(j, s);
+	j->ropts.sync.codec.lz4 = s->caps & WIRE_CAP_LZ4;
+	j->ropts.sync.codec.delta = s->caps & WIRE_CAP_DELTA;
+	return 0;
+}
+
+static void *protect_main(void *p)
+{
+	struct job *j = p;
+	struct vm *v = j->v;
+	struct repl_stats *st = calloc(1, sizeof *st);
+	struct session *s;
+	char err[600] = "";
+	int r;
+
+	j->ropts.hooks = (struct repl_hooks){ .ctx = j, .stats = protection_stats };
+	j->ropts.stop = &j->cancel;
+	j->ropts.sync.cancel = &j->cancel;
+	if (!st) {
+		r = -ENOMEM;
+		snprintf(err, sizeof err, "out of memory");
+	} else if (!(r = connect_backup(j, v, err, sizeof err))) {
+		log_info("job %s: protecting %s with a standby on %s (epochs of %u ms, %u %s "
+			 "channel%s%s)", j->id, v->name, j->peer, j->ropts.epoch_ms, j->channels,
+			 j->transport, j->channels > 1 ? "s" : "",
+			 j->fencing ? "" : ", UNFENCED: a network split may give two primaries");
+		r = replicate_primary(v->d, j->s, &j->ropts, st, err, sizeof err);
+	}
+	pthread_mutex_lock(&D.lock);
+	s = j->s;
+	j->s = NULL;
+	pthread_mutex_unlock(&D.lock);
+	session_free(s);
+	open_output(j, v);
+	if (!r) {
+		job_set_state(j, JOB_COMPLETED, "unprotected: the standby discarded its copy");
+	} else if (st && st->t_start_ns) {
+		log_warn("job %s: %s runs unprotected (degraded): %s", j->id, v->name, err);
+		job_set_state(j, JOB_DEGRADED, err);
+	} else {
+		job_set_state(j, j->cancel ? JOB_COMPLETED : JOB_FAILED, j->cancel ? "unprotected "
+			      "during the initial sync" : err);
+	}
+	free(st);
+	vm_unbusy(v);
+	vm_put(v);
+	pthread_mutex_lock(&D.lock);
+	j->running = false;
+	j->v = NULL;
+	pthread_mutex_unlock(&D.lock);
+	thread_done();
+	return NULL;
+}
+
+int protect_start(const char *name, const char *peer, const struct repl_opts *o, bool fencing,
+		  unsigned channels, char *id, char *err, size_t errlen)
+{
+	char host[256], port[16];
+	struct vm *v;
+	struct job *j;
+	int r;
+
+	if (parse_host_port(peer, WIRE_DEFAULT_PORT, host, sizeof host, port, sizeof port)) {
+		snprintf(err, errlen, "\"%s\" is not HOST[:PORT]", peer);
+		return -EINVAL;
+	}
+	if (!(v = vm_get(name))) {
+		snprintf(err, errlen, "no VM named %s on this host", name);
+		return -ENOENT;
+	}
+	if (!(j = job_new(JOB_PRIMARY, NULL)) || !(j->rst = calloc(1, sizeof *j->rst))) {
+		vm_put(v);
+		job_free(j);
+		return -ENOMEM;
+	}
+	/* A degraded pair's job ends when protection starts again. */
+	pthread_mutex_lock(&D.lock);
+	for (struct job *o2 = D.jobs; o2; o2 = o2->next)
+		if (o2->kind == JOB_PRIMARY && o2->state == JOB_DEGRADED && !o2->running &&
+		    strcmp(o2->vm, name) == 0) {
+			pthread_mutex_unlock(&D.lock);
+			job_set_state(o2, JOB_COMPLETED, "protected again by a new job");
+			pthread_mutex_lock(&D.lock);
+			break;
+		}
+	pthread_mutex_unlock(&D.lock);
+	if ((r = vm_busy(v, "protected", j->id, err, errlen))) {
+		vm_put(v);
+		job_free(j);
+		return r;
+	}
+	j->ropts = *o;
+	j->fencing = fencing;
+	j->channels = channels;
+	j->v = v;
+	snprintf(j->vm, sizeof j->vm, "%s", name);
+	snprintf(j->peer, sizeof j->peer, "%s", peer);
+	j->running = true;
+	pthread_mutex_lock(&D.lock);
+	job_link(j);
+	pthread_mutex_unlock(&D.lock);
+	if ((r = job_set_state(j, JOB_SYNCING, NULL)) || (r = spawn_thread(protect_main, j))) {
+		snprintf(err, errlen, "cannot start the job: %s", strerror(-r));
+		job_set_state(j, JOB_FAILED, err);
+		pthread_mutex_lock(&D.lock);
+		j->running = false;
+		j->v = NULL;
+		pthread_mutex_unlock(&D.lock);
+		vm_unbusy(v);
+		vm_put(v);
+		return r;
+	}
+	snprintf(id, JOB_ID_LEN, "%s", j->id);
+	return 0;
+}
+
+int protect_stop(const char *name, char *err, size_t errlen)
+{
+	struct job *hit = NULL;
+	int r = 0;
+
+	pthread_mutex_lock(&D.lock);
+	for (struct job *j = D.jobs; j && !hit; j = j->next)
+		if ((j->kind == JOB_PRIMARY || j->kind == JOB_BACKUP) &&
+		    !job_state_final(j->state) && strcmp(j->vm, name) == 0)
+			hit = j;
+	if (!hit) {
+		snprintf(err, errlen, "%s is not protected here", name);
+		r = -ENOENT;
+	} else if (hit->state == JOB_TAKING_OVER) {
+		snprintf(err, errlen, "%s is being taken over here", name);
+		r = -EBUSY;
+	} else {
+		hit->cancel = 1;
+	}
+	pthread_mutex_unlock(&D.lock);
+	if (hit && !r && hit->state == JOB_DEGRADED && !hit->running)
+		job_set_state(hit, JOB_COMPLETED, "unprotected");
+	return r;
+}
+
+/* Shutdown: end protection cleanly (the standby discards its copy); the
+ * guest runs on here and the next ferryd adopts it. */
+static void stop(struct job *j)
+{
+	j->cancel = 1;
+}
+
+/* Start-up: protection does not survive ferryd yet; the guest runs on here
+ * (adopted), its output held by the engine is let go. */
+static void recover(struct job *j)
+{
+	struct vm *v = vm_get(j->vm);
+
+	if (v && v->d)
+		open_output(j, v);
+	job_set_state(j, j->state == JOB_DEGRADED || j->state == JOB_PROTECTED ||
+				 j->state == JOB_SYNCING ? JOB_FAILED : j->state,
+		      "ferryd restarted: protection ended; the guest runs here unprotected "
+		      "(`ferry protect` pairs it again)");
+	vm_put(v);
+}
+
+const struct job_kind_ops protect_kind = {
+	.name = "protect",
+	.direction = "out",
+	.json = protection_json,
+	.load = migration_load,
+	.recover = recover,
+	.stop = stop,
+};
