@@ -282,7 +282,10 @@ static void test_durable_points(void **state)
 	for (int s = 0; s < JOB_STATE_MAX; s++) {
 		bool durable, journaled = job_state_journaled(s, &durable);
 
-		assert_int_equal(durable, s == JOB_COMMITTED || s == JOB_READY || s == JOB_RESUMING);
+		/* DESIGN.md §6's points, and a standby's takeover (from it on, its
+		 * copy may run). */
+		assert_int_equal(durable, s == JOB_COMMITTED || s == JOB_READY || s == JOB_RESUMING ||
+					  s == JOB_TAKING_OVER);
 		assert_int_equal(journaled, s != JOB_NEW && s != JOB_RUNNING);
 	}
 }
