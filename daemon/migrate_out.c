@@ -33,21 +33,6 @@ static int resume_here(struct vm *v)
 	return r;
 }
 
-/* The job's thread lets go of its guest and ends. */
-static void *thread_end(struct job *j)
-{
-	struct vm *v = j->v;
-
-	vm_unbusy(v);
-	vm_put(v);
-	pthread_mutex_lock(&D.lock);
-	j->running = false;
-	j->v = NULL;
-	pthread_mutex_unlock(&D.lock);
-	thread_done();
-	return NULL;
-}
-
 /* Wait on the job's wake-up: soon at first (a restarting peer is back in a
  * moment), then once a second. */
 static void resolve_pause(struct job *j, unsigned tries)
@@ -133,38 +118,12 @@ static int on_journal(void *ctx, enum mig_point pt)
 	return 0;
 }
 
-/* Connect the job's session: channel 0 and the handshake, then the rest. */
-static int connect_out(struct job *j, struct vm *v, char *err, size_t errlen)
-{
-	struct wire_hello h = { .op = WIRE_OP_MIGRATE };
-	struct session *s;
-	int r;
-
-	snprintf(h.name, sizeof h.name, "%s", v->name);
-	snprintf(h.config, sizeof h.config, "%s", v->config);
-	if ((r = session_new(&D.peers, j->peer, j->id, &s))) {
-		snprintf(err, errlen, "out of memory");
-		return r;
-	}
-	s->timeout_ms = j->opts.peer_timeout_ms;
-	pthread_mutex_lock(&D.lock);
-	j->s = s;
-	if (j->cancel)
-		session_shutdown(s);
-	pthread_mutex_unlock(&D.lock);
-	if ((r = session_connect(s, &h, j->channels, NULL, err, errlen)))
-		return r;
-	migration_session(j, s);
-	j->opts.codec.lz4 = s->caps & WIRE_CAP_LZ4;
-	j->opts.codec.delta = s->caps & WIRE_CAP_DELTA;
-	return 0;
-}
-
 static void *out_main(void *p)
 {
 	struct job *j = p;
 	struct vm *v = j->v;
 	struct migrate_stats st = { 0 };
+	struct wire_hello h = { .op = WIRE_OP_MIGRATE };
 	struct session *s;
 	char err[600] = "";
 	int r;
@@ -172,7 +131,8 @@ static void *out_main(void *p)
 	j->opts.hooks = (struct migrate_hooks){ .ctx = j, .stats = migration_stats,
 						.journal = on_journal };
 	j->opts.cancel = &j->cancel;
-	if (!(r = connect_out(j, v, err, sizeof err))) {
+	if (!(r = migration_connect(j, v, &h, j->opts.peer_timeout_ms, &j->opts.codec, err,
+				    sizeof err))) {
 		log_info("job %s: migrating %s to %s over %u %s channel%s", j->id, v->name, j->peer,
 			 j->channels, j->transport, j->channels > 1 ? "s" : "");
 		r = migrate_send(v->d, j->s, &j->opts, &st, err, sizeof err);
@@ -206,58 +166,21 @@ static void *out_main(void *p)
 		job_set_state(j, JOB_UNRESOLVED, err);
 		resolve_loop(j, v);
 	}
-	return thread_end(j);
+	return migration_thread_end(j);
 }
 
 int migrate_out_start(const char *name, const char *dest, const struct migrate_opts *o,
 		      unsigned channels, char *id, char *err, size_t errlen)
 {
-	char host[256], port[16];
-	struct vm *v;
 	struct job *j;
 	int r;
 
-	if (parse_host_port(dest, WIRE_DEFAULT_PORT, host, sizeof host, port, sizeof port)) {
-		snprintf(err, errlen, "\"%s\" is not HOST[:PORT]", dest);
-		return -EINVAL;
-	}
-	if (!(v = vm_get(name))) {
-		snprintf(err, errlen, "no VM named %s on this host", name);
-		return -ENOENT;
-	}
-	if (!(j = job_new(JOB_MIGRATE_OUT, NULL))) {
-		vm_put(v);
-		return -ENOMEM;
-	}
-	if ((r = vm_busy(v, "migrating", j->id, err, errlen))) {
-		vm_put(v);
-		job_free(j);
+	if ((r = migration_new_out(JOB_MIGRATE_OUT, name, dest, "migrating", &j, err, errlen)))
 		return r;
-	}
 	j->opts = *o;
 	j->channels = channels;
-	j->v = v;
-	snprintf(j->vm, sizeof j->vm, "%s", name);
-	snprintf(j->peer, sizeof j->peer, "%s", dest);
 	j->st.phase = MIG_PH_SETUP;
-	j->running = true;
-	pthread_mutex_lock(&D.lock);
-	job_link(j);
-	pthread_mutex_unlock(&D.lock);
-	/* Journaled before anything moves: a restarted ferryd rolls it back. */
-	if ((r = job_set_state(j, JOB_SENDING, NULL)) || (r = spawn_thread(out_main, j))) {
-		snprintf(err, errlen, "cannot start the job: %s", strerror(-r));
-		job_set_state(j, JOB_FAILED, err);
-		pthread_mutex_lock(&D.lock);
-		j->running = false;
-		j->v = NULL;
-		pthread_mutex_unlock(&D.lock);
-		vm_unbusy(v);
-		vm_put(v);
-		return r;
-	}
-	snprintf(id, JOB_ID_LEN, "%s", j->id);
-	return 0;
+	return migration_launch(j, JOB_SENDING, out_main, id, err, errlen);
 }
 
 static void *resolve_main(void *p)
@@ -265,7 +188,7 @@ static void *resolve_main(void *p)
 	struct job *j = p;
 
 	resolve_loop(j, j->v);
-	return thread_end(j);
+	return migration_thread_end(j);
 }
 
 /* Start-up: a job that was in flight when ferryd stopped. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/mtime.h"
+#include "common/util.h"
 #include "daemon/vm.h"
 
 static json_t *stats_json(const struct migrate_stats *s)
@@ -144,4 +145,103 @@ int migration_claim(const struct wire_hello *h, enum job_kind kind, struct job *
 	*jp = j;
 	*vp = v;
 	return r;
+}
+
+int migration_new_out(enum job_kind k, const char *name, const char *peer, const char *what,
+		      struct job **out, char *err, size_t errlen)
+{
+	char host[256], port[16];
+	struct vm *v;
+	struct job *j;
+	int r;
+
+	if (parse_host_port(peer, WIRE_DEFAULT_PORT, host, sizeof host, port, sizeof port)) {
+		snprintf(err, errlen, "\"%s\" is not HOST[:PORT]", peer);
+		return -EINVAL;
+	}
+	if (!(v = vm_get(name))) {
+		snprintf(err, errlen, "no VM named %s on this host", name);
+		return -ENOENT;
+	}
+	if (!(j = job_new(k, NULL))) {
+		vm_put(v);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if ((r = vm_busy(v, what, j->id, err, errlen))) {
+		vm_put(v);
+		job_free(j);
+		return r;
+	}
+	j->v = v;
+	snprintf(j->vm, sizeof j->vm, "%s", name);
+	snprintf(j->peer, sizeof j->peer, "%s", peer);
+	*out = j;
+	return 0;
+}
+
+int migration_launch(struct job *j, enum job_state first, void *(*fn)(void *), char *id,
+		     char *err, size_t errlen)
+{
+	struct vm *v = j->v;
+	int r;
+
+	j->running = true;
+	pthread_mutex_lock(&D.lock);
+	job_link(j);
+	pthread_mutex_unlock(&D.lock);
+	/* Journaled before anything moves: a restarted ferryd settles it. */
+	if ((r = job_set_state(j, first, NULL)) || (r = spawn_thread(fn, j))) {
+		snprintf(err, errlen, "cannot start the job: %s", strerror(-r));
+		job_set_state(j, JOB_FAILED, err);
+		pthread_mutex_lock(&D.lock);
+		j->running = false;
+		j->v = NULL;
+		pthread_mutex_unlock(&D.lock);
+		vm_unbusy(v);
+		vm_put(v);
+		return r;
+	}
+	snprintf(id, JOB_ID_LEN, "%s", j->id);
+	return 0;
+}
+
+int migration_connect(struct job *j, struct vm *v, struct wire_hello *h, int timeout_ms,
+		      struct codec_opts *codec, char *err, size_t errlen)
+{
+	struct session *s;
+	int r;
+
+	snprintf(h->name, sizeof h->name, "%s", v->name);
+	snprintf(h->config, sizeof h->config, "%s", v->config);
+	if ((r = session_new(&D.peers, j->peer, j->id, &s))) {
+		snprintf(err, errlen, "out of memory");
+		return r;
+	}
+	s->timeout_ms = timeout_ms;
+	pthread_mutex_lock(&D.lock);
+	j->s = s;
+	if (j->cancel)
+		session_shutdown(s);
+	pthread_mutex_unlock(&D.lock);
+	if ((r = session_connect(s, h, j->channels, NULL, err, errlen)))
+		return r;
+	migration_session(j, s);
+	codec->lz4 = s->caps & WIRE_CAP_LZ4;
+	codec->delta = s->caps & WIRE_CAP_DELTA;
+	return 0;
+}
+
+void *migration_thread_end(struct job *j)
+{
+	struct vm *v = j->v;
+
+	vm_unbusy(v);
+	vm_put(v);
+	pthread_mutex_lock(&D.lock);
+	j->running = false;
+	j->v = NULL;
+	pthread_mutex_unlock(&D.lock);
+	thread_done();
+	return NULL;
 }

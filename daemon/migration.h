@@ -25,6 +25,24 @@ void migration_session(struct job *j, const struct session *s);
 int migration_claim(const struct wire_hello *h, enum job_kind kind, struct job **jp,
 		    struct vm **vp, char *why, size_t len);
 
+/*
+ * An outgoing job of kind k for VM name toward peer ("HOST[:PORT]"): the VM
+ * held busy as what, the job made (not listed) with j->v, vm and peer set.
+ * The caller sets its options, then migration_launch. 0 or -errno with err.
+ */
+int migration_new_out(enum job_kind k, const char *name, const char *peer, const char *what,
+		      struct job **out, char *err, size_t errlen);
+/* List j, journal it entering first, run fn(j) on its own thread; its id into
+ * id[JOB_ID_LEN]. On failure the job fails and lets its VM go. */
+int migration_launch(struct job *j, enum job_state first, void *(*fn)(void *), char *id,
+		     char *err, size_t errlen);
+/* Connect the job's session to its peer with HELLO h (name and config from
+ * v), timeout_ms the peer timeout; the agreed codecs into *codec. */
+int migration_connect(struct job *j, struct vm *v, struct wire_hello *h, int timeout_ms,
+		      struct codec_opts *codec, char *err, size_t errlen);
+/* The job's thread lets go of its VM and ends; returns NULL for it. */
+void *migration_thread_end(struct job *j);
+
 extern const struct job_kind_ops migrate_out_kind, migrate_in_kind;
 
 /* Start an outgoing migration of VM name to dest ("HOST[:PORT]"); its id

@@ -79,38 +79,13 @@ static void open_output(struct job *j, struct vm *v)
 		log_error("job %s: %s: releasing held output: %s", j->id, v->name, strerror(-r));
 }
 
-static int connect_backup(struct job *j, struct vm *v, char *err, size_t errlen)
-{
-	struct wire_hello h = { .op = WIRE_OP_PROTECT, .heartbeat_ms = j->ropts.heartbeat_ms,
-				.epoch_ms = j->ropts.epoch_ms, .fencing = j->fencing };
-	struct session *s;
-	int r;
-
-	snprintf(h.name, sizeof h.name, "%s", v->name);
-	snprintf(h.config, sizeof h.config, "%s", v->config);
-	if ((r = session_new(&D.peers, j->peer, j->id, &s))) {
-		snprintf(err, errlen, "out of memory");
-		return r;
-	}
-	s->timeout_ms = j->ropts.sync.peer_timeout_ms;
-	pthread_mutex_lock(&D.lock);
-	j->s = s;
-	if (j->cancel)
-		session_shutdown(s);
-	pthread_mutex_unlock(&D.lock);
-	if ((r = session_connect(s, &h, j->channels, NULL, err, errlen)))
-		return r;
-	migration_session(j, s);
-	j->ropts.sync.codec.lz4 = s->caps & WIRE_CAP_LZ4;
-	j->ropts.sync.codec.delta = s->caps & WIRE_CAP_DELTA;
-	return 0;
-}
-
 static void *protect_main(void *p)
 {
 	struct job *j = p;
 	struct vm *v = j->v;
 	struct repl_stats *st = calloc(1, sizeof *st);
+	struct wire_hello h = { .op = WIRE_OP_PROTECT, .heartbeat_ms = j->ropts.heartbeat_ms,
+				.epoch_ms = j->ropts.epoch_ms, .fencing = j->fencing };
 	struct session *s;
 	char err[600] = "";
 	int r;
@@ -121,7 +96,8 @@ static void *protect_main(void *p)
 	if (!st) {
 		r = -ENOMEM;
 		snprintf(err, sizeof err, "out of memory");
-	} else if (!(r = connect_backup(j, v, err, sizeof err))) {
+	} else if (!(r = migration_connect(j, v, &h, j->ropts.sync.peer_timeout_ms,
+					   &j->ropts.sync.codec, err, sizeof err))) {
 		log_info("job %s: protecting %s with a standby on %s (epochs of %u ms, %u %s "
 			 "channel%s%s)", j->id, v->name, j->peer, j->ropts.epoch_ms, j->channels,
 			 j->transport, j->channels > 1 ? "s" : "",
@@ -144,34 +120,21 @@ static void *protect_main(void *p)
 			      "during the initial sync" : err);
 	}
 	free(st);
-	vm_unbusy(v);
-	vm_put(v);
-	pthread_mutex_lock(&D.lock);
-	j->running = false;
-	j->v = NULL;
-	pthread_mutex_unlock(&D.lock);
-	thread_done();
-	return NULL;
+	return migration_thread_end(j);
 }
 
 int protect_start(const char *name, const char *peer, const struct repl_opts *o, bool fencing,
 		  unsigned channels, char *id, char *err, size_t errlen)
 {
-	char host[256], port[16];
-	struct vm *v;
 	struct job *j;
 	int r;
 
-	if (parse_host_port(peer, WIRE_DEFAULT_PORT, host, sizeof host, port, sizeof port)) {
-		snprintf(err, errlen, "\"%s\" is not HOST[:PORT]", peer);
-		return -EINVAL;
-	}
-	if (!(v = vm_get(name))) {
-		snprintf(err, errlen, "no VM named %s on this host", name);
-		return -ENOENT;
-	}
-	if (!(j = job_new(JOB_PRIMARY, NULL)) || !(j->rst = calloc(1, sizeof *j->rst))) {
-		vm_put(v);
+	if ((r = migration_new_out(JOB_PRIMARY, name, peer, "protected", &j, err, errlen)))
+		return r;
+	if (!(j->rst = calloc(1, sizeof *j->rst))) {
+		snprintf(err, errlen, "out of memory");
+		vm_unbusy(j->v);
+		vm_put(j->v);
 		job_free(j);
 		return -ENOMEM;
 	}
@@ -186,34 +149,10 @@ int protect_start(const char *name, const char *peer, const struct repl_opts *o,
 			break;
 		}
 	pthread_mutex_unlock(&D.lock);
-	if ((r = vm_busy(v, "protected", j->id, err, errlen))) {
-		vm_put(v);
-		job_free(j);
-		return r;
-	}
 	j->ropts = *o;
 	j->fencing = fencing;
 	j->channels = channels;
-	j->v = v;
-	snprintf(j->vm, sizeof j->vm, "%s", name);
-	snprintf(j->peer, sizeof j->peer, "%s", peer);
-	j->running = true;
-	pthread_mutex_lock(&D.lock);
-	job_link(j);
-	pthread_mutex_unlock(&D.lock);
-	if ((r = job_set_state(j, JOB_SYNCING, NULL)) || (r = spawn_thread(protect_main, j))) {
-		snprintf(err, errlen, "cannot start the job: %s", strerror(-r));
-		job_set_state(j, JOB_FAILED, err);
-		pthread_mutex_lock(&D.lock);
-		j->running = false;
-		j->v = NULL;
-		pthread_mutex_unlock(&D.lock);
-		vm_unbusy(v);
-		vm_put(v);
-		return r;
-	}
-	snprintf(id, JOB_ID_LEN, "%s", j->id);
-	return 0;
+	return migration_launch(j, JOB_SYNCING, protect_main, id, err, errlen);
 }
 
 int protect_stop(const char *name, char *err, size_t errlen)

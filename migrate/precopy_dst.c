@@ -30,8 +30,6 @@
 #include "common/util.h"
 #include "session/wire.h"
 
-#define READ_CHUNK 65536u
-#define WAIT_SLICE_MS 500
 
 struct dst;
 
@@ -102,43 +100,23 @@ static void lane_fail(struct rlane *l, int r, const char *why)
 	chan_shutdown(l->ch);
 }
 
-/*
- * The stream source of a lane. Silence counts only when no channel has had
- * a byte for the peer timeout: a channel may rightly idle while another
- * still sends its part of a pass.
- */
+static bool d_stop(void *ctx)
+{
+	struct dst *ds = ctx;
+
+	return __atomic_load_n(&ds->fail, __ATOMIC_RELAXED) != 0;
+}
+
+/* The stream source of a lane. */
 static int d_read(void *ctx, void *buf, size_t len)
 {
 	struct rlane *l = ctx;
 	struct dst *ds = l->ds;
-	uint64_t timeout = (uint64_t)ds->timeout_ms * NSEC_PER_MSEC;
-	char *p = buf;
+	int r = session_recv(ds->s, l->ch, buf, len, ds->timeout_ms, d_stop, ds, &ds->silent);
 
-	while (len) {
-		size_t k = MIN(len, READ_CHUNK);
-		int r;
-
-		while ((r = chan_wait_in(l->ch, -1, WAIT_SLICE_MS)) == 0) {
-			if (session_quiet_ns(ds->s) > timeout) {
-				__atomic_store_n(&ds->silent, true, __ATOMIC_RELAXED);
-				return -ETIMEDOUT;
-			}
-			if (__atomic_load_n(&ds->fail, __ATOMIC_RELAXED))
-				return -ECANCELED;
-		}
-		if (r < 0)
-			return r;
-		if ((r = chan_recv(l->ch, p, k, CHAN_WAIT_DEFAULT))) {
-			if (r == -ETIMEDOUT)
-				__atomic_store_n(&ds->silent, true, __ATOMIC_RELAXED);
-			return r == -ENODATA && p != (char *)buf ? -ECONNRESET : r;
-		}
-		session_note_rx(ds->s);
-		__atomic_store_n(&l->bytes, l->bytes + k, __ATOMIC_RELAXED);
-		p += k;
-		len -= k;
-	}
-	return 0;
+	if (!r)
+		__atomic_store_n(&l->bytes, l->bytes + len, __ATOMIC_RELAXED);
+	return r;
 }
 
 static int d_header(void *ctx, const struct stream_info *i)

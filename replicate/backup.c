@@ -29,8 +29,6 @@
 #include "common/mtime.h"
 #include "common/util.h"
 
-#define READ_CHUNK 65536u
-#define WAIT_SLICE_MS 50
 
 struct bk;
 
@@ -58,7 +56,6 @@ struct bk {
 	struct hv_info info;
 	struct blane *lanes;
 	unsigned n;
-	uint64_t timeout_ns;
 	/* Under m. */
 	pthread_mutex_t m;
 	pthread_cond_t c;
@@ -90,38 +87,24 @@ static void lane_failed(struct blane *l)
 		chan_shutdown(b->lanes[i].ch); /* the others stop reading too */
 }
 
-/* The primary's bytes: silence counts only when no channel had any for
- * the heartbeat timeout. */
+static bool b_stop(void *ctx)
+{
+	struct bk *b = ctx;
+
+	return __atomic_load_n(&b->fail, __ATOMIC_RELAXED) || (b->o->stop && *b->o->stop);
+}
+
+/* The primary's bytes (session_recv: silence on every channel is a lost
+ * primary). */
 static int b_read(void *ctx, void *buf, size_t len)
 {
 	struct blane *l = ctx;
 	struct bk *b = l->b;
-	char *p = buf;
+	int r = session_recv(b->s, l->ch, buf, len, (int)b->o->heartbeat_ms, b_stop, b,
+			     &b->silent);
 
-	while (len) {
-		size_t k = MIN(len, READ_CHUNK);
-		int r;
-
-		while ((r = chan_wait_in(l->ch, -1, WAIT_SLICE_MS)) == 0) {
-			if (session_quiet_ns(b->s) > b->timeout_ns) {
-				__atomic_store_n(&b->silent, true, __ATOMIC_RELAXED);
-				return -ETIMEDOUT;
-			}
-			if (__atomic_load_n(&b->fail, __ATOMIC_RELAXED) ||
-			    (b->o->stop && *b->o->stop))
-				return -ECANCELED;
-		}
-		if (r < 0)
-			return r;
-		if ((r = chan_recv(l->ch, p, k, CHAN_WAIT_DEFAULT))) {
-			l->eof = r == -ENODATA || r == -ECONNRESET || r == -EPIPE;
-			return r == -ENODATA && p != (char *)buf ? -ECONNRESET : r;
-		}
-		session_note_rx(b->s);
-		p += k;
-		len -= k;
-	}
-	return 0;
+	l->eof = r == -ENODATA || r == -ECONNRESET || r == -EPIPE;
+	return r;
 }
 
 static int b_header(void *ctx, const struct stream_info *i)
@@ -330,8 +313,7 @@ static int verdict(struct bk *b, char *err, size_t errlen)
 			return -EIO;
 		}
 	if (b->silent)
-		snprintf(err, errlen, "the primary was silent for %" PRIu64 " ms",
-			 (uint64_t)(b->timeout_ns / NSEC_PER_MSEC));
+		snprintf(err, errlen, "the primary was silent for %u ms", b->o->heartbeat_ms);
 	else if (first && first->eof)
 		snprintf(err, errlen, "the primary closed the connection");
 	else if (first && first->r == -ESTALE)
@@ -346,8 +328,7 @@ static int verdict(struct bk *b, char *err, size_t errlen)
 int replicate_backup(struct session *s, const char *name, const struct repl_opts *o,
 		     struct hv_domain **out, struct repl_stats *st, char *err, size_t errlen)
 {
-	struct bk b = { .s = s, .o = o, .st = st, .n = s->n, .token = o->token,
-			.timeout_ns = (uint64_t)o->heartbeat_ms * NSEC_PER_MSEC };
+	struct bk b = { .s = s, .o = o, .st = st, .n = s->n, .token = o->token };
 	int r;
 
 	err[0] = '\0';

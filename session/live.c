@@ -316,6 +316,41 @@ void session_abort(struct session *s, int e, const char *why)
 	chan_drain(s->ch[0], 1000);
 }
 
+#define RECV_CHUNK 65536u
+#define RECV_SLICE_MS 50
+
+int session_recv(struct session *s, struct chan *c, void *buf, size_t len, int timeout_ms,
+		 bool (*stop)(void *ctx), void *ctx, bool *silent)
+{
+	uint64_t timeout = (uint64_t)timeout_ms * NSEC_PER_MSEC;
+	char *p = buf;
+
+	while (len) {
+		size_t k = MIN(len, RECV_CHUNK);
+		int r;
+
+		while ((r = chan_wait_in(c, -1, RECV_SLICE_MS)) == 0) {
+			if (session_quiet_ns(s) > timeout) {
+				__atomic_store_n(silent, true, __ATOMIC_RELAXED);
+				return -ETIMEDOUT;
+			}
+			if (stop && stop(ctx))
+				return -ECANCELED;
+		}
+		if (r < 0)
+			return r;
+		if ((r = chan_recv(c, p, k, CHAN_WAIT_DEFAULT))) {
+			if (r == -ETIMEDOUT)
+				__atomic_store_n(silent, true, __ATOMIC_RELAXED);
+			return r == -ENODATA && p != (char *)buf ? -ECONNRESET : r;
+		}
+		session_note_rx(s);
+		p += k;
+		len -= k;
+	}
+	return 0;
+}
+
 void session_note_rx(struct session *s)
 {
 	__atomic_store_n(&s->last_rx, mono_ns(), __ATOMIC_RELAXED);

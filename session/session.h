@@ -189,6 +189,16 @@ void session_send_abort(struct session *s, int e, const char *why);
  * is still coming for a moment, so that the reason is read before the
  * connection goes. */
 void session_abort(struct session *s, int e, const char *why);
+/*
+ * Read exactly len bytes from channel c of s, noting every arrival. The
+ * peer counts as silent (-ETIMEDOUT, *silent set) only when no channel of s
+ * had a byte for timeout_ms: a channel may rightly idle while another
+ * carries its part. -ECANCELED once stop(ctx) returns true (checked every
+ * 50 ms while waiting); -ENODATA if the peer closed before the first byte,
+ * -ECONNRESET in the middle.
+ */
+int session_recv(struct session *s, struct chan *c, void *buf, size_t len, int timeout_ms,
+		 bool (*stop)(void *ctx), void *ctx, bool *silent);
 /* Bytes arrived on some channel now (a receiver calls it). */
 void session_note_rx(struct session *s);
 /* How long no channel has received anything, in ns. */

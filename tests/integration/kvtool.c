@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/mtime.h"
+#include "tests/integration/daemon.h"
 #include "tests/integration/harness.h"
 
 extern char **environ;
@@ -152,4 +153,13 @@ int kt_check(const char *dir, const char *addr, const char *const *hists, unsign
 		fclose(f);
 	}
 	return st;
+}
+
+void kt_create(struct td *d, const char *vm, uint16_t port)
+{
+	char net[32];
+
+	snprintf(net, sizeof net, "127.0.0.1:%u", port);
+	json_decref(td_ok(d, "{s:s, s:s, s:s, s:i, s:s, s:s}", "op", "create", "name", vm, "mem",
+			  "128M", "vcpus", 1, "workload", KT_KVCONF, "net", net));
 }

@@ -18,6 +18,15 @@ struct kt_load {
 	double max_wait_ms, per_s, p50_ms, p99_ms;
 };
 
+/* The kvstore guests' workload in these tests: room for 64 connections and
+ * 256 clients. */
+#define KT_KVCONF "kvstore:conns=64,ring=32K,clients=256"
+
+struct td;
+/* Create a kvstore guest vm (128 MiB, one vCPU) on daemon d, serving at
+ * 127.0.0.1:port; asserts. */
+void kt_create(struct td *d, const char *vm, uint16_t port);
+
 const char *kt_path(void);
 /* Run ferry-kv in this network namespace (NULL: here). */
 extern const char *kt_netns;

@@ -34,7 +34,6 @@
 #include "common/mtime.h"
 #include "common/util.h"
 
-#define KVCONF "kvstore:conns=64,ring=32K,clients=256"
 
 static struct td A, B;
 
@@ -49,16 +48,6 @@ static int teardown(void **state)
 	return r;
 }
 
-/* Create vm on d serving at 127.0.0.1:port. */
-static void create_kv(struct td *d, const char *vm, uint16_t port)
-{
-	char net[32];
-
-	snprintf(net, sizeof net, "127.0.0.1:%u", port);
-	json_decref(td_ok(d, "{s:s, s:s, s:s, s:i, s:s, s:s}", "op", "create", "name", vm, "mem",
-			  "128M", "vcpus", 1, "workload", KVCONF, "net", net));
-}
-
 /* A store with a fault in it: a load of APPENDs, then check must fail and
  * say what it found. */
 static void faulty(const char *failpoint, const char *want)
@@ -71,7 +60,7 @@ static void faulty(const char *failpoint, const char *want)
 
 	td_init(&A, "A", PTO);
 	td_start(&A, failpoint);
-	create_kv(&A, "kvf", port);
+	kt_create(&A, "kvf", port);
 	snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
 	snprintf(hist, sizeof hist, "%s/%s.hist", A.dir, failpoint);
 	kt_load_start(&l, A.dir, "load", addr, hist, "--clients 4 --mix 10,30,60,0 --logs 20");
@@ -129,7 +118,7 @@ static void test_check_catches_stale(void **state)
 	snprintf(h1, sizeof h1, "%s/before.hist", A.dir);
 	snprintf(h2, sizeof h2, "%s/after.hist", A.dir);
 	snprintf(snap, sizeof snap, "%s/old.snap", A.dir);
-	d = h_launch("kvstale", "mem=64M vcpus=1 workload=" KVCONF, false);
+	d = h_launch("kvstale", "mem=64M vcpus=1 workload=" KT_KVCONF, false);
 	assert_int_equal(hv_net_attach(d, listener_on(port)), 0);
 	kt_load_start(&l, A.dir, "l1", addr, h1, "--clients 4");
 	h_sleep_ms(700);
@@ -170,7 +159,7 @@ static void test_migrate_under_load(void **state)
 	td_init(&B, "B", PTO);
 	td_start(&A, NULL);
 	td_start(&B, NULL);
-	create_kv(&A, "kvm", port);
+	kt_create(&A, "kvm", port);
 	snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
 	for (unsigned r = 0; r < rounds; r++) {
 		struct td *from = r % 2 ? &B : &A, *to = r % 2 ? &A : &B;
@@ -279,7 +268,7 @@ static void test_vip_follows(void **state)
 	}
 	snprintf(addr, sizeof addr, "%s:7000", vip);
 	json_decref(td_ok(&A, "{s:s, s:s, s:s, s:i, s:s, s:s}", "op", "create", "name", "kvv",
-			  "mem", "128M", "vcpus", 1, "workload", KVCONF, "net", addr));
+			  "mem", "128M", "vcpus", 1, "workload", KT_KVCONF, "net", addr));
 	wait_net_state(&A, "kvv", "listening, address claimed");
 	assert_true(ns_has(t.ns[0], vip));
 	kt_netns = t.ns[2];

@@ -29,7 +29,6 @@
 #include "common/mtime.h"
 #include "common/util.h"
 
-#define KVCONF "kvstore:conns=64,ring=32K,clients=256"
 #define JOB_ID 16
 #define LOAD "--clients 32 --depth 2 --rate 8000 --keys 2000 --logs 200"
 
@@ -40,15 +39,6 @@ static int teardown(void **state)
 	(void)state;
 	soft_reset();
 	return td_test_end();
-}
-
-static void create_kv(struct td *d, const char *vm, uint16_t port)
-{
-	char net[32];
-
-	snprintf(net, sizeof net, "127.0.0.1:%u", port);
-	json_decref(td_ok(d, "{s:s, s:s, s:s, s:i, s:s, s:s}", "op", "create", "name", vm, "mem",
-			  "128M", "vcpus", 1, "workload", KVCONF, "net", net));
 }
 
 /* Protect vm on p with a standby on b; returns once it is protected. */
@@ -120,7 +110,7 @@ static void test_soak(void **state)
 	td_init(&B, "B", PTO);
 	td_start(&A, NULL);
 	td_start(&B, NULL);
-	create_kv(&A, "db1", port);
+	kt_create(&A, "db1", port);
 	snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
 	srand((unsigned)mono_ns());
 	for (unsigned r = 0; r < rounds; r++) {
@@ -183,7 +173,7 @@ static void test_early_release_caught(void **state)
 		td_start(&A, "repl-release-early=error");
 		snprintf(vm, sizeof vm, "db2-%u", r);
 		snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
-		create_kv(&A, vm, port);
+		kt_create(&A, vm, port);
 		id = protect(&A, &B, vm);
 		snprintf(tag, sizeof tag, "e%u", r);
 		snprintf(hist, sizeof hist, "%s/%s.hist", A.dir, tag);
@@ -266,7 +256,7 @@ static void test_backup_lost(void **state)
 	td_start(&A, NULL);
 	td_start(&B, NULL);
 	td_start(&C, NULL);
-	create_kv(&A, "db4", port);
+	kt_create(&A, "db4", port);
 	snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
 	snprintf(h1, sizeof h1, "%s/h1.hist", A.dir);
 	snprintf(h2, sizeof h2, "%s/h2.hist", A.dir);
