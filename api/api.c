@@ -33,6 +33,7 @@ static const struct api_op ops[] = {
 	    { "heartbeat_ms", API_INT, false }, { "channels", API_INT, false },
 	    { "unsafe_no_fencing", API_BOOL, false } } },
 	{ "unprotect", true, NULL, { { "name", API_STR, true } } },
+	{ "takeover", false, NULL, { { "name", API_STR, true }, { "force", API_BOOL, true } } },
 };
 
 static bool plain_string(const json_t *v)

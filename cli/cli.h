@@ -21,5 +21,6 @@ int resolve_main(int argc, char **argv);
 int certs_main(int argc, char **argv);
 int protect_main(int argc, char **argv);
 int unprotect_main(int argc, char **argv);
+int takeover_main(int argc, char **argv);
 
 #endif

@@ -26,6 +26,7 @@ static const struct {
 	{ "cancel", cancel_main, "cancel an outgoing migration" },
 	{ "protect", protect_main, "keep a hot standby of a microVM on another host" },
 	{ "unprotect", unprotect_main, "end a microVM's protection" },
+	{ "takeover", takeover_main, "run a held standby copy anyway (loses what it lacks)" },
 	{ "resolve", resolve_main, "settle a migration left unresolved after its point of no return" },
 	{ "save", save_main, "save a running microVM to a file (then stop it, or --keep-running)" },
 	{ "restore", restore_main, "start a microVM from a file written by save" },

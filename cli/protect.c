@@ -27,14 +27,23 @@ static const char protect_help[] =
 	"                          at least two epochs)\n"
 	"  --channels N            connections for the epochs (default: ferryd's)\n"
 	"  --unsafe-no-fencing     protect with heartbeats alone: a network split can\n"
-	"                          then run the guest on both hosts (required today:\n"
-	"                          etcd fencing is not written yet)\n"
+	"                          then run the guest on both hosts (without it, both\n"
+	"                          ferryd need a coordination service: coord = etcd)\n"
 	"  --detach                print the job id and return at once\n"
 	"  --json                  print the job as one JSON object\n"
 	"\n"
 	"Without --detach it returns once the pair is protected (exit 0) or the sync\n"
 	"failed (exit 1). `ferry status JOB` shows the epochs; `ferry unprotect NAME`\n"
 	"ends the pairing.\n";
+
+static const char takeover_help[] =
+	"usage: ferry takeover NAME --force\n"
+	"\n"
+	"Runs the held standby copy of NAME on this host although etcd did not give\n"
+	"it the VM (its primary was lost while this copy was not in sync, or etcd\n"
+	"could not be asked). The copy resumes at the last epoch it applied whole:\n"
+	"every write acknowledged to clients after it fell out of sync is LOST. Make\n"
+	"sure the old primary is really gone first.\n";
 
 static const char unprotect_help[] =
 	"usage: ferry unprotect NAME\n"
@@ -182,6 +191,26 @@ int unprotect_main(int argc, char **argv)
 	r = client_call1(json_pack("{s:s, s:s}", "op", "unprotect", "name", argv[1]));
 	if (!client_ok(r))
 		return 1;
+	json_decref(r);
+	return 0;
+}
+
+int takeover_main(int argc, char **argv)
+{
+	json_t *r;
+
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		fputs(takeover_help, stdout);
+		return 0;
+	}
+	if (argc != 3 || argv[1][0] == '-' || strcmp(argv[2], "--force") != 0) {
+		fputs(takeover_help, stderr);
+		return 2;
+	}
+	r = client_call1(json_pack("{s:s, s:s, s:b}", "op", "takeover", "name", argv[1], "force", 1));
+	if (!client_ok(r))
+		return 1;
+	fprintf(stderr, "ferry takeover: %s\n", json_string_value(json_object_get(r, "warning")));
 	json_decref(r);
 	return 0;
 }

@@ -23,6 +23,7 @@
 #include "daemon/job.h"
 #include "daemon/migration.h"
 #include "daemon/net.h"
+#include "daemon/fence.h"
 #include "daemon/protection.h"
 #include "daemon/vm.h"
 
@@ -280,19 +281,19 @@ static json_t *op_protect(json_t *req)
 		return fail("channels: %" PRId64 " is not in 1..%d", nch, WIRE_CHANNELS_MAX);
 	if (unsafe && !json_is_boolean(unsafe))
 		return fail("unsafe_no_fencing: not a boolean");
-	if (!json_is_true(unsafe))
-		return fail("no fencing authority is configured on %s (etcd fencing is not written "
-			    "yet): without one a network split can run the guest on both hosts; "
-			    "say unsafe_no_fencing (--unsafe-no-fencing) to protect with heartbeats "
-			    "alone", D.hostname);
+	if (!json_is_true(unsafe) && !fence_configured())
+		return fail("no coordination service is configured on %s (coord = "
+			    "http://ETCD:2379): without one a network split can run the guest on "
+			    "both hosts; say unsafe_no_fencing (--unsafe-no-fencing) to protect with "
+			    "heartbeats alone", D.hostname);
 	o.epoch_ms = (unsigned)em;
 	o.heartbeat_ms = (unsigned)hb;
 	o.sync.downtime_ns = D.downtime_ms * NSEC_PER_MSEC;
 	o.sync.max_iters = D.max_iters;
 	o.sync.on_no_converge = D.on_no_converge;
 	o.sync.peer_timeout_ms = D.peer_timeout_ms;
-	if (protect_start(str(req, "name", ""), str(req, "peer", ""), &o, false, (unsigned)nch, id,
-			  err, sizeof err))
+	if (protect_start(str(req, "name", ""), str(req, "peer", ""), &o, !json_is_true(unsafe),
+			  (unsigned)nch, id, err, sizeof err))
 		return fail("%s", err);
 	return json_pack("{s:b, s:s}", "ok", 1, "job", id);
 }
@@ -304,6 +305,22 @@ static json_t *op_unprotect(json_t *req)
 	if (protect_stop(str(req, "name", ""), err, sizeof err))
 		return fail("%s", err);
 	return json_pack("{s:b}", "ok", 1);
+}
+
+/* A held standby copy runs anyway: what it lacks is lost, and the reply
+ * says so. */
+static json_t *op_takeover(json_t *req)
+{
+	const char *name = str(req, "name", "");
+	char err[300];
+
+	if (!json_is_true(json_object_get(req, "force")))
+		return fail("takeover: only with force: the copy here is not known to be in sync");
+	if (standby_force(name, err, sizeof err))
+		return fail("%s", err);
+	return json_pack("{s:b, s:s}", "ok", 1, "warning", "the held copy resumes at the last epoch "
+			 "it applied: every write acknowledged to clients after it fell out of "
+			 "sync is lost");
 }
 
 static json_t *op_jobs(json_t *req)
@@ -368,7 +385,7 @@ static const struct handler handlers[] = {
 	{ "info", op_info },	   { "destroy", op_destroy }, { "verify", op_verify },
 	{ "migrate", op_migrate }, { "jobs", op_jobs },	    { "status", op_status },
 	{ "cancel", op_cancel },   { "resolve", op_resolve }, { "protect", op_protect },
-	{ "unprotect", op_unprotect },
+	{ "unprotect", op_unprotect }, { "takeover", op_takeover },
 };
 
 json_t *api_handle(json_t *req)

@@ -58,6 +58,11 @@ struct daemon {
 	/* Service addresses (net.c): the hook run to claim and release them. */
 	char net_hook[256];           /* "" for none */
 	int net_hook_timeout_ms;
+	/* The coordination service (fence.c): etcd endpoints, "" for none; the
+	 * lease TTL of a protected VM's key; the deadline of one call. */
+	char coord[512];
+	int coord_ttl_s;
+	int coord_timeout_ms;
 
 	/* Built at start-up (peers.c); read-only after. */
 	struct session_conf peers;

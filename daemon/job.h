@@ -55,12 +55,17 @@ enum job_state {
 	JOB_DEGRADED,      /* primary: the backup is lost; the guest runs alone */
 	JOB_STANDBY,       /* backup: holds the copy, applies epochs */
 	JOB_TAKING_OVER,   /* backup: the primary is lost; resuming the copy here */
+	JOB_HELD,          /* backup: the primary is lost, but the copy may not run
+			    * (not in sync, or no authority): it waits, paused,
+			    * for an operator (ferry takeover --force, unprotect) */
 	/* the ends */
 	JOB_COMPLETED,     /* the guest runs where it was sent: there (out), here (in) */
 	JOB_FAILED,        /* out: it runs here as before; in: no copy runs here */
 	JOB_CANCELLED,     /* out: rolled back on request */
 	JOB_RESUME_FAILED, /* in: resuming after GO failed, and the copy may run */
 	JOB_FAILED_OVER,   /* standby: the guest runs here now */
+	JOB_FENCED,        /* primary: it lost the authority to run; its copy is
+			    * paused here (destroyed once another host owns it) */
 	JOB_STATE_MAX
 };
 
@@ -69,6 +74,8 @@ static inline bool job_state_final(enum job_state s) { return s >= JOB_COMPLETED
 enum job_force { FORCE_NONE, FORCE_SOURCE, FORCE_DESTINATION };
 
 #define JOB_HISTORY_MAX 32
+
+struct fence;
 
 struct job_step {
 	enum job_state state;
@@ -111,6 +118,7 @@ struct job {
 	struct repl_opts ropts;
 	struct repl_stats *rst;       /* (L) the engine's figures */
 	bool fencing;                 /* fenced by etcd (else unsafe-no-fencing) */
+	struct fence *fence;          /* primary: its claim in etcd, while it has one */
 };
 
 /* What a kind does, registered once at start-up (main.c). */

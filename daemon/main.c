@@ -20,6 +20,7 @@
 #include "daemon/control.h"
 #include "daemon/core.h"
 #include "daemon/job.h"
+#include "daemon/fence.h"
 #include "daemon/journal.h"
 #include "daemon/migration.h"
 #include "daemon/net.h"
@@ -59,6 +60,8 @@ int main(int argc, char **argv)
 	vm_on_gone(net_gone);
 
 	peers_setup();
+	if (fence_init(err, sizeof err))
+		fatal("coord: %s", err);
 	vms_adopt();
 	jobs_recover();
 	control_listen();
@@ -82,6 +85,7 @@ int main(int argc, char **argv)
 	jobs_stop();
 	core_wait_threads();
 	peers_free();
+	fence_exit();
 	for (int i = 0; i < 3; i++)
 		event_free(sigs[i]);
 	log_info("stopped");

@@ -11,7 +11,9 @@
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/util.h"
+#include "daemon/fence.h"
 #include "daemon/migration.h"
+#include "daemon/net.h"
 #include "daemon/protection.h"
 
 void protection_stats(void *ctx, const struct repl_stats *st)
@@ -79,6 +81,72 @@ static void open_output(struct job *j, struct vm *v)
 		log_error("job %s: %s: releasing held output: %s", j->id, v->name, strerror(-r));
 }
 
+/* replicate hooks.synced: the backup holds the sync; name it in sync before
+ * any output is released on its word. */
+static int on_synced(void *ctx, char *err, size_t errlen)
+{
+	struct job *j = ctx;
+
+	return j->fence ? fence_set_insync(j->fence, j->id, err, errlen) : 0;
+}
+
+/*
+ * The backup is lost. Unfenced: release the held output and run on. Fenced:
+ * first take the backup's in-sync name away (only while the key is ours);
+ * until that is done nothing leaves. A primary that cannot — someone else
+ * owns the key, or etcd stays out of reach until the lease has run out by
+ * this host's clock — steps down: false.
+ */
+static bool go_alone(struct job *j, struct vm *v, char *why, size_t len)
+{
+	if (!j->fence) {
+		open_output(j, v);
+		return true;
+	}
+	for (unsigned tries = 0;; tries++) {
+		int r = fence_set_insync(j->fence, "", why, len);
+
+		if (!r) {
+			open_output(j, v);
+			return true;
+		}
+		if (r == -ESTALE || !fence_valid(j->fence) || core_stopping())
+			return false;
+		if (tries % 10 == 0)
+			log_warn("job %s: %s: output held until etcd confirms: %s", j->id, v->name, why);
+		mono_sleep_ns(100 * NSEC_PER_MSEC);
+	}
+}
+
+/* Step down: the guest stops here (paused), lets its address go and cuts
+ * its clients; once another host owns the VM this copy is destroyed. */
+static void step_down(struct job *j, struct vm *v, const char *why)
+{
+	char owner[256], w[300];
+
+	hv_pause(v->d);
+	pthread_mutex_lock(&D.lock);
+	v->paused = true;
+	pthread_mutex_unlock(&D.lock);
+	net_down(v, true);
+	fence_drop(j->fence);
+	j->fence = NULL;
+	log_error("job %s: %s: fenced: %s; the guest is paused here", j->id, v->name, why);
+	job_set_state(j, JOB_FENCED, why);
+	for (unsigned tries = 0; !core_stopping(); tries++) {
+		int r = fence_host(v->name, owner, sizeof owner, w, sizeof w);
+
+		if (!r && strcmp(owner, D.hostname) != 0) {
+			log_warn("job %s: %s runs on %s now: destroying the copy here", j->id, v->name,
+				 owner);
+			hv_destroy(v->d);
+			vm_unlist(v);
+			return;
+		}
+		mono_sleep_ns((tries < 20 ? 100 : 1000) * NSEC_PER_MSEC);
+	}
+}
+
 static void *protect_main(void *p)
 {
 	struct job *j = p;
@@ -87,37 +155,52 @@ static void *protect_main(void *p)
 	struct wire_hello h = { .op = WIRE_OP_PROTECT, .heartbeat_ms = j->ropts.heartbeat_ms,
 				.epoch_ms = j->ropts.epoch_ms, .fencing = j->fencing };
 	struct session *s;
-	char err[600] = "";
-	int r;
+	char err[600] = "", why[300];
+	int r = 0;
 
-	j->ropts.hooks = (struct repl_hooks){ .ctx = j, .stats = protection_stats };
+	j->ropts.hooks = (struct repl_hooks){ .ctx = j, .stats = protection_stats,
+					      .synced = on_synced };
 	j->ropts.stop = &j->cancel;
 	j->ropts.sync.cancel = &j->cancel;
 	if (!st) {
 		r = -ENOMEM;
 		snprintf(err, sizeof err, "out of memory");
-	} else if (!(r = migration_connect(j, v, &h, j->ropts.sync.peer_timeout_ms,
-					   &j->ropts.sync.codec, err, sizeof err))) {
-		log_info("job %s: protecting %s with a standby on %s (epochs of %u ms, %u %s "
-			 "channel%s%s)", j->id, v->name, j->peer, j->ropts.epoch_ms, j->channels,
-			 j->transport, j->channels > 1 ? "s" : "",
-			 j->fencing ? "" : ", UNFENCED: a network split may give two primaries");
-		r = replicate_primary(v->d, j->s, &j->ropts, st, err, sizeof err);
+	} else if (j->fencing && !j->fence) {
+		r = fence_acquire(v->name, &j->fence, err, sizeof err);
+	}
+	if (!r) {
+		j->ropts.token = j->fence ? fence_token(j->fence) : 0;
+		if (!(r = migration_connect(j, v, &h, j->ropts.sync.peer_timeout_ms,
+					    &j->ropts.sync.codec, err, sizeof err))) {
+			log_info("job %s: protecting %s with a standby on %s (epochs of %u ms, %u %s "
+				 "channel%s, %s)", j->id, v->name, j->peer, j->ropts.epoch_ms,
+				 j->channels, j->transport, j->channels > 1 ? "s" : "",
+				 j->fencing ? "fenced by etcd"
+					    : "UNFENCED: a network split may give two primaries");
+			r = replicate_primary(v->d, j->s, &j->ropts, st, err, sizeof err);
+		}
 	}
 	pthread_mutex_lock(&D.lock);
 	s = j->s;
 	j->s = NULL;
 	pthread_mutex_unlock(&D.lock);
 	session_free(s);
-	open_output(j, v);
-	if (!r) {
-		job_set_state(j, JOB_COMPLETED, "unprotected: the standby discarded its copy");
-	} else if (st && st->t_start_ns) {
+	if (!r || !st || !st->t_start_ns) {
+		/* Unprotected, or never protected: nothing depends on a backup. */
+		open_output(j, v);
+		fence_release(j->fence);
+		j->fence = NULL;
+		if (!r)
+			job_set_state(j, JOB_COMPLETED, "unprotected: the standby discarded its copy");
+		else
+			job_set_state(j, j->cancel ? JOB_COMPLETED : JOB_FAILED,
+				      j->cancel ? "unprotected during the initial sync" : err);
+	} else if (go_alone(j, v, why, sizeof why)) {
 		log_warn("job %s: %s runs unprotected (degraded): %s", j->id, v->name, err);
 		job_set_state(j, JOB_DEGRADED, err);
 	} else {
-		job_set_state(j, j->cancel ? JOB_COMPLETED : JOB_FAILED, j->cancel ? "unprotected "
-			      "during the initial sync" : err);
+		snprintf(err + strlen(err), sizeof err - strlen(err), "; and %s", why);
+		step_down(j, v, err);
 	}
 	free(st);
 	return migration_thread_end(j);
@@ -143,6 +226,9 @@ int protect_start(const char *name, const char *peer, const struct repl_opts *o,
 	for (struct job *o2 = D.jobs; o2; o2 = o2->next)
 		if (o2->kind == JOB_PRIMARY && o2->state == JOB_DEGRADED && !o2->running &&
 		    strcmp(o2->vm, name) == 0) {
+			/* Its claim in etcd carries on with the new job. */
+			j->fence = o2->fence;
+			o2->fence = NULL;
 			pthread_mutex_unlock(&D.lock);
 			job_set_state(o2, JOB_COMPLETED, "protected again by a new job");
 			pthread_mutex_lock(&D.lock);
@@ -173,10 +259,17 @@ int protect_stop(const char *name, char *err, size_t errlen)
 		r = -EBUSY;
 	} else {
 		hit->cancel = 1;
+		pthread_cond_broadcast(&hit->wake); /* a held standby waits on it */
 	}
 	pthread_mutex_unlock(&D.lock);
-	if (hit && !r && hit->state == JOB_DEGRADED && !hit->running)
+	if (hit && !r && hit->state == JOB_DEGRADED && !hit->running) {
+		pthread_mutex_lock(&D.lock);
+		struct fence *f = hit->fence;
+		hit->fence = NULL;
+		pthread_mutex_unlock(&D.lock);
+		fence_release(f);
 		job_set_state(hit, JOB_COMPLETED, "unprotected");
+	}
 	return r;
 }
 
@@ -185,6 +278,11 @@ int protect_stop(const char *name, char *err, size_t errlen)
 static void stop(struct job *j)
 {
 	j->cancel = 1;
+	if (!j->running && j->fence) {
+		/* Degraded, no thread: its claim goes with ferryd. */
+		fence_release(j->fence);
+		j->fence = NULL;
+	}
 }
 
 /* Start-up: protection does not survive ferryd yet; the guest runs on here

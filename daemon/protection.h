@@ -5,10 +5,11 @@
  * unprotect ends it) and the backup's (standby.c: a peer's "protect" HELLO,
  * the engine's backup side, and the takeover when the primary is lost).
  *
- * Fencing: without a coordination service a pair runs only when the
+ * Fencing (fence.h): with a coordination service configured (coord), the
+ * primary owns the VM's key in etcd and names its backup in sync; a backup
+ * resumes only with etcd's word. Without one, a pair runs only when the
  * operator said --unsafe-no-fencing (heartbeats alone, as xl remus -F): a
- * network split then gives two primaries. The etcd lease of DESIGN.md §7 is
- * not written yet, so protect refuses without that flag.
+ * network split then gives two primaries.
  */
 #ifndef FERRY_DAEMON_PROTECTION_H
 #define FERRY_DAEMON_PROTECTION_H
@@ -30,6 +31,9 @@ int protect_start(const char *name, const char *peer, const struct repl_opts *o,
 		  unsigned channels, char *id, char *err, size_t errlen);
 /* End the protection of VM name (the backup discards its copy). */
 int protect_stop(const char *name, char *err, size_t errlen);
+/* The operator runs a held standby copy of name anyway (it lacks writes
+ * acknowledged since it fell out of sync). */
+int standby_force(const char *name, char *err, size_t errlen);
 /* session_handlers.open: a peer opens a session to keep a standby here. */
 void standby_open(void *ctx, struct session *s, const struct wire_hello *h);
 

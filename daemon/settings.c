@@ -92,6 +92,20 @@ static int setting(void *ctx, const char *k, const char *v, char *err, size_t er
 		D.net_hook_timeout_ms = (int)n;
 		return 0;
 	}
+	if (strcmp(k, "coord") == 0)
+		return copy_setting(D.coord, sizeof D.coord, v, err, errlen);
+	if (strcmp(k, "coord-ttl") == 0) {
+		if (parse_u64(v, 1, 600, &n))
+			goto range;
+		D.coord_ttl_s = (int)n;
+		return 0;
+	}
+	if (strcmp(k, "coord-timeout-ms") == 0) {
+		if (parse_u64(v, 50, 60000, &n))
+			goto range;
+		D.coord_timeout_ms = (int)n;
+		return 0;
+	}
 	if (strcmp(k, "pki-dir") == 0)
 		return copy_setting(D.pki_dir, sizeof D.pki_dir, v, err, errlen);
 	if (strcmp(k, "tls-ca") == 0)
@@ -141,6 +155,7 @@ static void usage(FILE *f)
 		"              [--pki-dir DIR] [--tls-ca FILE] [--tls-cert FILE] [--tls-key FILE]\n"
 		"              [--allow-from HOST,...|*] [--insecure-plaintext]\n"
 		"              [--net-hook PATH] [--net-hook-timeout-ms MS]\n"
+		"              [--coord http://HOST:PORT,...] [--coord-ttl S] [--coord-timeout-ms MS]\n"
 		"              [--log-level error|warn|info|debug]\n\n"
 		"The ferry host daemon: owns this host's microVMs, runs migrations, and\n"
 		"answers the ferry command line. Settings come from the config file\n"
@@ -169,6 +184,9 @@ void settings_load(int argc, char **argv)
 		{ "pki-dir", required_argument, 0, 0 },
 		{ "net-hook", required_argument, 0, 0 },
 		{ "net-hook-timeout-ms", required_argument, 0, 0 },
+		{ "coord", required_argument, 0, 0 },
+		{ "coord-ttl", required_argument, 0, 0 },
+		{ "coord-timeout-ms", required_argument, 0, 0 },
 		{ "tls-ca", required_argument, 0, 0 },
 		{ "tls-cert", required_argument, 0, 0 },
 		{ "tls-key", required_argument, 0, 0 },
@@ -189,6 +207,8 @@ void settings_load(int argc, char **argv)
 	D.peer_timeout_ms = 15000;
 	D.max_incoming = 4;
 	D.net_hook_timeout_ms = 5000;
+	D.coord_ttl_s = 2;
+	D.coord_timeout_ms = 500;
 	D.downtime_ms = 300;
 	D.max_iters = 30;
 	D.on_no_converge = NOCONV_STOP;

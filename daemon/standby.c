@@ -13,15 +13,16 @@
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/util.h"
+#include "daemon/fence.h"
 #include "daemon/migration.h"
 #include "daemon/net.h"
 #include "daemon/protection.h"
 
 /*
- * The primary is lost and the copy is whole at st->epoch: run it here.
- * Unfenced only (protect refuses a fenced pair for now). In order: the
- * durable TAKING_OVER (from here the copy may run), the address, resume,
- * the guest is ours.
+ * The primary is lost, the copy is whole at st->epoch and may run (fenced:
+ * etcd said so; unfenced: heartbeats alone said so): run it here. In
+ * order: the durable TAKING_OVER (from here the copy may run), the address,
+ * resume, the guest is ours.
  */
 static int take_over(struct job *j, struct vm *v, struct hv_domain *d, const char *lost,
 		     const struct repl_stats *st)
@@ -50,6 +51,72 @@ static int take_over(struct job *j, struct vm *v, struct hv_domain *d, const cha
 	job_set_state(j, JOB_FAILED_OVER, why);
 	log_info("job %s: %s runs here now: %s", j->id, v->name, why);
 	return 0;
+}
+
+/* Held: wait, paused, for an operator: FORCE_DESTINATION runs the copy
+ * anyway, a cancel (unprotect) discards it, and so does ferryd stopping. */
+static bool held(struct job *j, const char *why)
+{
+	bool force;
+
+	job_set_state(j, JOB_HELD, why);
+	log_error("job %s: %s: not resuming the copy: %s. `ferry takeover %s --force` runs it "
+		  "anyway, losing what it lacks; `ferry unprotect %s` discards it", j->id, j->vm,
+		  why, j->vm, j->vm);
+	pthread_mutex_lock(&D.lock);
+	while (j->force == FORCE_NONE && !j->cancel && !D.stopping)
+		pthread_cond_wait(&j->wake, &D.lock);
+	force = j->force == FORCE_DESTINATION && !j->cancel && !D.stopping;
+	pthread_mutex_unlock(&D.lock);
+	return force;
+}
+
+/*
+ * Fenced: the copy runs only with etcd's word (fence.h): the primary's lease
+ * gone and this pairing named in sync, in one transaction. While the
+ * primary's lease lives, or etcd cannot be asked, it waits and tries again
+ * (nothing is decided without etcd); if another pairing — or none — is
+ * named, the copy is held for an operator. err: why the primary is lost on
+ * entry, what was decided on return.
+ */
+static bool may_run(struct job *j, struct vm *v, char *err, size_t errlen)
+{
+	char why[400], lost[300];
+	struct fence *f = NULL;
+	int r;
+
+	snprintf(lost, sizeof lost, "%s", err);
+	for (unsigned tries = 0;; tries++) {
+		r = fence_takeover(v->name, j->id, &f, why, sizeof why);
+		if (!r || r == -EPERM || j->cancel || core_stopping())
+			break;
+		if (tries % 20 == 0)
+			log_warn("job %s: %s: the primary is lost (%s); waiting for etcd: %s", j->id,
+				 v->name, lost, why);
+		mono_sleep_ns(100 * NSEC_PER_MSEC);
+	}
+	if (!r) {
+		/* The key was ours for the takeover; the guest runs unprotected
+		 * here, and `ferry protect` claims it again. */
+		fence_release(f);
+		snprintf(err, errlen, "%s; etcd gave this host the VM", lost);
+		return true;
+	}
+	if (r != -EPERM) {
+		snprintf(err, errlen, "%s", j->cancel ? "discarded by the operator"
+						      : "ferryd stopped: the copy is discarded");
+		return false;
+	}
+	snprintf(err, errlen, "the primary is lost (%.200s), but %.350s", lost, why);
+	if (held(j, err)) {
+		log_warn("job %s: %s: the operator forces the takeover: writes acknowledged since "
+			 "this copy fell out of sync are lost", j->id, v->name);
+		snprintf(err, errlen, "forced by the operator (%.350s)", why);
+		return true;
+	}
+	snprintf(err, errlen, "%s", j->cancel ? "discarded by the operator" : "ferryd stopped: the "
+		 "held copy is discarded");
+	return false;
 }
 
 void standby_open(void *ctx, struct session *s, const struct wire_hello *h)
@@ -92,10 +159,9 @@ void standby_open(void *ctx, struct session *s, const struct wire_hello *h)
 		snprintf(err, sizeof err, "out of memory");
 		session_refuse(s, "%s", err);
 		r = -ENOMEM;
-	} else if (h->fencing) {
-		/* Nothing here can fence yet: refuse rather than pretend. */
-		snprintf(err, sizeof err, "%s cannot keep a fenced standby (no coordination service "
-			 "is configured)", D.hostname);
+	} else if (h->fencing && !fence_configured()) {
+		snprintf(err, sizeof err, "%s cannot keep a fenced standby: it has no coordination "
+			 "service configured (coord)", D.hostname);
 		session_refuse(s, "%s", err);
 		r = -EOPNOTSUPP;
 	} else if ((r = job_set_state(j, JOB_SYNCING, NULL))) {
@@ -120,6 +186,11 @@ void standby_open(void *ctx, struct session *s, const struct wire_hello *h)
 		d = NULL;
 		snprintf(err, sizeof err, "%s", core_stopping() ? "ferryd stopped: the standby copy is "
 			 "discarded" : "unprotected here: the standby copy is discarded");
+	}
+	if (d && j->fencing && !may_run(j, v, err, sizeof err)) {
+		hv_destroy(d);
+		hv_close(d);
+		d = NULL;
 	}
 	if (d) {
 		ran = take_over(j, v, d, err, st) == 0;
@@ -148,9 +219,30 @@ void standby_open(void *ctx, struct session *s, const struct wire_hello *h)
 	free(st);
 }
 
+int standby_force(const char *name, char *err, size_t errlen)
+{
+	struct job *hit = NULL;
+
+	pthread_mutex_lock(&D.lock);
+	for (struct job *j = D.jobs; j && !hit; j = j->next)
+		if (j->kind == JOB_BACKUP && j->state == JOB_HELD && strcmp(j->vm, name) == 0)
+			hit = j;
+	if (hit) {
+		hit->force = FORCE_DESTINATION;
+		pthread_cond_broadcast(&hit->wake);
+	}
+	pthread_mutex_unlock(&D.lock);
+	if (!hit) {
+		snprintf(err, errlen, "no held standby copy of %s here", name);
+		return -ENOENT;
+	}
+	return 0;
+}
+
 static void stop(struct job *j)
 {
 	j->cancel = 1;
+	pthread_cond_broadcast(&j->wake);
 }
 
 /* Start-up: a standby's copy ended with our handle to it; a takeover that

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "checkpoint/lanes.h"
 #include "common/failpoint.h"
@@ -189,6 +188,18 @@ static int trailer(void *ctx, unsigned lane, struct stream_writer *w, uint64_t f
 	return r ? r : stream_write_ckpt(w, STREAM_REC_CKPT_COMMIT, p->epoch, p->o->token);
 }
 
+/* Protection ends: END on every channel; the backup discards its copy. */
+static int end_streams(struct prim *p)
+{
+	int r = 0;
+
+	for (unsigned i = 0; i < p->s->n && !r; i++)
+		r = stream_write_end(lanes_writer(p->lanes, i));
+	if (r)
+		return fail_io(p, r, "ending the streams");
+	return 0;
+}
+
 /* The initial sync, then the replication streams on every channel. */
 static int setup(struct prim *p)
 {
@@ -224,22 +235,14 @@ static int setup(struct prim *p)
 	if ((r = lanes_open(staging_domain(p->stg), &p->info, p->s->ch, p->s->n, &lc, &p->lanes)))
 		return fail_io(p, r, "starting the replication streams");
 	lanes_cache_new_pages(p->lanes, true);
+	if (o->hooks.synced && (r = o->hooks.synced(o->hooks.ctx, p->err, p->errlen))) {
+		end_streams(p); /* the backup discards its copy */
+		return r;
+	}
 	p->st->state = REPL_PROTECTED;
 	p->st->t_start_ns = p->st->last_commit_ns = mono_ns();
 	report(p, true);
 	return 0;
-}
-
-/* Sleep until mono time t. */
-static void sleep_until(uint64_t t)
-{
-	uint64_t now = mono_ns();
-
-	if (t > now) {
-		struct timespec ts = { (time_t)((t - now) / NSEC_PER_SEC),
-				       (long)((t - now) % NSEC_PER_SEC) };
-		nanosleep(&ts, NULL);
-	}
 }
 
 /* Pause, take the epoch (dirty pages into the staging area, context, the
@@ -318,18 +321,6 @@ static int epoch(struct prim *p)
 	return 0;
 }
 
-/* Protection ends: END on every channel; the backup discards its copy. */
-static int end_streams(struct prim *p)
-{
-	int r = 0;
-
-	for (unsigned i = 0; i < p->s->n && !r; i++)
-		r = stream_write_end(lanes_writer(p->lanes, i));
-	if (r)
-		return fail_io(p, r, "ending the streams");
-	return 0;
-}
-
 static int run(struct prim *p)
 {
 	uint64_t every = (uint64_t)p->o->epoch_ms * NSEC_PER_MSEC, next = mono_ns();
@@ -337,10 +328,13 @@ static int run(struct prim *p)
 	int r;
 
 	for (;;) {
+		uint64_t now = mono_ns();
+
 		next += every;
-		sleep_until(next);
-		if (next < mono_ns())
-			next = mono_ns(); /* a long epoch: the next starts now */
+		if (next > now)
+			mono_sleep_ns(next - now);
+		else
+			next = now; /* a long epoch: the next starts now */
 		if (p->o->stop && *p->o->stop)
 			return end_streams(p);
 		if ((r = session_failed(p->s, why, sizeof why)))

@@ -84,6 +84,11 @@ struct repl_hooks {
 	/* Figures so far, from the engine's thread: every epoch at most every
 	 * 100 ms, and at every state change. */
 	void (*stats)(void *ctx, const struct repl_stats *st);
+	/* Primary, optional: the backup holds the initial sync; no epoch has
+	 * been sent and no output released on the backup's word yet (fencing
+	 * names the backup in sync here). Non-zero stops protection with that
+	 * error. */
+	int (*synced)(void *ctx, char *err, size_t errlen);
 };
 
 struct repl_opts {

@@ -1499,3 +1499,37 @@ int td_cli(const struct td *d, char **out, ...)
 	}
 	return WEXITSTATUS(st);
 }
+
+const char *td_net_hook(void)
+{
+	static char p[PATH_MAX + 64];
+	char exe[PATH_MAX], *slash;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+
+	assert_true(n > 0);
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	*slash = '\0';
+	snprintf(p, sizeof p, "%s/../../../daemon/ferry-net-hook", exe);
+	return p;
+}
+
+void td_wait_net_state(struct td *d, const char *vm, const char *want)
+{
+	uint64_t until = mono_ns() + 10 * NSEC_PER_SEC;
+
+	for (;;) {
+		json_t *v = td_info(d, vm);
+		bool ok = v && !strcmp(td_jstr(v, "net_state"), want);
+
+		if (ok) {
+			json_decref(v);
+			return;
+		}
+		if (mono_ns() > until)
+			fail_msg("%s on %s: net_state %s, not %s", vm, d->name,
+				 v ? td_jstr(v, "net_state") : "?", want);
+		json_decref(v);
+		h_sleep_ms(50);
+	}
+}

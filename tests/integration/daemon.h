@@ -183,6 +183,11 @@ int td_leftover_processes(char *desc, size_t len);
  * its exit status, and its standard output in *out (caller frees) if out. */
 int td_cli(const struct td *d, char **out, ...) __attribute__((sentinel));
 
+/* daemon/ferry-net-hook of the source tree this test was built from. */
+const char *td_net_hook(void);
+/* Wait up to 10 s until vm's net_state on d is want; asserts. */
+void td_wait_net_state(struct td *d, const char *vm, const char *want);
+
 /* Paths: $FERRYD / $FERRY, else next to the build tree's top. */
 const char *td_ferryd_path(void);
 const char *td_ferry_path(void);

@@ -88,3 +88,11 @@ void tn_teardown(struct tnet *t)
 	t->n = 0;
 	t->sw[0] = '\0';
 }
+
+int tn_has_addr(const char *ns, const char *addr)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof cmd, "ip -n %s -o addr show | grep -q ' %s/'", ns, addr);
+	return system(cmd) == 0;
+}

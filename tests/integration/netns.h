@@ -23,6 +23,8 @@ int tn_available(void);
 void tn_setup(struct tnet *t, const char *const *names, unsigned n);
 /* Remove every namespace of t (processes in them must be gone first). */
 void tn_teardown(struct tnet *t);
+/* Does namespace ns hold address addr? */
+int tn_has_addr(const char *ns, const char *addr);
 /* Run a shell command; assert it exits 0. */
 void tn_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

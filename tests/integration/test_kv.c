@@ -199,50 +199,6 @@ static void test_migrate_under_load(void **state)
 	passed();
 }
 
-/* daemon/ferry-net-hook of the source tree this test was built from. */
-static const char *hook_path(void)
-{
-	static char p[PATH_MAX + 64];
-	char exe[PATH_MAX], *slash;
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-
-	assert_true(n > 0);
-	exe[n] = '\0';
-	slash = strrchr(exe, '/');
-	*slash = '\0';
-	snprintf(p, sizeof p, "%s/../../../daemon/ferry-net-hook", exe);
-	return p;
-}
-
-/* Does host ns hold addr? */
-static bool ns_has(const char *ns, const char *addr)
-{
-	char cmd[256];
-
-	snprintf(cmd, sizeof cmd, "ip -n %s -o addr show | grep -q ' %s/'", ns, addr);
-	return system(cmd) == 0;
-}
-
-static void wait_net_state(struct td *d, const char *vm, const char *want)
-{
-	uint64_t until = mono_ns() + 10 * NSEC_PER_SEC;
-
-	for (;;) {
-		json_t *v = td_info(d, vm);
-		bool ok = v && !strcmp(td_jstr(v, "net_state"), want);
-
-		if (ok) {
-			json_decref(v);
-			return;
-		}
-		if (mono_ns() > until)
-			fail_msg("%s on %s: net_state %s, not %s", vm, d->name,
-				 v ? td_jstr(v, "net_state") : "?", want);
-		json_decref(v);
-		h_sleep_ms(50);
-	}
-}
-
 static void test_vip_follows(void **state)
 {
 	static const char *const hosts[] = { "A", "B", "C" };
@@ -263,14 +219,14 @@ static void test_vip_follows(void **state)
 		d->netns = t.ns[d == &A ? 0 : 1];
 		d->plaintext = true; /* the test PKI names 127.0.0.1, not these addresses */
 		d->extra_args[0] = "--net-hook";
-		d->extra_args[1] = hook_path();
+		d->extra_args[1] = td_net_hook();
 		td_start(d, NULL);
 	}
 	snprintf(addr, sizeof addr, "%s:7000", vip);
 	json_decref(td_ok(&A, "{s:s, s:s, s:s, s:i, s:s, s:s}", "op", "create", "name", "kvv",
 			  "mem", "128M", "vcpus", 1, "workload", KT_KVCONF, "net", addr));
-	wait_net_state(&A, "kvv", "listening, address claimed");
-	assert_true(ns_has(t.ns[0], vip));
+	td_wait_net_state(&A, "kvv", "listening, address claimed");
+	assert_true(tn_has_addr(t.ns[0], vip));
 	kt_netns = t.ns[2];
 	snprintf(hist, sizeof hist, "%s/vip.hist", A.dir);
 	h[0] = hist;
@@ -280,15 +236,15 @@ static void test_vip_follows(void **state)
 	job = td_ok(&A, "{s:s, s:s, s:s}", "op", "migrate", "name", "kvv", "dest", dest);
 	json_decref(td_wait_job(&A, td_jstr(job, "job"), "completed", 30000));
 	json_decref(job);
-	wait_net_state(&B, "kvv", "listening, address claimed");
-	assert_true(ns_has(t.ns[1], vip));
-	assert_false(ns_has(t.ns[0], vip));
+	td_wait_net_state(&B, "kvv", "listening, address claimed");
+	assert_true(tn_has_addr(t.ns[1], vip));
+	assert_false(tn_has_addr(t.ns[0], vip));
 	h_sleep_ms(500);
 	snprintf(dest, sizeof dest, TN_SUBNET ".1:%u", A.port);
 	job = td_ok(&B, "{s:s, s:s, s:s}", "op", "migrate", "name", "kvv", "dest", dest);
 	json_decref(td_wait_job(&B, td_jstr(job, "job"), "completed", 30000));
 	json_decref(job);
-	wait_net_state(&A, "kvv", "listening, address claimed");
+	td_wait_net_state(&A, "kvv", "listening, address claimed");
 	h_sleep_ms(500);
 	kt_load_stop(&l);
 	if (kt_check(A.dir, addr, h, 1, out, sizeof out) != 0)
@@ -299,7 +255,7 @@ static void test_vip_follows(void **state)
 	print_message("the address followed the guest there and back: %lu requests "
 		      "acknowledged, %lu reconnects, longest wait %.0f ms\n",
 		      (unsigned long)l.acked, (unsigned long)l.reconnects, l.max_wait_ms);
-	assert_true(ns_has(t.ns[0], vip) && !ns_has(t.ns[1], vip));
+	assert_true(tn_has_addr(t.ns[0], vip) && !tn_has_addr(t.ns[1], vip));
 	kt_netns = NULL;
 	td_destroy(&A, "kvv");
 	assert_int_not_equal(td_term(&A, 5000), -1);

@@ -1,0 +1,363 @@
+/*
+ * test_fence.c — protected VMs fenced by a real etcd (DESIGN.md §7,
+ * daemon/fence.h), through real ferryd, runtimes and ferry-kv:
+ *
+ *  1 on loopback: the primary's host is killed under 32 writing clients;
+ *    the standby takes over once the primary's lease has expired (never
+ *    before) and the check passes; etcd then says where the VM runs;
+ *  2 in network namespaces (hosts A, B, clients on C, etcd on E, one
+ *    bridge), a split between A and B while both reach etcd: no takeover;
+ *    A serves on, degraded; A is then killed: B is not in sync any more, so
+ *    it holds its copy and says why; only the operator's `takeover --force`
+ *    runs it, and the check then finds the writes it lacks;
+ *  3 A cut off from everything (its link down): B takes over after A's
+ *    lease expired, the clients follow the address, the check passes; A
+ *    steps down (fenced) and, once the link is back, destroys its copy;
+ *  4 A's ferryd stopped (SIGSTOP) past its lease, then continued: B has
+ *    taken over; A releases nothing B lacks, steps down and destroys its
+ *    copy; the check passes.
+ * etcd, daemons, runtimes, clients and namespaces end also on failure.
+ */
+#include "tests/integration/checks.h"
+#include "tests/integration/daemon.h"
+#include "tests/integration/etcd.h"
+#include "tests/integration/kvtool.h"
+#include "tests/integration/netns.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/mtime.h"
+#include "common/util.h"
+
+#define LOAD "--clients 32 --depth 2 --rate 6000 --keys 2000 --logs 200"
+#define TTL "1"
+
+static struct td A, B;
+static struct te E;
+static struct tnet T;
+static bool have_net;
+
+static int teardown(void **state)
+{
+	(void)state;
+	soft_reset();
+	kt_netns = NULL;
+	int r = td_test_end();
+	te_stop(&E);
+	if (have_net)
+		tn_teardown(&T);
+	have_net = false;
+	return r;
+}
+
+/* Both daemons fenced by etcd at E.url (ns: in namespaces 0 and 1, with the
+ * net hook, plaintext: the test PKI names 127.0.0.1 only). */
+static void start_pair(bool ns)
+{
+	for (struct td *d = &A; d; d = d == &A ? &B : NULL) {
+		unsigned k = 0;
+
+		if (ns) {
+			d->netns = T.ns[d == &A ? 0 : 1];
+			d->plaintext = true;
+			d->extra_args[k++] = "--net-hook";
+			d->extra_args[k++] = td_net_hook();
+		}
+		d->extra_args[k++] = "--coord";
+		d->extra_args[k++] = E.url;
+		d->extra_args[k++] = "--coord-ttl";
+		d->extra_args[k++] = TTL;
+		d->extra_args[k] = NULL;
+		td_start(d, NULL);
+	}
+}
+
+/* Protect vm on p with b as its standby (fenced); returns once protected. */
+static char *protect(struct td *p, struct td *b, const char *vm, bool ns)
+{
+	char peer[32], *id;
+	json_t *r, *job;
+	uint64_t until = mono_ns() + 60 * NSEC_PER_SEC;
+
+	if (ns)
+		snprintf(peer, sizeof peer, TN_SUBNET ".%d:%u", b == &A ? 1 : 2, b->port);
+	else
+		snprintf(peer, sizeof peer, "127.0.0.1:%u", b->port);
+	r = td_ok(p, "{s:s, s:s, s:s, s:i, s:i}", "op", "protect", "name", vm, "peer", peer,
+		  "epoch_ms", 25, "heartbeat_ms", 300);
+	id = strdup(td_jstr(r, "job"));
+	json_decref(r);
+	for (;; h_sleep_ms(20)) {
+		job = td_job(p, id);
+		if (!strcmp(td_jstr(job, "stage"), "protected"))
+			break;
+		if (strcmp(td_jstr(job, "stage"), "syncing") || mono_ns() > until)
+			fail_msg("protect %s %s->%s: %s", vm, p->name, b->name, dumps(job));
+		json_decref(job);
+	}
+	assert_true(json_is_true(json_object_get(json_object_get(job, "replication"), "fencing")));
+	json_decref(job);
+	return id;
+}
+
+/* Kill a host: its ferryd and every runtime it started. */
+static void kill_host(struct td *d)
+{
+	pid_t pids[16];
+	int n = td_runtimes(d->run_dir, NULL, pids, 16);
+
+	for (int i = 0; i < n; i++)
+		kill(pids[i], SIGKILL);
+	td_kill(d);
+}
+
+/* Wait until job id on d is in stage want; returns the job. */
+static json_t *wait_stage(struct td *d, const char *id, const char *want, int timeout_ms)
+{
+	uint64_t until = mono_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
+
+	for (;; h_sleep_ms(20)) {
+		json_t *job = td_job(d, id);
+
+		if (!strcmp(td_jstr(job, "stage"), want))
+			return job;
+		if (mono_ns() > until)
+			fail_msg("job %s on %s: stage %s, not %s: %s", id, d->name,
+				 td_jstr(job, "stage"), want, dumps(job));
+		json_decref(job);
+	}
+}
+
+static void test_failover_after_expiry(void **state)
+{
+	uint16_t port = td_free_port();
+	char addr[32], out[8192], hist[300], key[64], *id, *v;
+	const char *hp[1] = { hist };
+	struct kt_load l;
+	json_t *job;
+	uint64_t t0;
+	double ms;
+
+	(void)state;
+	if (!te_available())
+		skip();
+	td_test_begin("f1-expiry");
+	te_start(&E, td_base(), "127.0.0.1", NULL);
+	td_init(&A, "A", PTO);
+	td_init(&B, "B", PTO);
+	start_pair(false);
+	kt_create(&A, "f1", port);
+	snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
+	id = protect(&A, &B, "f1", false);
+	v = te_get(&E, "/ferry/vm/f1/owner");
+	assert_non_null(v);
+	assert_string_equal(v, "A");
+	free(v);
+	v = te_get(&E, "/ferry/vm/f1/in-sync");
+	assert_non_null(v);
+	snprintf(key, sizeof key, "job=%s", id);
+	assert_string_equal(v, key);
+	free(v);
+	snprintf(hist, sizeof hist, "%s/f1.hist", A.dir);
+	kt_load_start(&l, A.dir, "f1", addr, hist, LOAD);
+	h_sleep_ms(700);
+	t0 = mono_ns();
+	kill_host(&A);
+	job = wait_stage(&B, id, "failed-over", 10000);
+	ms = ns_to_ms(mono_ns() - t0);
+	print_message("failed over %.0f ms after the kill (lease TTL %s s): %s\n", ms, TTL,
+		      td_jstr(job, "error"));
+	if (ms < 800)
+		fail_msg("the standby took over %.0f ms after the kill, before the primary's %s s "
+			 "lease could have expired", ms, TTL);
+	json_decref(job);
+	h_sleep_ms(300);
+	kt_load_stop(&l);
+	if (kt_check(A.dir, addr, hp, 1, out, sizeof out))
+		fail_msg("check after the fenced failover: %s", out);
+	v = te_get(&E, "/ferry/vm/f1/host");
+	assert_non_null(v);
+	assert_string_equal(v, "B");
+	free(v);
+	free(id);
+	td_destroy(&B, "f1");
+	passed();
+}
+
+/* Namespaces: A .1, B .2, clients C .3, etcd E .4; VIP .10. */
+static void ns_setup(const char *test)
+{
+	static const char *const hosts[] = { "A", "B", "C", "E" };
+
+	td_test_begin(test);
+	tn_setup(&T, hosts, 4);
+	have_net = true;
+	te_start(&E, td_base(), TN_SUBNET ".4", T.ns[3]);
+	td_init(&A, "A", PTO);
+	td_init(&B, "B", PTO);
+	start_pair(true);
+	json_decref(td_ok(&A, "{s:s, s:s, s:s, s:i, s:s, s:s}", "op", "create", "name", "db",
+			  "mem", "128M", "vcpus", 1, "workload", KT_KVCONF, "net",
+			  TN_SUBNET ".10:7000"));
+	td_wait_net_state(&A, "db", "listening, address claimed");
+	kt_netns = T.ns[2];
+}
+
+static void test_split_no_takeover(void **state)
+{
+	const char *addr = TN_SUBNET ".10:7000";
+	char hist[300], out[8192], *id;
+	const char *hp[1] = { hist };
+	struct kt_load l;
+	json_t *job, *r;
+	uint64_t acked;
+
+	(void)state;
+	if (!te_available() || !tn_available())
+		skip();
+	ns_setup("f2-split");
+	id = protect(&A, &B, "db", true);
+	snprintf(hist, sizeof hist, "%s/f2.hist", A.dir);
+	kt_load_start(&l, A.dir, "f2", addr, hist, LOAD);
+	h_sleep_ms(500);
+	/* A and B cannot see each other; both see etcd and the clients. */
+	tn_sh("ip -n %s route add blackhole " TN_SUBNET ".2/32 && "
+	      "ip -n %s route add blackhole " TN_SUBNET ".1/32", T.ns[0], T.ns[1]);
+	job = wait_stage(&A, id, "degraded", 5000);
+	print_message("A: %s\n", td_jstr(job, "error"));
+	json_decref(job);
+	job = wait_stage(&B, id, "held", 5000);
+	print_message("B: %s\n", td_jstr(job, "error"));
+	if (!strstr(td_jstr(job, "error"), "not the one in sync"))
+		fail_msg("B holds its copy but does not say it is out of sync: %s", dumps(job));
+	json_decref(job);
+	/* A serves on, degraded: its clients are answered. */
+	h_sleep_ms(800);
+	kt_load_stop(&l);
+	acked = l.acked;
+	if (acked < 1000)
+		fail_msg("only %lu acknowledged: did degraded A serve?", (unsigned long)acked);
+	if (kt_check(A.dir, addr, hp, 1, out, sizeof out))
+		fail_msg("check while A is degraded: %s", out);
+	/* A is lost now; B is not in sync: nothing resumes by itself. */
+	kill_host(&A);
+	h_sleep_ms(2500);
+	job = td_job(&B, id);
+	assert_string_equal(td_jstr(job, "stage"), "held");
+	json_decref(job);
+	{
+		struct td_rt_info ri;
+
+		assert_int_equal(td_rt_info(B.run_dir, "db", &ri), 0);
+		assert_true(ri.paused);
+	}
+	/* The operator forces it: the reply says what is lost, and it is. */
+	r = td_ok(&B, "{s:s, s:s, s:b}", "op", "takeover", "name", "db", "force", 1);
+	assert_non_null(strstr(td_jstr(r, "warning"), "lost"));
+	json_decref(r);
+	json_decref(wait_stage(&B, id, "failed-over", 5000));
+	td_wait_net_state(&B, "db", "listening, address claimed");
+	if (kt_check(A.dir, addr, hp, 1, out, sizeof out) != 1)
+		fail_msg("the forced copy lacks the degraded primary's writes, yet check passed: "
+			 "%s", out);
+	print_message("forced takeover: check says: %.*s\n", (int)strcspn(out, "\n"), out);
+	free(id);
+	td_destroy(&B, "db");
+	passed();
+}
+
+static void test_isolated_primary(void **state)
+{
+	const char *addr = TN_SUBNET ".10:7000";
+	char hist[300], out[8192], *id;
+	const char *hp[1] = { hist };
+	struct kt_load l;
+	json_t *job;
+	uint64_t t0;
+
+	(void)state;
+	if (!te_available() || !tn_available())
+		skip();
+	ns_setup("f3-isolated");
+	id = protect(&A, &B, "db", true);
+	snprintf(hist, sizeof hist, "%s/f3.hist", A.dir);
+	kt_load_start(&l, A.dir, "f3", addr, hist, LOAD);
+	h_sleep_ms(500);
+	t0 = mono_ns();
+	tn_sh("ip -n %s link set eth0 down", T.ns[0]);
+	job = wait_stage(&B, id, "failed-over", 15000);
+	print_message("B took over %.0f ms after A's link went down: %s\n",
+		      ns_to_ms(mono_ns() - t0), td_jstr(job, "error"));
+	json_decref(job);
+	td_wait_net_state(&B, "db", "listening, address claimed");
+	job = wait_stage(&A, id, "fenced", 10000);
+	print_message("A: %s\n", td_jstr(job, "error"));
+	json_decref(job);
+	h_sleep_ms(1500);
+	kt_load_stop(&l);
+	if (kt_check(A.dir, addr, hp, 1, out, sizeof out))
+		fail_msg("check after A was cut off: %s", out);
+	/* The link heals: A learns B owns the VM and destroys its copy. */
+	tn_sh("ip -n %s link set eth0 up", T.ns[0]);
+	for (uint64_t until = mono_ns() + 15 * NSEC_PER_SEC; td_listed(&A, "db", NULL);
+	     h_sleep_ms(100))
+		if (mono_ns() > until)
+			fail_msg("A still lists its fenced copy 15 s after the heal");
+	td_wait_no_runtime(A.run_dir, "db", 5000);
+	free(id);
+	td_destroy(&B, "db");
+	passed();
+}
+
+static void test_stopped_primary(void **state)
+{
+	const char *addr = TN_SUBNET ".10:7000";
+	char hist[300], out[8192], *id;
+	const char *hp[1] = { hist };
+	struct kt_load l;
+	json_t *job;
+
+	(void)state;
+	if (!te_available() || !tn_available())
+		skip();
+	ns_setup("f4-stopped");
+	id = protect(&A, &B, "db", true);
+	snprintf(hist, sizeof hist, "%s/f4.hist", A.dir);
+	kt_load_start(&l, A.dir, "f4", addr, hist, LOAD);
+	h_sleep_ms(500);
+	kill(A.pid, SIGSTOP);
+	job = wait_stage(&B, id, "failed-over", 15000);
+	print_message("B: %s\n", td_jstr(job, "error"));
+	json_decref(job);
+	h_sleep_ms(500);
+	kill(A.pid, SIGCONT);
+	job = wait_stage(&A, id, "fenced", 10000);
+	print_message("A, continued: %s\n", td_jstr(job, "error"));
+	json_decref(job);
+	for (uint64_t until = mono_ns() + 15 * NSEC_PER_SEC; td_listed(&A, "db", NULL);
+	     h_sleep_ms(100))
+		if (mono_ns() > until)
+			fail_msg("A still lists its fenced copy 15 s after it was continued");
+	h_sleep_ms(800);
+	kt_load_stop(&l);
+	if (kt_check(A.dir, addr, hp, 1, out, sizeof out))
+		fail_msg("check after A was stopped past its lease: %s", out);
+	free(id);
+	td_destroy(&B, "db");
+	passed();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_failover_after_expiry, teardown),
+		cmocka_unit_test_teardown(test_split_no_takeover, teardown),
+		cmocka_unit_test_teardown(test_isolated_primary, teardown),
+		cmocka_unit_test_teardown(test_stopped_primary, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, td_group_setup, td_group_teardown);
+}
