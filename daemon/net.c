@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/mtime.h"
 #include "common/util.h"
 #include "daemon/core.h"
 
@@ -29,7 +30,7 @@ static int listen_on(const char *addr, char *why, size_t len)
 	char host[64], port[16];
 	uint64_t p;
 	socklen_t sl;
-	int fd, one = 1, af;
+	int fd, one = 1, af, e;
 
 	if (parse_host_port(addr, 0, host, sizeof host, port, sizeof port) ||
 	    parse_u64(port, 1, 65535, &p)) {
@@ -59,10 +60,11 @@ static int listen_on(const char *addr, char *why, size_t len)
 	if (bind(fd, (struct sockaddr *)&ss, sl) == 0 && listen(fd, 256) == 0)
 		return fd;
 fail:
-	snprintf(why, len, "listening on %s: %s", addr, strerror(errno));
+	e = errno;
+	snprintf(why, len, "listening on %s: %s", addr, strerror(e));
 	if (fd >= 0)
 		close(fd);
-	return -errno;
+	return -e;
 }
 
 /* Run the hook: HOOK ACTION VM ADDR, within the hook timeout. */
@@ -121,6 +123,8 @@ static void hook_result(struct vm *v, const char *action, int r, const char *why
 		log_info("%s: net hook: %s", v->name, why);
 }
 
+#define NET_BUSY_WAIT_MS 1000
+
 struct claim {
 	struct vm *v;
 	char action[16];
@@ -164,7 +168,12 @@ int net_up(struct vm *v, struct hv_domain *d)
 
 	if (!v->net[0] || !d)
 		return 0;
-	if ((fd = listen_on(v->net, why, sizeof why)) < 0) {
+	/* A process that held the address here (a killed runtime, the old
+	 * primary on a shared test host) may take a moment to let go. */
+	for (uint64_t until = mono_ns() + NET_BUSY_WAIT_MS * NSEC_PER_MSEC;
+	     (fd = listen_on(v->net, why, sizeof why)) == -EADDRINUSE && mono_ns() < until;)
+		mono_sleep_ns(20 * NSEC_PER_MSEC);
+	if (fd < 0) {
 		r = fd;
 	} else if ((r = hv_net_attach(d, fd))) {
 		snprintf(why, sizeof why, "handing %s its listener: %s", v->name, strerror(-r));
