@@ -204,6 +204,44 @@ uint64_t fence_token(const struct fence *f)
 	return f->token;
 }
 
+int64_t fence_lease(const struct fence *f)
+{
+	return f->lease;
+}
+
+int fence_resume(const char *vm, int64_t lease, uint64_t token, struct fence **out, char *why,
+		 size_t len)
+{
+	struct fence *f = fence_new(vm);
+	uint64_t t0 = mono_ns();
+	int64_t ttl = 0;
+	int r;
+
+	if (!f) {
+		snprintf(why, len, "out of memory");
+		return -ENOMEM;
+	}
+	if ((r = etcd_lease_keepalive(E, lease, &ttl, why, len)) || !ttl) {
+		if (!r)
+			snprintf(why, len, "its lease on /ferry/vm/%s/owner expired", vm);
+		fence_free(f);
+		return r ? r : -ESTALE;
+	}
+	f->lease = lease;
+	f->token = token;
+	note_valid(f, t0, ttl);
+	if ((r = -pthread_create(&f->ka, NULL, ka_main, f))) {
+		snprintf(why, len, "starting the keep-alive thread: %s", strerror(-r));
+		fence_free(f);
+		return r;
+	}
+	f->running = true;
+	*out = f;
+	log_info("%s: fencing: the claim of before the restart lives on (token %" PRIu64 ")", vm,
+		 token);
+	return 0;
+}
+
 bool fence_valid(const struct fence *f)
 {
 	return mono_ns() < __atomic_load_n(&f->valid_until, __ATOMIC_ACQUIRE);

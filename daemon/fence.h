@@ -46,8 +46,14 @@ bool fence_configured(void);
  * fence's own), with no backup in sync. -EEXIST (why says who owns it),
  * or etcd's error. */
 int fence_acquire(const char *vm, struct fence **out, char *why, size_t len);
-/* The fencing token: the owner key's creation revision. */
+/* The fencing token: the owner key's creation revision; the lease's id. */
 uint64_t fence_token(const struct fence *f);
+int64_t fence_lease(const struct fence *f);
+/* A restarted ferryd: the claim it journaled (lease and token), if the lease
+ * still lives: 0 and *out, kept alive again; -ESTALE if it expired; else
+ * etcd's error. */
+int fence_resume(const char *vm, int64_t lease, uint64_t token, struct fence **out, char *why,
+		 size_t len);
 /* Whether the lease is surely valid by this host's clock now. */
 bool fence_valid(const struct fence *f);
 /* Name the pairing job as in sync ("" : none), if the key is still ours:

@@ -65,7 +65,8 @@ static const struct {
 	 * protected); epochs never are. Taking over is durable: from it on,
 	 * the copy here may run. */
 	[JOB_SYNCING] = { "syncing", API_JOB_ACTIVE, J_WRITE, false,
-			  S(JOB_PROTECTED) | S(JOB_STANDBY) | S(JOB_FAILED) | S(JOB_COMPLETED) },
+			  S(JOB_PROTECTED) | S(JOB_STANDBY) | S(JOB_FENCED) | S(JOB_FAILED) |
+				  S(JOB_COMPLETED) },
 	[JOB_PROTECTED] = { "protected", API_JOB_ACTIVE, J_WRITE, false,
 			    S(JOB_DEGRADED) | S(JOB_FENCED) | S(JOB_COMPLETED) | S(JOB_FAILED) },
 	[JOB_DEGRADED] = { "degraded", API_JOB_ACTIVE, J_WRITE, false,
@@ -219,6 +220,16 @@ static int journal(const struct job *j, bool durable)
 	snprintf(file, sizeof file, "%s.json", j->id);
 	r = journal_write(dir, file, o, durable);
 	json_decref(o);
+	return r;
+}
+
+int job_journal(struct job *j)
+{
+	int r;
+
+	pthread_mutex_lock(&j->jlock);
+	r = journal(j, true);
+	pthread_mutex_unlock(&j->jlock);
 	return r;
 }
 

@@ -119,6 +119,8 @@ struct job {
 	struct repl_stats *rst;       /* (L) the engine's figures */
 	bool fencing;                 /* fenced by etcd (else unsafe-no-fencing) */
 	struct fence *fence;          /* primary: its claim in etcd, while it has one */
+	int64_t fence_lease;          /* ... as journaled: its lease and token */
+	uint64_t fence_token;
 };
 
 /* What a kind does, registered once at start-up (main.c). */
@@ -159,6 +161,9 @@ json_t *job_json(const struct job *j);      /* (L) */
  * for a forbidden transition (nothing changes), or the journal's -errno.
  */
 int job_set_state(struct job *j, enum job_state to, const char *why);
+/* Write the job's record again, durably, in the state it is in (a kind's
+ * own members changed: a claim that must survive a crash). 0 or -errno. */
+int job_journal(struct job *j);
 /* Whether from -> to is allowed (the table). */
 bool job_transition_ok(enum job_state from, enum job_state to);
 /* Whether the table journals a job entering s, and durably. */

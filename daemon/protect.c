@@ -41,6 +41,11 @@ void protection_json(const struct job *j, json_t *o)
 	json_t *r;
 
 	migration_json(j, o);
+	json_object_set_new(o, "fencing", json_boolean(j->fencing));
+	if (j->fence)
+		json_object_set_new(o, "fence", json_pack("{s:I, s:I}", "lease",
+							(json_int_t)fence_lease(j->fence), "token",
+							(json_int_t)fence_token(j->fence)));
 	if (!s)
 		return;
 	r = json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, "
@@ -68,6 +73,33 @@ void protection_json(const struct job *j, json_t *o)
 	json_object_set_new(r, "epoch_ms", json_integer(j->ropts.epoch_ms));
 	json_object_set_new(r, "heartbeat_ms", json_integer(j->ropts.heartbeat_ms));
 	json_object_set_new(o, "replication", r);
+}
+
+/* A journal record: the options, and the claim in etcd it held. */
+static void protection_load(struct job *j, json_t *o)
+{
+	json_int_t lease = 0, token = 0;
+	int fencing = 0;
+
+	migration_load(j, o);
+	json_unpack(o, "{s?b, s?{s:I, s:I}}", "fencing", &fencing, "fence", "lease", &lease,
+		    "token", &token);
+	j->fencing = fencing;
+	if (lease > 0 && token > 0) {
+		j->fence_lease = (int64_t)lease;
+		j->fence_token = (uint64_t)token;
+	}
+}
+
+/* The engine's hold on the guest, after a ferryd that died in the middle
+ * of an epoch: its pause and its dirty log. */
+static void engine_gone(struct vm *v)
+{
+	hv_logdirty_disable(v->d);
+	hv_unpause(v->d);
+	pthread_mutex_lock(&D.lock);
+	v->paused = false;
+	pthread_mutex_unlock(&D.lock);
 }
 
 /* The guest's output leaves without a backup's acknowledgement from now on:
@@ -166,7 +198,11 @@ static void *protect_main(void *p)
 		r = -ENOMEM;
 		snprintf(err, sizeof err, "out of memory");
 	} else if (j->fencing && !j->fence) {
-		r = fence_acquire(v->name, &j->fence, err, sizeof err);
+		/* The claim is journaled before anything depends on it: a
+		 * restarted ferryd must find it (recover). */
+		if (!(r = fence_acquire(v->name, &j->fence, err, sizeof err)) &&
+		    (r = job_journal(j)))
+			snprintf(err, sizeof err, "journaling the claim in etcd: %s", strerror(-r));
 	}
 	if (!r) {
 		j->ropts.token = j->fence ? fence_token(j->fence) : 0;
@@ -285,18 +321,69 @@ static void stop(struct job *j)
 	}
 }
 
-/* Start-up: protection does not survive ferryd yet; the guest runs on here
- * (adopted), its output held by the engine is let go. */
+/*
+ * Start-up, fenced: the guest runs on here (adopted) with its output held.
+ * If the claim journaled before the restart still lives, take the backup's
+ * in-sync name away under it and release the output: degraded, ready to be
+ * protected again. If it expired, the standby may run the guest by now:
+ * step down.
+ */
+static void *recover_main(void *p)
+{
+	struct job *j = p;
+	struct vm *v = j->v;
+	uint64_t until = mono_ns() + (uint64_t)D.coord_ttl_s * NSEC_PER_SEC;
+	char why[400];
+	int r;
+
+	for (;;) {
+		r = fence_resume(v->name, j->fence_lease, j->fence_token, &j->fence, why, sizeof why);
+		if (!r || r == -ESTALE || mono_ns() > until || core_stopping())
+			break;
+		mono_sleep_ns(100 * NSEC_PER_MSEC);
+	}
+	if (!r && go_alone(j, v, why, sizeof why)) {
+		engine_gone(v);
+		job_set_state(j, j->state == JOB_SYNCING ? JOB_FAILED : JOB_DEGRADED,
+			      "ferryd restarted: protection ended; the guest runs here unprotected "
+			      "(`ferry protect` pairs it again)");
+	} else {
+		char msg[512];
+
+		snprintf(msg, sizeof msg, "ferryd restarted and %s", why);
+		step_down(j, v, msg);
+	}
+	return migration_thread_end(j);
+}
+
+/* Start-up: protection does not survive ferryd yet. Unfenced, the guest runs
+ * on here unprotected (adopted), its held output let go. Fenced, what etcd
+ * says decides (recover_main). */
 static void recover(struct job *j)
 {
 	struct vm *v = vm_get(j->vm);
+	char err[300];
 
-	if (v && v->d)
+	if (v && v->d && j->fencing && j->fence_lease && fence_configured() &&
+	    !vm_busy(v, "protected", j->id, err, sizeof err)) {
+		pthread_mutex_lock(&D.lock);
+		j->running = true;
+		j->v = v;
+		pthread_mutex_unlock(&D.lock);
+		if (!spawn_thread(recover_main, j))
+			return; /* the thread has our reference */
+		pthread_mutex_lock(&D.lock);
+		j->running = false;
+		j->v = NULL;
+		pthread_mutex_unlock(&D.lock);
+		vm_unbusy(v);
+	}
+	if (v && v->d) {
 		open_output(j, v);
-	job_set_state(j, j->state == JOB_DEGRADED || j->state == JOB_PROTECTED ||
-				 j->state == JOB_SYNCING ? JOB_FAILED : j->state,
-		      "ferryd restarted: protection ended; the guest runs here unprotected "
-		      "(`ferry protect` pairs it again)");
+		engine_gone(v);
+	}
+	job_set_state(j, JOB_FAILED, "ferryd restarted: protection ended; the guest runs here "
+		      "unprotected (`ferry protect` pairs it again)");
 	vm_put(v);
 }
 
@@ -304,7 +391,7 @@ const struct job_kind_ops protect_kind = {
 	.name = "protect",
 	.direction = "out",
 	.json = protection_json,
-	.load = migration_load,
+	.load = protection_load,
 	.recover = recover,
 	.stop = stop,
 };

@@ -35,6 +35,8 @@
 #define LOAD "--clients 32 --depth 2 --rate 6000 --keys 2000 --logs 200"
 #define TTL "1"
 
+static const char *ttl = TTL; /* the daemons' coord-ttl */
+
 static struct td A, B;
 static struct te E;
 static struct tnet T;
@@ -45,6 +47,7 @@ static int teardown(void **state)
 	(void)state;
 	soft_reset();
 	kt_netns = NULL;
+	ttl = TTL;
 	int r = td_test_end();
 	te_stop(&E);
 	if (have_net)
@@ -69,7 +72,7 @@ static void start_pair(bool ns)
 		d->extra_args[k++] = "--coord";
 		d->extra_args[k++] = E.url;
 		d->extra_args[k++] = "--coord-ttl";
-		d->extra_args[k++] = TTL;
+		d->extra_args[k++] = ttl;
 		d->extra_args[k] = NULL;
 		td_start(d, NULL);
 	}
@@ -350,6 +353,79 @@ static void test_stopped_primary(void **state)
 	passed();
 }
 
+/*
+ * ferryd of the primary restarts (its guest runs on): inside the lease it
+ * keeps the VM — its claim lives on, it takes the standby's in-sync name
+ * away and serves on, degraded — and the standby holds its copy; past the
+ * lease the standby has taken over and the restarted primary destroys its
+ * copy.
+ */
+static void test_restart(void **state)
+{
+	const char *addr = TN_SUBNET ".10:7000";
+	char out[8192], h1[300], h2[300], *id;
+	const char *hp[2] = { h1, h2 };
+	struct kt_load l;
+	json_t *job;
+
+	(void)state;
+	if (!te_available() || !tn_available())
+		skip();
+	ttl = "3";
+	ns_setup("f5-restart");
+	snprintf(h1, sizeof h1, "%s/h1.hist", A.dir);
+	snprintf(h2, sizeof h2, "%s/h2.hist", A.dir);
+
+	/* Inside the lease. */
+	id = protect(&A, &B, "db", true);
+	kt_load_start(&l, A.dir, "h1", addr, h1, LOAD);
+	h_sleep_ms(500);
+	td_kill(&A);
+	td_start(&A, NULL);
+	job = wait_stage(&A, id, "degraded", 5000);
+	print_message("A restarted inside the lease: %s\n", td_jstr(job, "error"));
+	json_decref(job);
+	job = wait_stage(&B, id, "held", 5000);
+	print_message("B: %s\n", td_jstr(job, "error"));
+	json_decref(job);
+	h_sleep_ms(500);
+	kt_load_stop(&l);
+	if (l.acked < 1000)
+		fail_msg("only %lu acknowledged around the restart", (unsigned long)l.acked);
+	if (kt_check(A.dir, addr, hp, 1, out, sizeof out))
+		fail_msg("check after a restart inside the lease: %s", out);
+	/* B's held copy is discarded; the pair is made again. */
+	json_decref(td_ok(&B, "{s:s, s:s}", "op", "unprotect", "name", "db"));
+	json_decref(td_wait_job(&B, id, NULL, 5000));
+	td_wait_no_runtime(B.run_dir, "db", 5000);
+	free(id);
+	id = protect(&A, &B, "db", true);
+
+	/* Past the lease: ferryd stays down for longer than the TTL. */
+	kt_load_start(&l, A.dir, "h2", addr, h2, LOAD);
+	h_sleep_ms(500);
+	td_kill(&A);
+	job = wait_stage(&B, id, "failed-over", 10000);
+	print_message("B, A's ferryd down: %s\n", td_jstr(job, "error"));
+	json_decref(job);
+	td_start(&A, NULL);
+	job = wait_stage(&A, id, "fenced", 10000);
+	print_message("A restarted past the lease: %s\n", td_jstr(job, "error"));
+	json_decref(job);
+	for (uint64_t until = mono_ns() + 10 * NSEC_PER_SEC; td_listed(&A, "db", NULL);
+	     h_sleep_ms(100))
+		if (mono_ns() > until)
+			fail_msg("A still lists its copy 10 s after its restart past the lease");
+	td_wait_no_runtime(A.run_dir, "db", 5000);
+	h_sleep_ms(500);
+	kt_load_stop(&l);
+	if (kt_check(A.dir, addr, hp, 2, out, sizeof out))
+		fail_msg("check after a restart past the lease: %s", out);
+	free(id);
+	td_destroy(&B, "db");
+	passed();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -357,6 +433,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_split_no_takeover, teardown),
 		cmocka_unit_test_teardown(test_isolated_primary, teardown),
 		cmocka_unit_test_teardown(test_stopped_primary, teardown),
+		cmocka_unit_test_teardown(test_restart, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, td_group_setup, td_group_teardown);
