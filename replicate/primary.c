@@ -249,23 +249,28 @@ static int setup(struct prim *p)
  * output mark), resume unless it did not fit. */
 static int checkpoint(struct prim *p)
 {
-	uint64_t e = p->epoch;
+	uint64_t e = p->epoch, t[6];
 	int64_t nd;
 	int r, fit;
 
+	t[0] = mono_ns();
 	if ((r = hv_pause(p->d)))
 		return fail(p, r, "%s: pause: %s", p->d->uri, strerror(-r));
 	p->paused = true;
+	t[1] = mono_ns();
 	bitmap_zero(&p->dirty);
 	if ((nd = hv_logdirty_harvest(p->d, &p->dirty, HV_HARVEST_FINAL)) < 0)
 		return fail(p, (int)nd, "%s: harvesting the dirty log: %s", p->d->uri,
 			    strerror((int)-nd));
+	t[2] = mono_ns();
 	if ((fit = staging_fill(p->stg, &p->dirty, (uint64_t)nd)) < 0)
 		return fail(p, fit, "%s: copying the epoch: %s", p->d->uri, strerror(-fit));
+	t[3] = mono_ns();
 	free(p->ctx);
 	p->ctx = NULL;
 	if ((r = hv_save_context(p->d, &p->ctx, &p->ctx_len)) < 0)
 		return fail(p, r, "%s: saving the context: %s", p->d->uri, strerror(-r));
+	t[4] = mono_ns();
 	/* Output from now on belongs to the next epoch. */
 	if (p->gated && (r = hv_output(p->d, HV_OUTPUT_MARK, e + 1)))
 		return fail(p, r, "%s: marking output epoch %" PRIu64 ": %s", p->d->uri, e + 1,
@@ -280,6 +285,12 @@ static int checkpoint(struct prim *p)
 	else
 		p->paused = false;
 	p->st->staging_bytes = staging_bytes(p->stg);
+	t[5] = mono_ns();
+	if (e % 40 == 0)
+		log_debug("%s: epoch %" PRIu64 ": pause %.2f ms: pausing %.2f, harvest %.2f (%" PRId64
+			  " pages), copy %.2f, context %.2f, mark and resume %.2f", p->d->uri, e,
+			  ns_to_ms(t[5] - t[0]), ns_to_ms(t[1] - t[0]), ns_to_ms(t[2] - t[1]), nd,
+			  ns_to_ms(t[3] - t[2]), ns_to_ms(t[4] - t[3]), ns_to_ms(t[5] - t[4]));
 	return 0;
 }
 
