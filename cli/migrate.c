@@ -417,6 +417,12 @@ static void print_job(json_t *job)
 		printf("fencing        %s\n", json_is_true(json_object_get(s, "fencing"))
 						? "etcd" : "none (unsafe: heartbeats alone)");
 	}
+	if ((s = json_object_get(job, "fence"))) {
+		printf("lease          %s (token %.0f)%s\n",
+		       json_is_true(json_object_get(s, "lease_valid")) ? "valid" : "NOT valid",
+		       jnum(s, "token"), json_is_true(json_object_get(s, "in_sync"))
+						 ? "; the backup is named in sync" : "");
+	}
 }
 
 /* ferry status / cancel: one JOB operand, one request. */

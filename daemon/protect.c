@@ -43,9 +43,11 @@ void protection_json(const struct job *j, json_t *o)
 	migration_json(j, o);
 	json_object_set_new(o, "fencing", json_boolean(j->fencing));
 	if (j->fence)
-		json_object_set_new(o, "fence", json_pack("{s:I, s:I}", "lease",
+		json_object_set_new(o, "fence", json_pack("{s:I, s:I, s:b, s:b}", "lease",
 							(json_int_t)fence_lease(j->fence), "token",
-							(json_int_t)fence_token(j->fence)));
+							(json_int_t)fence_token(j->fence),
+							"lease_valid", fence_valid(j->fence), "in_sync",
+							j->state == JOB_PROTECTED));
 	if (!s)
 		return;
 	r = json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, "
