@@ -115,6 +115,18 @@ static void open_output(struct job *j, struct vm *v)
 		log_error("job %s: %s: releasing held output: %s", j->id, v->name, strerror(-r));
 }
 
+/* The job's claim changes hands under D.lock: its JSON reads it there. */
+static struct fence *swap_fence(struct job *j, struct fence *f)
+{
+	struct fence *old;
+
+	pthread_mutex_lock(&D.lock);
+	old = j->fence;
+	j->fence = f;
+	pthread_mutex_unlock(&D.lock);
+	return old;
+}
+
 /* replicate hooks.synced: the backup holds the sync; name it in sync before
  * any output is released on its word. */
 static int on_synced(void *ctx, char *err, size_t errlen)
@@ -163,8 +175,7 @@ static void step_down(struct job *j, struct vm *v, const char *why)
 	v->paused = true;
 	pthread_mutex_unlock(&D.lock);
 	net_down(v, true);
-	fence_drop(j->fence);
-	j->fence = NULL;
+	fence_drop(swap_fence(j, NULL));
 	log_error("job %s: %s: fenced: %s; the guest is paused here", j->id, v->name, why);
 	job_set_state(j, JOB_FENCED, why);
 	for (unsigned tries = 0; !core_stopping(); tries++) {
@@ -202,8 +213,10 @@ static void *protect_main(void *p)
 	} else if (j->fencing && !j->fence) {
 		/* The claim is journaled before anything depends on it: a
 		 * restarted ferryd must find it (recover). */
-		if (!(r = fence_acquire(v->name, &j->fence, err, sizeof err)) &&
-		    (r = job_journal(j)))
+		struct fence *f = NULL;
+
+		if (!(r = fence_acquire(v->name, &f, err, sizeof err)) &&
+		    (swap_fence(j, f), r = job_journal(j)))
 			snprintf(err, sizeof err, "journaling the claim in etcd: %s", strerror(-r));
 	}
 	if (!r) {
@@ -226,8 +239,7 @@ static void *protect_main(void *p)
 	if (!r || !st || !st->t_start_ns) {
 		/* Unprotected, or never protected: nothing depends on a backup. */
 		open_output(j, v);
-		fence_release(j->fence);
-		j->fence = NULL;
+		fence_release(swap_fence(j, NULL));
 		if (!r)
 			job_set_state(j, JOB_COMPLETED, "unprotected: the standby discarded its copy");
 		else
@@ -339,7 +351,11 @@ static void *recover_main(void *p)
 	int r;
 
 	for (;;) {
-		r = fence_resume(v->name, j->fence_lease, j->fence_token, &j->fence, why, sizeof why);
+		struct fence *f = NULL;
+
+		r = fence_resume(v->name, j->fence_lease, j->fence_token, &f, why, sizeof why);
+		if (!r)
+			swap_fence(j, f);
 		if (!r || r == -ESTALE || mono_ns() > until || core_stopping())
 			break;
 		mono_sleep_ns(100 * NSEC_PER_MSEC);
