@@ -2,6 +2,7 @@
 #include "tests/integration/checks.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -236,4 +237,53 @@ int fds_of(const struct td *d)
 void soft_reset(void)
 {
 	soft_count = 0;
+}
+
+char *protect_ok(struct td *p, const char *peer, const char *vm, bool unsafe)
+{
+	json_t *r, *job;
+	char *id;
+
+	r = td_ok(p, "{s:s, s:s, s:s, s:i, s:i, s:b}", "op", "protect", "name", vm, "peer", peer,
+		  "epoch_ms", 25, "heartbeat_ms", 300, "unsafe_no_fencing", unsafe);
+	id = strdup(td_jstr(r, "job"));
+	json_decref(r);
+	for (uint64_t until = mono_ns() + 60 * NSEC_PER_SEC;; h_sleep_ms(20)) {
+		job = td_job(p, id);
+		if (!strcmp(td_jstr(job, "stage"), "protected"))
+			break;
+		if (strcmp(td_jstr(job, "stage"), "syncing") || mono_ns() > until)
+			fail_msg("protect %s on %s to %s: %s", vm, p->name, peer, dumps(job));
+		json_decref(job);
+	}
+	if (json_is_true(json_object_get(json_object_get(job, "replication"), "fencing")) == unsafe)
+		fail_msg("protect %s: fencing is %s", vm, unsafe ? "on" : "off");
+	json_decref(job);
+	return id;
+}
+
+void kill_host(struct td *d)
+{
+	pid_t pids[16];
+	int n = td_runtimes(d->run_dir, NULL, pids, 16);
+
+	for (int i = 0; i < n; i++)
+		kill(pids[i], SIGKILL);
+	td_kill(d);
+}
+
+json_t *wait_stage(struct td *d, const char *id, const char *want, int timeout_ms)
+{
+	uint64_t until = mono_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
+
+	for (;; h_sleep_ms(20)) {
+		json_t *job = td_job(d, id);
+
+		if (!strcmp(td_jstr(job, "stage"), want))
+			return job;
+		if (mono_ns() > until)
+			fail_msg("job %s on %s: stage %s, not %s: %s", id, d->name,
+				 td_jstr(job, "stage"), want, dumps(job));
+		json_decref(job);
+	}
 }

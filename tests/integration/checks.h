@@ -51,4 +51,13 @@ void wait_filled(struct td *d, const char *vm, double steps);
 /* Open fds of d's process. */
 int fds_of(const struct td *d);
 
+/* Protection: ask p to protect vm with a standby at peer ("ADDR:PORT"),
+ * epochs of 25 ms, heartbeat 300 ms, fenced unless unsafe; returns the job
+ * id (the caller frees) once p says it is protected. */
+char *protect_ok(struct td *p, const char *peer, const char *vm, bool unsafe);
+/* A host is lost: its ferryd and every runtime it started, SIGKILLed. */
+void kill_host(struct td *d);
+/* Wait until job id on d is in stage want; returns the job (caller decrefs). */
+json_t *wait_stage(struct td *d, const char *id, const char *want, int timeout_ms);
+
 #endif

@@ -78,60 +78,17 @@ static void start_pair(bool ns)
 	}
 }
 
-/* Protect vm on p with b as its standby (fenced); returns once protected. */
+/* Protect vm on p with a standby on b, fenced (ns: b's address on the
+ * namespaces' subnet). */
 static char *protect(struct td *p, struct td *b, const char *vm, bool ns)
 {
-	char peer[32], *id;
-	json_t *r, *job;
-	uint64_t until = mono_ns() + 60 * NSEC_PER_SEC;
+	char peer[32];
 
 	if (ns)
 		snprintf(peer, sizeof peer, TN_SUBNET ".%d:%u", b == &A ? 1 : 2, b->port);
 	else
 		snprintf(peer, sizeof peer, "127.0.0.1:%u", b->port);
-	r = td_ok(p, "{s:s, s:s, s:s, s:i, s:i}", "op", "protect", "name", vm, "peer", peer,
-		  "epoch_ms", 25, "heartbeat_ms", 300);
-	id = strdup(td_jstr(r, "job"));
-	json_decref(r);
-	for (;; h_sleep_ms(20)) {
-		job = td_job(p, id);
-		if (!strcmp(td_jstr(job, "stage"), "protected"))
-			break;
-		if (strcmp(td_jstr(job, "stage"), "syncing") || mono_ns() > until)
-			fail_msg("protect %s %s->%s: %s", vm, p->name, b->name, dumps(job));
-		json_decref(job);
-	}
-	assert_true(json_is_true(json_object_get(json_object_get(job, "replication"), "fencing")));
-	json_decref(job);
-	return id;
-}
-
-/* Kill a host: its ferryd and every runtime it started. */
-static void kill_host(struct td *d)
-{
-	pid_t pids[16];
-	int n = td_runtimes(d->run_dir, NULL, pids, 16);
-
-	for (int i = 0; i < n; i++)
-		kill(pids[i], SIGKILL);
-	td_kill(d);
-}
-
-/* Wait until job id on d is in stage want; returns the job. */
-static json_t *wait_stage(struct td *d, const char *id, const char *want, int timeout_ms)
-{
-	uint64_t until = mono_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
-
-	for (;; h_sleep_ms(20)) {
-		json_t *job = td_job(d, id);
-
-		if (!strcmp(td_jstr(job, "stage"), want))
-			return job;
-		if (mono_ns() > until)
-			fail_msg("job %s on %s: stage %s, not %s: %s", id, d->name,
-				 td_jstr(job, "stage"), want, dumps(job));
-		json_decref(job);
-	}
+	return protect_ok(p, peer, vm, false);
 }
 
 static void test_failover_after_expiry(void **state)

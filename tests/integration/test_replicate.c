@@ -41,42 +41,6 @@ static int teardown(void **state)
 	return td_test_end();
 }
 
-/* Protect vm on p with a standby on b; returns once it is protected. */
-static char *protect(struct td *p, struct td *b, const char *vm)
-{
-	char peer[32], *id;
-	json_t *r, *job;
-	uint64_t until = mono_ns() + 60 * NSEC_PER_SEC;
-
-	snprintf(peer, sizeof peer, "127.0.0.1:%u", b->port);
-	r = td_ok(p, "{s:s, s:s, s:s, s:i, s:i, s:b}", "op", "protect", "name", vm, "peer", peer,
-		  "epoch_ms", 25, "heartbeat_ms", 300, "unsafe_no_fencing", 1);
-	id = strdup(td_jstr(r, "job"));
-	json_decref(r);
-	for (;;) {
-		job = td_job(p, id);
-		if (!strcmp(td_jstr(job, "stage"), "protected"))
-			break;
-		if (strcmp(td_jstr(job, "stage"), "syncing") || mono_ns() > until)
-			fail_msg("protect %s %s->%s: %s", vm, p->name, b->name, dumps(job));
-		json_decref(job);
-		h_sleep_ms(20);
-	}
-	json_decref(job);
-	return id;
-}
-
-/* The host is lost: its ferryd and every runtime it started, SIGKILLed. */
-static void kill_host(struct td *d)
-{
-	pid_t pids[16];
-	int n = td_runtimes(d->run_dir, NULL, pids, 16);
-
-	for (int i = 0; i < n; i++)
-		kill(pids[i], SIGKILL);
-	td_kill(d);
-}
-
 /* Kill the primary p now; the standby on b (job id, as on p) must take
  * over. */
 static void failover(struct td *p, struct td *b, const char *id, const char *vm)
@@ -90,6 +54,15 @@ static void failover(struct td *p, struct td *b, const char *id, const char *vm)
 	print_message("  %s: %s\n", b->name, td_jstr(job, "error"));
 	json_decref(job);
 	td_wait_running(b, vm, 5000);
+}
+
+/* Protect vm on p with a standby on b, unfenced (no etcd here). */
+static char *protect(struct td *p, struct td *b, const char *vm)
+{
+	char peer[32];
+
+	snprintf(peer, sizeof peer, "127.0.0.1:%u", b->port);
+	return protect_ok(p, peer, vm, true);
 }
 
 static void test_soak(void **state)
