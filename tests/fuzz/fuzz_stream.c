@@ -10,8 +10,9 @@
  * at the checksum check. So inputs whose first byte is odd are read with the
  * sequence numbers and checksums of every whole record recomputed (the rest
  * of the input after that byte is the stream); even ones are read as they
- * are, checksums included. Inputs whose first byte has bit 1 set are read
- * through the stage sink (replication epochs).
+ * are, checksums included (and COMMITs' counts and digests recomputed too).
+ * Inputs whose first byte has bit 1 set are read through the stage sink
+ * (replication epochs).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,18 +25,31 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* Give every whole record in s[0..n) its right sequence number and checksum. */
+/* Give every whole record in s[0..n) its right sequence number and checksum,
+ * and every CKPT_COMMIT the right count and digest of its epoch's records. */
 static void fix_trailers(uint8_t *s, size_t n)
 {
 	size_t off = STREAM_MAGIC_LEN;
+	uint64_t recs = 0, dig = 0;
 
 	for (uint64_t seq = 0; off + sizeof(struct stream_rec_hdr) <= n; seq++) {
 		struct stream_rec_hdr h;
 		uint64_t body, le;
 		XXH3_state_t st;
+		uint32_t type;
 
 		memcpy(&h, s + off, sizeof h);
 		body = le64toh(h.length);
+		type = le32toh(h.type);
+		if (type == STREAM_REC_CKPT_COMMIT && body == sizeof(struct stream_ckpt) &&
+		    n - off - sizeof h >= body) {
+			struct stream_ckpt c;
+
+			memcpy(&c, s + off + sizeof h, sizeof c);
+			c.records = htole64(recs);
+			c.digest = htole64(dig);
+			memcpy(s + off + sizeof h, &c, sizeof c);
+		}
 		if (body > n)
 			return;
 		body += -body & 7;
@@ -47,6 +61,12 @@ static void fix_trailers(uint8_t *s, size_t n)
 		XXH3_64bits_update(&st, s + off, sizeof h + body + sizeof le);
 		le = htole64(XXH3_64bits_digest(&st));
 		memcpy(s + off + sizeof h + body + 8, &le, sizeof le);
+		if (type == STREAM_REC_CKPT_BEGIN || type == STREAM_REC_CKPT_COMMIT) {
+			recs = dig = 0;
+		} else {
+			recs++;
+			dig = XXH3_64bits_withSeed(&le, sizeof le, dig);
+		}
 		off += sizeof h + body + sizeof(struct stream_rec_trl);
 	}
 }
