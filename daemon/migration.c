@@ -232,7 +232,7 @@ int migration_connect(struct job *j, struct vm *v, struct wire_hello *h, int tim
 	return 0;
 }
 
-void *migration_thread_end(struct job *j)
+void *migration_thread_end_call(struct job *j, void (*fn)(void *), void *arg)
 {
 	struct vm *v = j->v;
 
@@ -242,6 +242,13 @@ void *migration_thread_end(struct job *j)
 	j->running = false;
 	j->v = NULL;
 	pthread_mutex_unlock(&D.lock);
+	if (fn)
+		loop_call(fn, arg);
 	thread_done();
 	return NULL;
+}
+
+void *migration_thread_end(struct job *j)
+{
+	return migration_thread_end_call(j, NULL, NULL);
 }

@@ -42,6 +42,8 @@ int migration_connect(struct job *j, struct vm *v, struct wire_hello *h, int tim
 		      struct codec_opts *codec, char *err, size_t errlen);
 /* The job's thread lets go of its VM and ends; returns NULL for it. */
 void *migration_thread_end(struct job *j);
+/* ... and has fn(arg) run on the loop thread once it has (NULL: nothing). */
+void *migration_thread_end_call(struct job *j, void (*fn)(void *), void *arg);
 
 extern const struct job_kind_ops migrate_out_kind, migrate_in_kind;
 

@@ -42,6 +42,9 @@ void protection_json(const struct job *j, json_t *o)
 
 	migration_json(j, o);
 	json_object_set_new(o, "fencing", json_boolean(j->fencing));
+	json_object_set_new(o, "protect_options",
+			    json_pack("{s:i, s:i}", "epoch_ms", (int)j->ropts.epoch_ms, "heartbeat_ms",
+				      (int)j->ropts.heartbeat_ms));
 	if (j->fence)
 		json_object_set_new(o, "fence", json_pack("{s:I, s:I, s:b, s:b}", "lease",
 							(json_int_t)fence_lease(j->fence), "token",
@@ -81,12 +84,24 @@ void protection_json(const struct job *j, json_t *o)
 static void protection_load(struct job *j, json_t *o)
 {
 	json_int_t lease = 0, token = 0;
-	int fencing = 0;
+	int fencing = 0, em = 0, hb = 0, ch = 0;
 
 	migration_load(j, o);
-	json_unpack(o, "{s?b, s?{s:I, s:I}}", "fencing", &fencing, "fence", "lease", &lease,
-		    "token", &token);
+	json_unpack(o, "{s?b, s?{s:I, s:I}, s?{s?i, s?i}, s?i}", "fencing", &fencing, "fence",
+		    "lease", &lease, "token", &token, "protect_options", "epoch_ms", &em,
+		    "heartbeat_ms", &hb, "channels", &ch);
 	j->fencing = fencing;
+	/* What a re-protection after a restart runs with. */
+	repl_opts_default(&j->ropts);
+	j->ropts.sync.downtime_ns = D.downtime_ms * NSEC_PER_MSEC;
+	j->ropts.sync.max_iters = D.max_iters;
+	j->ropts.sync.on_no_converge = D.on_no_converge;
+	j->ropts.sync.peer_timeout_ms = D.peer_timeout_ms;
+	if (em >= 1 && em <= 60000)
+		j->ropts.epoch_ms = (unsigned)em;
+	if (hb >= 20 && hb <= 600000 && hb >= 2 * (int)j->ropts.epoch_ms)
+		j->ropts.heartbeat_ms = (unsigned)hb;
+	j->channels = ch >= 1 && ch <= WIRE_CHANNELS_MAX ? (unsigned)ch : D.channels;
 	if (lease > 0 && token > 0) {
 		j->fence_lease = (int64_t)lease;
 		j->fence_token = (uint64_t)token;
@@ -335,6 +350,30 @@ static void stop(struct job *j)
 	}
 }
 
+/* What a restarted primary protects again, once its recovery is done. */
+struct reprotect {
+	char vm[NAME_LEN];
+	char peer[PEER_LEN];
+	struct repl_opts o;
+	unsigned channels;
+};
+
+/* On the loop thread: protect the VM again with the same standby host (a
+ * full resync; the standby discards the copy it held). */
+static void reprotect(void *p)
+{
+	struct reprotect *rp = p;
+	char id[JOB_ID_LEN], err[600];
+
+	if (protect_start(rp->vm, rp->peer, &rp->o, true, rp->channels, id, err, sizeof err))
+		log_error("%s: protecting it again with %s after the restart: %s", rp->vm, rp->peer,
+			  err);
+	else
+		log_info("%s: protected again with %s after the restart (job %s)", rp->vm, rp->peer,
+			 id);
+	free(rp);
+}
+
 /*
  * Start-up, fenced: the guest runs on here (adopted) with its output held.
  * If the claim journaled before the restart still lives, take the backup's
@@ -347,6 +386,7 @@ static void *recover_main(void *p)
 	struct job *j = p;
 	struct vm *v = j->v;
 	uint64_t until = mono_ns() + (uint64_t)D.coord_ttl_s * NSEC_PER_SEC;
+	struct reprotect *rp = NULL;
 	char why[400];
 	int r;
 
@@ -363,15 +403,21 @@ static void *recover_main(void *p)
 	if (!r && go_alone(j, v, why, sizeof why)) {
 		engine_gone(v);
 		job_set_state(j, j->state == JOB_SYNCING ? JOB_FAILED : JOB_DEGRADED,
-			      "ferryd restarted: protection ended; the guest runs here unprotected "
-			      "(`ferry protect` pairs it again)");
+			      "ferryd restarted inside its lease: the guest runs on here; protected "
+			      "again with a full resync");
+		if ((rp = calloc(1, sizeof *rp))) {
+			snprintf(rp->vm, sizeof rp->vm, "%s", v->name);
+			snprintf(rp->peer, sizeof rp->peer, "%s", j->peer);
+			rp->o = j->ropts;
+			rp->channels = j->channels;
+		}
 	} else {
 		char msg[512];
 
 		snprintf(msg, sizeof msg, "ferryd restarted and %s", why);
 		step_down(j, v, msg);
 	}
-	return migration_thread_end(j);
+	return migration_thread_end_call(j, rp ? reprotect : NULL, rp);
 }
 
 /* Start-up: protection does not survive ferryd yet. Unfenced, the guest runs

@@ -119,6 +119,41 @@ static bool may_run(struct job *j, struct vm *v, char *err, size_t errlen)
 	return false;
 }
 
+/*
+ * A primary protects vm again (after a restart, or a lost pairing): a copy
+ * this host still keeps for it, from the same primary, is stale — its
+ * pairing ended, it was not in sync, or it waits for a takeover that etcd
+ * will not give — so it is discarded first. Waits up to 3 s for the name.
+ */
+static void discard_stale(const char *vm, const char *peer)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&D.lock);
+	for (struct job *j = D.jobs; j; j = j->next)
+		if (j->kind == JOB_BACKUP && !job_state_final(j->state) &&
+		    j->state != JOB_TAKING_OVER && strcmp(j->vm, vm) == 0 &&
+		    strcmp(j->peer, peer) == 0) {
+			j->cancel = 1;
+			pthread_cond_broadcast(&j->wake);
+			found = true;
+		}
+	pthread_mutex_unlock(&D.lock);
+	if (!found)
+		return;
+	log_info("%s: protected again by %s: discarding the copy kept from before", vm, peer);
+	for (uint64_t until = mono_ns() + 3 * NSEC_PER_SEC; mono_ns() < until;) {
+		bool taken;
+
+		pthread_mutex_lock(&D.lock);
+		taken = vm_name_taken(vm);
+		pthread_mutex_unlock(&D.lock);
+		if (!taken)
+			return;
+		mono_sleep_ns(20 * NSEC_PER_MSEC);
+	}
+}
+
 void standby_open(void *ctx, struct session *s, const struct wire_hello *h)
 {
 	struct repl_stats *st = calloc(1, sizeof *st);
@@ -130,6 +165,7 @@ void standby_open(void *ctx, struct session *s, const struct wire_hello *h)
 	int r;
 
 	(void)ctx;
+	discard_stale(h->name, s->peer);
 	if (migration_claim(h, JOB_BACKUP, &j, &v, err, sizeof err)) {
 		session_refuse(s, "%s", err);
 		session_free(s);
