@@ -152,31 +152,35 @@ static int on_synced(void *ctx, char *err, size_t errlen)
 }
 
 /*
- * The backup is lost. Unfenced: release the held output and run on. Fenced:
- * first take the backup's in-sync name away (only while the key is ours);
- * until that is done nothing leaves. A primary that cannot — someone else
- * owns the key, or etcd stays out of reach until the lease has run out by
- * this host's clock — steps down: false.
+ * The backup's in-sync name goes (fenced: in etcd, while the key is ours;
+ * until etcd confirms, output stays held). A primary that cannot — someone
+ * else owns the key, or etcd stays out of reach until the lease has run out
+ * by this host's clock — must step down: false.
  */
-static bool go_alone(struct job *j, struct vm *v, char *why, size_t len)
+static bool take_insync(struct job *j, struct vm *v, char *why, size_t len)
 {
-	if (!j->fence) {
-		open_output(j, v);
-		return true;
-	}
-	for (unsigned tries = 0;; tries++) {
+	for (unsigned tries = 0; j->fence; tries++) {
 		int r = fence_set_insync(j->fence, "", why, len);
 
-		if (!r) {
-			open_output(j, v);
+		if (!r)
 			return true;
-		}
 		if (r == -ESTALE || !fence_valid(j->fence) || core_stopping())
 			return false;
 		if (tries % 10 == 0)
 			log_warn("job %s: %s: output held until etcd confirms: %s", j->id, v->name, why);
 		mono_sleep_ns(100 * NSEC_PER_MSEC);
 	}
+	return true;
+}
+
+/* The backup is lost: take its in-sync name away, then release the held
+ * output and run on (false: step down instead). */
+static bool go_alone(struct job *j, struct vm *v, char *why, size_t len)
+{
+	if (!take_insync(j, v, why, len))
+		return false;
+	open_output(j, v);
+	return true;
 }
 
 /* Step down: the guest stops here (paused), lets its address go and cuts
@@ -365,10 +369,15 @@ static void reprotect(void *p)
 	struct reprotect *rp = p;
 	char id[JOB_ID_LEN], err[600];
 
-	if (protect_start(rp->vm, rp->peer, &rp->o, true, rp->channels, id, err, sizeof err))
-		log_error("%s: protecting it again with %s after the restart: %s", rp->vm, rp->peer,
-			  err);
-	else
+	if (protect_start(rp->vm, rp->peer, &rp->o, true, rp->channels, id, err, sizeof err)) {
+		struct vm *v = vm_get(rp->vm);
+
+		log_error("%s: protecting it again with %s after the restart: %s; it runs here "
+			  "unprotected", rp->vm, rp->peer, err);
+		if (v && v->d)
+			hv_output(v->d, HV_OUTPUT_OPEN, 0); /* held since the restart */
+		vm_put(v);
+	} else
 		log_info("%s: protected again with %s after the restart (job %s)", rp->vm, rp->peer,
 			 id);
 	free(rp);
@@ -377,8 +386,8 @@ static void reprotect(void *p)
 /*
  * Start-up, fenced: the guest runs on here (adopted) with its output held.
  * If the claim journaled before the restart still lives, take the backup's
- * in-sync name away under it and release the output: degraded, ready to be
- * protected again. If it expired, the standby may run the guest by now:
+ * in-sync name away under it and protect the guest again (its output held
+ * until the new sync). If it expired, the standby may run the guest by now:
  * step down.
  */
 static void *recover_main(void *p)
@@ -400,11 +409,14 @@ static void *recover_main(void *p)
 			break;
 		mono_sleep_ns(100 * NSEC_PER_MSEC);
 	}
-	if (!r && go_alone(j, v, why, sizeof why)) {
+	/* Inside the lease: the old pairing's standby is stale now; the output
+	 * stays held through the new sync (its pause releases it: the new
+	 * standby then holds the state that made it). */
+	if (!r && take_insync(j, v, why, sizeof why)) {
 		engine_gone(v);
 		job_set_state(j, j->state == JOB_SYNCING ? JOB_FAILED : JOB_DEGRADED,
-			      "ferryd restarted inside its lease: the guest runs on here; protected "
-			      "again with a full resync");
+			      "ferryd restarted inside its lease: the guest runs on here, its output "
+			      "held; protected again with a full resync");
 		if ((rp = calloc(1, sizeof *rp))) {
 			snprintf(rp->vm, sizeof rp->vm, "%s", v->name);
 			snprintf(rp->peer, sizeof rp->peer, "%s", j->peer);
