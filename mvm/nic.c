@@ -192,9 +192,13 @@ static bool pump_rx(struct nic *n, uint64_t i)
 	bool any = false;
 
 	while (n->rx_ready[i] && !(ld32(&s->state) & NIC_PEER_GONE)) {
-		uint64_t tail = s->rx_tail, space = n->l.ring_bytes - (tail - ld(&s->rx_head));
+		uint64_t tail = s->rx_tail, space;
 		struct iovec v[2];
 		ssize_t r;
+
+		/* Our last tail store before the guest's head: see serve_slot. */
+		atomic_thread_fence(memory_order_seq_cst);
+		space = n->l.ring_bytes - (tail - ld(&s->rx_head));
 
 		if (!space)
 			break; /* still ready: again once the guest has taken some */
@@ -589,9 +593,17 @@ static void ring_copy(uint8_t *ring, uint64_t size, uint64_t pos, void *buf, uin
 	}
 }
 
-/* Serve one request of slot i if it has one and room for the reply.
- * Returns whether it did anything. */
-static bool serve_slot(struct nic *n, struct kv_store *st_, uint64_t i)
+/*
+ * Serve one request of slot i if it has one and room for the reply. Returns
+ * 0 if it did nothing, 1 if it did, 2 if the network thread has work from it
+ * too: bytes that may leave, a slot to close, or room in a receive ring it
+ * found full. While output is held, an answer alone gives it none (the
+ * release does), so a busy guest under replication does not wake it once
+ * per request. The full ring is a store-then-load on both sides, each behind
+ * a full fence: either the guest sees the tail the thread wrote when it ran
+ * out of room, or the thread sees the guest's new head and reads on.
+ */
+static int serve_slot(struct nic *n, struct kv_store *st_, uint64_t i)
 {
 	struct nic_slot *s = slot(n, i);
 	uint64_t ring = n->l.ring_bytes, head, avail, len, used;
@@ -603,21 +615,21 @@ static bool serve_slot(struct nic *n, struct kv_store *st_, uint64_t i)
 
 	if (ld(&s->incarnation) != n->hdr->incarnation || !(state & NIC_OPEN) ||
 	    (state & NIC_GUEST_DONE))
-		return false;
+		return 0;
 	if (state & NIC_PEER_GONE) {
 		/* Its client is gone: what it left unanswered, it retries. */
 		set_state(s, NIC_GUEST_DONE);
-		return true;
+		return 2;
 	}
 	head = s->rx_head;
 	avail = ld(&s->rx_tail) - head;
 	if (!avail || ring - (s->tx_tail - ld(&s->tx_head)) < KV_MSG_MAX)
-		return false; /* nothing in, or no room for the answer yet */
+		return 0; /* nothing in, or no room for the answer yet */
 	len = MIN(avail, (uint64_t)KV_MSG_MAX);
 	ring_copy(rx_ring(n, i), ring, head, n->in, len, true);
 	r = kv_req_parse(n->in, len, &rq, &used, err, sizeof err);
 	if (r == -EAGAIN)
-		return false; /* half a request: wait for the rest */
+		return 0; /* half a request: wait for the rest */
 	if (r) {
 		/* Garbage: say so, and close the connection once that is out. */
 		struct kv_rep_hdr h;
@@ -633,17 +645,22 @@ static bool serve_slot(struct nic *n, struct kv_store *st_, uint64_t i)
 	ring_copy(tx_ring(n, i), ring, s->tx_tail, n->out, rlen, false);
 	st(&s->tx_tail, s->tx_tail + rlen);
 	st(&s->rx_head, head + used);
-	return true;
+	if (!__atomic_load_n(&n->gated, __ATOMIC_ACQUIRE) || (ld32(&s->state) & NIC_GUEST_DONE))
+		return 2;
+	atomic_thread_fence(memory_order_seq_cst);
+	return ld(&s->rx_tail) - head == ring ? 2 : 1;
 }
 
 bool nic_serve_step(struct nic *n, struct kv_store *s)
 {
 	for (uint64_t k = 0; k < n->l.nslots; k++) {
 		uint64_t i = (n->next_slot + k) % n->l.nslots;
+		int r = serve_slot(n, s, i);
 
-		if (serve_slot(n, s, i)) {
+		if (r) {
 			n->next_slot = i + 1;
-			nic_kick(n);
+			if (r == 2)
+				nic_kick(n);
 			return true;
 		}
 	}
