@@ -63,6 +63,11 @@ struct mvm_dom {
 	unsigned nr_vcpus;
 	bool paused;
 	bool logdirty;
+	/* The context the runtime sent with its last pause; while it stays
+	 * paused (nothing here loads another) it is the context to save. */
+	char *ctx;
+	size_t ctx_len;
+	bool ctx_valid;
 	bool incoming; /* not yet committed (first unpause) */
 	bool child;    /* we spawned it (create): we reap it */
 	bool kvstore;  /* it has a NIC and a store (MVM_NIC_INFO answers) */
@@ -373,6 +378,7 @@ static void mvm_close(struct hv_domain *hd)
 	close_fd(&d->pidfd);
 	pagemap_scan_free(&d->scan);
 	free(d->prealloc);
+	free(d->ctx);
 	free(d);
 }
 
@@ -816,15 +822,25 @@ static int mvm_info(struct hv_domain *hd, struct hv_info *o)
 
 static int mvm_pause(struct hv_domain *hd)
 {
-	int r = rpc_simple(dom(hd), MVM_PAUSE);
+	struct mvm_dom *d = dom(hd);
+	int r;
+
+	d->ctx_valid = false;
+	if (!d->ctx && !(d->ctx = malloc(MVM_CONTEXT_MAX)))
+		return -ENOMEM;
+	r = rpc(d, MVM_PAUSE, NULL, 0, d->ctx, MVM_CONTEXT_MAX, &d->ctx_len, NULL, 0,
+		RPC_TIMEOUT_MS);
 	if (r == 0)
-		dom(hd)->paused = true;
+		d->paused = d->ctx_valid = true;
 	return r;
 }
 
 static int mvm_unpause(struct hv_domain *hd)
 {
-	int r = rpc_simple(dom(hd), MVM_UNPAUSE);
+	int r;
+
+	dom(hd)->ctx_valid = false;
+	r = rpc_simple(dom(hd), MVM_UNPAUSE);
 	if (r == 0) {
 		dom(hd)->paused = dom(hd)->incoming = false;
 		unmap_fill(dom(hd));
@@ -1045,6 +1061,12 @@ static int mvm_save_context(struct hv_domain *hd, void **blob, size_t *len)
 
 	if (!b)
 		return -ENOMEM;
+	if (d->paused && d->ctx_valid) {
+		memcpy(b, d->ctx, d->ctx_len);
+		*len = d->ctx_len;
+		*blob = b;
+		return 0;
+	}
 	r = rpc(d, MVM_GET_CONTEXT, NULL, 0, b, MVM_CONTEXT_MAX, len, NULL, 0, RPC_TIMEOUT_MS);
 	if (r) {
 		free(b);
@@ -1058,6 +1080,7 @@ static int mvm_load_context(struct hv_domain *hd, const void *blob, size_t len)
 {
 	if (len > MVM_CONTEXT_MAX)
 		return -EINVAL;
+	dom(hd)->ctx_valid = false;
 	return rpc(dom(hd), MVM_SET_CONTEXT, blob, len, NULL, 0, NULL, NULL, 0, RPC_TIMEOUT_MS);
 }
 

@@ -32,7 +32,7 @@ enum mvm_msg_type {
 	MVM_HELLO = 1,    /* take ownership; reply: mvm_info. -EBUSY if owned */
 	MVM_INFO,         /* reply: mvm_info */
 	MVM_GET_FDS,      /* reply: mvm_fds + 2 fds (memfd, pagemap) */
-	MVM_PAUSE,        /* park every writer; returns when all are parked */
+	MVM_PAUSE,        /* park every writer; reply when all are parked: the context blob */
 	MVM_UNPAUSE,      /* an incoming runtime commits on its first unpause */
 	MVM_THROTTLE,     /* body: mvm_u32 (percent, 0..99) */
 	MVM_LOGDIRTY,     /* body: mvm_u32 (1 on, 0 off) */
