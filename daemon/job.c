@@ -65,12 +65,12 @@ static const struct {
 	 * protected); epochs never are. Taking over is durable: from it on,
 	 * the copy here may run. */
 	[JOB_SYNCING] = { "syncing", API_JOB_ACTIVE, J_WRITE, false,
-			  S(JOB_PROTECTED) | S(JOB_STANDBY) | S(JOB_FENCED) | S(JOB_FAILED) |
-				  S(JOB_COMPLETED) },
+			  S(JOB_PROTECTED) | S(JOB_STANDBY) | S(JOB_DEGRADED) | S(JOB_FENCED) |
+				  S(JOB_FAILED) | S(JOB_COMPLETED) },
 	[JOB_PROTECTED] = { "protected", API_JOB_ACTIVE, J_WRITE, false,
 			    S(JOB_DEGRADED) | S(JOB_FENCED) | S(JOB_COMPLETED) | S(JOB_FAILED) },
 	[JOB_DEGRADED] = { "degraded", API_JOB_ACTIVE, J_WRITE, false,
-			   S(JOB_FENCED) | S(JOB_COMPLETED) | S(JOB_FAILED) },
+			   S(JOB_SYNCING) | S(JOB_FENCED) | S(JOB_COMPLETED) | S(JOB_FAILED) },
 	[JOB_STANDBY] = { "standby", API_JOB_ACTIVE, J_WRITE, false,
 			  S(JOB_TAKING_OVER) | S(JOB_HELD) | S(JOB_COMPLETED) | S(JOB_FAILED) },
 	[JOB_HELD] = { "held", API_JOB_ACTIVE, J_WRITE, false,
@@ -141,10 +141,20 @@ struct job *job_find(const char *id)
 	return NULL;
 }
 
+void job_make_id(char id[JOB_ID_LEN])
+{
+	unsigned char rnd[6];
+
+	if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd)
+		for (size_t i = 0; i < sizeof rnd; i++)
+			rnd[i] = (unsigned char)(mono_ns() >> (i * 3));
+	for (size_t i = 0; i < sizeof rnd; i++)
+		snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+}
+
 struct job *job_new(enum job_kind k, const char *id)
 {
 	struct job *j = calloc(1, sizeof *j);
-	unsigned char rnd[6];
 
 	if (!j)
 		return NULL;
@@ -152,15 +162,10 @@ struct job *job_new(enum job_kind k, const char *id)
 	j->started = time(NULL);
 	pthread_cond_init(&j->wake, NULL);
 	pthread_mutex_init(&j->jlock, NULL);
-	if (id) {
+	if (id)
 		snprintf(j->id, sizeof j->id, "%s", id);
-	} else {
-		if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd)
-			for (size_t i = 0; i < sizeof rnd; i++)
-				rnd[i] = (unsigned char)(mono_ns() >> (i * 3));
-		for (size_t i = 0; i < sizeof rnd; i++)
-			snprintf(j->id + 2 * i, 3, "%02x", rnd[i]);
-	}
+	else
+		job_make_id(j->id);
 	migrate_opts_default(&j->opts);
 	return j;
 }

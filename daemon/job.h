@@ -88,6 +88,8 @@ struct job {
 	enum job_kind kind;
 	char vm[NAME_LEN];
 	char peer[PEER_LEN];          /* out: HOST:PORT asked for; in: the peer's name */
+	char peer_job[JOB_ID_LEN];    /* out: the id the peer knows it by, if not id
+				       * (a primary pairing again: one per pairing) */
 
 	/* (L) The state machine's: changed only by job_set_state. */
 	enum job_state state;
@@ -121,6 +123,8 @@ struct job {
 	struct fence *fence;          /* primary: its claim in etcd, while it has one */
 	int64_t fence_lease;          /* ... as journaled: its lease and token */
 	uint64_t fence_token;
+	unsigned resyncs;             /* primary: pairing again after its backup was
+				       * lost, the attempts since it last was protected */
 };
 
 /* What a kind does, registered once at start-up (main.c). */
@@ -148,6 +152,8 @@ const char *job_state_api(enum job_state s);
 
 /* A job of kind k (a fresh id if id is NULL), not listed. */
 struct job *job_new(enum job_kind k, const char *id);
+/* A fresh random id (12 hex digits). */
+void job_make_id(char id[JOB_ID_LEN]);
 void job_free(struct job *j);
 void job_link(struct job *j);                /* (L) list it */
 struct job *job_find(const char *id);       /* (L) */

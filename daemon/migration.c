@@ -214,7 +214,7 @@ int migration_connect(struct job *j, struct vm *v, struct wire_hello *h, int tim
 
 	snprintf(h->name, sizeof h->name, "%s", v->name);
 	snprintf(h->config, sizeof h->config, "%s", v->config);
-	if ((r = session_new(&D.peers, j->peer, j->id, &s))) {
+	if ((r = session_new(&D.peers, j->peer, j->peer_job[0] ? j->peer_job : j->id, &s))) {
 		snprintf(err, errlen, "out of memory");
 		return r;
 	}

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/util.h"
@@ -42,6 +44,11 @@ void protection_json(const struct job *j, json_t *o)
 
 	migration_json(j, o);
 	json_object_set_new(o, "fencing", json_boolean(j->fencing));
+	if (j->kind == JOB_PRIMARY) {
+		json_object_set_new(o, "resync_attempts", json_integer(j->resyncs));
+		json_object_set_new(o, "standby_job", json_string(j->peer_job[0] ? j->peer_job
+										 : j->id));
+	}
 	json_object_set_new(o, "protect_options",
 			    json_pack("{s:i, s:i}", "epoch_ms", (int)j->ropts.epoch_ms, "heartbeat_ms",
 				      (int)j->ropts.heartbeat_ms));
@@ -148,7 +155,8 @@ static int on_synced(void *ctx, char *err, size_t errlen)
 {
 	struct job *j = ctx;
 
-	return j->fence ? fence_set_insync(j->fence, j->id, err, errlen) : 0;
+	return j->fence ? fence_set_insync(j->fence, j->peer_job[0] ? j->peer_job : j->id, err,
+					   errlen) : 0;
 }
 
 /*
@@ -211,6 +219,8 @@ static void step_down(struct job *j, struct vm *v, const char *why)
 	}
 }
 
+static void resync_later(void *p);
+
 static void *protect_main(void *p)
 {
 	struct job *j = p;
@@ -255,7 +265,19 @@ static void *protect_main(void *p)
 	j->s = NULL;
 	pthread_mutex_unlock(&D.lock);
 	session_free(s);
-	if (!r || !st || !st->t_start_ns) {
+	if (r && j->resyncs && !j->cancel && st && !st->t_start_ns) {
+		/* Pairing again did not get as far as the first epoch: degraded
+		 * as before (the backup may have been named in sync: the name
+		 * goes first), and again later. */
+		if (go_alone(j, v, why, sizeof why)) {
+			log_warn("job %s: %s: pairing again with %s (attempt %u): %s", j->id,
+				 v->name, j->peer, j->resyncs, err);
+			job_set_state(j, JOB_DEGRADED, err);
+		} else {
+			snprintf(err + strlen(err), sizeof err - strlen(err), "; and %s", why);
+			step_down(j, v, err);
+		}
+	} else if (!r || !st || !st->t_start_ns) {
 		/* Unprotected, or never protected: nothing depends on a backup. */
 		open_output(j, v);
 		fence_release(swap_fence(j, NULL));
@@ -266,13 +288,104 @@ static void *protect_main(void *p)
 				      j->cancel ? "unprotected during the initial sync" : err);
 	} else if (go_alone(j, v, why, sizeof why)) {
 		log_warn("job %s: %s runs unprotected (degraded): %s", j->id, v->name, err);
+		j->resyncs = 0;
 		job_set_state(j, JOB_DEGRADED, err);
 	} else {
 		snprintf(err + strlen(err), sizeof err - strlen(err), "; and %s", why);
 		step_down(j, v, err);
 	}
 	free(st);
-	return migration_thread_end(j);
+	if (j->state != JOB_DEGRADED)
+		return migration_thread_end(j);
+	return migration_thread_end_call(j, resync_later, strdup(j->id));
+}
+
+/*
+ * A degraded primary pairs again with its backup host by itself: the
+ * backup's ferryd may only have restarted, or the link come back. The first
+ * try a second after the loss, then at twice the interval each time, at
+ * most every RESYNC_MAX_S; each is a full resync in the same job
+ * (degraded -> syncing -> protected, or degraded again). `ferry unprotect`
+ * ends it; `ferry protect --peer OTHER` pairs it elsewhere instead.
+ */
+#define RESYNC_MAX_S 30
+
+struct resync {
+	char id[JOB_ID_LEN];
+};
+
+static void resync_fire(evutil_socket_t fd, short what, void *arg);
+
+/* On the loop thread: arm the next try of the job whose id arg is. */
+static void resync_later(void *p)
+{
+	char *id = p;
+	struct timeval tv = { 1, 0 };
+	struct job *j;
+
+	if (!id)
+		return;
+	pthread_mutex_lock(&D.lock);
+	j = job_find(id);
+	if (j)
+		tv.tv_sec = MIN((time_t)1 << MIN(j->resyncs, 5u), (time_t)RESYNC_MAX_S);
+	pthread_mutex_unlock(&D.lock);
+	if (!j || event_base_once(D.base, -1, EV_TIMEOUT, resync_fire, id, &tv))
+		free(id);
+}
+
+/* On the loop thread: try now, if the job still waits for it. */
+static void resync_fire(evutil_socket_t fd, short what, void *arg)
+{
+	char *id = arg, err[300];
+	struct job *j;
+	struct vm *v;
+	bool go;
+
+	(void)fd, (void)what;
+	pthread_mutex_lock(&D.lock);
+	j = job_find(id);
+	go = j && j->kind == JOB_PRIMARY && j->state == JOB_DEGRADED && !j->running &&
+	     !j->cancel && !D.stopping;
+	pthread_mutex_unlock(&D.lock);
+	if (!go) {
+		free(id);
+		return;
+	}
+	if (!(v = vm_get(j->vm))) {
+		struct fence *f = swap_fence(j, NULL);
+
+		fence_release(f);
+		job_set_state(j, JOB_FAILED, "the VM is no longer on this host");
+		free(id);
+		return;
+	}
+	if (vm_busy(v, "protected", j->id, err, sizeof err)) {
+		/* Another job has it now (a migration, say): later. */
+		vm_put(v);
+		resync_later(id);
+		return;
+	}
+	free(id);
+	pthread_mutex_lock(&D.lock);
+	j->v = v;
+	j->running = true;
+	j->resyncs++;
+	/* A pairing of its own: the backup host may still know the last one. */
+	job_make_id(j->peer_job);
+	pthread_mutex_unlock(&D.lock);
+	log_info("job %s: %s: pairing again with %s (attempt %u)", j->id, v->name, j->peer,
+		 j->resyncs);
+	if (job_set_state(j, JOB_SYNCING, NULL) || spawn_thread(protect_main, j)) {
+		if (j->state == JOB_SYNCING)
+			job_set_state(j, JOB_DEGRADED, "cannot start pairing again");
+		pthread_mutex_lock(&D.lock);
+		j->running = false;
+		j->v = NULL;
+		pthread_mutex_unlock(&D.lock);
+		vm_unbusy(v);
+		vm_put(v);
+	}
 }
 
 int protect_start(const char *name, const char *peer, const struct repl_opts *o, bool fencing,

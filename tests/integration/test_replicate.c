@@ -12,7 +12,8 @@
  *    all) is never applied: on the deterministic dirtier workload `ferry
  *    verify` proves the survivor's image is the replay of its context;
  *  4 the backup's host is killed: the primary serves on, degraded, and the
- *    check passes; protected again to a third host, a later failover passes
+ *    check passes; the backup's ferryd restarted, the primary pairs with it
+ *    again by itself; protected again to a third host, a later failover passes
  *    the check too;
  *  5 protect refuses without a fencing authority unless told
  *    unsafe_no_fencing; unprotect ends the pair and the standby is gone.
@@ -258,6 +259,14 @@ static void test_backup_lost(void **state)
 	st = kt_check(A.dir, addr, hp, 1, out, sizeof out);
 	if (st)
 		fail_msg("check after the backup was lost: %s", out);
+	/* B's ferryd comes back (empty): A pairs with it again by itself. */
+	td_start(&B, NULL);
+	job = wait_stage(&A, id, "protected", 30000);
+	print_message("protected again with B by itself, attempt %d\n",
+		      (int)json_integer_value(json_object_get(job, "resync_attempts")));
+	json_decref(job);
+	json_decref(td_ok(&A, "{s:s, s:s}", "op", "unprotect", "name", "db4"));
+	json_decref(wait_stage(&A, id, "completed", 10000));
 	free(id);
 	/* Again, to C; then A is lost. */
 	id = protect(&A, &C, "db4");
