@@ -391,17 +391,24 @@ static void resync_fire(evutil_socket_t fd, short what, void *arg)
 int protect_start(const char *name, const char *peer, const struct repl_opts *o, bool fencing,
 		  unsigned channels, char *id, char *err, size_t errlen)
 {
+	struct hv_info info;
 	struct job *j;
+	char why[400];
 	int r;
 
 	if ((r = migration_new_out(JOB_PRIMARY, name, peer, "protected", &j, err, errlen)))
 		return r;
-	if (!(j->rst = calloc(1, sizeof *j->rst))) {
-		snprintf(err, errlen, "out of memory");
+	if (!(j->rst = calloc(1, sizeof *j->rst)))
+		r = -ENOMEM, snprintf(err, errlen, "out of memory");
+	else if ((r = hv_info(j->v->d, &info)))
+		snprintf(err, errlen, "%s: %s", name, strerror(-r));
+	else if ((r = repl_can_protect(&info, why, sizeof why)))
+		snprintf(err, errlen, "%s cannot be protected: %s", name, why);
+	if (r) {
 		vm_unbusy(j->v);
 		vm_put(j->v);
 		job_free(j);
-		return -ENOMEM;
+		return r;
 	}
 	/* A degraded pair's job ends when protection starts again. */
 	pthread_mutex_lock(&D.lock);

@@ -52,6 +52,7 @@ struct hv_info {
 	uint32_t incoming;  /* made by create and not committed yet: it ends with
 			     * its handle */
 	int32_t pid;        /* runtime process, or -1 where there is none */
+	uint32_t rw_disks;  /* writable disks attached (the microVM has none) */
 	/* Backend config, e.g. "mem=1073741824 vcpus=2 workload=dirtier:ws=256M".
 	 * It is what create() needs to make a matching empty domain. */
 	char config[HV_CONFIG_MAX];

@@ -85,6 +85,17 @@ struct prim {
 	uint64_t mark_ns[MARKS];
 };
 
+int repl_can_protect(const struct hv_info *i, char *err, size_t errlen)
+{
+	if (!i->rw_disks)
+		return 0;
+	snprintf(err, errlen, "it has %u writable disk%s: protection replicates memory only, "
+		 "and a disk's writes of an epoch that never commits would outlive the memory "
+		 "that rolls back (detach the disk or make it read-only)", i->rw_disks,
+		 i->rw_disks > 1 ? "s" : "");
+	return -EOPNOTSUPP;
+}
+
 static int fail(struct prim *p, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(struct prim *p, int code, const char *fmt, ...)
 {
@@ -209,6 +220,10 @@ static int setup(struct prim *p)
 				 .codec = o->sync.codec, .ctx = p, .trailer = trailer };
 	int r;
 
+	if ((r = hv_info(p->d, &p->info)))
+		return fail(p, r, "%s: %s", p->d->uri, strerror(-r));
+	if ((r = repl_can_protect(&p->info, p->err, p->errlen)))
+		return r;
 	mo.sync_only = true;
 	mo.hooks = (struct migrate_hooks){ .ctx = p, .stats = on_sync_stats, .stopped = on_stopped };
 	if ((r = migrate_send(p->d, p->s, &mo, &p->st->sync, p->err, p->errlen))) {

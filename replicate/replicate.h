@@ -105,6 +105,14 @@ struct repl_opts {
 void repl_opts_default(struct repl_opts *o);
 
 /*
+ * Whether a domain like i can be protected: 0, or -EOPNOTSUPP with why in
+ * err. Epochs carry memory only, so a writable disk is refused: writes of an
+ * epoch that never commits would stay on the disk while memory rolls back
+ * to the last committed epoch.
+ */
+int repl_can_protect(const struct hv_info *i, char *err, size_t errlen);
+
+/*
  * Primary over session s (connected, the caller keeps it): sync, then
  * epochs until the backup is lost (-ECONNRESET, -ETIMEDOUT, ... with why in
  * err) or *o->stop (0: every channel ended, the backup discards its copy).
