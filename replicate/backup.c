@@ -298,6 +298,7 @@ static int verdict(struct bk *b, char *err, size_t errlen)
 {
 	unsigned ended = 0;
 	struct blane *first = NULL;
+	uint64_t most = 0;
 
 	for (unsigned i = 0; i < b->n; i++) {
 		ended += b->lanes[i].ended && !b->lanes[i].r;
@@ -322,6 +323,14 @@ static int verdict(struct bk *b, char *err, size_t errlen)
 		snprintf(err, errlen, "channel %u: %s", first->idx, first->why);
 	else
 		snprintf(err, errlen, "replication stopped");
+	for (unsigned i = 0; i < b->n; i++)
+		most = MAX(most, b->lanes[i].staged);
+	if (most > b->go) {
+		size_t k = strlen(err);
+
+		snprintf(err + k, errlen - k, "; epoch %" PRIu64 " reached only some channels and "
+			 "was dropped", most);
+	}
 	return b->silent ? -ETIMEDOUT : first ? (first->eof ? -ECONNRESET : first->r) : -ECANCELED;
 }
 
