@@ -9,9 +9,26 @@
 #include "common/util.h"
 #include "daemon/vm.h"
 
+static json_t *passes_json(const struct migrate_stats *s)
+{
+	json_t *a = json_array();
+
+	for (unsigned i = 0; a && i < MIN(s->npasses, (unsigned)MIGRATE_PASSES_MAX); i++) {
+		const struct migrate_pass *p = &s->passes[i];
+
+		json_array_append_new(a, json_pack("{s:i, s:b, s:I, s:I, s:f, s:I, s:f}", "pass",
+						   (int)p->pass, "final", p->final, "pages",
+						   (json_int_t)p->pages, "bytes", (json_int_t)p->bytes,
+						   "ms", ns_to_ms(p->ns), "dirty_rate",
+						   (json_int_t)p->dirty_rate, "expected_downtime_ms",
+						   ns_to_ms(p->expected_downtime_ns)));
+	}
+	return a;
+}
+
 static json_t *stats_json(const struct migrate_stats *s)
 {
-	return json_pack("{s:s, s:f, s:f, s:f, s:f, s:I, s:I, s:{s:I, s:I, s:I}, s:I, s:i, s:i, "
+	json_t *o = json_pack("{s:s, s:f, s:f, s:f, s:f, s:I, s:I, s:{s:I, s:I, s:I}, s:I, s:i, s:i, "
 			 "s:I, s:I, s:I, s:i, s:I, s:I, s:b}",
 			 "phase", mig_phase_name(s->phase), "setup_ms", ns_to_ms(s->setup_ns),
 			 "total_ms", ns_to_ms(s->total_ns), "downtime_ms", ns_to_ms(s->downtime_ns),
@@ -25,6 +42,10 @@ static json_t *stats_json(const struct migrate_stats *s)
 			 (json_int_t)s->dirty_rate, "throughput", (json_int_t)s->throughput,
 			 "throttle", (int)s->throttle, "iter_pos", (json_int_t)s->iter_pos,
 			 "iter_frames", (json_int_t)s->iter_frames, "committed", s->committed);
+
+	if (o && s->npasses)
+		json_object_set_new(o, "passes", passes_json(s));
+	return o;
 }
 
 /* What the destination calls its step, as the API has always said it. */

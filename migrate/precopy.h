@@ -104,6 +104,18 @@ struct migrate_opts {
 
 void migrate_opts_default(struct migrate_opts *o);
 
+/* One pass of a pre-copy, as the job reports it. */
+#define MIGRATE_PASSES_MAX 40
+struct migrate_pass {
+	unsigned pass;             /* 0 the first; the last one may be the stop-and-copy */
+	bool final;                /* the stop-and-copy (the guest paused) */
+	uint64_t pages;            /* pages it sent (zero pages included) */
+	uint64_t bytes;            /* stream bytes it sent */
+	uint64_t ns;               /* how long it took */
+	uint64_t dirty_rate;       /* pages/s the harvest that made it found (0: pass 0) */
+	uint64_t expected_downtime_ns; /* the downtime that harvest predicted */
+};
+
 struct migrate_stats {
 	enum mig_phase phase;
 	uint64_t ram_bytes;
@@ -121,6 +133,10 @@ struct migrate_stats {
 	unsigned throttle;         /* percent at the end */
 	unsigned channels;         /* streams in use */
 	bool committed;            /* GO was sent */
+	/* The passes so far: the first MIGRATE_PASSES_MAX - 1, then the
+	 * latest in the last slot (npasses counts them all). */
+	struct migrate_pass passes[MIGRATE_PASSES_MAX];
+	unsigned npasses;
 };
 
 /*

@@ -135,6 +135,8 @@ static int trailer(void *ctx, unsigned lane, struct stream_writer *w, uint64_t f
 static int run_pass(struct src *m, unsigned it, const struct bitmap *set,
 		    const struct bitmap *pop, uint64_t ndirty, bool final, uint64_t *ns)
 {
+	uint64_t bytes0 = lanes_bytes(m->lanes), pages0 = lanes_pages(m->lanes);
+	struct migrate_pass *p;
 	int r;
 
 	m->st->pass = it;
@@ -145,6 +147,13 @@ static int run_pass(struct src *m, unsigned it, const struct bitmap *set,
 	if ((r = lanes_send(m->lanes, set, pop, ns)))
 		return r;
 	m->passes++;
+	p = &m->st->passes[MIN(m->st->npasses, MIGRATE_PASSES_MAX - 1)];
+	*p = (struct migrate_pass){ .pass = it, .final = final,
+				    .pages = lanes_pages(m->lanes) - pages0,
+				    .bytes = lanes_bytes(m->lanes) - bytes0, .ns = *ns,
+				    .dirty_rate = it ? m->st->dirty_rate : 0,
+				    .expected_downtime_ns = it ? m->st->expected_downtime_ns : 0 };
+	m->st->npasses++;
 	log_debug("%s: pass %u sent in %.1f ms; %.1f MiB so far", m->d->uri, it, ns_to_ms(*ns),
 		  (double)lanes_bytes(m->lanes) / (1 << 20));
 	return 0;

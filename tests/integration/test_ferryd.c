@@ -98,6 +98,29 @@ static void cli_migrate(const char *vm)
 }
 
 /* 1. idle, fill and dirtier guests go A->B and back. */
+/* A completed move's passes: 0, each iteration, then the stop-and-copy,
+ * numbered in order; their bytes add up to no more than the stream's. */
+static void check_passes(const json_t *job)
+{
+	json_t *a = json_object_get(json_object_get(job, "stats"), "passes");
+	double iters = td_jnum(job, "stats.iterations"), sum = 0;
+	size_t n = json_array_size(a);
+
+	if (!json_is_array(a) || n != (size_t)iters + 2)
+		fail_msg("%zu passes for %.0f iterations: %s", n, iters, dumps(job));
+	for (size_t i = 0; i < n; i++) {
+		json_t *p = json_array_get(a, i);
+
+		if (td_jnum(p, "pass") != (double)i || json_is_true(json_object_get(p, "final")) !=
+		    (i == n - 1) || td_jnum(p, "ms") < 0)
+			fail_msg("pass %zu is wrong: %s", i, dumps(job));
+		sum += td_jnum(p, "bytes");
+	}
+	if (sum > td_jnum(job, "stats.bytes"))
+		fail_msg("the passes sent %.0f bytes of %.0f: %s", sum, td_jnum(job, "stats.bytes"),
+			 dumps(job));
+}
+
 static void test_there_and_back(void **state)
 {
 	static const struct {
@@ -129,6 +152,8 @@ static void test_there_and_back(void **state)
 				cli_migrate(g[k].vm);
 			j1 = move_ok(&A, &B, g[k].vm);
 			j2 = move_ok(&B, &A, g[k].vm);
+			check_passes(j1);
+			check_passes(j2);
 			if (r == 0)
 				print_message("%-24s A->B %.1f MiB in %.0f ms (downtime %.1f ms), "
 					      "B->A %.1f MiB in %.0f ms (downtime %.1f ms)\n", g[k].wl,
