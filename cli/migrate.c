@@ -374,7 +374,7 @@ int jobs_main(int argc, char **argv)
 
 static void print_job(json_t *job)
 {
-	json_t *s = json_object_get(job, "stats"), *p = json_object_get(s, "pages");
+	json_t *s = json_object_get(job, "stats"), *p = json_object_get(s, "pages"), *t;
 	char b[32];
 
 	printf("job            %s\n", jstr(job, "id"));
@@ -391,12 +391,29 @@ static void print_job(json_t *job)
 	printf("setup time     %.1f ms\n", jnum(s, "setup_ms"));
 	printf("total time     %.1f ms\n", jnum(s, "total_ms"));
 	printf("downtime       %.1f ms\n", jnum(s, "downtime_ms"));
+	if ((t = json_object_get(s, "downtime_steps")))
+		printf("  its steps    harvest %.1f, last pages %.1f, context %.1f, READY %.1f, "
+		       "GO journaled %.1f, GO to running %.1f (resume there %.1f) ms\n",
+		       jnum(t, "final_harvest_ms"), jnum(t, "last_pages_ms"), jnum(t, "context_ms"),
+		       jnum(t, "ready_ms"), jnum(t, "journal_go_ms"), jnum(t, "go_to_running_ms"),
+		       jnum(t, "destination_resume_ms"));
 	printf("expected dt    %.1f ms\n", jnum(s, "expected_downtime_ms"));
 	printf("on the wire    %s\n", fmt_bytes(jnum(s, "bytes"), b, sizeof b));
 	printf("guest RAM      %s\n", fmt_bytes(jnum(s, "ram_bytes"), b, sizeof b));
 	printf("pages          %.0f raw, %.0f lz4, %.0f delta, %.0f zero\n", jnum(p, "raw"),
 	       jnum(p, "lz4"), jnum(p, "delta"), jnum(s, "zero_pages"));
 	printf("iterations     %.0f after the first pass\n", jnum(s, "iterations"));
+	if ((t = json_object_get(s, "passes")) && json_array_size(t)) {
+		size_t i;
+		json_t *q;
+
+		printf("  pass      pages      bytes        ms  dirty/s  exp. dt ms\n");
+		json_array_foreach(t, i, q)
+			printf("  %4.0f%s %9.0f %10s %9.1f %8.0f %11.1f\n", jnum(q, "pass"),
+			       json_is_true(json_object_get(q, "final")) ? "*" : " ", jnum(q, "pages"),
+			       fmt_bytes(jnum(q, "bytes"), b, sizeof b), jnum(q, "ms"),
+			       jnum(q, "dirty_rate"), jnum(q, "expected_downtime_ms"));
+	}
 	printf("dirty rate     %.0f pages/s\n", jnum(s, "dirty_rate"));
 	printf("throughput     %s/s\n", fmt_bytes(jnum(s, "throughput"), b, sizeof b));
 	printf("throttle       %.0f%%\n", jnum(s, "throttle"));

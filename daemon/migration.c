@@ -45,6 +45,16 @@ static json_t *stats_json(const struct migrate_stats *s)
 
 	if (o && s->npasses)
 		json_object_set_new(o, "passes", passes_json(s));
+	if (o && s->steps.ready)
+		json_object_set_new(o, "downtime_steps",
+				    json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "final_harvest_ms",
+					      ns_to_ms(s->steps.harvest), "last_pages_ms",
+					      ns_to_ms(s->steps.pages), "context_ms",
+					      ns_to_ms(s->steps.context), "ready_ms",
+					      ns_to_ms(s->steps.ready), "journal_go_ms",
+					      ns_to_ms(s->steps.journal), "go_to_running_ms",
+					      ns_to_ms(s->steps.go_running), "destination_resume_ms",
+					      ns_to_ms(s->steps.resume)));
 	return o;
 }
 

@@ -109,11 +109,22 @@ void migrate_opts_default(struct migrate_opts *o);
 struct migrate_pass {
 	unsigned pass;             /* 0 the first; the last one may be the stop-and-copy */
 	bool final;                /* the stop-and-copy (the guest paused) */
-	uint64_t pages;            /* pages it sent (zero pages included) */
+	uint64_t pages;            /* pages it sent (frames sent as zero not counted) */
 	uint64_t bytes;            /* stream bytes it sent */
 	uint64_t ns;               /* how long it took */
 	uint64_t dirty_rate;       /* pages/s the harvest that made it found (0: pass 0) */
 	uint64_t expected_downtime_ns; /* the downtime that harvest predicted */
+};
+
+/* Where a downtime went, step by step (ns; 0 for a step not reached). */
+struct migrate_downtime {
+	uint64_t harvest;          /* pause to the final harvest's end */
+	uint64_t pages;            /* the last pages sent */
+	uint64_t context;          /* the context saved and sent */
+	uint64_t ready;            /* until the destination applied all and said READY */
+	uint64_t journal;          /* GO journaled here */
+	uint64_t go_running;       /* GO sent to RUNNING back (the destination's part in it: */
+	uint64_t resume;           /* GO to its guest running, as it measured) */
 };
 
 struct migrate_stats {
@@ -137,6 +148,7 @@ struct migrate_stats {
 	 * latest in the last slot (npasses counts them all). */
 	struct migrate_pass passes[MIGRATE_PASSES_MAX];
 	unsigned npasses;
+	struct migrate_downtime steps;
 };
 
 /*

@@ -342,6 +342,10 @@ static int commit(struct src *m)
 	if ((r = session_wait_msg(m->s, WIRE_READY, NULL)))
 		return fail_io(m, r, "no READY from the destination");
 	m->t_ready = mono_ns();
+	st->steps = (struct migrate_downtime){ .harvest = m->t_harvest - m->tp,
+					       .pages = m->t_pages - m->t_harvest,
+					       .context = m->t_context - m->t_pages,
+					       .ready = m->t_ready - m->t_context };
 	if (m->o->sync_only) {
 		/* The destination holds the copy: run on, logging every write. */
 		if ((r = hv_unpause(m->d)))
@@ -371,12 +375,14 @@ static int commit(struct src *m)
 	/* Downtime: from pause to GO here, plus half the round trip, plus the
 	 * destination's own GO-to-resume interval; no clocks compared. */
 	st->downtime_ns = (tgo - m->tp) + ((trun - tgo) > dres ? (trun - tgo - dres) / 2 : 0) + dres;
+	st->steps.journal = tgo - m->t_ready;
+	st->steps.go_running = trun - tgo;
+	st->steps.resume = dres;
 	log_debug("%s: downtime %.2f ms: final harvest %.2f, %" PRIu64 " pages %.2f, context "
 		  "%.2f, READY %.2f, journal %.2f, GO to RUNNING %.2f (destination %.2f)",
-		  m->d->uri, ns_to_ms(st->downtime_ns), ns_to_ms(m->t_harvest - m->tp), m->nfinal,
-		  ns_to_ms(m->t_pages - m->t_harvest), ns_to_ms(m->t_context - m->t_pages),
-		  ns_to_ms(m->t_ready - m->t_context), ns_to_ms(tgo - m->t_ready),
-		  ns_to_ms(trun - tgo), ns_to_ms(dres));
+		  m->d->uri, ns_to_ms(st->downtime_ns), ns_to_ms(st->steps.harvest), m->nfinal,
+		  ns_to_ms(st->steps.pages), ns_to_ms(st->steps.context), ns_to_ms(st->steps.ready),
+		  ns_to_ms(st->steps.journal), ns_to_ms(trun - tgo), ns_to_ms(dres));
 	m->paused = false;
 	if ((r = hv_destroy(m->d)))
 		return fail(m, r, "migrated, but destroying the source failed: %s", strerror(-r));

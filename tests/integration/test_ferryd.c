@@ -99,12 +99,26 @@ static void cli_migrate(const char *vm)
 
 /* 1. idle, fill and dirtier guests go A->B and back. */
 /* A completed move's passes: 0, each iteration, then the stop-and-copy,
- * numbered in order; their bytes add up to no more than the stream's. */
+ * numbered in order; their bytes add up to no more than the stream's. Its
+ * downtime's steps add up to it: pause to GO here, then between the
+ * destination's own resume and the whole round trip. */
 static void check_passes(const json_t *job)
 {
 	json_t *a = json_object_get(json_object_get(job, "stats"), "passes");
-	double iters = td_jnum(job, "stats.iterations"), sum = 0;
+	double iters = td_jnum(job, "stats.iterations"), sum = 0, here, dt;
 	size_t n = json_array_size(a);
+
+	here = td_jnum(job, "stats.downtime_steps.final_harvest_ms") +
+	       td_jnum(job, "stats.downtime_steps.last_pages_ms") +
+	       td_jnum(job, "stats.downtime_steps.context_ms") +
+	       td_jnum(job, "stats.downtime_steps.ready_ms") +
+	       td_jnum(job, "stats.downtime_steps.journal_go_ms");
+	dt = td_jnum(job, "stats.downtime_ms");
+	if (isnan(here) || isnan(dt))
+		fail_msg("no downtime steps: %s", dumps(job));
+	if (dt < here + td_jnum(job, "stats.downtime_steps.destination_resume_ms") - 0.001 ||
+	    dt > here + td_jnum(job, "stats.downtime_steps.go_to_running_ms") + 0.001)
+		fail_msg("the downtime's steps do not add up to %.3f ms: %s", dt, dumps(job));
 
 	if (!json_is_array(a) || n != (size_t)iters + 2)
 		fail_msg("%zu passes for %.0f iterations: %s", n, iters, dumps(job));
