@@ -167,6 +167,12 @@ static void *vcpu_main(void *arg)
 			reset = false;
 		}
 		rate = m->cfg.wl.rate_pages;
+		if (wl_prefilling(&m->cfg.wl, v->lo, v->hi, v->regs.step)) {
+			/* Every page once, unpaced; the rate counts from its end. */
+			step(v);
+			reset = true;
+			continue;
+		}
 		if (rate) {
 			/* Paced: this vCPU's share of the rate, less the throttle. */
 			double r = (double)rate / m->nr_vcpus * (100 - thr) / 100.0;

@@ -101,6 +101,9 @@ int wl_parse(const char *spec, uint64_t nr_frames, size_t page_size, struct wl_c
 			r = parse_u64(val, 0, UINT64_MAX, &out->seed);
 		} else if (strcmp(tok, "steps") == 0) {
 			r = parse_u64(val, 0, UINT64_MAX, &out->steps);
+		} else if (strcmp(tok, "prefill") == 0 && out->kind == WL_DIRTIER) {
+			r = parse_u64(val, 0, 1, &v);
+			out->prefill = v == 1;
 		} else if (strcmp(tok, "pattern") == 0 && out->kind == WL_DIRTIER) {
 			r = 0;
 			if (strcmp(val, "uniform") == 0)
@@ -148,8 +151,10 @@ void wl_format(const struct wl_config *c, size_t page_size, char *buf, size_t le
 	if (n > 0 && (size_t)n < len && c->steps)
 		n += snprintf(buf + n, len - (size_t)n, ",steps=%" PRIu64, c->steps);
 	if (n > 0 && (size_t)n < len && c->kind == WL_DIRTIER)
-		snprintf(buf + n, len - (size_t)n, ",pattern=%s",
-			 c->pattern == WL_HOTCOLD ? "hotcold" : "uniform");
+		n += snprintf(buf + n, len - (size_t)n, ",pattern=%s",
+			      c->pattern == WL_HOTCOLD ? "hotcold" : "uniform");
+	if (n > 0 && (size_t)n < len && c->prefill)
+		snprintf(buf + n, len - (size_t)n, ",prefill=1");
 }
 
 void wl_slice(const struct wl_config *c, unsigned nr_vcpus, unsigned i, uint64_t *lo,
@@ -187,13 +192,18 @@ uint64_t wl_vcpu_limit(const struct wl_config *c, unsigned nr_vcpus, unsigned i)
 	return wl_step_limit(c, lo, hi);
 }
 
+bool wl_prefilling(const struct wl_config *c, uint64_t lo, uint64_t hi, uint64_t step)
+{
+	return c->kind == WL_DIRTIER && c->prefill && step < hi - lo;
+}
+
 uint64_t wl_pick(const struct wl_config *c, uint64_t seed, uint64_t lo, uint64_t hi, uint64_t step)
 {
 	uint64_t n = hi - lo, h;
 
 	if (step >= wl_step_limit(c, lo, hi) || n == 0)
 		return UINT64_MAX;
-	if (c->kind == WL_FILL)
+	if (c->kind == WL_FILL || wl_prefilling(c, lo, hi, step))
 		return lo + step;
 	h = mix64(seed ^ mix64(step + GOLDEN));
 	if (c->pattern == WL_HOTCOLD) {

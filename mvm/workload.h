@@ -38,6 +38,8 @@ struct wl_config {
 	uint64_t ws_pages;   /* working set: frames [0, ws_pages) */
 	uint64_t rate_pages; /* pages per second over all vCPUs; 0 = as fast as it can */
 	uint64_t steps;      /* per-vCPU step limit, then the vCPU halts; 0 = none */
+	bool prefill;        /* dirtier: each vCPU first writes every page of its
+			      * slice once, in order and unpaced, then dirties */
 	/* kvstore (mvm/kvstore.h): vCPU 0 serves requests, one per step. */
 	uint64_t conns;      /* connection slots of the virtual NIC */
 	uint64_t ring_bytes; /* each slot's receive and send ring, a power of two */
@@ -49,7 +51,7 @@ struct wl_config {
 
 /*
  * Parse "idle", "fill[:ws=SIZE,seed=N,rate=MiB/s]",
- * "dirtier:ws=SIZE,rate=MiB/s,pattern=uniform|hotcold,seed=N,steps=N" or
+ * "dirtier:ws=SIZE,rate=MiB/s,pattern=uniform|hotcold,seed=N,steps=N,prefill=0|1" or
  * "kvstore[:conns=N,ring=SIZE,clients=N,stall=MS]" (defaults 128, 64K,
  * 1024, 10000)
  * for a guest of nr_frames pages of page_size. Defaults: ws = all of RAM,
@@ -69,6 +71,9 @@ uint64_t wl_vcpu_seed(const struct wl_config *c, unsigned i);
  * UINT64_MAX if the step writes nothing (fill past its slice, idle). */
 uint64_t wl_pick(const struct wl_config *c, uint64_t seed, uint64_t lo, uint64_t hi,
 		 uint64_t step);
+/* Whether step `step` of a vCPU with slice [lo, hi) is part of a prefill
+ * (written at once, whatever the rate). */
+bool wl_prefilling(const struct wl_config *c, uint64_t lo, uint64_t hi, uint64_t step);
 /* Steps after which a vCPU halts for good (fill: its slice; steps=), or UINT64_MAX. */
 uint64_t wl_step_limit(const struct wl_config *c, uint64_t lo, uint64_t hi);
 /* The step limit of vCPU i of nr_vcpus (kvstore: vCPU 0 serves, the others

@@ -147,6 +147,9 @@ static void test_wl_parse_rejects(void **state)
 	parse_bad("fill:color=red", "unknown workload option");
 	parse_bad("dirtier:ws=1M,speed=3", "unknown workload option");
 	parse_bad("fill:pattern=hotcold", NULL); /* pattern is the dirtier's */
+	parse_bad("fill:prefill=1", NULL);        /* so is prefill */
+	parse_bad("dirtier:prefill=2", "bad value");
+	parse_bad("dirtier:prefill=yes", "bad value");
 	/* ws larger than RAM, not a page multiple, zero, malformed. */
 	parse_bad("fill:ws=2G", "out of range");
 	parse_bad("dirtier:ws=1025M", "out of range");
@@ -219,6 +222,8 @@ static void test_wl_format_roundtrip(void **state)
 		"dirtier:ws=256M,rate=64,pattern=hotcold,seed=7,steps=100",
 		"dirtier:ws=1G,rate=1,pattern=uniform,seed=18446744073709551615",
 		"dirtier:steps=18446744073709551615,rate=1048576",
+		"dirtier:ws=512M,rate=64,prefill=1",
+		"dirtier:ws=1M,prefill=0",
 	};
 	struct wl_config c;
 	char text[256];
@@ -552,6 +557,38 @@ static void test_wl_pick_fill(void **state)
 	parse_ok("fill:ws=1M,steps=1000", RAM_FRAMES, &c);
 	assert_int_equal(wl_step_limit(&c, 0, 256), 256);
 	assert_int_equal(wl_pick(&c, 1, 0, 256, 256), UINT64_MAX);
+}
+
+/* prefill: the slice in order, once, then the dirtier's own picks (those it
+ * makes at the same step without prefill). */
+static void test_wl_pick_prefill(void **state)
+{
+	struct wl_config c, plain;
+	uint64_t lo, hi;
+
+	(void)state;
+	parse_ok("dirtier:ws=1M,rate=64,prefill=1", RAM_FRAMES, &c);
+	parse_ok("dirtier:ws=1M,rate=64", RAM_FRAMES, &plain);
+	assert_true(c.prefill);
+	assert_false(plain.prefill);
+	for (unsigned v = 0; v < 3; v++) {
+		uint64_t seed = wl_vcpu_seed(&c, v);
+
+		wl_slice(&c, 3, v, &lo, &hi);
+		assert_int_equal(wl_step_limit(&c, lo, hi), UINT64_MAX);
+		for (uint64_t s = 0; s < hi - lo; s++) {
+			assert_true(wl_prefilling(&c, lo, hi, s));
+			assert_int_equal(wl_pick(&c, seed, lo, hi, s), lo + s);
+		}
+		for (uint64_t s = hi - lo; s < 4 * (hi - lo); s++) {
+			uint64_t f = wl_pick(&c, seed, lo, hi, s);
+
+			assert_false(wl_prefilling(&c, lo, hi, s));
+			assert_false(wl_prefilling(&plain, lo, hi, s - (hi - lo)));
+			assert_true(f >= lo && f < hi);
+			assert_int_equal(f, wl_pick(&plain, seed, lo, hi, s));
+		}
+	}
 }
 
 static void test_wl_pick_steps_limit(void **state)
@@ -1091,6 +1128,7 @@ int main(void)
 		cmocka_unit_test(test_wl_pick_uniform_spread),
 		cmocka_unit_test(test_wl_pick_hotcold),
 		cmocka_unit_test(test_wl_pick_fill),
+		cmocka_unit_test(test_wl_pick_prefill),
 		cmocka_unit_test(test_wl_pick_steps_limit),
 		cmocka_unit_test(test_wl_pick_within_step_limit),
 		cmocka_unit_test(test_page_fill),
