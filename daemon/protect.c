@@ -310,10 +310,6 @@ static void *protect_main(void *p)
  */
 #define RESYNC_MAX_S 30
 
-struct resync {
-	char id[JOB_ID_LEN];
-};
-
 static void resync_fire(evutil_socket_t fd, short what, void *arg);
 
 /* On the loop thread: arm the next try of the job whose id arg is. */
