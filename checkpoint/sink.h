@@ -55,6 +55,11 @@ struct stage_sink {
 struct stream_sink stage_sink(struct stage_sink *s, struct stream_sink inner);
 /* Drop whatever is staged (an epoch that will never commit). */
 void stage_sink_free(struct stage_sink *s);
+/* The epoch whose BEGIN came and whose COMMIT has not, or 0. */
+static inline uint64_t stage_sink_partial(const struct stage_sink *s)
+{
+	return s->in_epoch ? s->epoch : 0;
+}
 
 struct codec;
 struct stream_writer;

@@ -323,13 +323,15 @@ static int verdict(struct bk *b, char *err, size_t errlen)
 		snprintf(err, errlen, "channel %u: %s", first->idx, first->why);
 	else
 		snprintf(err, errlen, "replication stopped");
+	/* An epoch past the decided one that some channel had begun, or
+	 * staged whole while another had not: it is dropped whole. */
 	for (unsigned i = 0; i < b->n; i++)
-		most = MAX(most, b->lanes[i].staged);
+		most = MAX(most, MAX(b->lanes[i].staged, stage_sink_partial(&b->lanes[i].stg)));
 	if (most > b->go) {
 		size_t k = strlen(err);
 
-		snprintf(err + k, errlen - k, "; epoch %" PRIu64 " reached only some channels and "
-			 "was dropped", most);
+		snprintf(err + k, errlen - k, "; epoch %" PRIu64 " had not reached every channel "
+			 "whole and was dropped", most);
 	}
 	return b->silent ? -ETIMEDOUT : first ? (first->eof ? -ECONNRESET : first->r) : -ECANCELED;
 }
