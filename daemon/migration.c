@@ -214,7 +214,6 @@ int migration_new_out(enum job_kind k, const char *name, const char *peer, const
 int migration_launch(struct job *j, enum job_state first, void *(*fn)(void *), char *id,
 		     char *err, size_t errlen)
 {
-	struct vm *v = j->v;
 	int r;
 
 	j->running = true;
@@ -225,12 +224,7 @@ int migration_launch(struct job *j, enum job_state first, void *(*fn)(void *), c
 	if ((r = job_set_state(j, first, NULL)) || (r = spawn_thread(fn, j))) {
 		snprintf(err, errlen, "cannot start the job: %s", strerror(-r));
 		job_set_state(j, JOB_FAILED, err);
-		pthread_mutex_lock(&D.lock);
-		j->running = false;
-		j->v = NULL;
-		pthread_mutex_unlock(&D.lock);
-		vm_unbusy(v);
-		vm_put(v);
+		migration_release(j);
 		return r;
 	}
 	snprintf(id, JOB_ID_LEN, "%s", j->id);
@@ -263,16 +257,21 @@ int migration_connect(struct job *j, struct vm *v, struct wire_hello *h, int tim
 	return 0;
 }
 
-void *migration_thread_end_call(struct job *j, void (*fn)(void *), void *arg)
+void migration_release(struct job *j)
 {
 	struct vm *v = j->v;
 
-	vm_unbusy(v);
-	vm_put(v);
 	pthread_mutex_lock(&D.lock);
 	j->running = false;
 	j->v = NULL;
 	pthread_mutex_unlock(&D.lock);
+	vm_unbusy(v);
+	vm_put(v);
+}
+
+void *migration_thread_end_call(struct job *j, void (*fn)(void *), void *arg)
+{
+	migration_release(j);
 	if (fn)
 		loop_call(fn, arg);
 	thread_done();

@@ -40,6 +40,9 @@ int migration_launch(struct job *j, enum job_state first, void *(*fn)(void *), c
  * v), timeout_ms the peer timeout; the agreed codecs into *codec. */
 int migration_connect(struct job *j, struct vm *v, struct wire_hello *h, int timeout_ms,
 		      struct codec_opts *codec, char *err, size_t errlen);
+/* The job lets its guest go: no thread works on it now (the guest is no
+ * longer busy, the job's reference to it put). */
+void migration_release(struct job *j);
 /* The job's thread lets go of its VM and ends; returns NULL for it. */
 void *migration_thread_end(struct job *j);
 /* ... and has fn(arg) run on the loop thread once it has (NULL: nothing). */

@@ -375,12 +375,7 @@ static void resync_fire(evutil_socket_t fd, short what, void *arg)
 	if (job_set_state(j, JOB_SYNCING, NULL) || spawn_thread(protect_main, j)) {
 		if (j->state == JOB_SYNCING)
 			job_set_state(j, JOB_DEGRADED, "cannot start pairing again");
-		pthread_mutex_lock(&D.lock);
-		j->running = false;
-		j->v = NULL;
-		pthread_mutex_unlock(&D.lock);
-		vm_unbusy(v);
-		vm_put(v);
+		migration_release(j);
 	}
 }
 

@@ -940,7 +940,7 @@ static void prealloc(struct mvm_dom *d, const uint64_t *frames, size_t n)
 {
 	if (!d->incoming || !d->prealloc)
 		return;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && frames[i] < d->nr_frames; i++) {
 		uint64_t b = (frames[i] * d->page_size) >> PREALLOC_SHIFT;
 		off_t off = (off_t)(b << PREALLOC_SHIFT);
 		off_t len = (off_t)MIN((uint64_t)1 << PREALLOC_SHIFT, d->ram_size - (uint64_t)off);
@@ -959,14 +959,8 @@ static int mvm_write_pages(struct hv_domain *hd, const uint64_t *frames, size_t 
 {
 	struct mvm_dom *d = dom(hd);
 
-	for (size_t i = 0; i < n; i++)
-		if (frames[i] >= d->nr_frames) {
-			log_error("mvm:%s: frame %" PRIu64 " beyond %" PRIu64, d->name, frames[i],
-				  d->nr_frames);
-			return -ERANGE;
-		}
 	prealloc(d, frames, n);
-	return page_io(d, frames, n, (void *const *)bufs, true);
+	return page_io(d, frames, n, (void *const *)bufs, true); /* checks the frames */
 }
 
 static int mvm_discard_pages(struct hv_domain *hd, const uint64_t *frames, size_t n)
