@@ -47,7 +47,8 @@ static json_t *stats_json(const struct migrate_stats *s)
 		json_object_set_new(o, "passes", passes_json(s));
 	if (o && s->steps.ready)
 		json_object_set_new(o, "downtime_steps",
-				    json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "final_harvest_ms",
+				    json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "pause_ms",
+					      ns_to_ms(s->steps.pause), "final_harvest_ms",
 					      ns_to_ms(s->steps.harvest), "last_pages_ms",
 					      ns_to_ms(s->steps.pages), "context_ms",
 					      ns_to_ms(s->steps.context), "ready_ms",

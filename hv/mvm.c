@@ -55,6 +55,7 @@ struct mvm_dom {
 	int pidfd;
 	pid_t pid;
 	pthread_mutex_t rpc_lock; /* one request at a time (output from any thread) */
+	pthread_mutex_t write_lock; /* one writer of guest RAM at a time: see page_io */
 	uint32_t seq;
 	uint64_t ram_base;
 	uint64_t ram_size;
@@ -343,8 +344,10 @@ static int attach(const char *name, int sock, int child_pidfd, struct hv_domain 
 {
 	struct mvm_dom *d = calloc(1, sizeof *d);
 
-	if (d)
+	if (d) {
 		pthread_mutex_init(&d->rpc_lock, NULL);
+		pthread_mutex_init(&d->write_lock, NULL);
+	}
 	struct mvm_info info;
 	struct mvm_fds f;
 	size_t len;
@@ -872,8 +875,15 @@ static int64_t mvm_populated(struct hv_domain *hd, struct bitmap *out)
 	return n;
 }
 
-/* Check frames, then one preadv/pwritev per run of consecutive frames; a
- * short transfer (rare on a memfd) is finished page by page. */
+/*
+ * Check frames, then one preadv/pwritev per run of consecutive frames; a
+ * short transfer (rare on a memfd) is finished page by page. Writers (the
+ * channels of a migration) take turns on write_lock: a write into a memfd
+ * holds its inode lock, and the kernel's waiters spin on it while its owner
+ * runs; on a two-core host they took the CPU the other channel's TLS or
+ * socket work needed (a 1 GiB fill through two ferryd, TLS: 1.27-1.46 s
+ * before, 0.98-1.0 s after). A sleeping mutex leaves that CPU to them.
+ */
 static int page_io(struct mvm_dom *d, const uint64_t *frames, size_t n, void *const *bufs,
 		   bool write)
 {
@@ -895,9 +905,13 @@ static int page_io(struct mvm_dom *d, const uint64_t *frames, size_t n, void *co
 			iov[k] = (struct iovec){ bufs[i + k], ps };
 			k++;
 		} while (i + k < n && k < IOV_MAX && frames[i + k] == frames[i + k - 1] + 1);
+		if (write)
+			pthread_mutex_lock(&d->write_lock);
 		do
 			r = write ? pwritev(d->memfd, iov, (int)k, off) : preadv(d->memfd, iov, (int)k, off);
 		while (r < 0 && errno == EINTR);
+		if (write)
+			pthread_mutex_unlock(&d->write_lock);
 		done = r > 0 ? (size_t)r : 0;
 		for (size_t j = done / ps; r >= 0 && j < k; j++) {
 			size_t skip = j == done / ps ? done % ps : 0;
@@ -949,8 +963,10 @@ static void prealloc(struct mvm_dom *d, const uint64_t *frames, size_t n)
 		if ((__atomic_load_n(&d->prealloc[b / 8], __ATOMIC_RELAXED) & bit) ||
 		    (__atomic_fetch_or(&d->prealloc[b / 8], bit, __ATOMIC_RELAXED) & bit))
 			continue;
+		pthread_mutex_lock(&d->write_lock); /* the inode lock again: see page_io */
 		if (fallocate(d->memfd, FALLOC_FL_KEEP_SIZE, off, len) < 0)
 			log_debug("mvm:%s: fallocate: %s", d->name, strerror(errno));
+		pthread_mutex_unlock(&d->write_lock);
 	}
 }
 

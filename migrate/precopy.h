@@ -118,7 +118,8 @@ struct migrate_pass {
 
 /* Where a downtime went, step by step (ns; 0 for a step not reached). */
 struct migrate_downtime {
-	uint64_t harvest;          /* pause to the final harvest's end */
+	uint64_t pause;            /* the guest paused (the hypervisor's call) */
+	uint64_t harvest;          /* the final harvest of the dirty log */
 	uint64_t pages;            /* the last pages sent */
 	uint64_t context;          /* the context saved and sent */
 	uint64_t ready;            /* until the destination applied all and said READY */

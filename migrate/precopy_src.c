@@ -48,7 +48,7 @@ struct src {
 	uint64_t ndirty, pass_t0;
 	bool final;               /* the last pass: lanes but 0 end their streams */
 	/* Stop-and-copy: when the guest paused, then each step's end. */
-	uint64_t tp, t_harvest, t_pages, t_context, t_ready, nfinal;
+	uint64_t tp, t_paused, t_harvest, t_pages, t_context, t_ready, nfinal;
 };
 
 static bool cancelled(const struct src *m)
@@ -303,6 +303,7 @@ static int stop_and_copy(struct src *m)
 	if ((r = hv_pause(m->d)))
 		return fail(m, r, "%s: pause: %s", m->d->uri, strerror(-r));
 	m->paused = true;
+	m->t_paused = mono_ns();
 	if (m->o->hooks.stopped)
 		m->o->hooks.stopped(m->o->hooks.ctx, m->d);
 	phase(m, MIG_PH_STOP_COPY);
@@ -342,7 +343,8 @@ static int commit(struct src *m)
 	if ((r = session_wait_msg(m->s, WIRE_READY, NULL)))
 		return fail_io(m, r, "no READY from the destination");
 	m->t_ready = mono_ns();
-	st->steps = (struct migrate_downtime){ .harvest = m->t_harvest - m->tp,
+	st->steps = (struct migrate_downtime){ .pause = m->t_paused - m->tp,
+					       .harvest = m->t_harvest - m->t_paused,
 					       .pages = m->t_pages - m->t_harvest,
 					       .context = m->t_context - m->t_pages,
 					       .ready = m->t_ready - m->t_context };
@@ -378,9 +380,10 @@ static int commit(struct src *m)
 	st->steps.journal = tgo - m->t_ready;
 	st->steps.go_running = trun - tgo;
 	st->steps.resume = dres;
-	log_debug("%s: downtime %.2f ms: final harvest %.2f, %" PRIu64 " pages %.2f, context "
+	log_debug("%s: downtime %.2f ms: pause %.2f, final harvest %.2f, %" PRIu64 " pages %.2f, context "
 		  "%.2f, READY %.2f, journal %.2f, GO to RUNNING %.2f (destination %.2f)",
-		  m->d->uri, ns_to_ms(st->downtime_ns), ns_to_ms(st->steps.harvest), m->nfinal,
+		  m->d->uri, ns_to_ms(st->downtime_ns), ns_to_ms(st->steps.pause),
+		  ns_to_ms(st->steps.harvest), m->nfinal,
 		  ns_to_ms(st->steps.pages), ns_to_ms(st->steps.context), ns_to_ms(st->steps.ready),
 		  ns_to_ms(st->steps.journal), ns_to_ms(trun - tgo), ns_to_ms(dres));
 	m->paused = false;

@@ -108,7 +108,8 @@ static void check_passes(const json_t *job)
 	double iters = td_jnum(job, "stats.iterations"), sum = 0, here, dt;
 	size_t n = json_array_size(a);
 
-	here = td_jnum(job, "stats.downtime_steps.final_harvest_ms") +
+	here = td_jnum(job, "stats.downtime_steps.pause_ms") +
+	       td_jnum(job, "stats.downtime_steps.final_harvest_ms") +
 	       td_jnum(job, "stats.downtime_steps.last_pages_ms") +
 	       td_jnum(job, "stats.downtime_steps.context_ms") +
 	       td_jnum(job, "stats.downtime_steps.ready_ms") +
