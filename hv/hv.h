@@ -157,6 +157,12 @@ struct hv_ops {
 	 */
 	int (*pause)(struct hv_domain *d);
 	int (*unpause)(struct hv_domain *d);
+	/*
+	 * Optional. warm: calls that must be quick follow (a downtime: the
+	 * source's pause, the destination's context and resume): do now what
+	 * would otherwise make them slow. Best effort; NULL is a no-op.
+	 */
+	void (*warm)(struct hv_domain *d);
 	/* throttle: slow the vCPUs to (100 - pct)% of their speed; 0 undoes it.
 	 * pct in [0, 99], else -EINVAL. */
 	int (*throttle)(struct hv_domain *d, unsigned pct);
@@ -276,6 +282,11 @@ static inline int hv_info(struct hv_domain *d, struct hv_info *o) { return d->op
 static inline int hv_commit(struct hv_domain *d) { return d->ops->commit(d); }
 static inline int hv_pause(struct hv_domain *d) { return d->ops->pause(d); }
 static inline int hv_unpause(struct hv_domain *d) { return d->ops->unpause(d); }
+static inline void hv_warm(struct hv_domain *d)
+{
+	if (d->ops->warm)
+		d->ops->warm(d);
+}
 static inline int hv_throttle(struct hv_domain *d, unsigned pct) { return d->ops->throttle(d, pct); }
 static inline int hv_logdirty_enable(struct hv_domain *d) { return d->ops->logdirty_enable(d); }
 static inline int hv_logdirty_disable(struct hv_domain *d) { return d->ops->logdirty_disable(d); }

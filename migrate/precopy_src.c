@@ -28,6 +28,10 @@
 #define THROTTLE_STEP 20
 #define THROTTLE_MAX 99
 #define NO_PROGRESS_ITERS 3
+/* Under the target, another iteration is worth it while the pages left
+ * would still cost more than this in the pause and the last one at least
+ * halved them. */
+#define SETTLED_NS (1 * NSEC_PER_MSEC)
 #define FAILURE_GRACE_MS 300
 
 struct src {
@@ -216,7 +220,10 @@ static int throttle_more(struct src *m)
 /*
  * Iterate: iteration 0 sends every frame that exists, then each iteration
  * harvests the dirty log and sends what changed, until the expected
- * downtime is under the target, or the no-convergence policy says stop.
+ * downtime is under the target and more iterations would not shorten it
+ * much (the target is a limit, not an aim: a guest that converges is
+ * stopped when its dirty set has settled, as small as it will get), or the
+ * no-convergence policy says stop.
  * On return m->dirty holds what was harvested but not sent.
  */
 static int iterate(struct src *m)
@@ -257,7 +264,9 @@ static int iterate(struct src *m)
 		log_debug("%s: pass %u: %" PRId64 " dirty pages, %.0f MiB/s, expected downtime "
 			  "%.1f ms", m->d->uri, it, nd, bw / (1 << 20),
 			  ns_to_ms(st->expected_downtime_ns));
-		if (st->expected_downtime_ns <= o->downtime_ns)
+		if (st->expected_downtime_ns <= o->downtime_ns &&
+		    (st->expected_downtime_ns <= SETTLED_NS || (uint64_t)nd > prev_dirty / 2 ||
+		     it > o->max_iters))
 			return 0;
 		stalls = (uint64_t)nd >= prev_dirty ? stalls + 1 : 0;
 		prev_dirty = (uint64_t)nd;
@@ -299,6 +308,7 @@ static int stop_and_copy(struct src *m)
 	 * buffers hold would otherwise be drained during the downtime. */
 	if ((r = session_wait_arg(m->s, WIRE_HEARTBEAT, m->passes)))
 		return fail_io(m, r, "waiting for the destination to apply the last iteration");
+	hv_warm(m->d);
 	m->tp = mono_ns();
 	if ((r = hv_pause(m->d)))
 		return fail(m, r, "%s: pause: %s", m->d->uri, strerror(-r));
