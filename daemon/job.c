@@ -1,5 +1,6 @@
 /*
- * job.c — the job list, the journal (STATE/jobs/ID.json) and the one state
+ * job.c — the job list, the journal (STATE/jobs/ID.rec, slot files: see
+ * journal.h; ID.json from older versions is still read) and the one state
  * machine; see job.h.
  */
 #include "daemon/job.h"
@@ -222,8 +223,8 @@ static int journal(const struct job *j, bool durable)
 	if (!o)
 		return -ENOMEM;
 	snprintf(dir, sizeof dir, "%s/jobs", D.state_dir);
-	snprintf(file, sizeof file, "%s.json", j->id);
-	r = journal_write(dir, file, o, durable);
+	snprintf(file, sizeof file, "%s.rec", j->id);
+	r = journal_slots_write(dir, file, o, durable);
 	json_decref(o);
 	return r;
 }
@@ -493,7 +494,7 @@ out:
 /* A job from its journal file; NULL if malformed. */
 static struct job *job_load(const char *path)
 {
-	json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
+	json_t *o = journal_load(path);
 	struct job *j = job_from_json(o);
 
 	json_decref(o);
@@ -520,7 +521,7 @@ static struct job *oldest_first(struct job *list)
 
 void jobs_recover(void)
 {
-	char dir[300], path[600];
+	char dir[300], path[600], rec[600];
 	DIR *dp;
 	struct dirent *e;
 	struct job *list = NULL, *j;
@@ -532,8 +533,13 @@ void jobs_recover(void)
 	while ((e = readdir(dp))) {
 		size_t len = strlen(e->d_name);
 
-		if (e->d_name[0] == '.' || len < 6 || strcmp(e->d_name + len - 5, ".json") != 0)
+		bool legacy = len > 5 && strcmp(e->d_name + len - 5, ".json") == 0;
+
+		if (e->d_name[0] == '.' || len < 5 || (!legacy && strcmp(e->d_name + len - 4, ".rec")))
 			continue;
+		snprintf(path, sizeof path, "%s/%.*s.rec", dir, (int)(len - 5), e->d_name);
+		if (legacy && access(path, F_OK) == 0)
+			continue; /* rewritten since: the .rec is the record (removed below) */
 		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
 		if (!(j = job_load(path))) {
 			log_warn("%s: not a job record; ignored", path);
@@ -547,9 +553,16 @@ void jobs_recover(void)
 	list = oldest_first(list);
 	while ((j = list)) {
 		list = j->next;
-		if (n-- > JOBS_KEPT && job_state_final(j->state)) {
-			snprintf(path, sizeof path, "%s/%s.json", dir, j->id);
+		bool drop = n-- > JOBS_KEPT && job_state_final(j->state);
+
+		/* An older version's record goes with its job, or once a .rec
+		 * has taken its place. */
+		snprintf(rec, sizeof rec, "%s/%s.rec", dir, j->id);
+		snprintf(path, sizeof path, "%s/%s.json", dir, j->id);
+		if (drop || access(rec, F_OK) == 0)
 			unlink(path);
+		if (drop) {
+			unlink(rec);
 			job_free(j);
 			continue;
 		}

@@ -28,4 +28,36 @@ int journal_open(const char *state_dir, char *err, size_t errlen);
  */
 int journal_write(const char *dir, const char *name, json_t *o, bool durable);
 
+/*
+ * Records rewritten inside a migration's downtime (jobs: READY, GO,
+ * resuming) are slot files: two slots of equal size, each
+ *
+ *     "FERRYREC" | le32 version (1) | le32 len | le64 seq | le64 XXH3-64 | text
+ *
+ * (XXH3 over seq, len and the text; the text is the record's JSON), each
+ * write going to the slot the newest record is not in, with seq one more.
+ * A reader takes the valid slot with the higher seq: a write torn by a crash
+ * spoils only its own slot, and the other still holds the record before it.
+ * The file is created whole and durable (both slots written, the file and
+ * the directory fsync'd), so that a later durable write is one pwrite and
+ * one fdatasync into blocks that exist, with no metadata to commit. Here
+ * (ext4 on a virtual disk; 700-byte records, 30 writes each) that is 0.15
+ * ms a write 2 ms after the last and 0.48 ms after 50 ms, against 0.43 and
+ * 1.0 ms for a new file fsync'd, renamed and its directory fsync'd. A record
+ * that outgrows its slot makes the file again, with larger slots.
+ *
+ * journal_slots_write: write o as dir/name (durable as asked). 0 or -errno
+ * (logged).
+ */
+int journal_slots_write(const char *dir, const char *name, json_t *o, bool durable);
+
+/*
+ * The record in buf (len bytes: a slot file, or a plain JSON file as
+ * journal_write makes), or NULL if it holds none. The caller owns it.
+ */
+json_t *journal_parse(const void *buf, size_t len);
+
+/* journal_parse of the file at path; NULL if it cannot be read. */
+json_t *journal_load(const char *path);
+
 #endif

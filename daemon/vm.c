@@ -278,7 +278,7 @@ int vm_record_write(struct vm *v)
 	if (!o)
 		return -ENOMEM;
 	snprintf(file, sizeof file, "%s.json", v->name);
-	r = journal_write(vms_dir(dir, sizeof dir), file, o, true);
+	r = journal_write(vms_dir(dir, sizeof dir), file, o, false); /* see vm.h */
 	json_decref(o);
 	return r;
 }

@@ -1,6 +1,7 @@
 /*
  * fuzz_journal.c — libFuzzer target for ferryd's job records
- * (daemon/job.c, job_from_json): what a restarted ferryd reads back from
+ * (daemon/journal.c, journal_parse: a slot file or an older version's JSON;
+ * daemon/job.c, job_from_json): what a restarted ferryd reads back from
  * STATE/jobs/. A record it takes must be one it writes the same way again:
  * read, written, read once more, the job is the same.
  */
@@ -11,6 +12,7 @@
 
 #include "common/log.h"
 #include "daemon/job.h"
+#include "daemon/journal.h"
 #include "daemon/migration.h"
 
 #include "tests/fuzz/check.h"
@@ -29,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		job_kind_register(JOB_MIGRATE_IN, &migrate_in_kind);
 		ready = true;
 	}
-	o = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
+	o = journal_parse(data, size);
 	j = job_from_json(o);
 	json_decref(o);
 	if (!j)

@@ -3,7 +3,10 @@
  * every allowed transition is made, and refused on every forbidden one; the
  * journal holds exactly the transitions made (and nothing for a refused one
  * or one whose journal write failed); exactly the points of DESIGN.md §6 are
- * durable; records read back as they were written.
+ * durable; records read back as they were written. The slot files the
+ * records live in (daemon/journal.c): a torn write loses only itself, a
+ * record that outgrows its slot is kept, an older version's JSON record is
+ * read and replaced.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <endian.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -99,8 +104,8 @@ static int journal_of(const char *id, enum job_state *st, int max)
 	size_t i;
 	int n = 0;
 
-	snprintf(path, sizeof path, "%s/jobs/%s.json", base, id);
-	if (!(o = json_load_file(path, 0, NULL)))
+	snprintf(path, sizeof path, "%s/jobs/%s.rec", base, id);
+	if (!(o = journal_load(path)))
 		return -1;
 	h = json_object_get(o, "history");
 	json_array_foreach(h, i, e) {
@@ -369,12 +374,197 @@ static void test_reload(void **state)
 	pthread_mutex_unlock(&D.lock);
 }
 
+/* ---- slot files ---- */
+
+static json_t *rec_n(int n, size_t pad)
+{
+	char *s = calloc(1, pad + 1);
+	json_t *o;
+
+	memset(s, 'x', pad);
+	o = json_pack("{s:i, s:s}", "n", n, "pad", s);
+	free(s);
+	return o;
+}
+
+static int n_of(const char *path)
+{
+	json_t *o = journal_load(path);
+	int n = o ? (int)json_integer_value(json_object_get(o, "n")) : -1;
+
+	json_decref(o);
+	return n;
+}
+
+static off_t size_of(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* Spoil one byte of the text of the slot holding the newest record. */
+static void tear_newest(const char *path)
+{
+	off_t half = size_of(path) / 2;
+	int fd = open(path, O_RDWR);
+	uint64_t s0, s1;
+	char c;
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &s0, 8, 16), 8);
+	assert_int_equal(pread(fd, &s1, 8, half + 16), 8);
+	off_t at = (le64toh(s1) > le64toh(s0) ? half : 0) + 40;
+	assert_int_equal(pread(fd, &c, 1, at), 1);
+	c ^= 0x20;
+	assert_int_equal(pwrite(fd, &c, 1, at), 1);
+	close(fd);
+}
+
+static void put(const char *dir, const char *name, int n, size_t pad, bool durable)
+{
+	json_t *o = rec_n(n, pad);
+
+	assert_int_equal(journal_slots_write(dir, name, o, durable), 0);
+	json_decref(o);
+}
+
+static void test_slots(void **state)
+{
+	char dir[300], path[400];
+	off_t small;
+
+	(void)state;
+	snprintf(dir, sizeof dir, "%s/slots", base);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	snprintf(path, sizeof path, "%s/r.rec", dir);
+	assert_int_equal(n_of(path), -1);
+	put(dir, "r.rec", 1, 10, false);
+	small = size_of(path);
+	assert_int_equal(small, 2 * 16384); /* created whole: both slots */
+	put(dir, "r.rec", 2, 10, true);
+	put(dir, "r.rec", 3, 10, false);
+	assert_int_equal(n_of(path), 3);
+	assert_int_equal(size_of(path), small); /* written in place */
+
+	/* A torn newest record: the one before it is read... */
+	tear_newest(path);
+	assert_int_equal(n_of(path), 2);
+	/* ...and the next write goes where the torn one was, keeping it. */
+	put(dir, "r.rec", 4, 10, true);
+	assert_int_equal(n_of(path), 4);
+	tear_newest(path);
+	assert_int_equal(n_of(path), 2);
+	put(dir, "r.rec", 5, 10, true);
+	tear_newest(path);
+	assert_int_equal(n_of(path), 2);
+
+	/* Both torn: nothing; a write then makes the file anew. */
+	put(dir, "r.rec", 6, 10, true);
+	tear_newest(path);
+	{
+		int fd = open(path, O_RDWR);
+		char c = 0;
+
+		assert_int_equal(pwrite(fd, &c, 1, 40), 1);
+		assert_int_equal(pwrite(fd, &c, 1, small / 2 + 40), 1);
+		close(fd);
+	}
+	assert_int_equal(n_of(path), -1);
+	put(dir, "r.rec", 7, 10, true);
+	assert_int_equal(n_of(path), 7);
+
+	/* A record larger than its slot: the file is made again, larger. */
+	put(dir, "r.rec", 8, 40000, true);
+	assert_int_equal(n_of(path), 8);
+	assert_true(size_of(path) > small);
+	put(dir, "r.rec", 9, 10, true);
+	assert_int_equal(n_of(path), 9);
+
+	/* A JSON record of an older version reads as it is. */
+	{
+		json_t *o = rec_n(10, 3);
+
+		snprintf(path, sizeof path, "%s/old.json", dir);
+		assert_int_equal(journal_write(dir, "old.json", o, true), 0);
+		json_decref(o);
+		assert_int_equal(n_of(path), 10);
+	}
+	assert_null(journal_parse("FERRYREC", 8));
+	assert_null(journal_parse("", 0));
+}
+
+static void forget_jobs(void)
+{
+	pthread_mutex_lock(&D.lock);
+	while (D.jobs) {
+		struct job *k = D.jobs;
+
+		D.jobs = k->next;
+		job_free(k);
+	}
+	pthread_mutex_unlock(&D.lock);
+}
+
+static const char *error_of(const char *id)
+{
+	static char e[sizeof ((struct job *)0)->error];
+	struct job *k;
+
+	pthread_mutex_lock(&D.lock);
+	k = job_find(id);
+	snprintf(e, sizeof e, "%s", k ? k->error : "(no such job)");
+	pthread_mutex_unlock(&D.lock);
+	return e;
+}
+
+/* A job recorded by an older version (ID.json) is recovered as it is; once
+ * an ID.rec stands beside it, that is the record and the .json goes. */
+static void test_legacy_record(void **state)
+{
+	enum job_state made[JOB_STATE_MAX];
+	char id[JOB_ID_LEN], rec[400], old[400], dir[300];
+	struct job *j;
+	json_t *o;
+	int n;
+
+	(void)state;
+	j = job_at(JOB_UNRESOLVED, made, &n);
+	assert_int_equal(job_set_state(j, JOB_FAILED, "new"), 0);
+	snprintf(id, sizeof id, "%s", j->id);
+	snprintf(dir, sizeof dir, "%s/jobs", base);
+	snprintf(rec, sizeof rec, "%s/%s.rec", dir, id);
+	snprintf(old, sizeof old, "%s/%s.json", dir, id);
+	o = journal_load(rec);
+	assert_non_null(o);
+	json_object_set_new(o, "error", json_string("legacy"));
+	assert_int_equal(journal_write(dir, strrchr(old, '/') + 1, o, true), 0);
+	assert_int_equal(unlink(rec), 0);
+	forget_jobs();
+	quiet(true); /* other tests' jobs, recovered without a daemon */
+	jobs_recover();
+	quiet(false);
+	assert_string_equal(error_of(id), "legacy");
+	assert_true(size_of(old) > 0);
+
+	json_object_set_new(o, "error", json_string("new"));
+	assert_int_equal(journal_slots_write(dir, strrchr(rec, '/') + 1, o, true), 0);
+	json_decref(o);
+	forget_jobs();
+	quiet(true);
+	jobs_recover();
+	quiet(false);
+	assert_string_equal(error_of(id), "new");
+	assert_int_equal(size_of(old), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_allowed),	    cmocka_unit_test(test_forbidden),
 		cmocka_unit_test(test_durable_points), cmocka_unit_test(test_journal_failure),
 		cmocka_unit_test(test_names),	    cmocka_unit_test(test_reload),
+		cmocka_unit_test(test_slots),	    cmocka_unit_test(test_legacy_record),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
