@@ -183,22 +183,33 @@ struct cp_stream {
 	char *map;           /* its mapping (CP_DST_MMAP), else NULL */
 	enum cp_dst dst;
 	size_t off, len;     /* the part of the RAM this stream carries */
+	pthread_mutex_t *wlock; /* shared: one writer of the memfd at a time */
 	int err;             /* 0 or -errno */
 };
 
 /* Receive one stream's part into the destination memfd by its method:
  * fallocate the part first (fpwrite), then recv into a reused buffer and
- * pwrite, or recv straight into the mapping. Sets s->err. */
+ * pwrite, or recv straight into the mapping. Sets s->err. The streams take
+ * turns writing, as ferry's destination does (hv/mvm.c, page_io): a write
+ * holds the memfd's inode lock, and the kernel's waiters for it spin while
+ * the CPU they take is one another stream needs (2 streams, 1 GiB, here:
+ * 888 MiB/s without turns, against 2 GiB/s with one stream). */
 static void *cp_recv_stream(void *arg)
 {
 	struct cp_stream *s = arg;
 	char *buf = NULL;
 	size_t got = 0;
 
-	if (s->dst == CP_DST_FPWRITE && s->len &&
-	    fallocate(s->ram, 0, (off_t)s->off, (off_t)s->len) < 0) {
-		s->err = -errno;
-		return NULL;
+	if (s->dst == CP_DST_FPWRITE && s->len) {
+		int r;
+
+		pthread_mutex_lock(s->wlock);
+		r = fallocate(s->ram, 0, (off_t)s->off, (off_t)s->len);
+		pthread_mutex_unlock(s->wlock);
+		if (r < 0) {
+			s->err = -errno;
+			return NULL;
+		}
 	}
 	if (!s->map && !(buf = malloc(CP_CHUNK))) {
 		s->err = -ENOMEM;
@@ -215,9 +226,16 @@ static void *cp_recv_stream(void *arg)
 			s->err = n < 0 ? -errno : -EPIPE;
 			break;
 		}
-		if (!s->map && pwrite(s->ram, buf, (size_t)n, (off_t)(s->off + got)) != n) {
-			s->err = -EIO;
-			break;
+		if (!s->map) {
+			ssize_t w;
+
+			pthread_mutex_lock(s->wlock);
+			w = pwrite(s->ram, buf, (size_t)n, (off_t)(s->off + got));
+			pthread_mutex_unlock(s->wlock);
+			if (w != n) {
+				s->err = -EIO;
+				break;
+			}
 		}
 		got += (size_t)n;
 	}
@@ -233,6 +251,7 @@ static void *cp_recv_stream(void *arg)
 static int cp_receive(struct cp_stream *ss, unsigned n, size_t len, enum cp_dst dst)
 {
 	pthread_t tid[CP_STREAMS_MAX];
+	pthread_mutex_t wlock = PTHREAD_MUTEX_INITIALIZER;
 	char *map = NULL;
 	unsigned started = 0;
 	int ram, e = 0;
@@ -254,6 +273,7 @@ static int cp_receive(struct cp_stream *ss, unsigned n, size_t len, enum cp_dst 
 		ss[i].ram = ram;
 		ss[i].map = map;
 		ss[i].dst = dst;
+		ss[i].wlock = &wlock;
 		ss[i].err = 0;
 		cp_part(len, i, n, &ss[i].off, &ss[i].len);
 	}
