@@ -7,7 +7,10 @@
  * WANT_WRITE) drops the lock and poll()s: the other direction goes on
  * meanwhile. TLS has no writev: pieces that lie back to back in memory (the
  * raw pages of a record) go to SSL_write as one, and small ones are
- * gathered into 64 KiB first (a record and a syscall each would cost more).
+ * gathered into 64 KiB first (a record each would cost more). Under SSL a
+ * buffering BIO collects the records of a send (256 KiB), so that a write(2)
+ * carries 16 of them, not one: a 1 GiB move through two ferryd made 184k
+ * syscalls, now 60k.
  */
 #include "transport/tls.h"
 
@@ -31,6 +34,7 @@
 #include "transport/tcp.h"
 
 #define WBUF_SIZE 65536
+#define OUTBUF_SIZE (256 * 1024)
 
 struct tls_ctx {
 	SSL_CTX *ctx;
@@ -302,6 +306,32 @@ static int tls_io(struct tls_chan *t, bool wr, void *buf, size_t len, size_t *do
 	}
 }
 
+/*
+ * Hand what the buffering BIO under SSL holds to the socket, waiting for
+ * room until deadline. 0 or -errno.
+ */
+static int flush_out(struct tls_chan *t, uint64_t deadline)
+{
+	for (;;) {
+		BIO *b;
+		int ok, r;
+
+		pthread_mutex_lock(&t->lock);
+		b = SSL_get_wbio(t->ssl);
+		ERR_clear_error();
+		errno = 0;
+		ok = BIO_flush(b) > 0;
+		r = ok ? 0 : BIO_should_retry(b) ? -EAGAIN : errno ? -errno : -EPIPE;
+		if (r && r != -EAGAIN)
+			reset_reason(t); /* the peer may have said why (an alert) */
+		pthread_mutex_unlock(&t->lock);
+		if (r != -EAGAIN)
+			return r == -ECONNRESET ? -EPIPE : r;
+		if ((r = sock_wait(t->c.fd, POLLOUT, deadline)))
+			return r;
+	}
+}
+
 static int flush_wbuf(struct tls_chan *t, uint64_t deadline)
 {
 	size_t off = 0, n;
@@ -368,7 +398,9 @@ static int tls_send(struct chan *c, const struct iovec *iov, int n, int timeout_
 				return r;
 		}
 	}
-	return flush_wbuf(t, deadline);
+	if ((r = flush_wbuf(t, deadline)))
+		return r;
+	return flush_out(t, deadline);
 }
 
 static int tls_recv(struct chan *c, void *buf, size_t len, int timeout_ms)
@@ -416,6 +448,7 @@ static void tls_close_send(struct chan *c)
 
 	pthread_mutex_lock(&t->lock);
 	SSL_shutdown(t->ssl); /* close_notify, best effort: the socket is non-blocking */
+	BIO_flush(SSL_get_wbio(t->ssl));
 	pthread_mutex_unlock(&t->lock);
 	shutdown(c->fd, SHUT_WR);
 }
@@ -597,8 +630,22 @@ static int handshake(struct tls_ctx *tx, int fd, const char *host, int timeout_m
 		r = -ECONNREFUSED;
 		goto fail;
 	}
-	/* Read whole records at a time from here on. */
+	/* Read whole records at a time from here on, and write them out many
+	 * at a time: with one write(2) per 16 KiB record, syscalls were a
+	 * large part of what TLS cost over plaintext. tls_send flushes before
+	 * it returns, so what it was given is with the kernel, as with tcp. */
 	SSL_set_read_ahead(t->ssl, 1);
+	{
+		BIO *buf = BIO_new(BIO_f_buffer()), *sock = SSL_get_wbio(t->ssl);
+
+		if (!buf || !BIO_set_write_buffer_size(buf, OUTBUF_SIZE) || !BIO_up_ref(sock)) {
+			BIO_free(buf);
+			snprintf(err, errlen, "out of memory");
+			r = -ENOMEM;
+			goto fail;
+		}
+		SSL_set0_wbio(t->ssl, BIO_push(buf, sock));
+	}
 	if (host) {
 		snprintf(t->c.peer, sizeof t->c.peer, "%s", host);
 	} else {
