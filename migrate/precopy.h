@@ -122,8 +122,8 @@ struct migrate_downtime {
 	uint64_t harvest;          /* the final harvest of the dirty log */
 	uint64_t pages;            /* the last pages sent */
 	uint64_t context;          /* the context saved and sent */
-	uint64_t ready;            /* until the destination applied all and said READY */
-	uint64_t journal;          /* GO journaled here */
+	uint64_t journal;          /* GO journaled here (the destination works meanwhile) */
+	uint64_t ready;            /* then until it applied all and said READY, to GO */
 	uint64_t go_running;       /* GO sent to RUNNING back (the destination's part in it: */
 	uint64_t resume;           /* GO to its guest running, as it measured) */
 };
