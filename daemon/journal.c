@@ -249,7 +249,7 @@ static int slots_update(int fd, const char *text, size_t len, bool durable, uint
 		free(buf);
 		return -EAGAIN;
 	}
-	i = !s[0] ? 0 : !s[1] ? 1 : s[0] > s[1];
+	i = s[0] > s[1]; /* the older, or a torn one (0): never the newest valid */
 	slot_fill(buf, top + 1, text, len);
 	r = pio_full(fd, buf, sizeof(struct slot_hdr) + len, (off_t)((size_t)i * slot), true);
 	free(buf);
