@@ -158,9 +158,9 @@ struct hv_ops {
 	int (*pause)(struct hv_domain *d);
 	int (*unpause)(struct hv_domain *d);
 	/*
-	 * Optional. warm: calls that must be quick follow (a downtime: the
-	 * source's pause, the destination's context and resume): do now what
-	 * would otherwise make them slow. Best effort; NULL is a no-op.
+	 * Optional. warm: a pause that must be quick follows (a migration's
+	 * stop-and-copy): do now, while the guest runs, what would otherwise
+	 * make it slow. Best effort; NULL is a no-op.
 	 */
 	void (*warm)(struct hv_domain *d);
 	/* throttle: slow the vCPUs to (100 - pct)% of their speed; 0 undoes it.

@@ -894,7 +894,7 @@ static int64_t mvm_populated(struct hv_domain *hd, struct bitmap *out)
  * holds its inode lock, and the kernel's waiters spin on it while its owner
  * runs; on a two-core host they took the CPU the other channel's TLS or
  * socket work needed (a 1 GiB fill through two ferryd, TLS: 1.27-1.46 s
- * before, 0.98-1.0 s after). A sleeping mutex leaves that CPU to them.
+ * before, 0.98-1.2 s after). A sleeping mutex leaves that CPU to them.
  */
 static int page_io(struct mvm_dom *d, const uint64_t *frames, size_t n, void *const *bufs,
 		   bool write)
