@@ -45,38 +45,52 @@ int journal_open(const char *state_dir, char *err, size_t errlen)
 	return 0; /* fd stays open: the lock is ours until we exit */
 }
 
+/*
+ * Write len bytes at buf as dir/name atomically: a temporary file renamed
+ * over it; durable: the file fsync'd before the rename and the directory
+ * after it. 0 or -errno.
+ */
+static int replace_file(const char *dir, const char *name, const void *buf, size_t len,
+			bool durable)
+{
+	char tmp[512], path[512];
+	int fd, dfd, r = 0;
+
+	snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+		return -errno;
+	if (!(r = pio_full(fd, (void *)buf, len, 0, true)) && durable && fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	if (!r && rename(tmp, path) < 0)
+		r = -errno;
+	if (r) {
+		unlink(tmp);
+		return r;
+	}
+	if (durable && (dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		if (fsync(dfd) < 0)
+			r = -errno;
+		close(dfd);
+	}
+	return r;
+}
+
 int journal_write(const char *dir, const char *name, json_t *o, bool durable)
 {
-	char tmp[512], path[512], *text = json_dumps(o, JSON_INDENT(1) | JSON_SORT_KEYS);
+	char *text = json_dumps(o, JSON_INDENT(1) | JSON_SORT_KEYS);
 	size_t len;
-	int fd, dfd, r = 0;
+	int r;
 
 	if (!text)
 		return -ENOMEM;
 	len = strlen(text);
 	text[len] = '\n'; /* json_dumps leaves room for the NUL we overwrite */
-	snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		r = -errno;
-	} else {
-		if (!(r = pio_full(fd, text, len + 1, 0, true)) && durable && fsync(fd) < 0)
-			r = -errno;
-		close(fd);
-		if (!r && rename(tmp, path) < 0)
-			r = -errno;
-		if (r)
-			unlink(tmp);
-	}
+	r = replace_file(dir, name, text, len + 1, durable);
 	free(text);
-	if (!r && durable && (dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		if (fsync(dfd) < 0)
-			r = -errno;
-		close(dfd);
-	}
 	if (r)
-		log_error("writing %s: %s", path, strerror(-r));
+		log_error("writing %s/%s: %s", dir, name, strerror(-r));
 	return r;
 }
 
@@ -177,10 +191,9 @@ static void slot_fill(unsigned char *buf, uint64_t seq, const char *text, size_t
 static int slots_create(const char *dir, const char *name, uint64_t seq, const char *text,
 			size_t len)
 {
-	char tmp[512], path[512];
 	size_t slot = SLOT_MIN;
 	unsigned char *buf;
-	int fd, dfd, r = 0;
+	int r;
 
 	while (slot < 2 * (len + sizeof(struct slot_hdr)))
 		slot *= 2;
@@ -189,25 +202,8 @@ static int slots_create(const char *dir, const char *name, uint64_t seq, const c
 	if (!(buf = calloc(2, slot)))
 		return -ENOMEM;
 	slot_fill(buf, seq, text, len);
-	snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
-		r = -errno;
-	} else {
-		if (!(r = pio_full(fd, buf, 2 * slot, 0, true)) && fsync(fd) < 0)
-			r = -errno;
-		close(fd);
-		if (!r && rename(tmp, path) < 0)
-			r = -errno;
-		if (r)
-			unlink(tmp);
-	}
+	r = replace_file(dir, name, buf, 2 * slot, true);
 	free(buf);
-	if (!r && (dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		if (fsync(dfd) < 0)
-			r = -errno;
-		close(dfd);
-	}
 	return r;
 }
 
