@@ -72,7 +72,10 @@ struct hv_spec {
 /* Output gating (hv_ops.output): a guest's network output held per epoch,
  * for replication's output commit. */
 enum hv_output {
-	HV_OUTPUT_HOLD = 1, /* from now on output waits; epoch: the one starting */
+	HV_OUTPUT_HOLD = 1, /* from now on output waits; epoch: the one starting.
+			     * Output still held from before (a hold already on:
+			     * the primary's daemon restarted) stays held, as
+			     * epoch - 1 */
 	HV_OUTPUT_MARK,     /* a new epoch starts now (the guest is paused): output
 			     * before it belongs to the earlier epochs */
 	HV_OUTPUT_RELEASE,  /* output of every epoch up to epoch may leave */

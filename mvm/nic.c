@@ -495,10 +495,20 @@ int nic_gate(struct nic *n, enum nic_gate_op op, uint64_t epoch)
 	pthread_mutex_lock(&n->lock);
 	switch (op) {
 	case NIC_GATE_HOLD:
-		/* What is out there already may go; from now on it waits. */
+		/* Off: what is out there already may go; from now on it waits.
+		 * On already (a new pairing of a primary whose daemon restarted):
+		 * what is held stays held, as epoch - 1 — released with the first
+		 * epoch the new standby acknowledges, never before. */
 		for (uint64_t i = 0; i < n->l.nslots; i++) {
-			n->sendable[i] = ld(&slot(n, i)->tx_tail);
+			uint64_t pos = ld(&slot(n, i)->tx_tail);
+
+			if (!n->gated)
+				n->sendable[i] = pos;
 			n->nmarks[i] = 0;
+			if (pos > n->sendable[i]) {
+				n->marks[i][0] = (struct mark){ epoch ? epoch - 1 : 0, pos };
+				n->nmarks[i] = 1;
+			}
 		}
 		__atomic_store_n(&n->gated, true, __ATOMIC_RELEASE);
 		n->epoch = epoch;

@@ -81,7 +81,8 @@ int nic_listen(struct nic *n, int listen_fd, bool parked);
  * Every writer must be parked. */
 void nic_new_host(struct nic *n);
 /* Output gating (see above). epoch: HOLD, MARK: the epoch starting now;
- * RELEASE: the last epoch whose output may leave. 0 or -EINVAL. */
+ * RELEASE: the last epoch whose output may leave. A HOLD while the gate is
+ * on keeps what it holds, as epoch - 1. 0 or -EINVAL. */
 int nic_gate(struct nic *n, enum nic_gate_op op, uint64_t epoch);
 void nic_stats(struct nic *n, struct nic_stats *st);
 

@@ -215,10 +215,32 @@ static void test_output_gating(void **state)
 		assert_int_equal(read_rep(fd, &r, val, 5000), 0);
 		assert_int_equal(r.seq, s);
 	}
+	/* A new pairing (the primary's daemon restarted) holds again while
+	 * held: epoch 3's replies and those after stay held, now as the new
+	 * pairing's epoch 0, until its epoch 1 goes. */
+	for (uint64_t s = 21; s <= 25; s++)
+		send_req(fd, KV_APPEND, 22, s, "log", "c", 1);
+	h_sleep_ms(200);
+	assert_int_equal(hv_pause(d), 0);
+	assert_int_equal(hv_output(d, HV_OUTPUT_HOLD, 1), 0);
+	assert_int_equal(hv_unpause(d), 0);
+	assert_int_equal(read_rep(fd, &r, val, 300), -ETIMEDOUT);
+	for (uint64_t s = 26; s <= 27; s++)
+		send_req(fd, KV_APPEND, 22, s, "log", "d", 1);
+	h_sleep_ms(200);
+	assert_int_equal(hv_pause(d), 0);
+	assert_int_equal(hv_output(d, HV_OUTPUT_MARK, 2), 0);
+	assert_int_equal(hv_unpause(d), 0);
+	assert_int_equal(read_rep(fd, &r, val, 300), -ETIMEDOUT);
+	assert_int_equal(hv_output(d, HV_OUTPUT_RELEASE, 1), 0);
+	for (uint64_t s = 21; s <= 27; s++) {
+		assert_int_equal(read_rep(fd, &r, val, 5000), 0);
+		assert_int_equal(r.seq, s);
+	}
 	/* Open: what comes now goes at once. */
 	assert_int_equal(hv_output(d, HV_OUTPUT_OPEN, 0), 0);
-	r = call(fd, KV_GET, 22, 21, "log", NULL, val);
-	assert_int_equal(r.val_len, 20);
+	r = call(fd, KV_GET, 22, 28, "log", NULL, val);
+	assert_int_equal(r.val_len, 27);
 	close(fd);
 	verify_ok(d);
 	h_destroy(d);
