@@ -99,6 +99,10 @@ struct migrate_opts {
 	 * write since) and the destination keeps its copy paused and
 	 * uncommitted; no GO is said. */
 	bool sync_only;
+	/* Destination, optional: receive into this domain (empty, paused, of
+	 * the stream's geometry; the caller's, never destroyed or closed here)
+	 * instead of creating one. Replication stages a resync this way. */
+	struct hv_domain *into;
 	struct migrate_hooks hooks;
 };
 
@@ -172,7 +176,9 @@ int migrate_send(struct hv_domain *d, struct session *s, const struct migrate_op
  * destroyed, so it may run (the source must not resume without an
  * operator). o gives peer_timeout_ms and the journal hook. With
  * o->sync_only, *out is the copy as of the source's pause, paused and not
- * committed (it ends with its handle), once READY is sent.
+ * committed (it ends with its handle), once READY is sent. With o->into,
+ * the stream fills that domain and *out is it; it is left as it is on
+ * failure.
  */
 int migrate_recv(struct session *s, const char *name, const struct migrate_opts *o,
 		 struct hv_domain **out, char *err, size_t errlen);

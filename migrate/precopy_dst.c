@@ -151,7 +151,10 @@ static int d_header(void *ctx, const struct stream_info *i)
 		snprintf(l->why, sizeof l->why, "no backend \"%s\" here, or a bad name", i->backend);
 		return r;
 	}
-	r = hv_create(uri, i->config, &l->a.d);
+	if (ds->o->into)
+		l->a.d = ds->o->into, r = 0;
+	else
+		r = hv_create(uri, i->config, &l->a.d);
 	if (r) {
 		snprintf(l->why, sizeof l->why, "cannot create %s: %s", uri,
 			 r == -EEXIST ? "a domain of that name exists here" : strerror(-r));
@@ -492,7 +495,7 @@ static void discard(struct dst *ds, int r)
 	stop_threads(ds);
 	if (!ds->d)
 		ds->d = ds->lanes[0].a.d; /* created, but failed its checks before it was shared */
-	if (ds->d)
+	if (ds->d && ds->d != ds->o->into)
 		hv_destroy(ds->d);
 }
 
@@ -534,7 +537,8 @@ int migrate_recv(struct session *s, const char *name, const struct migrate_opts 
 		ds.d = NULL;
 	}
 	stop_threads(&ds);
-	hv_close(ds.d);
+	if (ds.d != o->into)
+		hv_close(ds.d);
 	pthread_mutex_destroy(&ds.m);
 	pthread_cond_destroy(&ds.c);
 	free(ds.lanes);

@@ -28,6 +28,7 @@
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/util.h"
+#include "replicate/shadow.h"
 
 
 struct bk;
@@ -53,6 +54,7 @@ struct bk {
 	const struct repl_opts *o;
 	struct repl_stats *st;
 	struct hv_domain *d;
+	struct shadow *sh;        /* a resync staged apart from o->copy */
 	struct hv_info info;
 	struct blane *lanes;
 	unsigned n;
@@ -278,19 +280,47 @@ static void *lane_main(void *arg)
 	return NULL;
 }
 
-/* Receive the initial sync: a paused copy. */
+/* Receive the initial sync: a paused copy; with o->copy, a shadow image of
+ * it (b->sh), applied by apply_resync. */
 static int sync_in(struct bk *b, const char *name, char *err, size_t errlen)
 {
 	struct migrate_opts mo = b->o->sync;
+	struct hv_domain *d = NULL;
 	int r;
 
 	mo.sync_only = true;
-	if ((r = migrate_recv(b->s, name, &mo, &b->d, err, errlen)))
+	if (b->o->copy) {
+		if ((r = shadow_new(b->o->copy, &b->sh))) {
+			snprintf(err, errlen, "cannot stage the resync: %s", strerror(-r));
+			return r;
+		}
+		mo.into = shadow_domain(b->sh);
+	}
+	if ((r = migrate_recv(b->s, name, &mo, &d, err, errlen)))
 		return r;
 	b->st->sync.phase = MIG_PH_DONE;
+	b->d = b->o->copy ? b->o->copy : d;
 	if ((r = hv_info(b->d, &b->info)))
 		snprintf(err, errlen, "%s: %s", b->d->uri, strerror(-r));
 	return r;
+}
+
+/* The staged resync is whole: it becomes the copy, in one step. */
+static int apply_resync(struct bk *b, char *err, size_t errlen)
+{
+	uint64_t t0 = mono_ns(), bytes = shadow_bytes(b->sh);
+	int r = shadow_apply(b->sh, b->d);
+
+	shadow_free(b->sh);
+	b->sh = NULL;
+	if (r) {
+		snprintf(err, errlen, "applying the staged resync to the copy failed (%s): the copy "
+			 "is torn and must not run", strerror(-r));
+		return -EIO;
+	}
+	log_info("%s: the staged resync (%.1f MiB) is the copy now, applied in %.1f ms",
+		 b->d->uri, (double)bytes / (1 << 20), ns_to_ms(mono_ns() - t0));
+	return 0;
 }
 
 /* Why the epochs stopped, and what the copy is worth. */
@@ -351,7 +381,11 @@ int replicate_backup(struct session *s, const char *name, const struct repl_opts
 		return -ENOMEM;
 	}
 	if ((r = sync_in(&b, name, err, errlen))) {
-		hv_close(b.d);
+		/* A resync that failed leaves the copy as it was. */
+		shadow_free(b.sh);
+		if (!o->copy)
+			hv_close(b.d);
+		*out = o->copy;
 		free(b.lanes);
 		return r;
 	}
@@ -370,6 +404,10 @@ int replicate_backup(struct session *s, const char *name, const struct repl_opts
 	}
 	if ((r = session_heartbeat_start(s))) {
 		snprintf(err, errlen, "starting the heartbeat thread: %s", strerror(-r));
+		b.fail = true;
+	} else if (b.sh && (r = apply_resync(&b, err, errlen))) {
+		/* The primary releases nothing before epoch 1's acknowledgement:
+		 * it finds the backup lost instead. */
 		b.fail = true;
 	}
 	for (unsigned i = 1; i < b.n && !r; i++) {
@@ -399,6 +437,7 @@ int replicate_backup(struct session *s, const char *name, const struct repl_opts
 	st->state = r ? REPL_STANDBY : REPL_ENDED;
 	if (o->hooks.stats)
 		o->hooks.stats(o->hooks.ctx, st);
+	shadow_free(b.sh);
 	pthread_mutex_destroy(&b.m);
 	pthread_cond_destroy(&b.c);
 	free(b.lanes);

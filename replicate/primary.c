@@ -227,8 +227,9 @@ static int setup(struct prim *p)
 	mo.sync_only = true;
 	mo.hooks = (struct migrate_hooks){ .ctx = p, .stats = on_sync_stats, .stopped = on_stopped };
 	if ((r = migrate_send(p->d, p->s, &mo, &p->st->sync, p->err, p->errlen))) {
-		if (p->gated)
-			hv_output(p->d, HV_OUTPUT_OPEN, 0);
+		/* Output stays held: a standby named in sync may still hold a
+		 * copy older than it (a restarted primary's resync), so only the
+		 * caller may let it go. */
 		p->gated = false;
 		return r;
 	}

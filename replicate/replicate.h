@@ -98,6 +98,12 @@ struct repl_opts {
 	struct migrate_opts sync;  /* the initial sync (sync_only is set by the engine) */
 	uint64_t token;            /* primary: the fencing token sent in every epoch;
 				    * backup: the smallest it accepts */
+	struct hv_domain *copy;    /* backup, optional: the copy this host kept
+				    * from the same pairing, before its
+				    * primary's daemon restarted. The sync is
+				    * staged apart (shadow.h) and applied to it
+				    * whole once complete: until then it stays
+				    * the copy a takeover runs */
 	const volatile sig_atomic_t *stop; /* non-zero: end protection cleanly */
 	struct repl_hooks hooks;
 };
@@ -130,6 +136,11 @@ int replicate_primary(struct hv_domain *d, struct session *s, const struct repl_
  * in err); 0 with *out NULL when protection ended (the copy is destroyed);
  * another -errno with *out NULL if the sync failed or the stream was
  * refused (a stale token: -ESTALE).
+ *
+ * With o->copy, the copy is the caller's until the sync is complete: if
+ * the sync fails, *out is o->copy as it was (st->epoch 0, and err says
+ * why); from then on o->copy is the engine's copy above (a failed apply
+ * tears it: it is destroyed, -EIO).
  */
 int replicate_backup(struct session *s, const char *name, const struct repl_opts *o,
 		     struct hv_domain **out, struct repl_stats *st, char *err, size_t errlen);

@@ -186,6 +186,8 @@ json_t *wire_hello_json(const struct wire_hello *h)
 		json_object_set_new(o, "heartbeat_ms", json_integer(h->heartbeat_ms));
 		json_object_set_new(o, "epoch_ms", json_integer(h->epoch_ms));
 		json_object_set_new(o, "fencing", json_boolean(h->fencing));
+		if (h->resync)
+			json_object_set_new(o, "resync", json_true());
 	}
 	return o;
 }
@@ -301,6 +303,12 @@ int wire_hello_parse(const json_t *o, struct wire_hello *out, char *err, size_t 
 			return -EINVAL;
 		}
 		out->fencing = json_is_true(f);
+		f = json_object_get(o, "resync");
+		if (f && !json_is_boolean(f)) {
+			snprintf(err, errlen, "HELLO \"resync\" is not a boolean");
+			return -EINVAL;
+		}
+		out->resync = json_is_true(f);
 	}
 	/* No "caps": a peer that offers nothing beyond zero pages. */
 	if (json_object_get(o, "caps") && wire_caps_parse(json_object_get(o, "caps"), &out->caps)) {

@@ -96,6 +96,9 @@ struct wire_hello {
 	unsigned epoch_ms;     /* protect: the primary's epoch (informational) */
 	bool fencing;          /* protect: the pair is fenced by the coordination
 				* service (else --unsafe-no-fencing) */
+	bool resync;           /* protect: the primary's daemon restarted; the
+				* standby's job `job` keeps the copy it has until
+				* this sync is whole (staged apart) */
 	char token[WIRE_TOKEN_LEN + 1]; /* channel: from the destination's answer */
 };
 

@@ -62,6 +62,29 @@ static void test_frame_roundtrip(void **state)
 	assert_int_equal(back.peer_timeout_ms, 2000);
 	json_decref(got);
 
+	/* A restarted primary's protect HELLO: resync says so. */
+	memset(&h, 0, sizeof h);
+	h.op = WIRE_OP_PROTECT;
+	snprintf(h.job, sizeof h.job, "0123456789ab");
+	snprintf(h.name, sizeof h.name, "db1");
+	h.channels = 2;
+	h.heartbeat_ms = 400;
+	h.epoch_ms = 25;
+	h.fencing = h.resync = true;
+	for (int k = 0; k < 2; k++) {
+		o = wire_hello_json(&h);
+		assert_int_equal(wire_send_frame(c0, o), 0);
+		json_decref(o);
+		assert_int_equal(wire_recv_frame(c1, 1000, &version, &got, err, sizeof err), 0);
+		assert_int_equal(wire_hello_parse(got, &back, err, sizeof err), 0);
+		assert_int_equal(back.op, WIRE_OP_PROTECT);
+		assert_int_equal(back.heartbeat_ms, 400);
+		assert_true(back.fencing);
+		assert_int_equal(back.resync, h.resync);
+		json_decref(got);
+		h.resync = false; /* and a first pairing's, without it */
+	}
+
 	/* A further channel's HELLO. */
 	memset(&h, 0, sizeof h);
 	h.op = WIRE_OP_CHANNEL;
@@ -176,6 +199,9 @@ static void test_hello_rejects(void **state)
 	expect_hello_fails("{\"op\":\"channel\",\"job\":\"a\",\"index\":0,"
 			   "\"token\":\"00112233445566778899aabbccddeeff\"}", "index");
 	expect_hello_fails("{\"op\":\"channel\",\"job\":\"a\",\"index\":1}", "token");
+	expect_hello_fails("{\"op\":\"protect\",\"job\":\"a\",\"name\":\"x\",\"config\":\"\","
+			   "\"heartbeat_ms\":400,\"epoch_ms\":25,\"fencing\":true,\"resync\":1}",
+			   "resync");
 	expect_hello_fails("{\"op\":\"channel\",\"job\":\"a\",\"index\":1,\"token\":\"xyz\"}",
 			   "token");
 	expect_hello_fails("{\"op\":\"channel\",\"job\":\"a\",\"index\":64,"
