@@ -67,13 +67,16 @@ static const struct {
 	 * the copy here may run. */
 	[JOB_SYNCING] = { "syncing", API_JOB_ACTIVE, J_WRITE, false,
 			  S(JOB_PROTECTED) | S(JOB_STANDBY) | S(JOB_DEGRADED) | S(JOB_FENCED) |
-				  S(JOB_FAILED) | S(JOB_COMPLETED) },
+				  S(JOB_TAKING_OVER) | S(JOB_HELD) | S(JOB_FAILED) |
+				  S(JOB_COMPLETED) },
 	[JOB_PROTECTED] = { "protected", API_JOB_ACTIVE, J_WRITE, false,
-			    S(JOB_DEGRADED) | S(JOB_FENCED) | S(JOB_COMPLETED) | S(JOB_FAILED) },
+			    S(JOB_SYNCING) | S(JOB_DEGRADED) | S(JOB_FENCED) | S(JOB_COMPLETED) |
+				    S(JOB_FAILED) },
 	[JOB_DEGRADED] = { "degraded", API_JOB_ACTIVE, J_WRITE, false,
 			   S(JOB_SYNCING) | S(JOB_FENCED) | S(JOB_COMPLETED) | S(JOB_FAILED) },
 	[JOB_STANDBY] = { "standby", API_JOB_ACTIVE, J_WRITE, false,
-			  S(JOB_TAKING_OVER) | S(JOB_HELD) | S(JOB_COMPLETED) | S(JOB_FAILED) },
+			  S(JOB_SYNCING) | S(JOB_TAKING_OVER) | S(JOB_HELD) | S(JOB_COMPLETED) |
+				  S(JOB_FAILED) },
 	[JOB_HELD] = { "held", API_JOB_ACTIVE, J_WRITE, false,
 		       S(JOB_TAKING_OVER) | S(JOB_COMPLETED) | S(JOB_FAILED) },
 	[JOB_TAKING_OVER] = { "taking-over", API_JOB_ACTIVE, J_SYNC, false,

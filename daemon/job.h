@@ -125,6 +125,16 @@ struct job {
 	uint64_t fence_token;
 	unsigned resyncs;             /* primary: pairing again after its backup was
 				       * lost, the attempts since it last was protected */
+	bool staged_resync;           /* primary: the next pairing is a restarted
+				       * primary's, staged by the standby (HELLO
+				       * resync); the standby keeps its copy until it
+				       * is whole */
+	/* (L) Backup: a restarted primary's resync offered to the thread that
+	 * keeps the copy (standby.c). */
+	bool waiting;                 /* the copy waits for etcd's word */
+	int offer;                    /* 1 offered, 2 taken (handed below), -1 refused */
+	struct hv_domain *handed;     /* the copy, handed with the job's vm (v) */
+	uint64_t handed_epoch;        /* the epoch it is whole at */
 };
 
 /* What a kind does, registered once at start-up (main.c). */

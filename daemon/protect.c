@@ -92,12 +92,16 @@ static void protection_load(struct job *j, json_t *o)
 {
 	json_int_t lease = 0, token = 0;
 	int fencing = 0, em = 0, hb = 0, ch = 0;
+	const char *pj = NULL;
 
 	migration_load(j, o);
-	json_unpack(o, "{s?b, s?{s:I, s:I}, s?{s?i, s?i}, s?i}", "fencing", &fencing, "fence",
+	json_unpack(o, "{s?b, s?{s:I, s:I}, s?{s?i, s?i}, s?i, s?s}", "fencing", &fencing, "fence",
 		    "lease", &lease, "token", &token, "protect_options", "epoch_ms", &em,
-		    "heartbeat_ms", &hb, "channels", &ch);
+		    "heartbeat_ms", &hb, "channels", &ch, "standby_job", &pj);
 	j->fencing = fencing;
+	/* The pairing the standby knows (and etcd may name in sync). */
+	if (pj && strcmp(pj, j->id) != 0 && name_ok(pj, sizeof j->peer_job))
+		snprintf(j->peer_job, sizeof j->peer_job, "%s", pj);
 	/* What a re-protection after a restart runs with. */
 	repl_opts_default(&j->ropts);
 	j->ropts.sync.downtime_ns = D.downtime_ms * NSEC_PER_MSEC;
@@ -227,7 +231,8 @@ static void *protect_main(void *p)
 	struct vm *v = j->v;
 	struct repl_stats *st = calloc(1, sizeof *st);
 	struct wire_hello h = { .op = WIRE_OP_PROTECT, .heartbeat_ms = j->ropts.heartbeat_ms,
-				.epoch_ms = j->ropts.epoch_ms, .fencing = j->fencing };
+				.epoch_ms = j->ropts.epoch_ms, .fencing = j->fencing,
+				.resync = j->staged_resync };
 	struct session *s;
 	char err[600] = "", why[300];
 	int r = 0;
@@ -263,6 +268,7 @@ static void *protect_main(void *p)
 	pthread_mutex_lock(&D.lock);
 	s = j->s;
 	j->s = NULL;
+	j->staged_resync = false;
 	pthread_mutex_unlock(&D.lock);
 	session_free(s);
 	if (r && j->resyncs && !j->cancel && st && !st->t_start_ns) {
@@ -277,8 +283,16 @@ static void *protect_main(void *p)
 			snprintf(err + strlen(err), sizeof err - strlen(err), "; and %s", why);
 			step_down(j, v, err);
 		}
+	} else if ((!r || !st || !st->t_start_ns) && !take_insync(j, v, why, sizeof why)) {
+		if (r)
+			snprintf(err + strlen(err), sizeof err - strlen(err), "; and %s", why);
+		else
+			snprintf(err, sizeof err, "unprotected, but %s", why);
+		step_down(j, v, err);
 	} else if (!r || !st || !st->t_start_ns) {
-		/* Unprotected, or never protected: nothing depends on a backup. */
+		/* Unprotected, or never protected: nothing depends on a backup
+		 * any more (a standby named in sync — a staged resync's — was
+		 * just named no more). */
 		open_output(j, v);
 		fence_release(swap_fence(j, NULL));
 		if (!r)
@@ -465,49 +479,21 @@ static void stop(struct job *j)
 	}
 }
 
-/* What a restarted primary protects again, once its recovery is done. */
-struct reprotect {
-	char vm[NAME_LEN];
-	char peer[PEER_LEN];
-	struct repl_opts o;
-	unsigned channels;
-};
-
-/* On the loop thread: protect the VM again with the same standby host (a
- * full resync; the standby discards the copy it held). */
-static void reprotect(void *p)
-{
-	struct reprotect *rp = p;
-	char id[JOB_ID_LEN], err[600];
-
-	if (protect_start(rp->vm, rp->peer, &rp->o, true, rp->channels, id, err, sizeof err)) {
-		struct vm *v = vm_get(rp->vm);
-
-		log_error("%s: protecting it again with %s after the restart: %s; it runs here "
-			  "unprotected", rp->vm, rp->peer, err);
-		if (v && v->d)
-			hv_output(v->d, HV_OUTPUT_OPEN, 0); /* held since the restart */
-		vm_put(v);
-	} else
-		log_info("%s: protected again with %s after the restart (job %s)", rp->vm, rp->peer,
-			 id);
-	free(rp);
-}
-
 /*
  * Start-up, fenced: the guest runs on here (adopted) with its output held.
- * If the claim journaled before the restart still lives, take the backup's
- * in-sync name away under it and protect the guest again (its output held
- * until the new sync). If it expired, the standby may run the guest by now:
- * step down.
+ * If the claim journaled before the restart still lives, the same pairing
+ * resyncs its standby, staged (HELLO resync): the standby keeps its copy,
+ * still named in sync, and runs it if this host is lost before the resync
+ * is whole; the output held since the restart goes with the new pairing's
+ * first acknowledged epoch. If the claim expired, the standby may run the
+ * guest by now: step down.
  */
 static void *recover_main(void *p)
 {
 	struct job *j = p;
 	struct vm *v = j->v;
 	uint64_t until = mono_ns() + (uint64_t)D.coord_ttl_s * NSEC_PER_SEC;
-	struct reprotect *rp = NULL;
-	char why[400];
+	char why[400], msg[512];
 	int r;
 
 	for (;;) {
@@ -520,27 +506,24 @@ static void *recover_main(void *p)
 			break;
 		mono_sleep_ns(100 * NSEC_PER_MSEC);
 	}
-	/* Inside the lease: the old pairing's standby is stale now; the output
-	 * stays held through the new sync (its pause releases it: the new
-	 * standby then holds the state that made it). */
-	if (!r && take_insync(j, v, why, sizeof why)) {
-		engine_gone(v);
-		job_set_state(j, j->state == JOB_SYNCING ? JOB_FAILED : JOB_DEGRADED,
-			      "ferryd restarted inside its lease: the guest runs on here, its output "
-			      "held; protected again with a full resync");
-		if ((rp = calloc(1, sizeof *rp))) {
-			snprintf(rp->vm, sizeof rp->vm, "%s", v->name);
-			snprintf(rp->peer, sizeof rp->peer, "%s", j->peer);
-			rp->o = j->ropts;
-			rp->channels = j->channels;
-		}
-	} else {
-		char msg[512];
-
-		snprintf(msg, sizeof msg, "ferryd restarted and %s", why);
-		step_down(j, v, msg);
+	if (!r) {
+		engine_gone(v); /* ferryd may have died inside an epoch */
+		pthread_mutex_lock(&D.lock);
+		if (!j->rst)
+			j->rst = calloc(1, sizeof *j->rst);
+		j->staged_resync = true;
+		j->resyncs = 1; /* failing, it goes on degraded and pairs again later */
+		pthread_mutex_unlock(&D.lock);
+		log_info("job %s: %s: ferryd restarted inside its lease: the guest runs on here, its "
+			 "output held, while the standby is resynced; until that is whole the "
+			 "standby's copy is the one that takes over", j->id, v->name);
+		if (j->state != JOB_SYNCING)
+			job_set_state(j, JOB_SYNCING, NULL);
+		return protect_main(j);
 	}
-	return migration_thread_end_call(j, rp ? reprotect : NULL, rp);
+	snprintf(msg, sizeof msg, "ferryd restarted and %s", why);
+	step_down(j, v, msg);
+	return migration_thread_end(j);
 }
 
 /* Start-up: protection does not survive ferryd yet. Unfenced, the guest runs

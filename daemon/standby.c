@@ -71,15 +71,48 @@ static bool held(struct job *j, const char *why)
 	return force;
 }
 
+/* What becomes of a copy whose primary is lost. */
+enum fate { DISCARD, RUN, HANDED };
+
+/* Wait up to ms for a restarted primary's resync (resync_claim): true if
+ * one was offered; the caller then hands the copy over. */
+static bool offered(struct job *j, unsigned ms)
+{
+	struct timespec ts = ns_to_ts(real_ns() + (uint64_t)ms * NSEC_PER_MSEC);
+	bool r;
+
+	pthread_mutex_lock(&D.lock);
+	j->waiting = true;
+	if (j->offer != 1 && !j->cancel && !D.stopping)
+		pthread_cond_timedwait(&j->wake, &D.lock, &ts);
+	r = j->offer == 1 && !j->cancel && !D.stopping;
+	j->waiting = !r;
+	pthread_mutex_unlock(&D.lock);
+	return r;
+}
+
+/* No longer waiting: an offer that came meanwhile is refused. */
+static void stop_waiting(struct job *j)
+{
+	pthread_mutex_lock(&D.lock);
+	j->waiting = false;
+	if (j->offer == 1) {
+		j->offer = -1;
+		pthread_cond_broadcast(&j->wake);
+	}
+	pthread_mutex_unlock(&D.lock);
+}
+
 /*
  * Fenced: the copy runs only with etcd's word (fence.h): the primary's lease
  * gone and this pairing named in sync, in one transaction. While the
  * primary's lease lives, or etcd cannot be asked, it waits and tries again
- * (nothing is decided without etcd); if another pairing — or none — is
- * named, the copy is held for an operator. err: why the primary is lost on
- * entry, what was decided on return.
+ * (nothing is decided without etcd) — and the primary, restarted inside
+ * its lease, may offer a resync of this very pairing: HANDED. If another
+ * pairing — or none — is named, the copy is held for an operator. err: why
+ * the primary is lost on entry, what was decided on return.
  */
-static bool may_run(struct job *j, struct vm *v, char *err, size_t errlen)
+static enum fate may_run(struct job *j, struct vm *v, char *err, size_t errlen)
 {
 	char why[400], lost[300];
 	struct fence *f = NULL;
@@ -93,30 +126,91 @@ static bool may_run(struct job *j, struct vm *v, char *err, size_t errlen)
 		if (tries % 20 == 0)
 			log_warn("job %s: %s: the primary is lost (%s); waiting for etcd: %s", j->id,
 				 v->name, lost, why);
-		mono_sleep_ns(100 * NSEC_PER_MSEC);
+		if (offered(j, 100))
+			return HANDED;
 	}
+	stop_waiting(j);
 	if (!r) {
 		/* The key was ours for the takeover; the guest runs unprotected
 		 * here, and `ferry protect` claims it again. */
 		fence_release(f);
 		snprintf(err, errlen, "%s; etcd gave this host the VM", lost);
-		return true;
+		return RUN;
 	}
 	if (r != -EPERM) {
 		snprintf(err, errlen, "%s", j->cancel ? "discarded by the operator"
 						      : "ferryd stopped: the copy is discarded");
-		return false;
+		return DISCARD;
 	}
 	snprintf(err, errlen, "the primary is lost (%.200s), but %.350s", lost, why);
 	if (held(j, err)) {
 		log_warn("job %s: %s: the operator forces the takeover: writes acknowledged since "
 			 "this copy fell out of sync are lost", j->id, v->name);
 		snprintf(err, errlen, "forced by the operator (%.350s)", why);
-		return true;
+		return RUN;
 	}
 	snprintf(err, errlen, "%s", j->cancel ? "discarded by the operator" : "ferryd stopped: the "
 		 "held copy is discarded");
-	return false;
+	return DISCARD;
+}
+
+/*
+ * A restarted primary resyncs the pairing h->job: the thread that keeps its
+ * copy (waiting for etcd in may_run) hands it over, with the job's vm, and
+ * this thread carries the job on. Waits up to 5 s for that thread to get
+ * there (it may not have noticed the loss yet). 0, or -errno with why.
+ */
+static int resync_claim(const struct wire_hello *h, const struct session *s, struct job **jp,
+			struct vm **vp, struct hv_domain **copy, uint64_t *epoch, char *why,
+			size_t len)
+{
+	uint64_t until = mono_ns() + 5 * NSEC_PER_SEC;
+	struct job *j;
+	int r = 0;
+
+	pthread_mutex_lock(&D.lock);
+	for (;;) {
+		struct timespec ts = ns_to_ts(real_ns() + 100 * NSEC_PER_MSEC);
+
+		j = job_find(h->job);
+		if (!j || j->kind != JOB_BACKUP || job_state_final(j->state) ||
+		    strcmp(j->vm, h->name) != 0 || strcmp(j->peer, s->peer) != 0) {
+			snprintf(why, len, "%.64s keeps no copy of %.64s from %.100s (pairing %.40s)",
+				 D.hostname,
+				 h->name, s->peer, h->job);
+			r = -ENOENT;
+		} else if (j->offer == 2) {
+			break;
+		} else if (j->offer == -1 || j->state == JOB_HELD || j->state == JOB_TAKING_OVER ||
+			   D.stopping || mono_ns() > until) {
+			snprintf(why, len, "the copy of %.64s on %.64s is not waiting for its primary "
+				 "(%s)",
+				 h->name, D.hostname, j->offer == -1 ? "it took another way"
+								     : job_state_name(j->state));
+			r = -EBUSY;
+		} else if (j->waiting && j->offer == 0) {
+			j->offer = 1;
+			pthread_cond_broadcast(&j->wake);
+		}
+		if (r) {
+			if (j && j->offer != 2)
+				j->offer = 0;
+			break;
+		}
+		pthread_cond_timedwait(&j->wake, &D.lock, &ts);
+	}
+	if (!r) {
+		j->offer = 0;
+		*jp = j;
+		*vp = j->v;
+		*copy = j->handed;
+		*epoch = j->handed_epoch;
+		j->v = NULL;
+		j->handed = NULL;
+		D.incoming++;
+	}
+	pthread_mutex_unlock(&D.lock);
+	return r;
 }
 
 /*
@@ -154,29 +248,39 @@ static void discard_stale(const char *vm, const char *peer)
 	}
 }
 
-void standby_open(void *ctx, struct session *s, const struct wire_hello *h)
+/* The copy goes to the thread that carries the job on (resync_claim). */
+static void hand_over(struct job *j, struct vm *v, struct hv_domain *d, uint64_t epoch)
+{
+	log_info("job %s: %s: its primary restarted and resyncs it: the copy at epoch %" PRIu64
+		 " stays the one a takeover runs until the resync is whole", j->id, v->name, epoch);
+	pthread_mutex_lock(&D.lock);
+	j->handed = d;
+	j->handed_epoch = epoch;
+	j->v = v;
+	j->offer = 2;
+	pthread_cond_broadcast(&j->wake);
+	pthread_mutex_unlock(&D.lock);
+}
+
+/*
+ * The job's work from its HELLO on: keep the copy and, once the primary is
+ * lost, decide what becomes of it. copy: the copy this pairing kept before
+ * its primary restarted, whole at epoch (h->resync), or NULL.
+ */
+static void serve(struct job *j, struct vm *v, struct session *s, const struct wire_hello *h,
+		  struct hv_domain *copy, uint64_t epoch)
 {
 	struct repl_stats *st = calloc(1, sizeof *st);
-	struct hv_domain *d = NULL;
-	struct job *j;
-	struct vm *v;
+	struct hv_domain *d = copy; /* until the engine says otherwise */
+	enum fate fate = DISCARD;
 	char err[600] = "";
-	bool ran = false;
 	int r;
 
-	(void)ctx;
-	discard_stale(h->name, s->peer);
-	if (migration_claim(h, JOB_BACKUP, &j, &v, err, sizeof err)) {
-		session_refuse(s, "%s", err);
-		session_free(s);
-		free(st);
-		return;
-	}
 	pthread_mutex_lock(&D.lock);
 	v->busy = "standby";
-	j->rst = st;
+	if (!j->rst)
+		j->rst = calloc(1, sizeof *j->rst); /* the job's copy of st */
 	pthread_mutex_unlock(&D.lock);
-	st = calloc(1, sizeof *st); /* the engine's own; j->rst is the job's copy */
 	snprintf(j->vm, sizeof j->vm, "%s", h->name);
 	snprintf(j->peer, sizeof j->peer, "%s", s->peer);
 	j->fencing = h->fencing;
@@ -186,6 +290,7 @@ void standby_open(void *ctx, struct session *s, const struct wire_hello *h)
 	j->ropts.epoch_ms = h->epoch_ms;
 	j->ropts.sync.peer_timeout_ms = s->timeout_ms;
 	j->ropts.stop = &j->cancel;
+	j->ropts.copy = copy;
 	j->ropts.hooks = (struct repl_hooks){ .ctx = j, .stats = protection_stats };
 	pthread_mutex_lock(&D.lock);
 	j->s = s;
@@ -206,10 +311,12 @@ void standby_open(void *ctx, struct session *s, const struct wire_hello *h)
 	} else if (!(r = session_answer(s, err, sizeof err))) {
 		migration_session(j, s);
 		log_info("job %s: keeping a standby of %s for %s over %u %s channel%s (heartbeat "
-			 "%u ms)", j->id, h->name, j->peer, j->channels, j->transport,
-			 j->channels > 1 ? "s" : "", h->heartbeat_ms);
+			 "%u ms%s)", j->id, h->name, j->peer, j->channels, j->transport,
+			 j->channels > 1 ? "s" : "", h->heartbeat_ms, copy ? "; a staged resync" : "");
 		r = replicate_backup(s, h->name, &j->ropts, &d, st, err, sizeof err);
 	}
+	if (r && copy && d == copy && st && !st->t_start_ns)
+		st->epoch = epoch; /* the resync never became the copy */
 	pthread_mutex_lock(&D.lock);
 	D.incoming--;
 	j->s = NULL;
@@ -217,25 +324,23 @@ void standby_open(void *ctx, struct session *s, const struct wire_hello *h)
 	session_free(s);
 	if (d && j->cancel) {
 		/* Unprotected or shutting down here: the copy must not run. */
-		hv_destroy(d);
-		hv_close(d);
-		d = NULL;
 		snprintf(err, sizeof err, "%s", core_stopping() ? "ferryd stopped: the standby copy is "
 			 "discarded" : "unprotected here: the standby copy is discarded");
+	} else if (d) {
+		fate = j->fencing ? may_run(j, v, err, sizeof err) : RUN;
 	}
-	if (d && j->fencing && !may_run(j, v, err, sizeof err)) {
+	if (fate == HANDED) {
+		hand_over(j, v, d, st ? st->epoch : 0);
+		free(st);
+		return; /* the job, its vm and the copy go on in the resync's thread */
+	}
+	if (fate == RUN && take_over(j, v, d, err, st) != 0)
+		fate = DISCARD;
+	if (fate == DISCARD && d) {
 		hv_destroy(d);
 		hv_close(d);
-		d = NULL;
 	}
-	if (d) {
-		ran = take_over(j, v, d, err, st) == 0;
-		if (!ran) {
-			hv_destroy(d);
-			hv_close(d);
-		}
-	}
-	if (!ran) {
+	if (fate == DISCARD) {
 		pthread_mutex_lock(&D.lock);
 		v->dead = true;
 		pthread_mutex_unlock(&D.lock);
@@ -253,6 +358,36 @@ void standby_open(void *ctx, struct session *s, const struct wire_hello *h)
 	j->running = false;
 	pthread_mutex_unlock(&D.lock);
 	free(st);
+}
+
+void standby_open(void *ctx, struct session *s, const struct wire_hello *h)
+{
+	struct hv_domain *copy = NULL;
+	uint64_t epoch = 0;
+	struct job *j;
+	struct vm *v;
+	char err[600] = "";
+	int r = -ENOENT;
+
+	(void)ctx;
+	if (h->resync && (r = resync_claim(h, s, &j, &v, &copy, &epoch, err, sizeof err)) &&
+	    r != -ENOENT) {
+		log_warn("%s: refusing the resync from %s: %s", h->name, s->peer, err);
+		session_refuse(s, "%s", err);
+		session_free(s);
+		return;
+	}
+	if (r) {
+		/* A first pairing, or a resync of a copy this host no longer
+		 * keeps: a full sync into a new copy. */
+		discard_stale(h->name, s->peer);
+		if (migration_claim(h, JOB_BACKUP, &j, &v, err, sizeof err)) {
+			session_refuse(s, "%s", err);
+			session_free(s);
+			return;
+		}
+	}
+	serve(j, v, s, h, copy, epoch);
 }
 
 int standby_force(const char *name, char *err, size_t errlen)
