@@ -396,6 +396,11 @@ int replicate_backup(struct session *s, const char *name, const struct repl_opts
 	session_note_rx(s);
 	st->state = REPL_STANDBY;
 	st->t_start_ns = st->last_commit_ns = mono_ns();
+	if (b.sh) {
+		/* Shown until it is applied: the memory a staged resync holds. */
+		st->staging_bytes = shadow_bytes(b.sh);
+		st->staging_max = b.info.nr_frames * b.info.page_size;
+	}
 	if (o->hooks.stats)
 		o->hooks.stats(o->hooks.ctx, st);
 	for (unsigned i = 0; i < b.n; i++) {
@@ -410,6 +415,7 @@ int replicate_backup(struct session *s, const char *name, const struct repl_opts
 		 * it finds the backup lost instead. */
 		b.fail = true;
 	}
+	st->staging_bytes = st->staging_max = 0;
 	for (unsigned i = 1; i < b.n && !r; i++) {
 		if ((r = -pthread_create(&b.lanes[i].thread, NULL, lane_main, &b.lanes[i]))) {
 			snprintf(err, errlen, "starting channel threads: %s", strerror(-r));
