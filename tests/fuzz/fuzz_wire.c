@@ -31,20 +31,26 @@ static void hello(const uint8_t *body, size_t len)
 		json_decref(o);
 		return;
 	}
-	CHECK(h.op == WIRE_OP_MIGRATE || h.op == WIRE_OP_RESOLVE || h.op == WIRE_OP_CHANNEL);
+	bool sends = h.op == WIRE_OP_MIGRATE || h.op == WIRE_OP_PROTECT; /* a guest's stream */
+
+	CHECK(sends || h.op == WIRE_OP_RESOLVE || h.op == WIRE_OP_CHANNEL);
 	CHECK(name_ok(h.job, sizeof h.job));
-	CHECK(h.op != WIRE_OP_MIGRATE || name_ok(h.name, sizeof h.name));
-	CHECK(h.op != WIRE_OP_MIGRATE || (h.channels >= 1 && h.channels <= WIRE_CHANNELS_MAX));
+	CHECK(!sends || name_ok(h.name, sizeof h.name));
+	CHECK(!sends || (h.channels >= 1 && h.channels <= WIRE_CHANNELS_MAX));
+	CHECK(h.op == WIRE_OP_PROTECT || (!h.resync && !h.fencing && !h.heartbeat_ms));
+	CHECK(h.op != WIRE_OP_PROTECT || (h.heartbeat_ms >= 20 && h.epoch_ms >= 1));
 	CHECK(h.op != WIRE_OP_CHANNEL || (h.index < WIRE_CHANNELS_MAX && wire_valid_token(h.token)));
 	back = wire_hello_json(&h);
 	CHECK(back);
 	CHECK(wire_hello_parse(back, &again, err, sizeof err) == 0);
 	CHECK(again.op == h.op && !strcmp(again.job, h.job) && !strcmp(again.from, h.from));
-	CHECK(h.op != WIRE_OP_MIGRATE || (again.caps == h.caps && again.channels == h.channels &&
-				      again.peer_timeout_ms == h.peer_timeout_ms));
+	CHECK(!sends || (again.caps == h.caps && again.channels == h.channels &&
+			 again.peer_timeout_ms == h.peer_timeout_ms));
 	CHECK(!(h.caps & ~WIRE_CAPS_ALL));
-	CHECK(h.op != WIRE_OP_MIGRATE ||
-	      (!strcmp(again.name, h.name) && !strcmp(again.config, h.config)));
+	CHECK(!sends || (!strcmp(again.name, h.name) && !strcmp(again.config, h.config)));
+	CHECK(h.op != WIRE_OP_PROTECT ||
+	      (again.heartbeat_ms == h.heartbeat_ms && again.epoch_ms == h.epoch_ms &&
+	       again.fencing == h.fencing && again.resync == h.resync));
 	CHECK(h.op != WIRE_OP_CHANNEL || (again.index == h.index && !strcmp(again.token, h.token)));
 	json_decref(back);
 	json_decref(o);
