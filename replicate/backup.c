@@ -309,7 +309,10 @@ static int sync_in(struct bk *b, const char *name, char *err, size_t errlen)
 static int apply_resync(struct bk *b, char *err, size_t errlen)
 {
 	uint64_t t0 = mono_ns(), bytes = shadow_bytes(b->sh);
-	int r = shadow_apply(b->sh, b->d);
+	int r = failpoint("repl-resync-apply");
+
+	if (!r)
+		r = shadow_apply(b->sh, b->d);
 
 	shadow_free(b->sh);
 	b->sh = NULL;

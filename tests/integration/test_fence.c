@@ -19,7 +19,9 @@
  *  5 A's ferryd restarted inside its lease keeps the VM and the same
  *    pairing resyncs B, staged; killed inside that resync, B runs the copy
  *    it kept (the check passes) and A, back past the lease, destroys its
- *    copy.
+ *    copy;
+ *  6 A killed just after its staged resync is whole, while B still makes
+ *    it its copy: B finishes, runs the new copy, and the check passes.
  * etcd, daemons, runtimes, clients and namespaces end also on failure.
  */
 #include "tests/integration/checks.h"
@@ -40,6 +42,7 @@
 #define TTL "1"
 
 static const char *ttl = TTL; /* the daemons' coord-ttl */
+static const char *b_failpoints; /* B's, for the whole test */
 
 static struct td A, B;
 static struct te E;
@@ -52,6 +55,7 @@ static int teardown(void **state)
 	soft_reset();
 	kt_netns = NULL;
 	ttl = TTL;
+	b_failpoints = NULL;
 	int r = td_test_end();
 	te_stop(&E);
 	if (have_net)
@@ -78,7 +82,7 @@ static void start_pair(bool ns)
 		d->extra_args[k++] = "--coord-ttl";
 		d->extra_args[k++] = ttl;
 		d->extra_args[k] = NULL;
-		td_start(d, NULL);
+		td_start(d, d == &B ? b_failpoints : NULL);
 	}
 }
 
@@ -422,6 +426,64 @@ static void test_restart(void **state)
 	passed();
 }
 
+/*
+ * The primary lost right after its staged resync was whole (READY said)
+ * while the standby was still making the image its copy: the standby
+ * finishes that step, then runs the new copy, and the check passes — the
+ * output held since the restart left only with an acknowledged epoch, or
+ * never.
+ */
+static void test_restart_apply(void **state)
+{
+	const char *addr = TN_SUBNET ".10:7000";
+	char out[8192], hist[300], *id;
+	const char *hp[1] = { hist };
+	struct kt_load l;
+	json_int_t t;
+	json_t *job;
+
+	(void)state;
+	if (!te_available() || !tn_available())
+		skip();
+	ttl = "2";
+	b_failpoints = "repl-resync-apply=sleep:1500";
+	ns_setup("f6-restart-apply");
+	snprintf(hist, sizeof hist, "%s/h.hist", A.dir);
+	id = protect(&A, &B, "db", true);
+	kt_load_start(&l, A.dir, "h", addr, hist, LOAD);
+	h_sleep_ms(500);
+	t = now_ms();
+	td_kill(&A);
+	td_start(&A, NULL);
+	/* A is protected again once READY came; B sleeps before its apply. */
+	json_decref(wait_again(&A, id, t, "syncing", "protected", 30000));
+	td_kill(&A);
+	job = wait_stage(&B, id, "failed-over", 15000);
+	print_message("B, A killed while B applied the resync: %s\n", td_jstr(job, "error"));
+	json_decref(job);
+	{
+		char cmd[600];
+
+		snprintf(cmd, sizeof cmd, "grep -q 'the staged resync (' '%s'", B.log);
+		if (system(cmd) != 0)
+			fail_msg("B took over without making the resync its copy first");
+	}
+	td_start(&A, NULL);
+	json_decref(wait_stage(&A, id, "fenced", 10000));
+	for (uint64_t until = mono_ns() + 10 * NSEC_PER_SEC; td_listed(&A, "db", NULL);
+	     h_sleep_ms(100))
+		if (mono_ns() > until)
+			fail_msg("A still lists its copy 10 s after its restart past the lease");
+	td_wait_no_runtime(A.run_dir, "db", 5000);
+	h_sleep_ms(500);
+	kt_load_stop(&l);
+	if (kt_check(A.dir, addr, hp, 1, out, sizeof out))
+		fail_msg("check after a takeover during the resync's apply: %s", out);
+	free(id);
+	td_destroy(&B, "db");
+	passed();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -430,6 +492,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_isolated_primary, teardown),
 		cmocka_unit_test_teardown(test_stopped_primary, teardown),
 		cmocka_unit_test_teardown(test_restart, teardown),
+		cmocka_unit_test_teardown(test_restart_apply, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, td_group_setup, td_group_teardown);
