@@ -236,8 +236,24 @@ static int handle(struct mvm *m, struct client *cl, struct client *clients,
 		send_reply(cl, req, 0, blob, mvm_ctx_encode(&c, blob), NULL, 0);
 		return 0;
 	}
-	case MVM_COMMIT:
 	case MVM_UNPAUSE:
+		if (req->body_len) {
+			/* The next epoch's output mark first: taken while every
+			 * writer is parked, as a separate MVM_OUTPUT would be. */
+			struct mvm_output o;
+
+			if (req->body_len == sizeof o)
+				memcpy(&o, req->body, sizeof o);
+			if (req->body_len != sizeof o || o.reserved ||
+			    le32toh(o.op) != MVM_OUTPUT_MARK || !m->nic ||
+			    nic_gate(m->nic, NIC_GATE_MARK, le64toh(o.epoch))) {
+				send_error(cl, req, -EINVAL, "unpause: the output mark is refused "
+					   "(not a MARK, no network, or an epoch out of order)");
+				return 0;
+			}
+		}
+		/* fall through */
+	case MVM_COMMIT:
 		if (m->incoming) {
 			m->incoming = false;
 			/* A new host: connections of the old one are gone. Every

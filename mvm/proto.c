@@ -3,6 +3,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -35,6 +36,7 @@ size_t mvm_req_body_max(unsigned type)
 	case MVM_SET_CONTEXT:
 		return MVM_CONTEXT_MAX;
 	case MVM_OUTPUT:
+	case MVM_UNPAUSE:
 		return sizeof(struct mvm_output);
 	default:
 		return 0;
@@ -44,6 +46,17 @@ size_t mvm_req_body_max(unsigned type)
 static int body_exact(unsigned type)
 {
 	return type != MVM_SET_CONTEXT;
+}
+
+/* A body of n bytes is what type takes: its size exactly, at most it for a
+ * variable one, and none or all of it for UNPAUSE (its mark is optional). */
+static bool body_ok(unsigned type, size_t n)
+{
+	size_t max = mvm_req_body_max(type);
+
+	if (type == MVM_UNPAUSE)
+		return n == 0 || n == max;
+	return body_exact(type) ? n == max : n <= max;
 }
 
 #define FAIL(code, ...) \
@@ -80,9 +93,10 @@ int mvm_req_parse(const void *buf, size_t len, int nfds, struct mvm_req *out, ch
 		FAIL(-EBADMSG, "%s request: header says %u body bytes, packet has %zu",
 		     mvm_msg_name(out->type), le32toh(h.body_len), len - sizeof h);
 	max = mvm_req_body_max(out->type);
-	if (body_exact(out->type) ? len - sizeof h != max : len - sizeof h > max)
+	if (!body_ok(out->type, len - sizeof h))
 		FAIL(-EBADMSG, "%s request: body of %zu bytes, expected %s%zu",
-		     mvm_msg_name(out->type), len - sizeof h, body_exact(out->type) ? "" : "at most ",
+		     mvm_msg_name(out->type), len - sizeof h,
+		     out->type == MVM_UNPAUSE ? "0 or " : body_exact(out->type) ? "" : "at most ",
 		     max);
 	out->body = (const char *)buf + sizeof h;
 	out->body_len = (uint32_t)(len - sizeof h);

@@ -33,7 +33,9 @@ enum mvm_msg_type {
 	MVM_INFO,         /* reply: mvm_info */
 	MVM_GET_FDS,      /* reply: mvm_fds + 2 fds (memfd, pagemap) */
 	MVM_PAUSE,        /* park every writer; reply when all are parked: the context blob */
-	MVM_UNPAUSE,      /* an incoming runtime commits on its first unpause */
+	MVM_UNPAUSE,      /* an incoming runtime commits on its first unpause;
+			   * optional body: an mvm_output MARK, taken first
+			   * (a replication epoch's mark and resume in one trip) */
 	MVM_THROTTLE,     /* body: mvm_u32 (percent, 0..99) */
 	MVM_LOGDIRTY,     /* body: mvm_u32 (1 on, 0 off) */
 	MVM_GET_CONTEXT,  /* paused only; reply: the context blob */

@@ -237,10 +237,23 @@ static void test_output_gating(void **state)
 		assert_int_equal(read_rep(fd, &r, val, 5000), 0);
 		assert_int_equal(r.seq, s);
 	}
+	/* A MARK while paused goes with the unpause; a RELEASE before it (an
+	 * epoch acknowledged while the guest is still paused) sends it first. */
+	for (uint64_t s = 28; s <= 29; s++)
+		send_req(fd, KV_APPEND, 22, s, "log", "e", 1);
+	h_sleep_ms(200);
+	assert_int_equal(hv_pause(d), 0);
+	assert_int_equal(hv_output(d, HV_OUTPUT_MARK, 3), 0);
+	assert_int_equal(hv_output(d, HV_OUTPUT_RELEASE, 2), 0);
+	assert_int_equal(hv_unpause(d), 0);
+	for (uint64_t s = 28; s <= 29; s++) {
+		assert_int_equal(read_rep(fd, &r, val, 5000), 0);
+		assert_int_equal(r.seq, s);
+	}
 	/* Open: what comes now goes at once. */
 	assert_int_equal(hv_output(d, HV_OUTPUT_OPEN, 0), 0);
-	r = call(fd, KV_GET, 22, 28, "log", NULL, val);
-	assert_int_equal(r.val_len, 27);
+	r = call(fd, KV_GET, 22, 30, "log", NULL, val);
+	assert_int_equal(r.val_len, 29);
 	close(fd);
 	verify_ok(d);
 	h_destroy(d);

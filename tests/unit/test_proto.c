@@ -99,6 +99,16 @@ static void test_req_valid_every_type(void **state)
 		assert_int_equal(out.body_len, body);
 		assert_ptr_equal(out.body, buf + sizeof(struct mvm_req_hdr));
 	}
+	/* UNPAUSE may carry the next epoch's output mark. */
+	{
+		struct mvm_req out;
+		char err[ERRLEN] = "";
+		size_t len = mk_valid(buf, MVM_UNPAUSE, 7, sizeof(struct mvm_output));
+
+		if (mvm_req_parse(buf, len, 0, &out, err, sizeof err) != 0)
+			fail_msg("unpause with a mark: %s", err);
+		assert_int_equal(out.body_len, sizeof(struct mvm_output));
+	}
 }
 
 static void test_req_set_context(void **state)
@@ -255,7 +265,8 @@ static void test_req_wrong_body_size(void **state)
 		size_t body;
 	} cases[] = {
 		{ MVM_HELLO, 1 },    { MVM_HELLO, 8 },	  { MVM_INFO, 4 },     { MVM_GET_FDS, 16 },
-		{ MVM_PAUSE, 8 },    { MVM_UNPAUSE, 1 },  { MVM_THROTTLE, 0 }, { MVM_THROTTLE, 4 },
+		{ MVM_PAUSE, 8 },    { MVM_UNPAUSE, 1 },  { MVM_UNPAUSE, 15 }, { MVM_UNPAUSE, 17 },
+		{ MVM_THROTTLE, 0 }, { MVM_THROTTLE, 4 },
 		{ MVM_THROTTLE, 7 }, { MVM_THROTTLE, 9 }, { MVM_THROTTLE, 16 }, { MVM_LOGDIRTY, 0 },
 		{ MVM_LOGDIRTY, 12 }, { MVM_GET_CONTEXT, 32 }, { MVM_VERIFY, 8 }, { MVM_QUIT, 1 },
 		{ MVM_PING, 8 },
