@@ -79,7 +79,12 @@ struct mvm_dom {
 	/* Created domains, until their commit: which 2 MiB blocks of RAM were
 	 * allocated ahead of the first write into them (one bit each). */
 	uint8_t *prealloc;
+	/* Guest RAM mapped read-only (or NULL): short runs are read from it
+	 * with memcpy rather than one system call each (see page_io). */
+	const uint8_t *rmap;
 };
+
+#define RMAP_RUN 8 /* runs of fewer pages are read through rmap */
 
 #define PREALLOC_SHIFT 21
 
@@ -329,6 +334,8 @@ static void mvm_close(struct hv_domain *hd)
 	if (d->child && d->incoming)
 		wait_dead(d->pidfd, QUIT_TIMEOUT_MS);
 	reap(d);
+	if (d->rmap)
+		munmap((void *)d->rmap, d->ram_size);
 	close_fd(&d->memfd);
 	close_fd(&d->pagemap);
 	close_fd(&d->pidfd);
@@ -412,6 +419,11 @@ static int attach(const char *name, int sock, int child_pidfd, struct hv_domain 
 	r = pagemap_scan_init(&d->scan, d->pagemap, d->ram_base, d->nr_frames, d->page_size);
 	if (r)
 		goto fail;
+	/* Sealed against shrinking: a read through the mapping cannot fault
+	 * past the end. Without it, reads are system calls. */
+	d->rmap = mmap(NULL, d->ram_size, PROT_READ, MAP_SHARED | MAP_NORESERVE, d->memfd, 0);
+	if (d->rmap == MAP_FAILED)
+		d->rmap = NULL;
 	/* The runtime is alive while it answers, so its pid is still its own
 	 * when the pidfd is taken; the PING after proves it. */
 	if (d->pidfd < 0)
@@ -899,7 +911,13 @@ static int64_t mvm_populated(struct hv_domain *hd, struct bitmap *out)
 
 /*
  * Check frames, then one preadv/pwritev per run of consecutive frames; a
- * short transfer (rare on a memfd) is finished page by page. Writers (the
+ * short transfer (rare on a memfd) is finished page by page. Reads of short
+ * runs — a replication epoch's scattered dirty pages — are copies from the
+ * read-only mapping instead: a system call per page is ~2 us on this kind
+ * of host (a PVM guest), and a page stays mapped from one epoch to the
+ * next (an epoch's ~450 kvstore pages: 0.83-1.09 ms of copying before,
+ * 0.37-0.46 ms after). Frames read are populated (dirty, or in the
+ * populated set); a read through the mapping of a hole would allocate it. Writers (the
  * channels of a migration) take turns on write_lock: a write into a memfd
  * holds its inode lock, and the kernel's waiters spin on it while its owner
  * runs; on a two-core host they took the CPU the other channel's TLS or
@@ -927,6 +945,12 @@ static int page_io(struct mvm_dom *d, const uint64_t *frames, size_t n, void *co
 			iov[k] = (struct iovec){ bufs[i + k], ps };
 			k++;
 		} while (i + k < n && k < IOV_MAX && frames[i + k] == frames[i + k - 1] + 1);
+		if (!write && d->rmap && k < RMAP_RUN) {
+			for (size_t j = 0; j < k; j++)
+				memcpy(bufs[i + j], d->rmap + off + j * ps, ps);
+			i += k;
+			continue;
+		}
 		if (write)
 			pthread_mutex_lock(&d->write_lock);
 		do
