@@ -166,6 +166,13 @@ struct hv_ops {
 	 * make it slow. Best effort; NULL is a no-op.
 	 */
 	void (*warm)(struct hv_domain *d);
+	/*
+	 * Optional. paused_ns: how long the last pause that unpause ended
+	 * stopped the guest, as the domain itself measured it — from the
+	 * pause's arrival to the resume, without the caller's round trips
+	 * before and after. 0 if unknown (NULL: always).
+	 */
+	uint64_t (*paused_ns)(struct hv_domain *d);
 	/* throttle: slow the vCPUs to (100 - pct)% of their speed; 0 undoes it.
 	 * pct in [0, 99], else -EINVAL. */
 	int (*throttle)(struct hv_domain *d, unsigned pct);
@@ -289,6 +296,10 @@ static inline void hv_warm(struct hv_domain *d)
 {
 	if (d->ops->warm)
 		d->ops->warm(d);
+}
+static inline uint64_t hv_paused_ns(struct hv_domain *d)
+{
+	return d->ops->paused_ns ? d->ops->paused_ns(d) : 0;
 }
 static inline int hv_throttle(struct hv_domain *d, unsigned pct) { return d->ops->throttle(d, pct); }
 static inline int hv_logdirty_enable(struct hv_domain *d) { return d->ops->logdirty_enable(d); }

@@ -67,6 +67,7 @@ struct mvm_dom {
 	/* An output MARK asked for while paused: sent with the unpause (one
 	 * round trip to the runtime fewer per replication epoch). 0: none. */
 	uint64_t mark;
+	uint64_t paused_ns; /* the last pause, as the runtime measured it */
 	/* The context the runtime sent with its last pause; while it stays
 	 * paused (nothing here loads another) it is the context to save. */
 	char *ctx;
@@ -815,19 +816,25 @@ static int mvm_unpause(struct hv_domain *hd)
 {
 	struct mvm_dom *d = dom(hd);
 	struct mvm_output o = { .op = htole32(MVM_OUTPUT_MARK) };
+	struct mvm_u64 gap = { 0 };
+	size_t len = 0;
 	int r;
 
 	d->ctx_valid = false;
+	d->paused_ns = 0;
 	o.epoch = htole64(__atomic_exchange_n(&d->mark, 0, __ATOMIC_ACQ_REL));
-	if (o.epoch) {
-		r = rpc(d, MVM_UNPAUSE, &o, sizeof o, NULL, 0, NULL, NULL, 0, RPC_TIMEOUT_MS);
-	} else {
-		r = rpc_simple(d, MVM_UNPAUSE);
-	}
+	r = rpc(d, MVM_UNPAUSE, &o, o.epoch ? sizeof o : 0, &gap, sizeof gap, &len, NULL, 0,
+		RPC_TIMEOUT_MS);
 	if (r == 0) {
 		d->paused = d->incoming = false;
+		d->paused_ns = len == sizeof gap ? le64toh(gap.v) : 0;
 	}
 	return r;
+}
+
+static uint64_t mvm_paused_ns(struct hv_domain *hd)
+{
+	return dom(hd)->paused_ns;
 }
 
 static int mvm_commit(struct hv_domain *hd)
@@ -1251,6 +1258,7 @@ const struct hv_ops hv_mvm_ops = {
 	.pause = mvm_pause,
 	.unpause = mvm_unpause,
 	.warm = mvm_warm,
+	.paused_ns = mvm_paused_ns,
 	.throttle = mvm_throttle,
 	.logdirty_enable = mvm_logdirty_enable,
 	.logdirty_disable = mvm_logdirty_disable,

@@ -231,6 +231,8 @@ static int handle(struct mvm *m, struct client *cl, struct client *clients,
 		static char blob[MVM_CONTEXT_MAX];
 		struct mvm_context c;
 
+		if (!m->paused)
+			m->pause_t0 = mono_ns(); /* the guest stops from here */
 		mvm_pause(m);
 		get_context(m, &c);
 		send_reply(cl, req, 0, blob, mvm_ctx_encode(&c, blob), NULL, 0);
@@ -263,8 +265,21 @@ static int handle(struct mvm *m, struct client *cl, struct client *clients,
 			log_info("%s: committed; the incoming guest %s", m->name,
 				 req->type == MVM_UNPAUSE ? "runs" : "stays paused");
 		}
-		if (req->type == MVM_UNPAUSE)
+		if (req->type == MVM_UNPAUSE) {
+			struct mvm_u64 gap = { 0 };
+
 			mvm_unpause(m);
+			if (m->pause_t0) {
+				/* The guest is stopped until its writers run again:
+				 * measured to there (the reply waits; the guest does
+				 * not). */
+				mvm_wait_running(m, 100 * NSEC_PER_MSEC);
+				gap.v = htole64(mono_ns() - m->pause_t0);
+			}
+			m->pause_t0 = 0;
+			send_reply(cl, req, 0, &gap, sizeof gap, NULL, 0);
+			return 0;
+		}
 		break;
 	case MVM_THROTTLE: {
 		struct mvm_u32 v;

@@ -145,7 +145,7 @@ int main(int argc, char **argv)
 		pthread_condattr_init(&ca);
 		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 		pthread_cond_init(&m.cond, &ca);
-		pthread_cond_init(&m.parked_cv, NULL);
+		pthread_cond_init(&m.parked_cv, &ca);
 	}
 	m.vcpus = calloc(m.nr_vcpus, sizeof *m.vcpus);
 	if (!m.vcpus)

@@ -35,7 +35,9 @@ enum mvm_msg_type {
 	MVM_PAUSE,        /* park every writer; reply when all are parked: the context blob */
 	MVM_UNPAUSE,      /* an incoming runtime commits on its first unpause;
 			   * optional body: an mvm_output MARK, taken first
-			   * (a replication epoch's mark and resume in one trip) */
+			   * (a replication epoch's mark and resume in one trip);
+			   * reply: mvm_u64, how long the guest was stopped since
+			   * the last PAUSE arrived (0: no PAUSE before) */
 	MVM_THROTTLE,     /* body: mvm_u32 (percent, 0..99) */
 	MVM_LOGDIRTY,     /* body: mvm_u32 (1 on, 0 off) */
 	MVM_GET_CONTEXT,  /* paused only; reply: the context blob */
@@ -76,6 +78,11 @@ struct mvm_u32 {
 	uint32_t reserved;
 };
 _Static_assert(sizeof(struct mvm_u32) == 8, "wire size");
+
+struct mvm_u64 {
+	uint64_t v;
+};
+_Static_assert(sizeof(struct mvm_u64) == 8, "wire size");
 
 enum mvm_output_op { MVM_OUTPUT_HOLD = 1, MVM_OUTPUT_MARK, MVM_OUTPUT_RELEASE, MVM_OUTPUT_OPEN };
 

@@ -47,6 +47,7 @@ void mvm_park(struct mvm *m)
 	while (atomic_load(&m->pause_req) && !atomic_load(&m->quit))
 		pthread_cond_wait(&m->cond, &m->lock);
 	m->parked--;
+	pthread_cond_broadcast(&m->parked_cv); /* mvm_wait_running */
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -248,6 +249,17 @@ void mvm_unpause(struct mvm *m)
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
 	m->paused = false;
+}
+
+void mvm_wait_running(struct mvm *m, uint64_t timeout_ns)
+{
+	struct timespec ts = ns_to_ts(mono_ns() + timeout_ns);
+
+	pthread_mutex_lock(&m->lock);
+	while (m->parked && !atomic_load(&m->pause_req) &&
+	       pthread_cond_timedwait(&m->parked_cv, &m->lock, &ts) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&m->lock);
 }
 
 void mvm_throttle(struct mvm *m, unsigned pct)
