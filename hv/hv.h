@@ -167,10 +167,11 @@ struct hv_ops {
 	 */
 	void (*warm)(struct hv_domain *d);
 	/*
-	 * Optional. paused_ns: how long the last pause that unpause ended
-	 * stopped the guest, as the domain itself measured it — from the
-	 * pause's arrival to the resume, without the caller's round trips
-	 * before and after. 0 if unknown (NULL: always).
+	 * Optional. paused_ns: the guest's own pause, as the domain measured
+	 * it — from the pause's arrival until the guest ran again, without the
+	 * caller's round trips before and after — one behind: after an
+	 * unpause, the pause that the unpause before it ended (so that no
+	 * unpause waits for the guest to run). 0 if unknown (NULL: always).
 	 */
 	uint64_t (*paused_ns)(struct hv_domain *d);
 	/* throttle: slow the vCPUs to (100 - pct)% of their speed; 0 undoes it.

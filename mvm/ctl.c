@@ -266,17 +266,12 @@ static int handle(struct mvm *m, struct client *cl, struct client *clients,
 				 req->type == MVM_UNPAUSE ? "runs" : "stays paused");
 		}
 		if (req->type == MVM_UNPAUSE) {
-			struct mvm_u64 gap = { 0 };
+			/* The pause before this one, whole: the guest is stopped
+			 * until its writers run again, which this reply does not
+			 * wait for. */
+			struct mvm_u64 gap = { htole64(atomic_exchange(&m->last_gap, 0)) };
 
 			mvm_unpause(m);
-			if (m->pause_t0) {
-				/* The guest is stopped until its writers run again:
-				 * measured to there (the reply waits; the guest does
-				 * not). */
-				mvm_wait_running(m, 100 * NSEC_PER_MSEC);
-				gap.v = htole64(mono_ns() - m->pause_t0);
-			}
-			m->pause_t0 = 0;
 			send_reply(cl, req, 0, &gap, sizeof gap, NULL, 0);
 			return 0;
 		}

@@ -36,8 +36,9 @@ enum mvm_msg_type {
 	MVM_UNPAUSE,      /* an incoming runtime commits on its first unpause;
 			   * optional body: an mvm_output MARK, taken first
 			   * (a replication epoch's mark and resume in one trip);
-			   * reply: mvm_u64, how long the guest was stopped since
-			   * the last PAUSE arrived (0: no PAUSE before) */
+			   * reply: mvm_u64, how long the pause before this one
+			   * stopped the guest: from its PAUSE's arrival until
+			   * every writer ran again (0: unknown) */
 	MVM_THROTTLE,     /* body: mvm_u32 (percent, 0..99) */
 	MVM_LOGDIRTY,     /* body: mvm_u32 (1 on, 0 off) */
 	MVM_GET_CONTEXT,  /* paused only; reply: the context blob */

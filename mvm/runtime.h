@@ -71,7 +71,11 @@ struct mvm {
 
 	/* Owned by the control thread. */
 	bool paused;
-	uint64_t pause_t0; /* control thread: when the last PAUSE arrived (mono ns) */
+	uint64_t pause_t0; /* control thread: when the PAUSE in force arrived (mono
+			    * ns; 0: none) */
+	uint64_t gap_start; /* (lock) an unpaused pause's pause_t0, until the last
+			     * writer runs again */
+	_Atomic uint64_t last_gap; /* the last pause that ended, to that moment */
 	bool incoming; /* until the first unpause */
 	bool logdirty;
 
@@ -94,9 +98,6 @@ int mvm_vcpus_start(struct mvm *m);
 /* Park every vCPU at a step boundary; returns once all are parked. Idempotent. */
 void mvm_pause(struct mvm *m);
 void mvm_unpause(struct mvm *m);
-/* After an unpause: wait (up to timeout_ns) until every writer runs again,
- * so that a pause measured to here ends when the guest really resumed. */
-void mvm_wait_running(struct mvm *m, uint64_t timeout_ns);
 void mvm_throttle(struct mvm *m, unsigned pct);
 /* A writer's side of pause: park until unpaused (also the NIC's thread). */
 void mvm_park(struct mvm *m);

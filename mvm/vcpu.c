@@ -47,7 +47,11 @@ void mvm_park(struct mvm *m)
 	while (atomic_load(&m->pause_req) && !atomic_load(&m->quit))
 		pthread_cond_wait(&m->cond, &m->lock);
 	m->parked--;
-	pthread_cond_broadcast(&m->parked_cv); /* mvm_wait_running */
+	if (!m->parked && m->gap_start) {
+		/* The last writer runs again: the guest's pause ends here. */
+		atomic_store(&m->last_gap, mono_ns() - m->gap_start);
+		m->gap_start = 0;
+	}
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -245,21 +249,15 @@ void mvm_pause(struct mvm *m)
 void mvm_unpause(struct mvm *m)
 {
 	pthread_mutex_lock(&m->lock);
+	/* The last writer to leave its park ends the guest's pause; if one
+	 * never left it since the last unpause, that pause goes on. */
+	if (!m->gap_start)
+		m->gap_start = m->pause_t0;
+	m->pause_t0 = 0;
 	atomic_store(&m->pause_req, false);
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
 	m->paused = false;
-}
-
-void mvm_wait_running(struct mvm *m, uint64_t timeout_ns)
-{
-	struct timespec ts = ns_to_ts(mono_ns() + timeout_ns);
-
-	pthread_mutex_lock(&m->lock);
-	while (m->parked && !atomic_load(&m->pause_req) &&
-	       pthread_cond_timedwait(&m->parked_cv, &m->lock, &ts) != ETIMEDOUT)
-		;
-	pthread_mutex_unlock(&m->lock);
 }
 
 void mvm_throttle(struct mvm *m, unsigned pct)

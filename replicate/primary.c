@@ -75,6 +75,7 @@ struct prim {
 	struct staging *stg;
 	struct bitmap dirty;
 	bool gated;              /* the guest has output to gate */
+	bool guest_pauses;       /* the domain measures its pauses (paused_ns) */
 	bool paused, logging;
 	uint64_t epoch;          /* the one being sent */
 	void *ctx;               /* its context */
@@ -303,7 +304,8 @@ static int checkpoint(struct prim *p)
 	p->st->staging_bytes = staging_bytes(p->stg);
 	t[5] = mono_ns();
 	if (e % 40 == 0)
-		log_debug("%s: epoch %" PRIu64 ": pause %.2f ms (the guest's: %.2f): pausing %.2f, "
+		log_debug("%s: epoch %" PRIu64 ": pause %.2f ms (the guest's, one behind: %.2f): "
+			  "pausing %.2f, "
 			  "harvest %.2f (%" PRId64 " pages), copy %.2f, context %.2f, mark and resume "
 			  "%.2f", p->d->uri, e, ns_to_ms(t[5] - t[0]), ns_to_ms(hv_paused_ns(p->d)),
 			  ns_to_ms(t[1] - t[0]), ns_to_ms(t[2] - t[1]), nd, ns_to_ms(t[3] - t[2]),
@@ -311,20 +313,29 @@ static int checkpoint(struct prim *p)
 	return 0;
 }
 
-/* The guest's own pause, as the domain measured it (without the round
- * trips that reach it and come back), else the wall time here. */
-static uint64_t guest_pause(struct prim *p, uint64_t wall)
-{
-	uint64_t g = hv_paused_ns(p->d);
-
-	return g && g <= wall ? g : wall;
-}
-
 static void note_pause(struct prim *p, uint64_t ns)
 {
 	p->st->pause_ns[p->st->npause % REPL_PAUSE_SAMPLES] = ns;
 	p->st->npause++;
 	p->st->pause_max_ns = MAX(p->st->pause_max_ns, ns);
+}
+
+/*
+ * An epoch's pause ended (wall: as measured here, round trips to the
+ * domain included). The guest's own pause, as the domain measured it,
+ * comes one epoch behind (hv paused_ns): epoch e's unpause brings epoch
+ * e - 1's — from epoch 2 on, as epoch 1's brings the sync's. Without it,
+ * the wall time counts.
+ */
+static void epoch_paused(struct prim *p, uint64_t wall)
+{
+	uint64_t g = hv_paused_ns(p->d);
+
+	if (g && p->epoch >= 2)
+		note_pause(p, g);
+	else if (!g && !p->guest_pauses)
+		note_pause(p, wall);
+	p->guest_pauses |= g != 0;
 }
 
 /* One epoch: take it, then send it (BEGIN on every channel, the pages, the
@@ -338,7 +349,7 @@ static int epoch(struct prim *p)
 	if ((r = checkpoint(p)))
 		return r;
 	if (!p->paused)
-		note_pause(p, guest_pause(p, mono_ns() - t0));
+		epoch_paused(p, mono_ns() - t0);
 	if ((r = failpoint("repl-primary-send")))
 		return fail(p, r, "failpoint repl-primary-send");
 	for (unsigned i = 0; i < p->s->n && !r; i++)
@@ -350,7 +361,7 @@ static int epoch(struct prim *p)
 		if ((r = hv_unpause(p->d)))
 			return fail(p, r, "%s: resume: %s", p->d->uri, strerror(-r));
 		p->paused = false;
-		note_pause(p, guest_pause(p, mono_ns() - t0));
+		epoch_paused(p, mono_ns() - t0);
 	}
 	p->st->epoch = p->epoch;
 	p->st->epochs++;
