@@ -158,13 +158,16 @@ static enum fate may_run(struct job *j, struct vm *v, char *err, size_t errlen)
  * A restarted primary resyncs the pairing h->job: the thread that keeps its
  * copy (waiting for etcd in may_run) hands it over, with the job's vm, and
  * this thread carries the job on. Waits up to 5 s for that thread to get
- * there (it may not have noticed the loss yet). 0, or -errno with why.
+ * there (it may not have noticed the loss yet); once offered, until it
+ * answers (it always does: it takes the offer or refuses it on leaving its
+ * wait). 0, or -errno with why.
  */
 static int resync_claim(const struct wire_hello *h, const struct session *s, struct job **jp,
 			struct vm **vp, struct hv_domain **copy, uint64_t *epoch, char *why,
 			size_t len)
 {
 	uint64_t until = mono_ns() + 5 * NSEC_PER_SEC;
+	bool mine = false; /* the offer in j is ours */
 	struct job *j;
 	int r = 0;
 
@@ -173,29 +176,34 @@ static int resync_claim(const struct wire_hello *h, const struct session *s, str
 		struct timespec ts = ns_to_ts(real_ns() + 100 * NSEC_PER_MSEC);
 
 		j = job_find(h->job);
-		if (!j || j->kind != JOB_BACKUP || job_state_final(j->state) ||
-		    strcmp(j->vm, h->name) != 0 || strcmp(j->peer, s->peer) != 0) {
+		if (!mine && (!j || j->kind != JOB_BACKUP || job_state_final(j->state) ||
+			      strcmp(j->vm, h->name) != 0 || strcmp(j->peer, s->peer) != 0)) {
 			snprintf(why, len, "%.64s keeps no copy of %.64s from %.100s (pairing %.40s)",
-				 D.hostname,
-				 h->name, s->peer, h->job);
+				 D.hostname, h->name, s->peer, h->job);
 			r = -ENOENT;
-		} else if (j->offer == 2) {
 			break;
-		} else if (j->offer == -1 || j->state == JOB_HELD || j->state == JOB_TAKING_OVER ||
-			   D.stopping || mono_ns() > until) {
-			snprintf(why, len, "the copy of %.64s on %.64s is not waiting for its primary "
-				 "(%s)",
-				 h->name, D.hostname, j->offer == -1 ? "it took another way"
-								     : job_state_name(j->state));
-			r = -EBUSY;
-		} else if (j->waiting && j->offer == 0) {
-			j->offer = 1;
-			pthread_cond_broadcast(&j->wake);
 		}
-		if (r) {
-			if (j && j->offer != 2)
-				j->offer = 0;
+		if (mine && j && j->offer == 2)
 			break;
+		if (mine && (!j || j->offer == -1)) {
+			if (j)
+				j->offer = 0;
+			snprintf(why, len, "the copy of %.64s on %.64s was taken over or discarded "
+				 "meanwhile", h->name, D.hostname);
+			r = -EBUSY;
+			break;
+		}
+		if (!mine && (j->state == JOB_HELD || j->state == JOB_TAKING_OVER || D.stopping ||
+			      mono_ns() > until)) {
+			snprintf(why, len, "the copy of %.64s on %.64s is not waiting for its primary "
+				 "(%s)", h->name, D.hostname, job_state_name(j->state));
+			r = -EBUSY;
+			break;
+		}
+		if (!mine && j->waiting && j->offer == 0) {
+			j->offer = 1;
+			mine = true;
+			pthread_cond_broadcast(&j->wake);
 		}
 		pthread_cond_timedwait(&j->wake, &D.lock, &ts);
 	}
