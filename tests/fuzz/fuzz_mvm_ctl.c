@@ -11,6 +11,7 @@
  *
  * Besides not crashing or leaking, the target checks what the parsers promise:
  * an accepted request has a known type, nfds 0 and a body of the allowed size
+ *   (UNPAUSE: none, or its optional output mark)
  * that lies inside the packet; a rejected one has a non-empty, terminated
  * reason; a decoded context re-encodes to exactly the same bytes.
  */
@@ -95,10 +96,12 @@ static void check_req(const uint8_t *pkt, size_t len, int nfds, size_t errlen, u
 	CHECK((const uint8_t *)out.body == pkt + sizeof(struct mvm_req_hdr));
 	CHECK(out.body_len == len - sizeof(struct mvm_req_hdr));
 	CHECK(out.body_len <= mvm_req_body_max(out.type));
-	if (out.type != MVM_SET_CONTEXT)
-		CHECK(out.body_len == mvm_req_body_max(out.type));
-	else
+	if (out.type == MVM_SET_CONTEXT)
 		check_ctx(out.body, out.body_len, expect);
+	else if (out.type == MVM_UNPAUSE) /* its output mark is optional */
+		CHECK(out.body_len == 0 || out.body_len == mvm_req_body_max(out.type));
+	else
+		CHECK(out.body_len == mvm_req_body_max(out.type));
 }
 
 static void check_rep(const uint8_t *pkt, size_t len, size_t errlen)
