@@ -3,6 +3,13 @@
  * name here; the replication engine's backup side keeps a paused copy at
  * the last epoch applied whole; when the primary is lost, the copy takes
  * over: its address is claimed here and it resumes. See protection.h.
+ *
+ * A primary whose ferryd restarted inside its lease resyncs the same
+ * pairing (HELLO resync): the thread keeping the copy, waiting for etcd,
+ * hands the copy and the job to the resync's thread (resync_claim,
+ * hand_over), which receives the sync staged apart from it
+ * (replicate/shadow.h). Until the sync is whole, the copy is the one a
+ * takeover runs.
  */
 #include <errno.h>
 #include <inttypes.h>
