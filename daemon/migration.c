@@ -102,6 +102,10 @@ void migration_load(struct job *j, json_t *o)
 	int iters = 30, pto = 15000;
 	double dt = 300;
 
+	/* An incoming migration's options are its source's: its record has
+	 * none (migration_json), and any there are ignored. */
+	if (j->kind == JOB_MIGRATE_IN)
+		return;
 	json_unpack(o, "{s?{s?f, s?i, s?s, s?I, s?i}}", "options", "downtime_ms", &dt, "max_iters",
 		    &iters, "on_no_converge", &pol, "bandwidth", &bw, "peer_timeout_ms", &pto);
 	/* A record is checked like a request: out of range keeps the default. */
