@@ -3,9 +3,11 @@
  *
  * The handle holds the runtime's control socket and, received over it with
  * SCM_RIGHTS, the guest RAM memfd and the runtime's /proc/self/pagemap fd.
- * Guest RAM is read and written with preadv/pwritev on the memfd (never
- * through a mapping: that would allocate holes and, for reads, fault in every
- * page); the dirty log is harvested with PAGEMAP_SCAN on the pagemap fd.
+ * Guest RAM is read and written through hv/memfd_pages.h: preadv/pwritev on
+ * the memfd, and short runs of populated pages copied from a read-only
+ * mapping (never written through one: that would allocate holes a fault
+ * at a time); the dirty log is harvested with PAGEMAP_SCAN on the pagemap
+ * fd.
  */
 #include "hv/mvm.h"
 
@@ -34,6 +36,7 @@
 #include "common/mtime.h"
 #include "common/util.h"
 #include "mvm/config.h"
+#include "hv/memfd_pages.h"
 #include "hv/pagemap.h"
 #include "mvm/context.h"
 
@@ -55,7 +58,7 @@ struct mvm_dom {
 	int pidfd;
 	pid_t pid;
 	pthread_mutex_t rpc_lock; /* one request at a time (output from any thread) */
-	pthread_mutex_t write_lock; /* one writer of guest RAM at a time: see page_io */
+	pthread_mutex_t write_lock; /* one writer of guest RAM at a time (memfd_pages.h) */
 	uint32_t seq;
 	uint64_t ram_base;
 	uint64_t ram_size;
@@ -77,17 +80,11 @@ struct mvm_dom {
 	bool child;    /* we spawned it (create): we reap it */
 	bool kvstore;  /* it has a NIC and a store (MVM_NIC_INFO answers) */
 	struct pagemap_scan scan;
-	/* Created domains, until their commit: which 2 MiB blocks of RAM were
-	 * allocated ahead of the first write into them (one bit each). */
-	uint8_t *prealloc;
-	/* Guest RAM mapped read-only (or NULL): short runs are read from it
-	 * with memcpy rather than one system call each (see page_io). */
-	const uint8_t *rmap;
+	/* Guest RAM's page I/O: the memfd, mapped read-only (short runs are
+	 * read from the mapping); created domains track which 2 MiB blocks
+	 * were allocated ahead of the first write, until their commit. */
+	struct memfd_pages pages;
 };
-
-#define RMAP_RUN 8 /* runs of fewer pages are read through rmap */
-
-#define PREALLOC_SHIFT 21
 
 extern const struct hv_ops hv_mvm_ops;
 
@@ -335,13 +332,13 @@ static void mvm_close(struct hv_domain *hd)
 	if (d->child && d->incoming)
 		wait_dead(d->pidfd, QUIT_TIMEOUT_MS);
 	reap(d);
-	if (d->rmap)
-		munmap((void *)d->rmap, d->ram_size);
+	if (d->pages.rmap)
+		munmap((void *)d->pages.rmap, d->ram_size);
 	close_fd(&d->memfd);
 	close_fd(&d->pagemap);
 	close_fd(&d->pidfd);
 	pagemap_scan_free(&d->scan);
-	free(d->prealloc);
+	memfd_pages_free(&d->pages);
 	free(d->ctx);
 	free(d);
 }
@@ -396,13 +393,6 @@ static int attach(const char *name, int sock, int child_pidfd, struct hv_domain 
 	d->pagemap = fds[1];
 	d->ram_base = le64toh(f.ram_base);
 	d->ram_size = le64toh(f.ram_size);
-	/* Allocated here, not on first use: several threads may be writing a
-	 * created domain's pages at once (a migration's channels). */
-	if (d->incoming &&
-	    !(d->prealloc = calloc(((d->ram_size >> PREALLOC_SHIFT) + 1) / 8 + 1, 1))) {
-		r = -ENOMEM;
-		goto fail;
-	}
 	r = -EBADMSG;
 	seals = fcntl(d->memfd, F_GET_SEALS);
 	size = lseek(d->memfd, 0, SEEK_END);
@@ -420,11 +410,16 @@ static int attach(const char *name, int sock, int child_pidfd, struct hv_domain 
 	r = pagemap_scan_init(&d->scan, d->pagemap, d->ram_base, d->nr_frames, d->page_size);
 	if (r)
 		goto fail;
+	d->pages = (struct memfd_pages){ .fd = d->memfd, .page_size = d->page_size,
+					 .nr_frames = d->nr_frames, .write_lock = &d->write_lock };
+	/* Tracked from here, not on first use: several threads may be writing
+	 * a created domain's pages at once (a migration's channels). */
+	if (d->incoming && (r = memfd_pages_track_blocks(&d->pages)))
+		goto fail;
 	/* Sealed against shrinking: a read through the mapping cannot fault
 	 * past the end. Without it, reads are system calls. */
-	d->rmap = mmap(NULL, d->ram_size, PROT_READ, MAP_SHARED | MAP_NORESERVE, d->memfd, 0);
-	if (d->rmap == MAP_FAILED)
-		d->rmap = NULL;
+	void *map = mmap(NULL, d->ram_size, PROT_READ, MAP_SHARED | MAP_NORESERVE, d->memfd, 0);
+	d->pages.rmap = map == MAP_FAILED ? NULL : map;
 	/* The runtime is alive while it answers, so its pid is still its own
 	 * when the pidfd is taken; the PING after proves it. */
 	if (d->pidfd < 0)
@@ -888,139 +883,26 @@ static int64_t mvm_harvest(struct hv_domain *hd, struct bitmap *dirty, unsigned 
 
 static int64_t mvm_populated(struct hv_domain *hd, struct bitmap *out)
 {
-	struct mvm_dom *d = dom(hd);
-	off_t pos = 0, size = (off_t)d->ram_size;
-	int64_t n = 0;
-
-	if (out->nbits != d->nr_frames)
-		return -EINVAL;
-	bitmap_zero(out);
-	while (pos < size) {
-		off_t data = lseek(d->memfd, pos, SEEK_DATA), hole;
-		if (data < 0) {
-			if (errno == ENXIO)
-				break;
-			return -errno;
-		}
-		hole = lseek(d->memfd, data, SEEK_HOLE);
-		if (hole < 0)
-			return -errno;
-		if (hole > size)
-			hole = size;
-		uint64_t f0 = (uint64_t)data / d->page_size;
-		uint64_t f1 = DIV_ROUND_UP((uint64_t)hole, d->page_size);
-		bitmap_set_range(out, f0, f1 - f0);
-		n += (int64_t)(f1 - f0);
-		pos = hole;
-	}
-	return n;
+	return memfd_pages_populated(&dom(hd)->pages, out);
 }
 
-/*
- * Check frames, then one preadv/pwritev per run of consecutive frames; a
- * short transfer (rare on a memfd) is finished page by page. Reads of short
- * runs — a replication epoch's scattered dirty pages — are copies from the
- * read-only mapping instead: a system call per page is ~2 us on this kind
- * of host (a PVM guest), and a page stays mapped from one epoch to the
- * next (an epoch's ~450 kvstore pages: 0.83-1.09 ms of copying before,
- * 0.37-0.46 ms after). Frames read are populated (dirty, or in the
- * populated set); a read through the mapping of a hole would allocate it. Writers (the
- * channels of a migration) take turns on write_lock: a write into a memfd
- * holds its inode lock, and the kernel's waiters spin on it while its owner
- * runs; on a two-core host they took the CPU the other channel's TLS or
- * socket work needed (a 1 GiB fill through two ferryd, TLS: 1.27-1.46 s
- * before, 0.98-1.2 s after). A sleeping mutex leaves that CPU to them.
- */
 static int page_io(struct mvm_dom *d, const uint64_t *frames, size_t n, void *const *bufs,
 		   bool write)
 {
-	struct iovec iov[IOV_MAX];
-	size_t ps = d->page_size;
+	int r = memfd_pages_io(&d->pages, frames, n, bufs, write);
 
-	for (size_t i = 0; i < n; i++)
-		if (frames[i] >= d->nr_frames) {
-			log_error("mvm:%s: frame %" PRIu64 " beyond %" PRIu64, d->name, frames[i],
-				  d->nr_frames);
-			return -ERANGE;
-		}
-	for (size_t i = 0; i < n;) {
-		size_t k = 0, done;
-		off_t off = (off_t)(frames[i] * ps);
-		ssize_t r;
-
-		do {
-			iov[k] = (struct iovec){ bufs[i + k], ps };
-			k++;
-		} while (i + k < n && k < IOV_MAX && frames[i + k] == frames[i + k - 1] + 1);
-		if (!write && d->rmap && k < RMAP_RUN) {
-			for (size_t j = 0; j < k; j++)
-				memcpy(bufs[i + j], d->rmap + off + j * ps, ps);
-			i += k;
-			continue;
-		}
-		if (write)
-			pthread_mutex_lock(&d->write_lock);
-		do
-			r = write ? pwritev(d->memfd, iov, (int)k, off) : preadv(d->memfd, iov, (int)k, off);
-		while (r < 0 && errno == EINTR);
-		if (write)
-			pthread_mutex_unlock(&d->write_lock);
-		done = r > 0 ? (size_t)r : 0;
-		for (size_t j = done / ps; r >= 0 && j < k; j++) {
-			size_t skip = j == done / ps ? done % ps : 0;
-			int e = pio_full(d->memfd, (char *)bufs[i + j] + skip, ps - skip,
-					 off + (off_t)(j * ps + skip), write);
-			if (e)
-				r = e, errno = -e;
-		}
-		if (r < 0) {
-			int e = errno;
-			log_error("mvm:%s: %s guest RAM: %s", d->name, write ? "writing" : "reading",
-				  strerror(e));
-			return -e;
-		}
-		i += k;
-	}
-	return 0;
+	if (r)
+		log_error("mvm:%s: %s guest RAM: %s", d->name, write ? "writing" : "reading",
+			  strerror(-r));
+	return r;
 }
 
+/* The frames an engine reads are populated (dirty, or in the populated
+ * set), so reading them through the mapping allocates nothing. */
 static int mvm_read_pages(struct hv_domain *hd, const uint64_t *frames, size_t n,
 			  void *const *bufs)
 {
 	return page_io(dom(hd), frames, n, bufs, false);
-}
-
-/*
- * A fresh page costs a fault per first write on these machines (DESIGN.md
- * §11); allocating a whole 2 MiB block with one fallocate before the first
- * write into it is far cheaper, and keeps a sparse guest sparse at the
- * block's grain. Only while a created domain is being filled (a migration's
- * destination, a restore: before its commit); best effort. Thread-safe: the
- * bits are claimed atomically, so each block is allocated once. The pages
- * are then written with pwritev: on this kind of machine that is 4-8 times
- * faster than a copy through a mapping of the memfd, however the mapping is
- * prepared (MADV_POPULATE_WRITE included; ../shared/probes/freshmem.c), and
- * it still is with several channels sharing the memfd's inode lock (a 1 GiB
- * fill through two ferryd: 1.65 s against 2.30 s through a mapping).
- */
-static void prealloc(struct mvm_dom *d, const uint64_t *frames, size_t n)
-{
-	if (!d->incoming || !d->prealloc)
-		return;
-	for (size_t i = 0; i < n && frames[i] < d->nr_frames; i++) {
-		uint64_t b = (frames[i] * d->page_size) >> PREALLOC_SHIFT;
-		off_t off = (off_t)(b << PREALLOC_SHIFT);
-		off_t len = (off_t)MIN((uint64_t)1 << PREALLOC_SHIFT, d->ram_size - (uint64_t)off);
-		uint8_t bit = (uint8_t)(1u << (b % 8));
-
-		if ((__atomic_load_n(&d->prealloc[b / 8], __ATOMIC_RELAXED) & bit) ||
-		    (__atomic_fetch_or(&d->prealloc[b / 8], bit, __ATOMIC_RELAXED) & bit))
-			continue;
-		pthread_mutex_lock(&d->write_lock); /* the inode lock again: see page_io */
-		if (fallocate(d->memfd, FALLOC_FL_KEEP_SIZE, off, len) < 0)
-			log_debug("mvm:%s: fallocate: %s", d->name, strerror(errno));
-		pthread_mutex_unlock(&d->write_lock);
-	}
 }
 
 static int mvm_write_pages(struct hv_domain *hd, const uint64_t *frames, size_t n,
@@ -1028,30 +910,19 @@ static int mvm_write_pages(struct hv_domain *hd, const uint64_t *frames, size_t 
 {
 	struct mvm_dom *d = dom(hd);
 
-	prealloc(d, frames, n);
-	return page_io(d, frames, n, (void *const *)bufs, true); /* checks the frames */
+	if (d->incoming) /* until the commit: see memfd_pages.h, "Fresh memory" */
+		memfd_pages_prealloc(&d->pages, frames, n);
+	return page_io(d, frames, n, (void *const *)bufs, true);
 }
 
 static int mvm_discard_pages(struct hv_domain *hd, const uint64_t *frames, size_t n)
 {
 	struct mvm_dom *d = dom(hd);
+	int r = memfd_pages_discard(&d->pages, frames, n);
 
-	for (size_t i = 0; i < n; i++)
-		if (frames[i] >= d->nr_frames)
-			return -ERANGE;
-	for (size_t i = 0; i < n;) {
-		size_t k = 1;
-		while (i + k < n && frames[i + k] == frames[i + k - 1] + 1)
-			k++;
-		if (fallocate(d->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			      (off_t)(frames[i] * d->page_size), (off_t)(k * d->page_size)) < 0) {
-			int e = errno;
-			log_error("mvm:%s: discarding frames: %s", d->name, strerror(e));
-			return -e;
-		}
-		i += k;
-	}
-	return 0;
+	if (r)
+		log_error("mvm:%s: discarding frames: %s", d->name, strerror(-r));
+	return r;
 }
 
 static int mvm_save_context(struct hv_domain *hd, void **blob, size_t *len)

@@ -7,22 +7,20 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/util.h"
+#include "hv/memfd_pages.h"
 
-#define BLOCK_SHIFT 21 /* allocated 2 MiB at a time: see prealloc */
 #define APPLY_BATCH 512u
-#define IOV_BATCH 64u
 
 struct shadow {
 	struct hv_domain dom;  /* first: what the receiver fills */
 	struct hv_ops ops;
 	struct hv_info info;   /* the copy's geometry */
 	int fd;                /* the memfd, nr_frames pages long */
+	struct memfd_pages pages; /* its page I/O, blocks allocated ahead */
 	struct bitmap written; /* frames with contents (atomic bits) */
-	uint8_t *blocks;       /* 2 MiB blocks allocated (atomic bits) */
 	void *ctx;             /* the context, once loaded */
 	size_t ctx_len;
 };
@@ -42,58 +40,18 @@ static void mark(struct bitmap *b, uint64_t f, bool on)
 		__atomic_fetch_and(&b->w[f / 64], ~bit, __ATOMIC_RELAXED);
 }
 
-static int in_range(const struct shadow *sh, const uint64_t *frames, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (frames[i] >= sh->info.nr_frames)
-			return -ERANGE;
-	return 0;
-}
-
-/* The first write into a 2 MiB block allocates all of it at once: far
- * cheaper here than a fault per page (hv/mvm.c, prealloc). Best effort. */
-static void prealloc(struct shadow *sh, uint64_t frame)
-{
-	uint64_t size = sh->info.nr_frames * sh->info.page_size;
-	uint64_t b = (frame * sh->info.page_size) >> BLOCK_SHIFT;
-	uint8_t bit = (uint8_t)(1u << (b % 8));
-	off_t off = (off_t)(b << BLOCK_SHIFT);
-
-	if ((__atomic_load_n(&sh->blocks[b / 8], __ATOMIC_RELAXED) & bit) ||
-	    (__atomic_fetch_or(&sh->blocks[b / 8], bit, __ATOMIC_RELAXED) & bit))
-		return;
-	(void)fallocate(sh->fd, FALLOC_FL_KEEP_SIZE, off,
-			(off_t)MIN((uint64_t)1 << BLOCK_SHIFT, size - (uint64_t)off));
-}
-
-/* pread or pwrite frames[0..n) as runs of consecutive frames. */
+/* Read or write frames[0..n); a write marks them written. */
 static int page_io(struct shadow *sh, const uint64_t *frames, size_t n, void *const *bufs,
 		   bool write)
 {
-	uint32_t ps = sh->info.page_size;
-	struct iovec v[IOV_BATCH];
+	int r;
 
-	for (size_t i = 0; i < n;) {
-		size_t k = 0;
-		ssize_t got;
-
-		do {
-			v[k] = (struct iovec){ bufs[i + k], ps };
-			k++;
-		} while (i + k < n && k < IOV_BATCH && frames[i + k] == frames[i + k - 1] + 1);
-		if (write)
-			prealloc(sh, frames[i]), prealloc(sh, frames[i + k - 1]);
-		got = write ? pwritev(sh->fd, v, (int)k, (off_t)(frames[i] * ps))
-			    : preadv(sh->fd, v, (int)k, (off_t)(frames[i] * ps));
-		if (got < 0)
-			return -errno;
-		if ((size_t)got != k * ps)
-			return -EIO;
-		if (write)
-			for (size_t j = 0; j < k; j++)
-				mark(&sh->written, frames[i + j], true);
-		i += k;
-	}
+	if (write)
+		memfd_pages_prealloc(&sh->pages, frames, n);
+	if ((r = memfd_pages_io(&sh->pages, frames, n, bufs, write)) || !write)
+		return r;
+	for (size_t i = 0; i < n; i++)
+		mark(&sh->written, frames[i], true);
 	return 0;
 }
 
@@ -106,31 +64,22 @@ static int sh_info(struct hv_domain *d, struct hv_info *out)
 static int sh_read_pages(struct hv_domain *d, const uint64_t *frames, size_t n,
 			 void *const *bufs)
 {
-	int r = in_range(sh_of(d), frames, n);
-
-	return r ? r : page_io(sh_of(d), frames, n, bufs, false);
+	return page_io(sh_of(d), frames, n, bufs, false);
 }
 
 static int sh_write_pages(struct hv_domain *d, const uint64_t *frames, size_t n,
 			  const void *const *bufs)
 {
-	int r = in_range(sh_of(d), frames, n);
-
-	return r ? r : page_io(sh_of(d), frames, n, (void *const *)bufs, true);
+	return page_io(sh_of(d), frames, n, (void *const *)bufs, true);
 }
 
 static int sh_discard_pages(struct hv_domain *d, const uint64_t *frames, size_t n)
 {
 	struct shadow *sh = sh_of(d);
-	uint32_t ps = sh->info.page_size;
-	int r = in_range(sh, frames, n);
+	int r = memfd_pages_discard(&sh->pages, frames, n);
 
-	for (size_t i = 0; !r && i < n; i++) {
+	for (size_t i = 0; !r && i < n; i++)
 		mark(&sh->written, frames[i], false);
-		if (fallocate(sh->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			      (off_t)(frames[i] * ps), ps) < 0)
-			r = -errno;
-	}
 	return r;
 }
 
@@ -191,16 +140,17 @@ int shadow_new(struct hv_domain *copy, struct shadow **out)
 	sh->info.logdirty = 0;
 	sh->info.incoming = 1;
 	sh->info.pid = -1;
-	if ((r = bitmap_init(&sh->written, sh->info.nr_frames)) ||
-	    !(sh->blocks = calloc((size >> BLOCK_SHIFT) / 8 + 1, 1))) {
-		r = r ? r : -ENOMEM;
+	if ((r = bitmap_init(&sh->written, sh->info.nr_frames)))
 		goto fail;
-	}
 	if ((sh->fd = memfd_create("ferry-shadow", MFD_CLOEXEC)) < 0 ||
 	    ftruncate(sh->fd, (off_t)size) < 0) {
 		r = -errno;
 		goto fail;
 	}
+	sh->pages = (struct memfd_pages){ .fd = sh->fd, .page_size = sh->info.page_size,
+					  .nr_frames = sh->info.nr_frames };
+	if ((r = memfd_pages_track_blocks(&sh->pages)))
+		goto fail;
 	sh->ops = (struct hv_ops){ .prefix = copy->ops->prefix, .info = sh_info,
 				   .read_pages = sh_read_pages, .write_pages = sh_write_pages,
 				   .discard_pages = sh_discard_pages,
@@ -223,7 +173,7 @@ void shadow_free(struct shadow *sh)
 	if (sh->fd >= 0)
 		close(sh->fd);
 	bitmap_free(&sh->written);
-	free(sh->blocks);
+	memfd_pages_free(&sh->pages);
 	free(sh->ctx);
 	free(sh);
 }
