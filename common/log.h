@@ -6,6 +6,14 @@
  * (error|warn|info|debug). Safe to call from any thread: each line is one
  * write(2).
  *
+ * Under journald (stderr is the stream JOURNAL_STREAM names, as systemd
+ * sets it for a service), each line starts with its syslog priority
+ * instead, "<3>text" for an error (sd-daemon(3)): journald files it at that
+ * level and adds the identifier and PID itself. Only the unit's main
+ * daemon drops its "prog[pid]: " tag there (log_set_journal_tag); any other
+ * process writing to the same stream keeps it after the priority, so that
+ * its lines can be told apart.
+ *
  * Error convention for all of ferry: functions return 0 (or a count) on
  * success and a negative errno value on failure, and log a message naming the
  * object (domain, job) at the point where the cause is known. Only a
@@ -15,6 +23,7 @@
 #define FERRY_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
@@ -22,6 +31,11 @@ void log_init(const char *progname, enum log_level level);
 /* Parse "error", "warn", "info", "debug"; returns -EINVAL for anything else. */
 int log_parse_level(const char *s, enum log_level *out);
 void log_set_level(enum log_level level);
+/* Whether lines carry the "prog[pid]: " tag under journald (default: yes;
+ * the unit's main daemon turns it off). */
+void log_set_journal_tag(bool on);
+/* Whether stderr is journald's stream (decided by log_init). */
+bool log_to_journal(void);
 enum log_level log_get_level(void);
 
 void log_msg(enum log_level level, const char *fmt, ...)

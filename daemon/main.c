@@ -44,6 +44,7 @@ int main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	log_init("ferryd", LOG_INFO);
+	log_set_journal_tag(false); /* journald names the unit's own lines */
 	failpoints_init();
 	settings_load(argc, argv);
 	/* The state directory is ours before anything in it is read: a second

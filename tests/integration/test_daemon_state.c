@@ -196,6 +196,55 @@ static void test_unowned_reported(void **state)
 	td_test_passed();
 }
 
+
+/*
+ * Under journald (JOURNAL_STREAM names ferryd's stderr, as systemd sets it),
+ * every line starts with its syslog priority, and carries no "ferryd[PID]"
+ * tag (journald adds one). (A runtime writes its own log file in the run
+ * directory, not to this stream.)
+ */
+static void test_journal_priorities(void **state)
+{
+	char env[64], line[1024];
+	bool info = false, warn = false;
+	struct stat st;
+	FILE *f;
+
+	(void)state;
+	td_test_begin("s5-journal");
+	td_init(&A, "A", PTO);
+	f = fopen(A.log, "we");
+	assert_non_null(f);
+	fclose(f);
+	assert_int_equal(stat(A.log, &st), 0);
+	snprintf(env, sizeof env, "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	setenv("JOURNAL_STREAM", env, 1);
+	A.plaintext = true; /* which ferryd warns about */
+	td_start(&A, NULL);
+	unsetenv("JOURNAL_STREAM");
+	td_create(&A, "j1", "64M", 1, "idle");
+	td_destroy(&A, "j1");
+	assert_int_not_equal(td_term(&A, 5000), -1);
+	f = fopen(A.log, "re");
+	assert_non_null(f);
+	while (fgets(line, sizeof line, f)) {
+		if (!strncmp(line, "==== test", 9))
+			continue; /* the harness's own markers */
+		if (line[0] != '<' || line[1] < '0' || line[1] > '7' || line[2] != '>')
+			fail_msg("a line without a syslog priority: %s", line);
+		if (strstr(line, "ferryd["))
+			fail_msg("ferryd tagged its own line under journald: %s", line);
+		info |= line[1] == '6';
+		warn |= line[1] == '4' && strstr(line, "plaintext");
+	}
+	fclose(f);
+	if (!info || !warn)
+		fail_msg("expected info lines at <6> (%d) and the plaintext warning at <4> (%d)", info,
+			 warn);
+	td_test_passed();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -203,6 +252,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_held_guest_kept, teardown),
 		cmocka_unit_test_teardown(test_config_flags, teardown),
 		cmocka_unit_test_teardown(test_unowned_reported, teardown),
+		cmocka_unit_test_teardown(test_journal_priorities, teardown),
 	};
 
 	if (getenv("FERRY_TEST_ONLY"))
