@@ -14,6 +14,7 @@
 
 #include "common/util.h"
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "transport/certs.h"
 
 #define CA_DAYS 3650
@@ -83,8 +84,11 @@ static int parse_opts(int argc, char **argv, const char *verb, const char *help,
 	uint64_t n;
 	int c;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	char cmd[16];
+
+	snprintf(cmd, sizeof cmd, "certs %s", verb);
+	cli_getopt_begin();
+	while ((c = cli_getopt(cmd, argc, argv, opts)) != -1) {
 		if (c == 'h') {
 			fputs(help, stdout);
 			return -2;
@@ -96,24 +100,26 @@ static int parse_opts(int argc, char **argv, const char *verb, const char *help,
 			a->force = true;
 		} else if (c == 'n' && files) {
 			if (parse_u64(optarg, 1, MAX_DAYS, &n)) {
-				fprintf(stderr, "ferry certs %s: --days: 1 to %d\n", verb,
-					MAX_DAYS);
+				char want[48];
+
+				snprintf(want, sizeof want, "a number of days from 1 to %d", MAX_DAYS);
+				cli_bad_value(cmd, optarg, want);
 				return -1;
 			}
 			a->days = (unsigned)n;
 		} else if (c == 'i' && strcmp(verb, "host") == 0) {
 			if (!certs_ip_ok(optarg)) {
-				fprintf(stderr, "ferry certs host: --ip: '%s' is not an IPv4 "
-					"or IPv6 address\n", optarg);
+				cli_bad_value(cmd, optarg, "an IPv4 or IPv6 address");
 				return -1;
 			}
 			if (a->nr_ips == MAX_IPS) {
-				fprintf(stderr, "ferry certs host: at most %d --ip\n", MAX_IPS);
+				cli_usage_error(cmd, "at most %d --ip", MAX_IPS);
 				return -1;
 			}
 			a->ips[a->nr_ips++] = optarg;
 		} else {
-			fputs(help, stderr);
+			if (c != CLI_OPT_ERROR)
+				cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
 			return -1;
 		}
 	}
@@ -164,10 +170,8 @@ static int init_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 2;
-	if (i != argc) {
-		fputs(init_help, stderr);
-		return 2;
-	}
+	if (i != argc)
+		return cli_usage_error("certs init", "takes no operand");
 	if (!path_in(crt, sizeof crt, a.dir, "ca", "crt") ||
 	    !path_in(key, sizeof key, a.dir, "ca", "key"))
 		return 1;
@@ -254,10 +258,8 @@ static int host_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 2;
-	if (argc - i != 1) {
-		fputs(host_help, stderr);
-		return 2;
-	}
+	if (argc - i != 1)
+		return cli_usage_error("certs host", "expects one host NAME");
 	name = argv[i];
 	if (!certs_dns_name_ok(name)) {
 		fprintf(stderr, "ferry certs host: '%s' is not a host name (letters, digits, '-' "
@@ -303,10 +305,8 @@ static int show_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 2;
-	if (argc - i != 1) {
-		fputs(show_help, stderr);
-		return 2;
-	}
+	if (argc - i != 1)
+		return cli_usage_error("certs show", "expects one certificate FILE");
 	if ((r = certs_inspect(argv[i], &in, err, sizeof err)))
 		return fail("show", err, r);
 	fmt_time(in.not_before, nb, sizeof nb);
@@ -346,7 +346,5 @@ int certs_main(int argc, char **argv)
 	for (size_t k = 0; k < ARRAY_SIZE(verbs); k++)
 		if (!strcmp(argv[1], verbs[k].name))
 			return verbs[k].fn(argc - 1, argv + 1);
-	fprintf(stderr, "ferry certs: unknown command '%s'\n", argv[1]);
-	fputs(certs_help, stderr);
-	return 2;
+	return cli_usage_error("certs", "unknown command '%s' (init, host or show)", argv[1]);
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "cli/opts.h"
 
 #define REPLY_MAX (16u << 20)
 
@@ -40,15 +41,14 @@ int client_open(void)
 	int fd;
 
 	if (strlen(p) >= sizeof sa.sun_path) {
-		fprintf(stderr, "ferry: socket path too long: %s\n", p);
+		cli_error("socket path too long: %s", p);
 		return -1;
 	}
 	strcpy(sa.sun_path, p);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		fprintf(stderr, "ferry: cannot reach ferryd at %s: %s\n"
-			"       (is ferryd running? --socket PATH or FERRY_SOCKET selects another)\n",
-			p, strerror(errno));
+		cli_error("cannot reach ferryd at %s: %s (is ferryd running? --socket PATH or "
+			  "FERRY_SOCKET selects another)", p, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -80,7 +80,7 @@ json_t *client_call(int fd, json_t *req)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0) {
-			fprintf(stderr, "ferry: sending to ferryd: %s\n", strerror(errno));
+			cli_error("sending to ferryd: %s", strerror(errno));
 			free(text);
 			return NULL;
 		}
@@ -96,7 +96,7 @@ json_t *client_call(int fd, json_t *req)
 
 			cap = cap ? cap * 2 : 4096;
 			if (cap > REPLY_MAX || !(nb = realloc(buf, cap))) {
-				fprintf(stderr, "ferry: reply from ferryd too long\n");
+				cli_error("reply from ferryd too long");
 				free(buf);
 				return NULL;
 			}
@@ -106,7 +106,7 @@ json_t *client_call(int fd, json_t *req)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			fprintf(stderr, "ferry: ferryd closed the connection%s%s\n", n ? ": " : "",
+			cli_error("ferryd closed the connection%s%s", n ? ": " : "",
 				n ? strerror(errno) : "");
 			free(buf);
 			return NULL;
@@ -118,7 +118,7 @@ json_t *client_call(int fd, json_t *req)
 	reply = json_loadb(buf, len, 0, &je);
 	free(buf);
 	if (!reply || !json_is_object(reply)) {
-		fprintf(stderr, "ferry: malformed reply from ferryd\n");
+		cli_error("malformed reply from ferryd");
 		json_decref(reply);
 		return NULL;
 	}
@@ -145,7 +145,7 @@ bool client_ok(json_t *reply)
 		return false;
 	if (json_is_true(json_object_get(reply, "ok")))
 		return true;
-	fprintf(stderr, "ferry: %s\n", json_string_value(json_object_get(reply, "error"))
+	cli_error("%s", json_string_value(json_object_get(reply, "error"))
 					       ? json_string_value(json_object_get(reply, "error"))
 					       : "request failed");
 	json_decref(reply);

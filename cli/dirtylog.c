@@ -20,6 +20,7 @@
 #include "hv/hv.h"
 #include "mvm/config.h"
 #include "cli/cli.h"
+#include "cli/opts.h"
 
 static const char help[] =
 	"usage: ferry dirtylog [--name NAME] [--mem SIZE] [--vcpus N] [--workload SPEC]\n"
@@ -86,24 +87,37 @@ int dirtylog_main(int argc, char **argv)
 	json_t *v = NULL;
 	int c, r, rc = 1, ok = 0;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	cli_getopt_begin();
+	while ((c = cli_getopt("dirtylog", argc, argv, opts)) != -1) {
+		char *end;
+
 		switch (c) {
 		case 'n': name = optarg; break;
 		case 'm': mem = optarg; break;
 		case 'v': vcpus = optarg; break;
 		case 'w': workload = optarg; break;
-		case 'i': interval = atof(optarg); break;
-		case 's': seconds = atof(optarg); break;
+		case 'i':
+			interval = strtod(optarg, &end);
+			if (end == optarg || *end || interval < 0.05 || interval > 3600)
+				return cli_bad_value("dirtylog", optarg,
+						     "a number of seconds from 0.05 to 3600");
+			break;
+		case 's':
+			seconds = strtod(optarg, &end);
+			if (end == optarg || *end || !(seconds > 0) || seconds > 86400)
+				return cli_bad_value("dirtylog", optarg,
+						     "a number of seconds up to 86400");
+			break;
 		case 'j': json = true; break;
 		case 'h': fputs(help, stdout); return 0;
-		default: fputs(help, stderr); return 2;
+		default: return 2; /* reported */
 		}
 	}
-	if (optind != argc || interval < 0.05 || interval > 3600 || seconds < interval) {
-		fputs(help, stderr);
-		return 2;
-	}
+	if (optind != argc)
+		return cli_usage_error("dirtylog", "takes no operand");
+	if (seconds < interval)
+		return cli_usage_error("dirtylog", "--seconds (%g) is shorter than --interval (%g)",
+				       seconds, interval);
 	snprintf(cfgtext, sizeof cfgtext, "mem=%s vcpus=%s workload=%s", mem, vcpus, workload);
 	if (mvm_config_parse(cfgtext, &cfg, err, sizeof err)) {
 		fprintf(stderr, "ferry dirtylog: %s\n", err);

@@ -1,6 +1,8 @@
 /*
  * ferry — command-line tool. `ferry help` lists the subcommands.
  */
+#include "config.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,6 +11,7 @@
 #include "common/util.h"
 #include "cli/client.h"
 #include "cli/cli.h"
+#include "cli/opts.h"
 
 static const struct {
 	const char *name;
@@ -37,54 +40,62 @@ static const struct {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: ferry [--socket PATH] [--run-dir DIR] [--log-level LEVEL] COMMAND [ARGS]\n\n"
+	fprintf(f, "usage: ferry [--socket PATH] [--run-dir DIR] [--log-level LEVEL] COMMAND [ARGS]\n"
+		   "       ferry --version\n\n"
 		   "Live migration and replication of virtual machines.\n\ncommands:\n");
 	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++)
 		fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].help);
-	fprintf(f, "\n`ferry COMMAND --help` describes a command. Environment: FERRY_RUN_DIR "
-		   "(default /run/ferry),\nFERRY_SOCKET (ferryd's control socket, default RUN_DIR/ferryd.sock), "
-		   "FERRY_LOG\n(error|warn|info|debug). save, restore, dirtylog and certs work "
-		   "without ferryd.\n");
+	fprintf(f, "\n`ferry COMMAND --help` describes a command. The options above may also follow\n"
+		   "the command, and any option takes its value as --opt VALUE or --opt=VALUE.\n"
+		   "With --json, a command prints JSON, its errors too. Environment: FERRY_RUN_DIR\n"
+		   "(default /run/ferry), FERRY_SOCKET (ferryd's control socket, default\n"
+		   "RUN_DIR/ferryd.sock), FERRY_LOG (error|warn|info|debug). save, restore,\n"
+		   "dirtylog and certs work without ferryd.\n");
 }
 
 int main(int argc, char **argv)
 {
-	enum log_level lvl = LOG_WARN;
-	int i = 1;
+	static const struct option opts[] = {
+		{ "help", no_argument, 0, 'h' },
+		{ "version", no_argument, 0, 'V' },
+		{ 0, 0, 0, 0 },
+	};
+	int c;
 
 	signal(SIGPIPE, SIG_IGN);
-	for (; i < argc && argv[i][0] == '-'; i++) {
-		if (strcmp(argv[i], "--run-dir") == 0 && i + 1 < argc) {
-			ferry_set_run_dir(argv[++i]);
-		} else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
-			client_set_socket(argv[++i]);
-		} else if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc) {
-			if (log_parse_level(argv[++i], &lvl)) {
-				fprintf(stderr, "ferry: --log-level: error, warn, info or debug\n");
-				return 2;
-			}
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+	log_init("ferry", LOG_WARN);
+	cli_scan_json(argc, argv);
+	/* Options before the command; "+": stop at the command's name. */
+	cli_getopt_begin();
+	while ((c = cli_getopt(NULL, argc, argv, opts)) != -1) {
+		switch (c) {
+		case 'h':
 			usage(stdout);
 			return 0;
-		} else {
-			fprintf(stderr, "ferry: unknown option %s\n", argv[i]);
-			usage(stderr);
-			return 2;
+		case 'V':
+			printf("ferry %s\n", PACKAGE_VERSION);
+			return 0;
+		default:
+			return 2; /* reported */
 		}
 	}
-	log_init("ferry", lvl);
-	if (i == argc) {
+	if (optind == argc) {
 		usage(stderr);
 		return 2;
 	}
-	if (strcmp(argv[i], "help") == 0) {
+	if (strcmp(argv[optind], "help") == 0) {
 		usage(stdout);
 		return 0;
 	}
+	if (strcmp(argv[optind], "version") == 0) {
+		printf("ferry %s\n", PACKAGE_VERSION);
+		return 0;
+	}
 	for (size_t k = 0; k < ARRAY_SIZE(cmds); k++)
-		if (strcmp(argv[i], cmds[k].name) == 0)
+		if (strcmp(argv[optind], cmds[k].name) == 0) {
+			int i = optind;
+
 			return cmds[k].fn(argc - i, argv + i);
-	fprintf(stderr, "ferry: unknown command '%s'\n", argv[i]);
-	usage(stderr);
-	return 2;
+		}
+	return cli_usage_error(NULL, "unknown command '%s'", argv[optind]);
 }

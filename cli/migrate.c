@@ -17,6 +17,8 @@
 #include "session/wire.h"
 #include "cli/client.h"
 #include "cli/cli.h"
+#include "cli/opts.h"
+#include "cli/progress.h"
 
 static const char migrate_help[] =
 	"usage: ferry migrate NAME HOST[:PORT] [options]\n"
@@ -39,15 +41,17 @@ static const char migrate_help[] =
 	"  --detach                print the job id and return at once\n"
 	"  --json                  print the final job as one JSON object\n"
 	"\n"
-	"On a terminal, a progress line shows the pass, how far it is, the dirty rate,\n"
-	"the throughput, the expected downtime and the pass's ETA. Ctrl-C cancels the\n"
+	"On a terminal, a progress line shows the pass and how far it is, the time\n"
+	"left overall, the throughput, the expected downtime, what was sent and the\n"
+	"dirty rate, as much as the terminal's width fits. Ctrl-C cancels the\n"
 	"migration (unless it is past its point of no return). Exit status: 0 migrated,\n"
 	"1 failed or cancelled (the guest runs here), 3 unresolved (see ferry resolve).\n";
 
 static const char jobs_help[] = "usage: ferry jobs [--json]\n\nLists this host's migration jobs, "
 				"newest first.\n";
-static const char status_help[] = "usage: ferry status JOB [--json]\n\nShows one job and its "
-				  "statistics.\n";
+static const char status_help[] =
+	"usage: ferry status JOB|VM [--json]\n\nShows one job and its statistics: the job with "
+	"that id, or the VM's\nactive job, else its newest.\n";
 static const char cancel_help[] =
 	"usage: ferry cancel JOB\n\nStops an outgoing migration and leaves the guest running "
 	"here. Refused once\nGO was sent: the job then ends on its own or becomes unresolved.\n";
@@ -93,45 +97,52 @@ static bool job_is(json_t *job, enum api_job_state s)
 	return api_job_state_parse(jstr(job, "state")) == s;
 }
 
-/* The progress line for one status snapshot. */
+/*
+ * Overall time left: the rest of this pass at the rate it is sent, and the
+ * passes after it, each carrying what was dirtied during the one before —
+ * a geometric series, rest / (rate - dirty rate). Unknown (< 0) while the
+ * guest dirties as fast as the link carries, or the rate is not known.
+ */
+static double overall_eta(double rest, double rate, double dirty_rate)
+{
+	return rate > 0 && dirty_rate < rate ? rest / (rate - dirty_rate) : -1;
+}
+
+/* The progress line for one status snapshot: the VM, its phase, the pass
+ * and how far it is, the overall ETA, the throughput, the expected
+ * downtime, bytes sent and the dirty rate, as many as the terminal fits. */
 static void draw(json_t *job, double *pos0, uint64_t *t0, bool tty)
 {
 	json_t *s = json_object_get(job, "stats");
 	double pos = jnum(s, "iter_pos"), frames = jnum(s, "iter_frames"), frac;
-	double ram = jnum(s, "ram_bytes"), rate, eta = -1;
+	double ram = jnum(s, "ram_bytes"), rate = 0, eta = -1;
 	const char *phase = jstr(s, "phase");
 	uint64_t now = mono_ns();
-	char bar[21], b1[32], b2[32], line[256];
-	int fill;
+	struct status_line l;
+	char bar[40], b[32];
 
 	if (!tty)
 		return;
 	frac = frames > 0 ? pos / frames : 0;
-	if (frac > 1)
-		frac = 1;
-	fill = (int)(frac * 20);
-	for (int i = 0; i < 20; i++)
-		bar[i] = i < fill ? '#' : '.';
-	bar[20] = '\0';
 	if (pos < *pos0 || !*t0) {
 		*pos0 = pos;
 		*t0 = now;
 	} else if (now > *t0 && pos > *pos0) {
 		rate = (pos - *pos0) / ns_to_sec(now - *t0);
-		eta = (frames - pos) / rate;
+		eta = overall_eta(frames - pos, rate, jnum(s, "dirty_rate"));
 	}
-	snprintf(line, sizeof line,
-		 "%s %-13s pass %-2d [%s] %3.0f%%  sent %s (%.0f%% of RAM)  dirty %.0f p/s  "
-		 "%s/s  exp. downtime %.0f ms%s",
-		 jstr(job, "vm"), phase, (int)jnum(s, "pass"), bar, frac * 100,
-		 fmt_bytes(jnum(s, "bytes"), b1, sizeof b1),
-		 ram > 0 ? jnum(s, "bytes") / ram * 100 : 0.0, jnum(s, "dirty_rate"),
-		 fmt_bytes(jnum(s, "throughput"), b2, sizeof b2), jnum(s, "expected_downtime_ms"),
-		 eta >= 0 ? "" : "");
-	if (eta >= 0 && strcmp(phase, "iterating") == 0)
-		snprintf(line + strlen(line), sizeof line - strlen(line), "  ETA %.0f s", eta);
-	fprintf(stderr, "\r\033[K%s", line);
-	fflush(stderr);
+	status_line_init(&l, terminal_columns());
+	status_line_add(&l, "%s %s", jstr(job, "vm"), phase);
+	status_line_add(&l, "pass %d %s %3.0f%%", (int)jnum(s, "pass"),
+			status_bar(bar, l.width >= 120 ? 20 : 10, frac), frac * 100);
+	if (strcmp(phase, "iterating") == 0)
+		status_line_add(&l, "ETA %s", eta >= 0 ? fmt_duration(eta, b, sizeof b) : "?");
+	status_line_add(&l, "%s/s", fmt_bytes(jnum(s, "throughput"), b, sizeof b));
+	status_line_add(&l, "downtime ~%.0f ms", jnum(s, "expected_downtime_ms"));
+	status_line_add(&l, "sent %s (%.0f%% of RAM)", fmt_bytes(jnum(s, "bytes"), b, sizeof b),
+			ram > 0 ? jnum(s, "bytes") / ram * 100 : 0.0);
+	status_line_add(&l, "dirty %.0f p/s", jnum(s, "dirty_rate"));
+	status_line_draw(&l);
 }
 
 static void summary(json_t *job)
@@ -187,7 +198,7 @@ static json_t *follow(int fd, const char *id, bool cancel_on_int)
 		if (interrupted && cancel_on_int && !cancelled) {
 			r = client_call(fd, json_pack("{s:s, s:s}", "op", "cancel", "job", id));
 			if (tty)
-				fprintf(stderr, "\r\033[K");
+				status_line_clear();
 			if (client_ok(r)) {
 				fprintf(stderr, "ferry: cancelling job %s\n", id);
 				json_decref(r);
@@ -197,7 +208,7 @@ static json_t *follow(int fd, const char *id, bool cancel_on_int)
 		usleep(tty ? 100000 : 200000);
 	}
 	if (tty)
-		fprintf(stderr, "\r\033[K");
+		status_line_clear();
 	return job;
 }
 
@@ -219,41 +230,56 @@ int migrate_main(int argc, char **argv)
 	json_t *req = json_object(), *r, *job;
 	bool json = false, detach = false;
 	enum noconv_policy pol;
-	const char *id;
+	const char *id, *want;
+	char range[48];
 	uint64_t n;
 	int c, fd, st;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	cli_getopt_begin();
+	while ((c = cli_getopt("migrate", argc, argv, opts)) != -1) {
 		switch (c) {
 		case 'd':
-			if (parse_u64(optarg, 1, 3600000, &n))
+			if (parse_u64(optarg, 1, 3600000, &n)) {
+				want = "a number of ms from 1 to 3600000";
 				goto bad;
+			}
 			json_object_set_new(req, "downtime_ms", json_integer((json_int_t)n));
 			break;
 		case 'i':
-			if (parse_u64(optarg, 1, 1000, &n))
+			if (parse_u64(optarg, 1, 1000, &n)) {
+				want = "an integer from 1 to 1000";
 				goto bad;
+			}
 			json_object_set_new(req, "max_iters", json_integer((json_int_t)n));
 			break;
 		case 'b':
-			if (parse_size(optarg, UINT64_MAX / 2, &n) || n < (1u << 20))
+			if (parse_size(optarg, UINT64_MAX / 2, &n) || n < (1u << 20)) {
+				want = "a rate of at least 1M (bytes per second; K, M, G suffixes)";
 				goto bad;
+			}
 			json_object_set_new(req, "bandwidth", json_integer((json_int_t)n));
 			break;
 		case 'p':
-			if (mig_policy_parse(optarg, &pol))
+			if (mig_policy_parse(optarg, &pol)) {
+				want = "stop, throttle or abort";
 				goto bad;
+			}
 			json_object_set_new(req, "on_no_converge", json_string(optarg));
 			break;
 		case 't':
-			if (parse_u64(optarg, 100, 3600000, &n))
+			if (parse_u64(optarg, 100, 3600000, &n)) {
+				want = "a number of ms from 100 to 3600000";
 				goto bad;
+			}
 			json_object_set_new(req, "peer_timeout_ms", json_integer((json_int_t)n));
 			break;
 		case 'c':
-			if (parse_u64(optarg, 1, WIRE_CHANNELS_MAX, &n))
+			if (parse_u64(optarg, 1, WIRE_CHANNELS_MAX, &n)) {
+				snprintf(range, sizeof range, "an integer from 1 to %d",
+					 WIRE_CHANNELS_MAX);
+				want = range;
 				goto bad;
+			}
 			json_object_set_new(req, "channels", json_integer((json_int_t)n));
 			break;
 		case 'W': detach = false; break;
@@ -264,11 +290,14 @@ int migrate_main(int argc, char **argv)
 			json_decref(req);
 			return 0;
 		default:
-			goto usage;
+			json_decref(req);
+			return 2; /* reported */
 		}
 	}
-	if (argc - optind != 2)
-		goto usage;
+	if (argc - optind != 2) {
+		json_decref(req);
+		return cli_usage_error("migrate", "expects a VM's NAME and the destination HOST[:PORT]");
+	}
 	json_object_set_new(req, "op", json_string("migrate"));
 	json_object_set_new(req, "name", json_string(argv[optind]));
 	json_object_set_new(req, "dest", json_string(argv[optind + 1]));
@@ -305,14 +334,12 @@ int migrate_main(int argc, char **argv)
 	json_decref(job);
 	return st;
 bad:
-	fprintf(stderr, "ferry migrate: invalid value '%s'\n", optarg);
-usage:
-	fputs(migrate_help, stderr);
 	json_decref(req);
-	return 2;
+	return cli_bad_value("migrate", optarg, want);
 }
 
-static int job_opts(int argc, char **argv, const char *help, bool *json, const char **force)
+static int job_opts(const char *cmd, int argc, char **argv, const char *help, bool *json,
+		    const char **force)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, 0, 'j' },
@@ -322,17 +349,22 @@ static int job_opts(int argc, char **argv, const char *help, bool *json, const c
 	};
 	int c;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	cli_getopt_begin();
+	while ((c = cli_getopt(cmd, argc, argv, opts)) != -1) {
 		if (c == 'j') {
 			*json = true;
 		} else if (c == 'f' && force) {
+			if (strcmp(optarg, "source") && strcmp(optarg, "destination")) {
+				cli_bad_value(cmd, optarg, "source or destination");
+				return -1;
+			}
 			*force = optarg;
 		} else if (c == 'h') {
 			fputs(help, stdout);
 			return -2;
 		} else {
-			fputs(help, stderr);
+			if (c != CLI_OPT_ERROR)
+				cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
 			return -1;
 		}
 	}
@@ -342,7 +374,7 @@ static int job_opts(int argc, char **argv, const char *help, bool *json, const c
 int jobs_main(int argc, char **argv)
 {
 	bool json = false;
-	int i = job_opts(argc, argv, jobs_help, &json, NULL);
+	int i = job_opts("jobs", argc, argv, jobs_help, &json, NULL);
 	json_t *r, *job;
 	size_t k;
 
@@ -446,14 +478,14 @@ static void print_job(json_t *job)
 static json_t *job_call(int argc, char **argv, const char *op, const char *help, bool *json,
 			int *status)
 {
-	int i = job_opts(argc, argv, help, json, NULL);
+	int i = job_opts(op, argc, argv, help, json, NULL);
 	json_t *r;
 
 	*status = i == -2 ? 0 : 2;
 	if (i < 0)
 		return NULL;
 	if (argc - i != 1) {
-		fputs(help, stderr);
+		cli_usage_error(op, "expects one JOB%s", strcmp(op, "status") ? "" : " or VM");
 		return NULL;
 	}
 	r = client_call1(json_pack("{s:s, s:s}", "op", op, "job", argv[i]));
@@ -494,15 +526,13 @@ int resolve_main(int argc, char **argv)
 {
 	bool json = false;
 	const char *force = NULL;
-	int i = job_opts(argc, argv, resolve_help, &json, &force), fd, st;
+	int i = job_opts("resolve", argc, argv, resolve_help, &json, &force), fd, st;
 	json_t *req, *r, *job = NULL;
 
 	if (i < 0)
 		return i == -2 ? 0 : 2;
-	if (argc - i != 1) {
-		fputs(resolve_help, stderr);
-		return 2;
-	}
+	if (argc - i != 1)
+		return cli_usage_error("resolve", "expects one JOB");
 	req = json_pack("{s:s, s:s}", "op", "resolve", "job", argv[i]);
 	if (force)
 		json_object_set_new(req, "force", json_string(force));

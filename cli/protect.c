@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "cli/client.h"
 #include "common/util.h"
 #include "replicate/replicate.h"
@@ -87,31 +88,33 @@ int protect_main(int argc, char **argv)
 	};
 	json_t *req = json_object(), *r, *job;
 	bool json = false, detach = false, peer = false;
-	const char *opt = "";
+	const char *want = "";
+	char range[48];
 	uint64_t n;
 	int c, fd, st;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	cli_getopt_begin();
+	while ((c = cli_getopt("protect", argc, argv, opts)) != -1) {
 		switch (c) {
 		case 'p':
 			json_object_set_new(req, "peer", json_string(optarg));
 			peer = true;
 			break;
 		case 'e':
-			opt = "--epoch-ms (1 to 60000)";
+			want = "a number of ms from 1 to 60000";
 			if (parse_u64(optarg, 1, 60000, &n))
 				goto bad;
 			json_object_set_new(req, "epoch_ms", json_integer((json_int_t)n));
 			break;
 		case 'b':
-			opt = "--heartbeat-ms (20 to 600000)";
+			want = "a number of ms from 20 to 600000";
 			if (parse_u64(optarg, 20, 600000, &n))
 				goto bad;
 			json_object_set_new(req, "heartbeat_ms", json_integer((json_int_t)n));
 			break;
 		case 'c':
-			opt = "--channels (1 to 64)";
+			snprintf(range, sizeof range, "an integer from 1 to %d", WIRE_CHANNELS_MAX);
+			want = range;
 			if (parse_u64(optarg, 1, WIRE_CHANNELS_MAX, &n))
 				goto bad;
 			json_object_set_new(req, "channels", json_integer((json_int_t)n));
@@ -124,11 +127,15 @@ int protect_main(int argc, char **argv)
 			json_decref(req);
 			return 0;
 		default:
-			goto usage;
+			json_decref(req);
+			return 2; /* reported */
 		}
 	}
-	if (argc - optind != 1 || !peer)
-		goto usage;
+	if (argc - optind != 1 || !peer) {
+		json_decref(req);
+		return cli_usage_error("protect", argc - optind != 1 ? "expects one VM's NAME"
+								  : "--peer HOST is required");
+	}
 	json_object_set_new(req, "op", json_string("protect"));
 	json_object_set_new(req, "name", json_string(argv[optind]));
 	if ((fd = client_open()) < 0) {
@@ -162,33 +169,52 @@ int protect_main(int argc, char **argv)
 		       json_string_value(json_object_get(job, "peer")),
 		       json_string_value(json_object_get(job, "id")));
 	else
-		fprintf(stderr, "ferry protect: %s\n",
-			json_string_value(json_object_get(job, "error")) ?: "failed");
+		cli_error("protect: %s", json_string_value(json_object_get(job, "error")) ?: "failed");
 	json_decref(job);
 	return st;
 bad:
-	fprintf(stderr, "ferry protect: %s: invalid value '%s'\n", opt, optarg);
 	json_decref(req);
-	return 2;
-usage:
-	fputs(protect_help, stderr);
-	json_decref(req);
-	return 2;
+	return cli_bad_value("protect", optarg, want);
+}
+
+/* NAME [--force]: the operand's index, -1 (exit 2, reported), -2 (help). */
+static int name_opts(int argc, char **argv, const char *help, bool *force)
+{
+	static const struct option opts[] = {
+		{ "force", no_argument, 0, 'f' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	int c;
+
+	cli_getopt_begin();
+	while ((c = cli_getopt(argv[0], argc, argv, opts)) != -1) {
+		if (c == 'h') {
+			fputs(help, stdout);
+			return -2;
+		}
+		if (c != 'f' || !force) {
+			if (c == 'f')
+				cli_usage_error(argv[0], "unknown option '--force'");
+			return -1;
+		}
+		*force = true;
+	}
+	if (argc - optind != 1) {
+		cli_usage_error(argv[0], "expects one VM's NAME");
+		return -1;
+	}
+	return optind;
 }
 
 int unprotect_main(int argc, char **argv)
 {
+	int i = name_opts(argc, argv, unprotect_help, NULL);
 	json_t *r;
 
-	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		fputs(unprotect_help, stdout);
-		return 0;
-	}
-	if (argc != 2 || argv[1][0] == '-') {
-		fputs(unprotect_help, stderr);
-		return 2;
-	}
-	r = client_call1(json_pack("{s:s, s:s}", "op", "unprotect", "name", argv[1]));
+	if (i < 0)
+		return i == -2 ? 0 : 2;
+	r = client_call1(json_pack("{s:s, s:s}", "op", "unprotect", "name", argv[i]));
 	if (!client_ok(r))
 		return 1;
 	json_decref(r);
@@ -197,17 +223,16 @@ int unprotect_main(int argc, char **argv)
 
 int takeover_main(int argc, char **argv)
 {
+	bool force = false;
+	int i = name_opts(argc, argv, takeover_help, &force);
 	json_t *r;
 
-	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		fputs(takeover_help, stdout);
-		return 0;
-	}
-	if (argc != 3 || argv[1][0] == '-' || strcmp(argv[2], "--force") != 0) {
-		fputs(takeover_help, stderr);
-		return 2;
-	}
-	r = client_call1(json_pack("{s:s, s:s, s:b}", "op", "takeover", "name", argv[1], "force", 1));
+	if (i < 0)
+		return i == -2 ? 0 : 2;
+	if (!force)
+		return cli_usage_error("takeover", "runs a copy that may lack acknowledged writes "
+				       "only with --force");
+	r = client_call1(json_pack("{s:s, s:s, s:b}", "op", "takeover", "name", argv[i], "force", 1));
 	if (!client_ok(r))
 		return 1;
 	fprintf(stderr, "ferry takeover: %s\n", json_string_value(json_object_get(r, "warning")));

@@ -13,7 +13,9 @@
 
 #include "checkpoint/snapshot.h"
 #include "common/mtime.h"
+#include "common/util.h"
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "cli/progress.h"
 
 static const char save_help[] =
@@ -79,21 +81,25 @@ int save_main(int argc, char **argv)
 	int c, r;
 
 	codec_opts_default(&o.codec);
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	cli_getopt_begin();
+	while ((c = cli_getopt("save", argc, argv, opts)) != -1) {
+		uint64_t n;
+
 		switch (c) {
 		case 'k': o.keep_running = true; break;
 		case 'n': o.codec.lz4 = o.codec.delta = false; break;
-		case 'a': o.codec.lz4_accel = atoi(optarg); break;
+		case 'a':
+			if (parse_u64(optarg, 1, 65537, &n))
+				return cli_bad_value("save", optarg, "an integer from 1 to 65537");
+			o.codec.lz4_accel = (int)n;
+			break;
 		case 'j': json = true; break;
 		case 'h': fputs(save_help, stdout); return 0;
-		default: fputs(save_help, stderr); return 2;
+		default: return 2; /* reported */
 		}
 	}
-	if (argc - optind != 2 || o.codec.lz4_accel < 1) {
-		fputs(save_help, stderr);
-		return 2;
-	}
+	if (argc - optind != 2)
+		return cli_usage_error("save", "expects a VM's URI or NAME and a FILE");
 	if ((r = hv_open(argv[optind], &d))) {
 		fprintf(stderr, "ferry save: cannot open %s: %s\n", argv[optind],
 			r == -EBUSY ? "another owner (ferryd?) holds it open" : strerror(-r));
@@ -141,20 +147,18 @@ int restore_main(int argc, char **argv)
 	int c, r;
 
 	codec_opts_default(&o.codec);
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	cli_getopt_begin();
+	while ((c = cli_getopt("restore", argc, argv, opts)) != -1) {
 		switch (c) {
 		case 'n': name = optarg; break;
 		case 'p': o.paused = true; break;
 		case 'j': json = true; break;
 		case 'h': fputs(restore_help, stdout); return 0;
-		default: fputs(restore_help, stderr); return 2;
+		default: return 2; /* reported */
 		}
 	}
-	if (argc - optind != 1) {
-		fputs(restore_help, stderr);
-		return 2;
-	}
+	if (argc - optind != 1)
+		return cli_usage_error("restore", "expects one FILE");
 	snprintf(what, sizeof what, "restoring %s", argv[optind]);
 	progress_init(&pr, what, 4096);
 	o.on_frames = progress_update;

@@ -11,6 +11,7 @@
 #include "common/util.h"
 #include "cli/client.h"
 #include "cli/cli.h"
+#include "cli/opts.h"
 
 static const char create_help[] =
 	"usage: ferry create NAME [--mem SIZE] [--vcpus N] [--workload SPEC]\n"
@@ -36,7 +37,8 @@ static const char verify_help[] =
 	"wrote it, 1 if not.\n";
 
 /* Common flags: --json, --help; returns the index of the first operand or
- * -1 (exit 2 printed) / -2 (help printed). */
+ * -1 (exit 2: the error reported) / -2 (help printed). on_extra reports
+ * its own errors. */
 static int simple_opts(int argc, char **argv, const char *help, bool *json,
 		       const struct option *extra, int (*on_extra)(int, const char *, void *),
 		       void *ctx)
@@ -47,16 +49,15 @@ static int simple_opts(int argc, char **argv, const char *help, bool *json,
 	for (; extra && extra[n - 2].name; n++)
 		opts[n] = extra[n - 2];
 	opts[n] = (struct option){ 0, 0, 0, 0 };
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+	cli_getopt_begin();
+	while ((c = cli_getopt(argv[0], argc, argv, opts)) != -1) {
 		if (c == 'j') {
 			*json = true;
 		} else if (c == 'h') {
 			fputs(help, stdout);
 			return -2;
-		} else if (c == '?' || !on_extra || on_extra(c, optarg, ctx)) {
-			fputs(help, stderr);
-			return -1;
+		} else if (c == CLI_OPT_ERROR || !on_extra || on_extra(c, optarg, ctx)) {
+			return -1; /* reported */
 		}
 	}
 	return optind;
@@ -80,7 +81,7 @@ static int create_opt(int c, const char *arg, void *p)
 	case 'p': a->paused = true; return 0;
 	case 'v':
 		if (parse_u64(arg, 1, 64, &n)) {
-			fprintf(stderr, "ferry create: --vcpus: 1 to 64\n");
+			cli_bad_value("create", arg, "an integer from 1 to 64");
 			return -1;
 		}
 		a->vcpus = (int)n;
@@ -117,10 +118,8 @@ int create_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 2;
-	if (argc - i != 1) {
-		fputs(create_help, stderr);
-		return 2;
-	}
+	if (argc - i != 1)
+		return cli_usage_error("create", "expects one NAME");
 	req = json_pack("{s:s, s:s, s:s, s:i, s:s, s:b}", "op", "create", "name", argv[i], "mem",
 			a.mem, "vcpus", a.vcpus, "workload", a.workload, "paused", a.paused);
 	if (a.net)
@@ -146,10 +145,8 @@ int list_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 2;
-	if (i != argc) {
-		fputs(list_help, stderr);
-		return 2;
-	}
+	if (i != argc)
+		return cli_usage_error("list", "takes no operand");
 	r = client_call1(json_pack("{s:s}", "op", "list"));
 	if (!client_ok(r))
 		return 1;
@@ -175,7 +172,7 @@ static json_t *name_call(int argc, char **argv, const char *op, const char *help
 	*status = 0;
 	if (i < 0 || argc - i != 1) {
 		if (i >= 0)
-			fputs(help, stderr);
+			cli_usage_error(op, "expects one NAME");
 		*status = i == -2 ? 0 : 2;
 		return NULL;
 	}

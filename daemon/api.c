@@ -335,8 +335,9 @@ static json_t *op_jobs(json_t *req)
 	return json_pack("{s:b, s:o}", "ok", 1, "jobs", a);
 }
 
-/* With "wait_ms": once the job has changed state, or after that long, or
- * at once if it has ended. */
+/* "job": a job's id, or a VM's name (its job that matters now:
+ * job_find_vm). With "wait_ms": once the job has changed state, or after
+ * that long, or at once if it has ended. */
 static json_t *op_status(json_t *req)
 {
 	const char *id = str(req, "job", "");
@@ -347,13 +348,14 @@ static json_t *op_status(json_t *req)
 	if (wait < 0 || wait > 60000)
 		return fail("wait_ms: %" PRId64 " is not in 0..60000", wait);
 	pthread_mutex_lock(&D.lock);
-	if ((j = job_find(id))) {
+	if ((j = job_find(id)) || (j = job_find_vm(id))) {
 		if (wait && !job_state_final(j->state))
 			job_wait_change(j, j->seq, (int)wait);
 		o = job_json(j);
 	}
 	pthread_mutex_unlock(&D.lock);
-	return o ? json_pack("{s:b, s:o}", "ok", 1, "job", o) : fail("no job %s", id);
+	return o ? json_pack("{s:b, s:o}", "ok", 1, "job", o)
+		 : fail("no job %s (neither a job's id nor a VM with a job here)", id);
 }
 
 static json_t *op_cancel(json_t *req)

@@ -145,6 +145,22 @@ struct job *job_find(const char *id)
 	return NULL;
 }
 
+struct job *job_find_vm(const char *vm)
+{
+	struct job *newest = NULL;
+
+	/* The list is newest first. */
+	for (struct job *j = D.jobs; j; j = j->next) {
+		if (strcmp(j->vm, vm) != 0)
+			continue;
+		if (!job_state_final(j->state))
+			return j;
+		if (!newest)
+			newest = j;
+	}
+	return newest;
+}
+
 void job_make_id(char id[JOB_ID_LEN])
 {
 	unsigned char rnd[6];

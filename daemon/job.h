@@ -167,6 +167,9 @@ void job_make_id(char id[JOB_ID_LEN]);
 void job_free(struct job *j);
 void job_link(struct job *j);                /* (L) list it */
 struct job *job_find(const char *id);       /* (L) */
+/* (L) The job of VM vm that matters now: its newest active job, else its
+ * newest; NULL if it has none. */
+struct job *job_find_vm(const char *vm);
 json_t *job_json(const struct job *j);      /* (L) */
 
 /*
