@@ -161,6 +161,10 @@ static void summary(json_t *job)
 		       fmt_bytes(jnum(s, "throughput"), (char[32]){ 0 }, 32), jnum(job, "channels"),
 		       jstr(job, "transport"), jnum(p, "raw"), jnum(p, "lz4"), jnum(p, "delta"),
 		       jnum(s, "zero_pages"));
+		if (json_is_true(json_object_get(s, "downtime_target_missed")))
+			fprintf(stderr, "ferry: warning: %s: the downtime, %.1f ms, missed its target "
+				"of %.0f ms\n", jstr(job, "vm"), jnum(s, "downtime_ms"),
+				jnum(json_object_get(job, "options"), "downtime_ms"));
 	} else if (job_is(job, API_JOB_UNRESOLVED)) {
 		fprintf(stderr, "ferry: %s: UNRESOLVED: %s\n"
 			"       ferryd keeps asking %s; `ferry resolve %s` to ask now\n",
@@ -392,7 +396,13 @@ int jobs_main(int argc, char **argv)
 			json_t *s = json_object_get(job, "stats");
 			char d[32];
 
-			snprintf(d, sizeof d, "%.1f ms", jnum(s, "downtime_ms"));
+			if (json_is_null(json_object_get(s, "downtime_ms")))
+				snprintf(d, sizeof d, "resumed in %.1f ms",
+					 jnum(s, "destination_resume_ms"));
+			else
+				snprintf(d, sizeof d, "%.1f ms%s", jnum(s, "downtime_ms"),
+					 json_is_true(json_object_get(s, "downtime_target_missed"))
+						 ? " (target missed)" : "");
 			printf("%-13s %-3s %-16s %-22s %-10s %-13s %s\n", jstr(job, "id"),
 			       jstr(job, "direction"), jstr(job, "vm"), jstr(job, "peer"),
 			       jstr(job, "state"), jstr(job, "phase"),
@@ -422,7 +432,13 @@ static void print_job(json_t *job)
 	printf("phase          %s\n", jstr(s, "phase"));
 	printf("setup time     %.1f ms\n", jnum(s, "setup_ms"));
 	printf("total time     %.1f ms\n", jnum(s, "total_ms"));
-	printf("downtime       %.1f ms\n", jnum(s, "downtime_ms"));
+	if (json_is_null(json_object_get(s, "downtime_ms")))
+		printf("downtime       measured by the source (its job); resumed here in %.1f ms\n",
+		       jnum(s, "destination_resume_ms"));
+	else
+		printf("downtime       %.1f ms%s\n", jnum(s, "downtime_ms"),
+		       json_is_true(json_object_get(s, "downtime_target_missed"))
+			       ? " (MISSED the target)" : "");
 	if ((t = json_object_get(s, "downtime_steps")))
 		printf("  its steps    pause %.1f, harvest %.1f, last pages %.1f, context %.1f, "
 		       "GO journaled %.1f, READY %.1f, GO to running %.1f (resume there %.1f) ms\n",

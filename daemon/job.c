@@ -20,7 +20,6 @@
 #include "common/util.h"
 #include "daemon/journal.h"
 
-#define JOBS_KEPT 200 /* finished jobs remembered across restarts */
 #define LISTENERS_MAX 8
 
 /* How a state is journaled when a job enters it. */
@@ -294,6 +293,42 @@ static void notify(struct job *j, enum job_state from, const char *why)
 		listeners[i].fn(listeners[i].ctx, j, from);
 }
 
+/* Its record's files: the slot file and an older version's. */
+static void unlink_record(const struct job *j)
+{
+	char path[600];
+
+	snprintf(path, sizeof path, "%s/jobs/%s.rec", D.state_dir, j->id);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/jobs/%s.json", D.state_dir, j->id);
+	unlink(path);
+}
+
+/*
+ * (L) Forget the oldest finished jobs beyond the job-history setting, their
+ * records too; not keep (it has just finished, and its listeners may still
+ * be looking at it) nor a job a thread still works on. The newest jobs are
+ * listed first.
+ */
+static void prune(const struct job *keep)
+{
+	struct job **pp = &D.jobs;
+	unsigned finished = 0;
+
+	while (*pp) {
+		struct job *j = *pp;
+
+		if (job_state_final(j->state) && ++finished > D.job_history && j != keep &&
+		    !j->running) {
+			*pp = j->next;
+			unlink_record(j);
+			job_free(j);
+			continue;
+		}
+		pp = &j->next;
+	}
+}
+
 int job_set_state(struct job *j, enum job_state to, const char *why)
 {
 	struct timespec now;
@@ -337,6 +372,11 @@ int job_set_state(struct job *j, enum job_state to, const char *why)
 	if (!r)
 		notify(j, from, why);
 	pthread_mutex_unlock(&j->jlock);
+	if (!r && job_state_final(to)) {
+		pthread_mutex_lock(&D.lock);
+		prune(j);
+		pthread_mutex_unlock(&D.lock);
+	}
 	return r;
 }
 
@@ -572,7 +612,7 @@ void jobs_recover(void)
 	list = oldest_first(list);
 	while ((j = list)) {
 		list = j->next;
-		bool drop = n-- > JOBS_KEPT && job_state_final(j->state);
+		bool drop = n-- > D.job_history && job_state_final(j->state);
 
 		/* An older version's record goes with its job, or once a .rec
 		 * has taken its place. */

@@ -148,6 +148,9 @@ static void *out_main(void *p)
 	session_free(s);
 	if (!r) {
 		vm_unlist(v);
+		if (st.downtime_ns > j->opts.downtime_ns)
+			log_warn("job %s: %s: downtime %.1f ms missed its target of %.0f ms", j->id,
+				 j->vm, ns_to_ms(st.downtime_ns), ns_to_ms(j->opts.downtime_ns));
 		job_set_state(j, JOB_COMPLETED, NULL);
 	} else if (!st.committed) {
 		/* Rolled back: the guest runs here as before (with its address,

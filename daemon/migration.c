@@ -83,9 +83,20 @@ void migration_json(const struct job *j, json_t *o)
 	if (j->transport[0])
 		json_object_set_new(o, "transport", json_string(j->transport));
 	if (j->kind == JOB_MIGRATE_IN) {
+		json_t *s = json_object_get(o, "stats");
+
+		/* One meaning of downtime: the source's, from its pause to the
+		 * resume here. This host measures only its own share. */
+		json_object_set_new(s, "downtime_ms", json_null());
+		if (j->st.steps.resume)
+			json_object_set_new(s, "destination_resume_ms",
+					    json_real(ns_to_ms(j->st.steps.resume)));
 		json_object_set_new(o, "in_state", json_string(in_state(j->state)));
 		return;
 	}
+	if (j->st.downtime_ns)
+		json_object_set_new(json_object_get(o, "stats"), "downtime_target_missed",
+				    json_boolean(j->st.downtime_ns > j->opts.downtime_ns));
 	json_object_set_new(o, "options",
 			    json_pack("{s:f, s:i, s:s, s:I, s:i}", "downtime_ms",
 				      ns_to_ms(j->opts.downtime_ns), "max_iters",

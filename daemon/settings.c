@@ -58,6 +58,12 @@ static int setting(void *ctx, const char *k, const char *v, char *err, size_t er
 		D.max_iters = (unsigned)n;
 		return 0;
 	}
+	if (strcmp(k, "job-history") == 0) {
+		if (parse_u64(v, 10, 100000, &n))
+			goto range;
+		D.job_history = (unsigned)n;
+		return 0;
+	}
 	if (strcmp(k, "max-incoming") == 0) {
 		if (parse_u64(v, 1, 64, &n))
 			goto range;
@@ -151,6 +157,7 @@ static void usage(FILE *f)
 		"              [--state-dir DIR] [--run-dir DIR] [--hostname NAME]\n"
 		"              [--peer-timeout-ms MS] [--downtime-ms MS] [--max-iters N]\n"
 		"              [--on-no-converge stop|throttle|abort] [--max-incoming N]\n"
+		"              [--job-history N]\n"
 		"              [--codecs lz4,delta|none] [--channels N]\n"
 		"              [--pki-dir DIR] [--tls-ca FILE] [--tls-cert FILE] [--tls-key FILE]\n"
 		"              [--allow-from HOST,...|*] [--insecure-plaintext]\n"
@@ -177,6 +184,7 @@ void settings_load(int argc, char **argv)
 		{ "downtime-ms", required_argument, 0, 0 },
 		{ "max-iters", required_argument, 0, 0 },
 		{ "max-incoming", required_argument, 0, 0 },
+		{ "job-history", required_argument, 0, 0 },
 		{ "on-no-converge", required_argument, 0, 0 },
 		{ "log-level", required_argument, 0, 0 },
 		{ "codecs", required_argument, 0, 0 },
@@ -211,6 +219,7 @@ void settings_load(int argc, char **argv)
 	D.coord_timeout_ms = 500;
 	D.downtime_ms = 300;
 	D.max_iters = 30;
+	D.job_history = 200;
 	D.on_no_converge = NOCONV_STOP;
 	D.caps = WIRE_CAPS_ALL;
 	D.channels = (unsigned)MAX(1, MIN(sysconf(_SC_NPROCESSORS_ONLN), 8));

@@ -474,12 +474,14 @@ static int resume(struct dst *ds)
 			 "be destroyed: which copy runs is unknown", strerror(-e));
 		return -EINPROGRESS;
 	}
-	ds->st.downtime_ns = mono_ns() - t0;
+	/* Its share of the downtime (the downtime itself is the source's
+	 * measure: from its pause to this resume). */
+	ds->st.steps.resume = mono_ns() - t0;
 	ds->st.phase = MIG_PH_DONE;
 	if (o->hooks.resumed)
 		o->hooks.resumed(o->hooks.ctx, ds->d);
 	failpoint("mig-dst-after-resume");
-	session_send_msg(ds->s, WIRE_RUNNING, ds->st.downtime_ns);
+	session_send_msg(ds->s, WIRE_RUNNING, ds->st.steps.resume);
 	if ((r = d_journal(ds, MIG_PT_RUNNING)))
 		log_error("%s: journaling RUNNING failed: %s", ds->name, strerror(-r));
 	d_report(ds, true);

@@ -17,6 +17,23 @@ char *dumps(const json_t *o)
 	return json_dumps(o, JSON_COMPACT); /* leaked on failure paths only */
 }
 
+/* Does the file at path contain text? */
+bool file_has(const char *path, const char *text)
+{
+	char *buf = NULL;
+	size_t cap = 0, len;
+	FILE *f = fopen(path, "re");
+	bool has;
+
+	if (!f)
+		return false;
+	len = getdelim(&buf, &cap, '\0', f);
+	fclose(f);
+	has = len != (size_t)-1 && strstr(buf, text);
+	free(buf);
+	return has;
+}
+
 bool contains_any(const char *s, const char *const *words)
 {
 	for (; *words; words++)

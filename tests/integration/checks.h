@@ -17,6 +17,8 @@
 
 /* JSON text of o (leaked on failure paths only). */
 char *dumps(const json_t *o);
+/* Does the file at path contain text? */
+bool file_has(const char *path, const char *text);
 /* Does s contain any of words (NULL-terminated), ignoring case? */
 bool contains_any(const char *s, const char *const *words);
 

@@ -36,23 +36,6 @@ static int teardown(void **state)
 	return td_test_end();
 }
 
-/* Does the file at path contain text? */
-static bool file_has(const char *path, const char *text)
-{
-	char *buf = NULL;
-	size_t cap = 0, len;
-	FILE *f = fopen(path, "re");
-	bool has;
-
-	if (!f)
-		return false;
-	len = getdelim(&buf, &cap, '\0', f);
-	fclose(f);
-	has = len != (size_t)-1 && strstr(buf, text);
-	free(buf);
-	return has;
-}
-
 static bool exists(const char *path)
 {
 	struct stat st;

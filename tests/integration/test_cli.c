@@ -1,0 +1,294 @@
+/*
+ * test_cli.c — the ferry command line against live ferryd, as an operator
+ * meets it (issue 14's rough edges):
+ *
+ *  1 --version; global options in both forms and after the command; a bad
+ *    value names the option and its range in one line, with no help dump;
+ *    with --json, errors are one JSON object on stdout
+ *  2 status by a VM's name; a missed downtime target is a warning in the
+ *    result, the job and the log (a failpoint holds the guest paused 40 ms
+ *    against a 5 ms target); downtime has one meaning: the destination's job
+ *    gives none of its own, only its share (destination_resume_ms)
+ *  3 finished jobs are pruned to --job-history while ferryd runs, their
+ *    records too, and stay so across a restart
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "tests/integration/checks.h"
+#include "tests/integration/daemon.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+
+static struct td A, B;
+
+static int teardown(void **state)
+{
+	(void)state;
+	soft_reset();
+	return td_test_end();
+}
+
+/* What the last td_cli on d wrote to stderr (caller frees). */
+static char *cli_err(const struct td *d)
+{
+	char path[300], *buf = NULL;
+	size_t cap = 0;
+	FILE *f;
+
+	snprintf(path, sizeof path, "%s/cli.err", d->dir);
+	f = fopen(path, "re");
+	assert_non_null(f);
+	if (getdelim(&buf, &cap, '\0', f) < 0) {
+		free(buf);
+		buf = strdup("");
+	}
+	fclose(f);
+	return buf;
+}
+
+static unsigned lines(const char *s)
+{
+	unsigned n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* ferry ARGS must exit with status want, print nothing on stdout, and say
+ * in at most two lines of stderr every one of the texts. */
+static void expect_usage_error(const char *text1, const char *text2, ...)
+{
+	const char *argv[12];
+	char *out, *err;
+	unsigned n = 0;
+	va_list ap;
+	int st;
+
+	va_start(ap, text2);
+	while (n < 11 && (argv[n] = va_arg(ap, const char *)))
+		n++;
+	va_end(ap);
+	argv[n] = NULL;
+	st = td_cli(&A, &out, argv[0], argv[1], argv[2], argv[3], argv[4], argv[5], argv[6],
+		    argv[7], argv[8], argv[9], argv[10], NULL);
+	err = cli_err(&A);
+	if (st != 2 || out[0] || !strstr(err, text1) || (text2 && !strstr(err, text2)) ||
+	    lines(err) > 2 || strstr(err, "usage:"))
+		fail_msg("ferry %s %s ...: exit %d (want 2), stdout '%s', stderr '%s' (want one "
+			 "error naming '%s'%s%s and no help)", argv[0], argv[1] ? argv[1] : "", st,
+			 out, err, text1, text2 ? ", " : "", text2 ? text2 : "");
+	free(out);
+	free(err);
+}
+
+/* ferry ARGS --json must fail (status want) with one JSON object on
+ * stdout, ok false, its error containing text, and nothing on stderr. */
+static void expect_json_error(int want, const char *text, ...)
+{
+	const char *argv[12];
+	char *out, *err;
+	unsigned n = 0;
+	json_t *o;
+	va_list ap;
+	int st;
+
+	va_start(ap, text);
+	while (n < 11 && (argv[n] = va_arg(ap, const char *)))
+		n++;
+	va_end(ap);
+	argv[n] = NULL;
+	st = td_cli(&A, &out, argv[0], argv[1], argv[2], argv[3], argv[4], argv[5], argv[6],
+		    argv[7], argv[8], argv[9], argv[10], NULL);
+	err = cli_err(&A);
+	o = json_loads(out, 0, NULL);
+	if (st != want || !o || !json_is_false(json_object_get(o, "ok")) ||
+	    !strstr(td_jstr(o, "error"), text) || err[0] || lines(out) != 1)
+		fail_msg("ferry %s ... --json: exit %d (want %d), stdout '%s', stderr '%s' (want "
+			 "one JSON error naming '%s')", argv[0], st, want, out, err, text);
+	json_decref(o);
+	free(out);
+	free(err);
+}
+
+static void test_options_and_errors(void **state)
+{
+	char *out, sock_opt[320], want[64];
+	int st;
+
+	(void)state;
+	td_test_begin("c1-options");
+	td_init(&A, "A", PTO);
+	td_start(&A, NULL);
+
+	snprintf(want, sizeof want, "ferry %s\n", PACKAGE_VERSION);
+	st = td_cli(&A, &out, "--version", NULL);
+	if (st != 0 || strcmp(out, want) != 0)
+		fail_msg("ferry --version: exit %d, '%s' (want '%s')", st, out, want);
+	free(out);
+
+	/* --socket=PATH before and after the command; the last one counts. */
+	snprintf(sock_opt, sizeof sock_opt, "--socket=%s", A.sock);
+	st = td_cli(&A, &out, sock_opt, "list", "--json", NULL);
+	if (st != 0 || out[0] != '[')
+		fail_msg("ferry --socket=PATH list: exit %d: %s", st, out);
+	free(out);
+	st = td_cli(&A, &out, "list", "--socket=/nonexistent/ferryd.sock", NULL);
+	free(out);
+	out = cli_err(&A);
+	if (st != 1 || !strstr(out, "/nonexistent/ferryd.sock"))
+		fail_msg("ferry list --socket=/nonexistent/...: exit %d, '%s'", st, out);
+	free(out);
+	st = td_cli(&A, &out, "list", "--log-level", "debug", "--run-dir=/tmp", NULL);
+	if (st != 0)
+		fail_msg("global options after the command: exit %d", st);
+	free(out);
+
+	expect_usage_error("--channels", "from 1 to 64", "migrate", "vm", "host-b", "--channels",
+			   "100", NULL);
+	expect_usage_error("--channels", "from 1 to 64", "migrate", "--channels=0", "vm", "h",
+			   NULL);
+	expect_usage_error("--downtime-ms", "needs a value", "migrate", "vm", "h",
+			   "--downtime-ms", NULL);
+	expect_usage_error("--bogus", NULL, "migrate", "--bogus", "vm", "h", NULL);
+	expect_usage_error("--on-no-converge", "stop, throttle or abort", "migrate", "vm", "h",
+			   "--on-no-converge=never", NULL);
+	expect_usage_error("--epoch-ms", "from 1 to 60000", "protect", "vm", "--peer", "h",
+			   "--epoch-ms", "0", NULL);
+	expect_usage_error("--vcpus", "from 1 to 64", "create", "vm", "--vcpus", "65", NULL);
+	expect_usage_error("--log-level", "error, warn, info or debug", "--log-level=loud", "list",
+			   NULL);
+	expect_usage_error("unknown command", NULL, "frobnicate", NULL);
+	expect_usage_error("expects", NULL, "migrate", "vm", NULL);
+
+	expect_json_error(2, "--channels", "migrate", "vm", "h", "--channels", "100", "--json",
+			  NULL);
+	expect_json_error(1, "nosuch", "info", "nosuch", "--json", NULL);
+	expect_json_error(1, "nosuch", "status", "nosuch", "--json", NULL);
+	td_test_passed();
+}
+
+static void test_status_and_downtime(void **state)
+{
+	char dest[32], *out, *err;
+	json_t *o, *s;
+	int st;
+
+	(void)state;
+	td_test_begin("c2-status-downtime");
+	td_init(&A, "A", PTO);
+	td_init(&B, "B", PTO);
+	td_start(&A, "mig-src-before-go=sleep:40");
+	td_start(&B, NULL);
+	td_create(&A, "web1", "64M", 1, "idle");
+	snprintf(dest, sizeof dest, "127.0.0.1:%u", B.port);
+	st = td_cli(&A, &out, "migrate", "web1", dest, "--downtime-ms", "5", NULL);
+	err = cli_err(&A);
+	if (st != 0 || !strstr(err, "missed its target of 5 ms"))
+		fail_msg("ferry migrate with a missed target: exit %d, stdout '%s', stderr '%s'", st,
+			 out, err);
+	free(out);
+	free(err);
+	if (!file_has(A.log, "missed its target of 5 ms"))
+		fail_msg("ferryd did not log the missed target");
+
+	/* By the VM's name, on both hosts. */
+	st = td_cli(&A, &out, "status", "web1", "--json", NULL);
+	o = json_loads(out, 0, NULL);
+	s = json_object_get(o, "stats");
+	if (st != 0 || !o || strcmp(td_jstr(o, "direction"), "out") != 0 ||
+	    !json_is_true(json_object_get(s, "downtime_target_missed")) ||
+	    td_jnum(o, "stats.downtime_ms") < 40)
+		fail_msg("ferry status web1 on A: exit %d: %s", st, out);
+	json_decref(o);
+	free(out);
+	st = td_cli(&B, &out, "status", "web1", "--json", NULL);
+	o = json_loads(out, 0, NULL);
+	s = json_object_get(o, "stats");
+	if (st != 0 || !o || strcmp(td_jstr(o, "direction"), "in") != 0 ||
+	    !json_is_null(json_object_get(s, "downtime_ms")) ||
+	    !(td_jnum(o, "stats.destination_resume_ms") > 0))
+		fail_msg("ferry status web1 on B: the destination must give no downtime of its "
+			 "own, only its share: exit %d: %s", st, out);
+	json_decref(o);
+	free(out);
+	st = td_cli(&B, &out, "status", "web1", NULL);
+	if (st != 0 || !strstr(out, "measured by the source"))
+		fail_msg("ferry status web1 on B: exit %d: %s", st, out);
+	free(out);
+	td_destroy(&B, "web1");
+	td_test_passed();
+}
+
+static unsigned records(const struct td *d)
+{
+	char dir[320];
+	struct dirent *e;
+	unsigned n = 0;
+	DIR *dp;
+
+	snprintf(dir, sizeof dir, "%s/jobs", d->state_dir);
+	assert_non_null(dp = opendir(dir));
+	while ((e = readdir(dp)))
+		n += strstr(e->d_name, ".rec") != NULL;
+	closedir(dp);
+	return n;
+}
+
+static void test_job_history(void **state)
+{
+	static const char *const args[] = { "--job-history", "10", NULL };
+	uint16_t nobody = td_free_port();
+	json_t *r;
+	size_t n;
+
+	(void)state;
+	td_test_begin("c3-job-history");
+	td_init(&A, "A", PTO);
+	memcpy(A.extra_args, args, sizeof args);
+	td_start(&A, NULL);
+	td_create(&A, "web1", "64M", 1, "idle");
+	/* Nobody listens there: each migration fails at once, the guest stays. */
+	for (int i = 0; i < 14; i++) {
+		char *id = td_migrate(&A, "web1", nobody, NULL);
+
+		json_decref(td_wait_job(&A, id, "failed", 20000));
+		free(id);
+	}
+	r = td_ok(&A, "{s:s}", "op", "jobs");
+	n = json_array_size(json_object_get(r, "jobs"));
+	json_decref(r);
+	if (n > 11 || records(&A) > 11)
+		fail_msg("--job-history 10: %zu jobs listed, %u records kept after 14", n,
+			 records(&A));
+	assert_int_not_equal(td_term(&A, 5000), -1);
+	td_start(&A, NULL);
+	r = td_ok(&A, "{s:s}", "op", "jobs");
+	n = json_array_size(json_object_get(r, "jobs"));
+	json_decref(r);
+	if (n > 10 || n < 9)
+		fail_msg("after a restart: %zu jobs listed (want 10)", n);
+	td_destroy(&A, "web1");
+	td_test_passed();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_options_and_errors, teardown),
+		cmocka_unit_test_teardown(test_status_and_downtime, teardown),
+		cmocka_unit_test_teardown(test_job_history, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, td_group_setup, td_group_teardown);
+}
