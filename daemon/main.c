@@ -32,6 +32,13 @@
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what, (void)arg;
+	if (sig == SIGHUP) {
+		/* Reload: nothing running stops. */
+		log_info("SIGHUP: reloading %s and the certificates", D.config_path);
+		settings_reload();
+		peers_reload_tls();
+		return;
+	}
 	log_info("signal %d: shutting down; guests keep running", (int)sig);
 	event_base_loopexit(D.base, NULL);
 }

@@ -33,11 +33,26 @@ static void tls_paths(void)
 		snprintf(D.tls_key, sizeof D.tls_key, "%.100s/%.100s.key", D.pki_dir, D.hostname);
 }
 
+/* Who this host is, and whether its certificate is about to expire. */
+static void say_identity(void)
+{
+	char names[256];
+	time_t until;
+
+	tls_ctx_identity(D.peers.link.tls, names, sizeof names, &until);
+	if (until && until < time(NULL))
+		log_warn("TLS: this host's certificate %s expired: peers will refuse it", D.tls_cert);
+	else if (until && until < time(NULL) + 30 * 86400)
+		log_warn("TLS: this host's certificate %s expires within 30 days", D.tls_cert);
+	log_info("TLS: this host is %s (%s); peers must chain to %s; guests accepted from %s",
+		 names, D.tls_cert, D.tls_ca, strcmp(D.allow_from, "*") ? D.allow_from
+					      : "any host with a certificate from that CA");
+}
+
 void peers_setup(void)
 {
 	struct tls_conf tc;
-	char err[512], names[256];
-	time_t until;
+	char err[512];
 
 	D.peers = (struct session_conf){ .link = { NULL, D.peer_timeout_ms }, .host = D.hostname,
 					 .allow_from = D.allow_from, .caps = D.caps,
@@ -54,14 +69,24 @@ void peers_setup(void)
 	if (tls_ctx_new(&tc, &D.peers.link.tls, err, sizeof err))
 		fatal("TLS: %s (create them with `ferry certs init` and `ferry certs host %s`, "
 		      "or run with insecure-plaintext on a trusted network)", err, D.hostname);
-	tls_ctx_identity(D.peers.link.tls, names, sizeof names, &until);
-	if (until && until < time(NULL))
-		log_warn("TLS: this host's certificate %s expired: peers will refuse it", D.tls_cert);
-	else if (until && until < time(NULL) + 30 * 86400)
-		log_warn("TLS: this host's certificate %s expires within 30 days", D.tls_cert);
-	log_info("TLS: this host is %s (%s); peers must chain to %s; guests accepted from %s",
-		 names, D.tls_cert, D.tls_ca, strcmp(D.allow_from, "*") ? D.allow_from
-					      : "any host with a certificate from that CA");
+	say_identity();
+}
+
+int peers_reload_tls(void)
+{
+	struct tls_conf tc = { D.tls_ca, D.tls_cert, D.tls_key };
+	char err[512];
+	int r;
+
+	if (D.plaintext)
+		return 0;
+	if ((r = tls_ctx_reload(D.peers.link.tls, &tc, err, sizeof err))) {
+		log_error("TLS: reload: %s; the certificates loaded before stay in use", err);
+		return r;
+	}
+	log_info("TLS: reloaded %s, %s and %s", D.tls_cert, D.tls_key, D.tls_ca);
+	say_identity();
+	return 0;
 }
 
 

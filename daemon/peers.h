@@ -10,6 +10,10 @@
 /* Build D.peers from the settings; exits with a message if it cannot (no
  * certificates, say, and how to make them). */
 void peers_setup(void);
+/* SIGHUP: load the certificate, key and CA again from their files (a
+ * rotation) for every handshake from now on; sessions under way keep
+ * theirs. On failure the old ones stay, and it says why. 0 or -errno. */
+int peers_reload_tls(void);
 /* Listen on D.listen (ADDR:PORT) on the loop; exits if it cannot. */
 void peers_listen(void);
 /* Stop listening. */

@@ -4,6 +4,7 @@
 #include "daemon/settings.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,42 +172,49 @@ static void usage(FILE *f)
 		DEFAULT_CONFIG);
 }
 
+static int saved_argc;
+static char **saved_argv;
+
+static const struct option opts[] = {
+	{ "config", required_argument, 0, 'c' },
+	{ "socket", required_argument, 0, 0 },
+	{ "listen", required_argument, 0, 0 },
+	{ "state-dir", required_argument, 0, 0 },
+	{ "run-dir", required_argument, 0, 0 },
+	{ "hostname", required_argument, 0, 0 },
+	{ "peer-timeout-ms", required_argument, 0, 0 },
+	{ "downtime-ms", required_argument, 0, 0 },
+	{ "max-iters", required_argument, 0, 0 },
+	{ "max-incoming", required_argument, 0, 0 },
+	{ "job-history", required_argument, 0, 0 },
+	{ "on-no-converge", required_argument, 0, 0 },
+	{ "log-level", required_argument, 0, 0 },
+	{ "codecs", required_argument, 0, 0 },
+	{ "channels", required_argument, 0, 0 },
+	{ "pki-dir", required_argument, 0, 0 },
+	{ "net-hook", required_argument, 0, 0 },
+	{ "net-hook-timeout-ms", required_argument, 0, 0 },
+	{ "coord", required_argument, 0, 0 },
+	{ "coord-ttl", required_argument, 0, 0 },
+	{ "coord-timeout-ms", required_argument, 0, 0 },
+	{ "tls-ca", required_argument, 0, 0 },
+	{ "tls-cert", required_argument, 0, 0 },
+	{ "tls-key", required_argument, 0, 0 },
+	{ "allow-from", required_argument, 0, 0 },
+	{ "insecure-plaintext", no_argument, 0, 0 },
+	{ "help", no_argument, 0, 'h' },
+	{ "version", no_argument, 0, 'V' },
+	{ 0, 0, 0, 0 },
+};
+
 void settings_load(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, 0, 'c' },
-		{ "socket", required_argument, 0, 0 },
-		{ "listen", required_argument, 0, 0 },
-		{ "state-dir", required_argument, 0, 0 },
-		{ "run-dir", required_argument, 0, 0 },
-		{ "hostname", required_argument, 0, 0 },
-		{ "peer-timeout-ms", required_argument, 0, 0 },
-		{ "downtime-ms", required_argument, 0, 0 },
-		{ "max-iters", required_argument, 0, 0 },
-		{ "max-incoming", required_argument, 0, 0 },
-		{ "job-history", required_argument, 0, 0 },
-		{ "on-no-converge", required_argument, 0, 0 },
-		{ "log-level", required_argument, 0, 0 },
-		{ "codecs", required_argument, 0, 0 },
-		{ "channels", required_argument, 0, 0 },
-		{ "pki-dir", required_argument, 0, 0 },
-		{ "net-hook", required_argument, 0, 0 },
-		{ "net-hook-timeout-ms", required_argument, 0, 0 },
-		{ "coord", required_argument, 0, 0 },
-		{ "coord-ttl", required_argument, 0, 0 },
-		{ "coord-timeout-ms", required_argument, 0, 0 },
-		{ "tls-ca", required_argument, 0, 0 },
-		{ "tls-cert", required_argument, 0, 0 },
-		{ "tls-key", required_argument, 0, 0 },
-		{ "allow-from", required_argument, 0, 0 },
-		{ "insecure-plaintext", no_argument, 0, 0 },
-		{ "help", no_argument, 0, 'h' },
-		{ "version", no_argument, 0, 'V' },
-		{ 0, 0, 0, 0 },
-	};
 	char err[512];
 	struct utsname u;
 	int c, idx, r;
+
+	saved_argc = argc;
+	saved_argv = argv;
 
 	/* Defaults. */
 	snprintf(D.listen, sizeof D.listen, "0.0.0.0:%d", WIRE_DEFAULT_PORT);
@@ -279,3 +287,106 @@ void settings_load(int argc, char **argv)
 		fatal("run-dir too long");
 }
 
+
+/* ---- SIGHUP ---- */
+
+/* What a reload changes at once; the rest waits for a restart. */
+static const char *const live_keys[] = { "downtime-ms", "max-iters", "on-no-converge",
+					  "max-incoming", "job-history", "log-level",
+					  "peer-timeout-ms", "net-hook-timeout-ms",
+					  "coord-timeout-ms", NULL };
+
+static bool is_live(const char *k)
+{
+	for (const char *const *l = live_keys; *l; l++)
+		if (strcmp(*l, k) == 0)
+			return true;
+	return false;
+}
+
+static bool yes(const char *v)
+{
+	return strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0;
+}
+
+/* Whether a setting that is not live asks for something else than ferryd
+ * runs with. */
+static bool differs(const char *k, const char *v)
+{
+	static const struct {
+		const char *key;
+		const char *now;
+	} strs[] = {
+		{ "socket", D.socket_path }, { "listen", D.listen },	 { "state-dir", D.state_dir },
+		{ "run-dir", D.run_dir },      { "hostname", D.hostname }, { "pki-dir", D.pki_dir },
+		{ "tls-ca", D.tls_ca },	       { "tls-cert", D.tls_cert }, { "tls-key", D.tls_key },
+		{ "allow-from", D.allow_from }, { "net-hook", D.net_hook }, { "coord", D.coord },
+	};
+	uint32_t caps;
+	uint64_t n;
+
+	for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
+		if (strcmp(k, strs[i].key) == 0)
+			return strcmp(v, strs[i].now) != 0;
+	if (strcmp(k, "channels") == 0)
+		return parse_u64(v, 1, WIRE_CHANNELS_MAX, &n) || n != D.channels;
+	if (strcmp(k, "coord-ttl") == 0)
+		return parse_u64(v, 1, 600, &n) || n != (uint64_t)D.coord_ttl_s;
+	if (strcmp(k, "codecs") == 0)
+		return wire_caps_from_text(v, &caps) || caps != D.caps;
+	if (strcmp(k, "insecure-plaintext") == 0)
+		return yes(v) != D.plaintext;
+	return false;
+}
+
+struct reload {
+	const char *from; /* the file, or "a flag" */
+	unsigned applied, later, bad;
+};
+
+static int reload_setting(void *ctx, const char *k, const char *v, char *err, size_t errlen)
+{
+	struct reload *rl = ctx;
+
+	if (!is_live(k)) {
+		if (differs(k, v)) {
+			log_warn("reload: %s: %s = %s takes effect at the next restart", rl->from, k,
+				 v);
+			rl->later++;
+		}
+		return 0;
+	}
+	if (setting(NULL, k, v, err, errlen)) {
+		/* The old value stays; the rest of the file still counts. */
+		log_error("reload: %s: %s = %s: %s; kept as it was", rl->from, k, v, err);
+		rl->bad++;
+		return 0;
+	}
+	rl->applied++;
+	return 0;
+}
+
+int settings_reload(void)
+{
+	struct reload rl = { D.config_path, 0, 0, 0 };
+	char err[512];
+	int c, idx, r;
+
+	r = conf_load(D.config_path, reload_setting, &rl, err, sizeof err);
+	if (r && r != -ENOENT) {
+		log_error("reload: %s: %s; nothing changed from it", D.config_path, err);
+		rl.bad++;
+	}
+	/* The flags win, as at start. */
+	rl.from = "the command line";
+	opterr = 0;
+	optind = 0;
+	while ((c = getopt_long(saved_argc, saved_argv, "c:hV", opts, &idx)) != -1)
+		if (c == 0)
+			reload_setting(&rl, opts[idx].name, optarg ? optarg : "yes", err, sizeof err);
+	D.peers.peer_timeout_ms = D.peer_timeout_ms;
+	D.peers.link.timeout_ms = D.peer_timeout_ms;
+	log_info("reload: %s read: %u settings applied, %u for the next restart, %u refused",
+		 D.config_path, rl.applied, rl.later, rl.bad);
+	return rl.bad ? -EINVAL : 0;
+}

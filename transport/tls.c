@@ -37,6 +37,7 @@
 #define OUTBUF_SIZE (256 * 1024)
 
 struct tls_ctx {
+	pthread_mutex_t lock; /* guards the rest: tls_ctx_reload replaces it */
 	SSL_CTX *ctx;
 	char ca[256]; /* the CA file, for messages */
 	char names[256];
@@ -116,9 +117,10 @@ static time_t asn1_time(const ASN1_TIME *a)
 
 /* ---- context ---- */
 
-int tls_ctx_new(const struct tls_conf *tc, struct tls_ctx **out, char *err, size_t errlen)
+/* A context from the files into t (its lock untouched); on failure t
+ * holds nothing. */
+static int build(const struct tls_conf *tc, struct tls_ctx *t, char *err, size_t errlen)
 {
-	struct tls_ctx *t = calloc(1, sizeof *t);
 	STACK_OF(X509_NAME) *cas;
 	char why[200];
 	X509 *x;
@@ -129,7 +131,7 @@ int tls_ctx_new(const struct tls_conf *tc, struct tls_ctx **out, char *err, size
 		snprintf(err, errlen, __VA_ARGS__); \
 		goto fail; \
 	} while (0)
-	if (!t || !(t->ctx = SSL_CTX_new(TLS_method())))
+	if (!(t->ctx = SSL_CTX_new(TLS_method())))
 		BAD("out of memory");
 	SSL_CTX_set_min_proto_version(t->ctx, TLS1_3_VERSION);
 	SSL_CTX_set_max_proto_version(t->ctx, TLS1_3_VERSION);
@@ -153,7 +155,8 @@ int tls_ctx_new(const struct tls_conf *tc, struct tls_ctx **out, char *err, size
 			int e = errno;
 
 			snprintf(err, errlen, "%s: %s", *f, strerror(e));
-			tls_ctx_free(t);
+			SSL_CTX_free(t->ctx);
+			t->ctx = NULL;
 			return -e;
 		}
 	}
@@ -172,11 +175,49 @@ int tls_ctx_new(const struct tls_conf *tc, struct tls_ctx **out, char *err, size
 	x = SSL_CTX_get0_certificate(t->ctx);
 	cert_names(x, t->names, sizeof t->names);
 	t->not_after = asn1_time(X509_get0_notAfter(x));
-	*out = t;
 	return 0;
 fail:
-	tls_ctx_free(t);
+	SSL_CTX_free(t->ctx);
+	t->ctx = NULL;
 	return -EINVAL;
+}
+
+int tls_ctx_new(const struct tls_conf *tc, struct tls_ctx **out, char *err, size_t errlen)
+{
+	struct tls_ctx *t = calloc(1, sizeof *t);
+	int r;
+
+	if (!t) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if ((r = build(tc, t, err, errlen))) {
+		free(t);
+		return r;
+	}
+	pthread_mutex_init(&t->lock, NULL);
+	*out = t;
+	return 0;
+}
+
+int tls_ctx_reload(struct tls_ctx *t, const struct tls_conf *tc, char *err, size_t errlen)
+{
+	struct tls_ctx fresh = { 0 };
+	SSL_CTX *old;
+	int r;
+
+	if ((r = build(tc, &fresh, err, errlen)))
+		return r;
+	pthread_mutex_lock(&t->lock);
+	old = t->ctx;
+	t->ctx = fresh.ctx;
+	memcpy(t->ca, fresh.ca, sizeof t->ca);
+	memcpy(t->names, fresh.names, sizeof t->names);
+	t->not_after = fresh.not_after;
+	pthread_mutex_unlock(&t->lock);
+	/* Channels made from it hold their own references (SSL_new). */
+	SSL_CTX_free(old);
+	return 0;
 }
 
 void tls_ctx_free(struct tls_ctx *t)
@@ -184,14 +225,17 @@ void tls_ctx_free(struct tls_ctx *t)
 	if (!t)
 		return;
 	SSL_CTX_free(t->ctx);
+	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
 
-void tls_ctx_identity(const struct tls_ctx *t, char *names, size_t len, time_t *not_after)
+void tls_ctx_identity(struct tls_ctx *t, char *names, size_t len, time_t *not_after)
 {
+	pthread_mutex_lock(&t->lock);
 	snprintf(names, len, "%s", t->names);
 	if (not_after)
 		*not_after = t->not_after;
+	pthread_mutex_unlock(&t->lock);
 }
 
 /* ---- refusals in words ---- */
@@ -506,7 +550,7 @@ static void fmt_time(const ASN1_TIME *a, char *buf, size_t len)
 }
 
 /* Why this host refused the certificate peer presented (verify result v). */
-static void verify_error(const struct tls_ctx *tx, SSL *ssl, long v, const char *peer,
+static void verify_error(struct tls_ctx *tx, SSL *ssl, long v, const char *peer,
 			 bool client, char *err, size_t errlen)
 {
 	const char *what = X509_verify_cert_error_string(v);
@@ -539,8 +583,10 @@ static void verify_error(const struct tls_ctx *tx, SSL *ssl, long v, const char 
 	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
 	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
 	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+		pthread_mutex_lock(&tx->lock);
 		snprintf(err, errlen, "the certificate of %s was not issued by the CA in %s (%s)", peer,
 			 tx->ca, what);
+		pthread_mutex_unlock(&tx->lock);
 		break;
 	default:
 		snprintf(err, errlen, "the certificate of %s was refused: %s", peer, what);
@@ -548,7 +594,7 @@ static void verify_error(const struct tls_ctx *tx, SSL *ssl, long v, const char 
 }
 
 /* Why a handshake failed, in words an operator can act on. */
-static void handshake_error(const struct tls_ctx *tx, SSL *ssl, int e, const char *peer,
+static void handshake_error(struct tls_ctx *tx, SSL *ssl, int e, const char *peer,
 			    bool client, char *err, size_t errlen)
 {
 	long v = SSL_get_verify_result(ssl);
@@ -581,7 +627,12 @@ static int handshake(struct tls_ctx *tx, int fd, const char *host, int timeout_m
 	int r;
 
 	sock_peer_name(fd, addr, sizeof addr);
-	if (!t || !(t->wbuf = malloc(WBUF_SIZE)) || !(t->ssl = SSL_new(tx->ctx))) {
+	if (t && (t->wbuf = malloc(WBUF_SIZE))) {
+		pthread_mutex_lock(&tx->lock);
+		t->ssl = SSL_new(tx->ctx);
+		pthread_mutex_unlock(&tx->lock);
+	}
+	if (!t || !t->wbuf || !t->ssl) {
 		snprintf(err, errlen, "out of memory");
 		r = -ENOMEM;
 		goto fail;

@@ -28,11 +28,15 @@ struct tls_ctx; /* opaque; shared by any number of threads */
 /* Load and check the files (the key must match the certificate). 0, or
  * -errno / -EINVAL with a sentence naming the file in err. */
 int tls_ctx_new(const struct tls_conf *tc, struct tls_ctx **out, char *err, size_t errlen);
+/* Load the files again (a rotated certificate, key or CA) and use them for
+ * every handshake from now on; channels already made keep theirs. On
+ * failure (as tls_ctx_new), t stays as it was. Any thread. */
+int tls_ctx_reload(struct tls_ctx *t, const struct tls_conf *tc, char *err, size_t errlen);
 void tls_ctx_free(struct tls_ctx *t);
 
 /* This host's certificate: its names ("host-a, 127.0.0.2") and its end of
  * validity (0 if unknown). */
-void tls_ctx_identity(const struct tls_ctx *t, char *names, size_t len, time_t *not_after);
+void tls_ctx_identity(struct tls_ctx *t, char *names, size_t len, time_t *not_after);
 
 /*
  * Handshake as the connecting side over a connected socket, within

@@ -14,6 +14,10 @@
  *  3 dirtier guests over 2 to 4 channels, one channel delayed by 20-50 ms,
  *    verify every time; channels agreed as the smaller offer
  *  4 --bandwidth over 2 channels: the throughput holds the limit
+ *  5 SIGHUP: B's certificate is rotated while a (bandwidth-limited)
+ *    migration into B runs: new handshakes see the new certificate at once,
+ *    the migration under way completes; a changed live setting applies, one
+ *    that needs a restart is said to; rotating back works the same way
  *
  * Environment as test_ferryd (FERRY_TEST_ROUNDS, FERRY_TEST_ONLY, ...).
  */
@@ -25,6 +29,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +39,8 @@
 
 #include "common/mtime.h"
 #include "common/util.h"
+#include "transport/link.h"
+#include "transport/tls.h"
 
 static struct td A, B;
 
@@ -63,14 +70,21 @@ static char *slurp(const char *path)
 	return buf ? buf : calloc(1, 1);
 }
 
-static void copy_file(const char *from, const char *to)
+/* Write text as the file to (replaced whole). */
+static void copy_file_text(const char *text, const char *to)
 {
-	char *b = slurp(from);
 	int fd = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
 	assert_true(fd >= 0);
-	assert_int_equal(write(fd, b, strlen(b)), (ssize_t)strlen(b));
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	close(fd);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	char *b = slurp(from);
+
+	copy_file_text(b, to);
 	free(b);
 }
 
@@ -409,6 +423,130 @@ static void test_bandwidth(void **state)
 	passed();
 }
 
+
+/* A TLS connection to 127.0.0.1:port as the test host T, asking for
+ * 127.0.0.1: 0, or -errno with the reason in err. */
+static int try_connect(uint16_t port, char *err, size_t errlen)
+{
+	char ca[300], crt[300], key[300], hp[32];
+	struct tls_conf tc = { ca, crt, key };
+	struct link_conf lc = { .timeout_ms = 5000 };
+	struct chan *c;
+	int r;
+
+	snprintf(ca, sizeof ca, "%s/ca.crt", td_pki());
+	snprintf(crt, sizeof crt, "%s/T.crt", td_pki());
+	snprintf(key, sizeof key, "%s/T.key", td_pki());
+	assert_int_equal(tls_ctx_new(&tc, &lc.tls, err, errlen), 0);
+	snprintf(hp, sizeof hp, "127.0.0.1:%u", port);
+	if (!(r = link_connect(&lc, hp, 0, &c, err, errlen)))
+		chan_free(c);
+	tls_ctx_free(lc.tls);
+	return r;
+}
+
+/* Wait until d's log has text at least n times. */
+static void wait_log(const struct td *d, const char *text, unsigned n)
+{
+	for (int i = 0; i < 500; i++) {
+		char *b = slurp(d->log);
+		unsigned k = 0;
+
+		for (const char *p = b; (p = strstr(p, text)); p++)
+			k++;
+		free(b);
+		if (k >= n)
+			return;
+		h_sleep_ms(10);
+	}
+	fail_msg("%s's log never said '%s' %u times", d->name, text, n);
+}
+
+static void test_reload(void **state)
+{
+	const time_t now = time(NULL);
+	char crt[300], key[300], conf[300], err[400], *old_crt, *old_key;
+	const char *rot;
+	json_t *job;
+	char *id;
+	FILE *f;
+
+	(void)state;
+	td_test_begin("x05-reload");
+	td_init(&A, "A", PTO);
+	td_init(&B, "B", PTO);
+	snprintf(conf, sizeof conf, "%s/ferryd.conf", B.dir);
+	assert_non_null(f = fopen(conf, "we"));
+	fprintf(f, "downtime-ms = 300\n");
+	fclose(f);
+	B.config = conf;
+	td_start(&A, NULL);
+	td_start(&B, NULL);
+	snprintf(crt, sizeof crt, "%s/B.crt", td_pki());
+	snprintf(key, sizeof key, "%s/B.key", td_pki());
+	old_crt = slurp(crt);
+	old_key = slurp(key);
+	assert_int_equal(try_connect(B.port, err, sizeof err), 0);
+
+	td_create(&A, "x5", MEM, 1, "fill:ws=64M");
+	wait_filled(&A, "x5", 16384);
+	/* 64 MiB at 24 MiB/s: under way for ~2.7 s. */
+	id = td_migrate(&A, "x5", B.port, "s:I", "bandwidth", (json_int_t)(24 << 20));
+	h_sleep_ms(500);
+
+	/* Rotate B's certificate to one that names 127.0.0.9 instead; change a
+	 * live setting and one that waits for a restart. */
+	rot = pki_variant("rotated", "B", "127.0.0.9", now - 60, now + 86400);
+	snprintf(err, sizeof err, "%s/B.crt", rot);
+	copy_file(err, crt);
+	snprintf(err, sizeof err, "%s/B.key", rot);
+	copy_file(err, key);
+	assert_non_null(f = fopen(conf, "we"));
+	fprintf(f, "downtime-ms = 123\nlisten = 127.0.0.1:1\n");
+	fclose(f);
+	assert_int_equal(kill(B.pid, SIGHUP), 0);
+	wait_log(&B, "TLS: reloaded", 1);
+	if (try_connect(B.port, err, sizeof err) == 0 || !strstr(err, "127.0.0.1"))
+		fail_msg("after the rotation a new handshake with B must see the new certificate "
+			 "(which does not name 127.0.0.1): %s", err);
+	if (!file_has(B.log, "listen = 127.0.0.1:1 takes effect at the next restart") ||
+	    !file_has(B.log, "settings applied, 1 for the next restart, 0 refused"))
+		fail_msg("B's log does not say what the reload applied");
+
+	job = td_wait_job(&A, id, NULL, 60000);
+	if (strcmp(td_jstr(job, "state"), "completed") != 0)
+		fail_msg("the migration under way when B reloaded: %s", dumps(job));
+	if (td_jnum(job, "stats.total_ms") < 1000)
+		fail_msg("the migration was over before the reload (%.0f ms): nothing was shown",
+			 td_jnum(job, "stats.total_ms"));
+	json_decref(job);
+	free(id);
+	td_verify_ok(&B, "x5");
+
+	/* The live setting: B's next migration's default target. */
+	id = td_migrate(&B, "x5", A.port, NULL);
+	job = td_wait_job(&B, id, NULL, 60000);
+	if (td_jnum(job, "options.downtime_ms") != 123)
+		fail_msg("downtime-ms reloaded as 123, the job runs with %.0f: %s",
+			 td_jnum(job, "options.downtime_ms"), dumps(job));
+	json_decref(job);
+	free(id);
+
+	/* Back to the old certificate, the same way. */
+	copy_file_text(old_crt, crt);
+	copy_file_text(old_key, key);
+	assert_int_equal(kill(B.pid, SIGHUP), 0);
+	wait_log(&B, "TLS: reloaded", 2);
+	if (try_connect(B.port, err, sizeof err))
+		fail_msg("after rotating back: %s", err);
+	free(old_crt);
+	free(old_key);
+	td_destroy(&A, "x5");
+	if (B.pid <= 0 || kill(B.pid, 0))
+		fail_msg("B did not survive its reloads");
+	passed();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -416,6 +554,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_certs_cli, teardown),
 		cmocka_unit_test_teardown(test_channels, teardown),
 		cmocka_unit_test_teardown(test_bandwidth, teardown),
+		cmocka_unit_test_teardown(test_reload, teardown),
 	};
 	const char *only = getenv("FERRY_TEST_ONLY");
 
