@@ -33,7 +33,8 @@ void cli_scan_json(int argc, char **argv)
 
 bool cli_json(void) { return json_mode; }
 
-static void verror(const char *prefix, const char *fmt, va_list ap)
+static void __attribute__((format(printf, 2, 0))) verror(const char *prefix, const char *fmt,
+							  va_list ap)
 {
 	char msg[1024];
 
