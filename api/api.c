@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api.c — control request validation and the API's names; see api.h. */
 #include "api/api.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * api.h — the control API's types, shared by ferryd (daemon/) and its
  * client (cli/): the shape of every request (docs/ferryd.md) — which ops

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """benchlib — what the Python benchmarks share: free ports, the processes
 they start (remembered, ended by PID), and medians with min/max."""
 import os

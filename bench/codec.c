@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench/codec — the page codec (checkpoint/codec.c) against memcpy.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench/copypath — the machine's raw copy path for guest RAM (DESIGN.md §11):
  * how fast bytes that one process wrote into a memfd reach a fresh memfd of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench/dirtylog — what the kernel dirty log of the microVM backend costs.
  *

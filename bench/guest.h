@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * guest.h — what the benchmarks ask of a guest through the hypervisor
  * interface alone: launch one of the default backend, its statistics, its

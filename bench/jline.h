@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * jline.h — one JSON object per line for the benchmarks (DESIGN.md §12),
  * built up field by field: {"bench":...,"k":v,...}. Values that do not apply

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench/migrate — live pre-copy migration (migrate/precopy.c) between two
  * real ferry-mvm runtimes over loopback TCP or TLS, over one or more

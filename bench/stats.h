@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * stats.h — median, minimum and maximum of repeated measurements, for the
  * benchmarks (which report medians, DESIGN.md §12).

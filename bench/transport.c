@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench/transport — the throughput of ferry's channels themselves, with no
  * guest and no migration logic (DESIGN.md §8, §12): a "guest" process fills

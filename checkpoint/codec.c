@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * codec.c — the page codec: zero test, LZ4, XOR delta against a bounded cache
  * of the last version sent of each frame, raw (format: codec.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * codec.h — the page codec of the ferry stream: how one page of a PAGES
  * record is encoded (docs/stream-format.md; enum stream_enc in stream.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* io.c — file-descriptor sink and source; see io.h. */
 #include "checkpoint/io.h"
 #include "common/util.h"

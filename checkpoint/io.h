@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * io.h — the byte sink and source a stream is written to and read from.
  *

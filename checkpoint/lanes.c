@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lanes.c — one stream per channel, sent in parallel; see lanes.h.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lanes.h — sending one domain's frames over several channels at once
  * (DESIGN.md §8). A lane is one channel with its own stream writer, codec

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* reader.c — ferry stream reader; see reader.h. */
 #include "checkpoint/reader.h"
 

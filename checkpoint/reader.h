@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * reader.h — reads and validates a ferry stream and hands its contents to a
  * sink.

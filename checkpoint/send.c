@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* send.c — sending frame sets; see send.h. */
 #include "checkpoint/send.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * send.h — send sets of a domain's frames through a stream writer: frames
  * that are holes or hold only zeros as zero extents, the others in PAGES

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sink.c — apply and stage sinks; see sink.h. */
 #include "checkpoint/sink.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sink.h — where a stream reader's contents go (struct stream_sink):
  *

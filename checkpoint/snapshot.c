@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* snapshot.c — save to file and restore; see snapshot.h. */
 #include "checkpoint/snapshot.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * snapshot.h — save a running domain to a file and restore it, as one
  * ferry stream of kind SNAPSHOT. Library code: the CLI calls it now, ferryd

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stream.c — per-type limits and names of the ferry stream; see stream.h. */
 #include "checkpoint/stream.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * stream.h — the ferry stream: wire format (docs/stream-format.md is the
  * specification; this header pins it down in C).

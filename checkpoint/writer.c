@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* writer.c — ferry stream writer; see writer.h. */
 #include "checkpoint/writer.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * writer.h — writes a ferry stream (stream.h) to a byte sink.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ferry certs init / host / show — the pool's TLS certificates: a CA, and
  * the certificates it signs for each host (transport/certs.h). Works without

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ferry.h — the ferry command line: one file per subcommand, each a
  * <verb>_main(argc, argv) dispatched from the table in ferry.c.

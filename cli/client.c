@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* client.c — the control socket, client side; see client.h. */
 #include "cli/client.h"
 

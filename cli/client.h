@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * client.h — the ferry CLI's side of ferryd's control socket: one JSON
  * request and reply per line (docs/ferryd.md).

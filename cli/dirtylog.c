@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ferry dirtylog — start a microVM, harvest its kernel dirty log once per
  * interval, and print the distinct dirty pages next to what the workload's

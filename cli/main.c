@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ferry — command-line tool. `ferry help` lists the subcommands.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ferry migrate / jobs / status / cancel / resolve — live migration through
  * the local ferryd.

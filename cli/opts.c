@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* opts.c — options and errors of every ferry command; see opts.h. */
 #include "cli/opts.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * opts.h — how every ferry command reads its options and reports errors.
  *

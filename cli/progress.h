@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * progress.h — progress on a terminal (stderr) that fits its width, and
  * nothing when stderr is not a terminal.

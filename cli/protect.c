@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * protect.c — `ferry protect` and `ferry unprotect`: pair a running microVM
  * with a standby on another host, and end that (docs/replication.md).

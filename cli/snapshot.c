@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ferry save / ferry restore — a running microVM to a file and back, without
  * the daemon (the library code is what ferryd will call).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ferry create / list / info / destroy / verify — the microVMs the local
  * ferryd owns.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bitmap.h — a dense bitmap over frame numbers, worked a 64-bit word at a time.
  *

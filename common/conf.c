@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* conf.c — configuration file parsing; see conf.h. */
 #include "common/conf.h"
 

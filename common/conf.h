@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * conf.h — "key = value" configuration text: one setting per line, '#'
  * starts a comment, blank lines are ignored, keys are [a-z0-9-]+, values run

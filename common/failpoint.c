@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* failpoint.c — test failure injection; see failpoint.h. */
 #include "common/failpoint.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * failpoint.h — named points where a test makes a process fail on purpose.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * kcompat.h — Linux UAPI that Debian 12's kernel headers (6.1) lack.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mtime.c — see mtime.h. */
 #include "common/mtime.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * mtime.h — monotonic time helpers. All durations are nanoseconds in u64.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ratelimit.c — a paced token bucket plus a 1-second window guard; see ratelimit.h. */
 #include "common/ratelimit.h"
 

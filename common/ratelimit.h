@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ratelimit.h — one job's byte budget, shared by all its sender threads:
  * rate bytes per second on average, smooth, and at most rate + rate/32 bytes

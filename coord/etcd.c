@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* etcd.c — etcd's v3 JSON gateway over HTTP (libcurl); see etcd.h. */
 #include "coord/etcd.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * etcd.h — a small client of etcd's v3 API (coord/README.md: why the JSON
  * gateway over HTTP with libcurl rather than gRPC): leases, transactions,

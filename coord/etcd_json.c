@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* etcd_json.c — what etcd's JSON gateway answers, checked; see etcd.h. */
 #include "coord/etcd.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * api.c — ferryd's control API: one handler per op, over the VMs (vm.h) and
  * the jobs (job.h). api_check (api/api.h) has validated the request's shape

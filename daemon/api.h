@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * api.h — ferryd's control API handlers (docs/ferryd.md).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * control.c — the control socket: one JSON request per line in, one JSON
  * reply per line out (docs/ferryd.md). A request's shape is checked on the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * control.h — ferryd's control socket (D.socket_path): the ferry command
  * line's way in. One JSON request and reply per line (docs/ferryd.md).

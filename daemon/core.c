@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* core.c — the loop, the threads; see core.h. */
 #include "daemon/core.h"
 

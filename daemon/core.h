@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * core.h — ferryd's core: the settings, the one lock, the event loop and
  * the threads. Every other file of the daemon uses it; it calls none of

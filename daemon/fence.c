@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fence.c — a protected VM's fencing through etcd; see fence.h. */
 #include "daemon/fence.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fence.h — who may run a protected VM, decided by the coordination service
  * (DESIGN.md §7; docs/replication.md "Fencing"). Two keys per VM in etcd:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * job.c — the job list, the journal (STATE/jobs/ID.rec, slot files: see
  * journal.h; ID.json from older versions is still read) and the one state

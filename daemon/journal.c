@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* journal.c — the state directory and its records; see journal.h. */
 #include "daemon/journal.h"
 

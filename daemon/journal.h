@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * journal.h — ferryd's state directory: the lock that makes one ferryd its
  * owner, and records written as whole JSON files, atomically (a temporary

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ferryd — the ferry host daemon (docs/ferryd.md): start-up in order, the
  * event loop, signals, shutdown. The pieces are the other files of daemon/; this is the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * migrate_in.c — the incoming migration job: a peer's session asks to send
  * a guest (session_handlers.open); we claim its name and the job id,

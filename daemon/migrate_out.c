@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * migrate_out.c — the outgoing migration job: its thread connects a
  * session to the destination and runs the pre-copy engine; after GO

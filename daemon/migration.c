@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* migration.c — what both migration kinds share; see migration.h. */
 #include "daemon/migration.h"
 

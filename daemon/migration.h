@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * migration.h — what the two migration kinds of job (migrate_out.c,
  * migrate_in.c) share: their statistics, channels and options in the job's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* net.c — a guest's service address on this host; see net.h. */
 #include "daemon/net.h"
 

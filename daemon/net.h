@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * net.h — a guest's service address on this host (docs/kvstore.md): while a
  * guest runs here, ferryd listens on its address for it and hands the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* peers.c — the session configuration and the peer listener; see peers.h. */
 #include "daemon/peers.h"
 

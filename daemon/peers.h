@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * peers.h — ferryd's side of the peer sessions: the session configuration
  * built from the settings (TLS with the pool's certificates unless

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * protect.c — the primary's job: a session to the backup host, the
  * replication engine's primary side; degraded when the backup is lost;

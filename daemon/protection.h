@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * protection.h — ferryd's protected VMs (DESIGN.md §7): the primary's job
  * (protect.c: `ferry protect`, a session to the backup host and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* settings.c — ferryd's settings; see settings.h. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * settings.h — ferryd's settings into D: the defaults, then the config file
  * (-c/--config FILE, else /etc/ferry/ferryd.conf if it exists), then the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * standby.c — the backup's job: a peer's "protect" HELLO claims the VM's
  * name here; the replication engine's backup side keeps a paused copy at

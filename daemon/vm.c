@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* vm.c — the domains ferryd owns; see vm.h. */
 #include <dirent.h>
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * vm.h — the domains ferryd owns: the list, their records in STATE/vms/,
  * death watches, adoption at start-up. A domain is known by its name and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* hv.c — backend registry and the generic wrappers; see hv.h. */
 #include "hv/hv.h"
 

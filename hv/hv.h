@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * hv.h — the hypervisor interface: everything an engine (migrate/, replicate/)
  * or a tool may do to a domain.

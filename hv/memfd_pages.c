@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* memfd_pages.c — page I/O on guest RAM held in a memfd; see memfd_pages.h. */
 #include "hv/memfd_pages.h"
 

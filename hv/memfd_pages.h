@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * memfd_pages.h — guest RAM held in a memfd, read, written and discarded by
  * frame number: the page I/O shared by the hv backends whose RAM is a memfd

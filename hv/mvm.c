@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * hv/mvm.c — the microVM backend: hv_ops over a running ferry-mvm.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * hv/mvm.h — what the microVM backend offers beyond the hv_ops table:
  * starting a new guest, and the workload verifier.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pagemap.c — PAGEMAP_SCAN harvest; see pagemap.h. */
 #include "hv/pagemap.h"
 

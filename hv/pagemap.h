@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * pagemap.h — Linux's out-of-process dirty log: PAGEMAP_SCAN over a range of
  * another process's memory registered for userfaultfd async write-protect.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * check.c — ferry-kv check: read a kvstore back and prove, against the
  * histories of the load runs that wrote it, that nothing a client was told

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * echo.c — ferry-kv echo: a trivial server of the kvstore protocol that
  * answers every request at once (OK, or NOT_FOUND for a GET) and keeps

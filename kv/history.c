@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* history.c — chunks and history lines; see history.h. */
 #include "kv/history.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * history.h — what ferry-kv records of every request it made, and the
  * values it writes (docs/kvstore.md).

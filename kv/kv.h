@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * kv.h — ferry-kv, the kvstore client (docs/kvstore.md): one file per
  * subcommand, dispatched from main.c.

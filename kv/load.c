@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * load.c — ferry-kv load: N pipelined clients against a kvstore (one
  * address or a list), on one libevent loop. Every value written is unique

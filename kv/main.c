@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ferry-kv — a client of the microVM's kvstore guest, for tests, benchmarks
  * and operators (docs/kvstore.md).

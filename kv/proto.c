@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proto.c — the kvstore protocol; see proto.h. */
 #include "kv/proto.h"
 

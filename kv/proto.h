@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * proto.h — the kvstore protocol: what a client says to the microVM's
  * kvstore guest (mvm/kvstore.c) over TCP, and what it answers

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* precopy.c — what both sides of a pre-copy migration share; see precopy.h. */
 #include "migrate/precopy.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * precopy.h — live pre-copy migration of one domain over one or more
  * channels (DESIGN.md §6, §8): iteration 0 sends every populated frame,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * precopy_dst.c — the destination side of a pre-copy migration; see
  * precopy.h.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * precopy_src.c — the source side of a pre-copy migration; see precopy.h.
  *

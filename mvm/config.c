@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config.c — microVM config record; see config.h. */
 #include "mvm/config.h"
 

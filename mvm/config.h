@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * config.h — a microVM's config record: what it takes to create a matching
  * domain elsewhere. Text, "mem=BYTES vcpus=N workload=SPEC [net=ADDR:PORT]",

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* context.c — vCPU context blob; see context.h. */
 #include "mvm/context.h"
 

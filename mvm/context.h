@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * context.h — the microVM's vCPU and platform state: the blob that
  * save_context / load_context move (opaque to everything above hv/).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ctl.c — the runtime's control socket: one thread, poll(2) over the
  * listening socket, the incoming link and a few clients.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kvstore.c — the key-value store in guest RAM; see kvstore.h. */
 #include "mvm/kvstore.h"
 

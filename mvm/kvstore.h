@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * kvstore.h — the kvstore workload's guest: a key-value store whose whole
  * state lives in guest RAM (docs/kvstore.md), served to clients through the

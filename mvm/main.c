@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ferry-mvm — the microVM runtime: one process is one running guest.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * nic.c — the virtual NIC: rings in guest RAM, the network thread, output
  * gating, and the guest's side of serving a connection; see nic.h.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * nic.h — the microVM's virtual NIC (DESIGN.md §4): receive and send rings
  * in guest RAM, one pair per connection slot, and the runtime's network

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proto.c — control message validation; see proto.h. */
 #include "mvm/proto.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * proto.h — the microVM control protocol, between a ferry-mvm runtime and its
  * owner (ferryd through hv/mvm.c, or a test).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ram.c — guest RAM: a sealed memfd, mapped shared, registered with
  * userfaultfd for asynchronous write-protect (the kernel's dirty log).

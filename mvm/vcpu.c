@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * vcpu.c — vCPU threads: run the workload step by step, park on pause.
  *

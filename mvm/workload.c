@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* workload.c — deterministic workloads and the verifier; see workload.h. */
 #include "mvm/workload.h"
 

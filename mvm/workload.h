@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * workload.h — the microVM's deterministic workloads and their verifier.
  *

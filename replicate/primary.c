@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * primary.c — the primary side of replication; see replicate.h.
  *

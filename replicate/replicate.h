@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * replicate.h — continuous replication of one domain to a standby, Remus
  * style (DESIGN.md §7; the wire: docs/stream-format.md, "Replication").

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shadow.c — a guest image held apart; see shadow.h. */
 #include "replicate/shadow.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * shadow.h — a guest image held apart from the standby copy it will
  * replace (docs/replication.md, "ferryd on the primary restarts").

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* staging.c — a replication epoch's pages, held apart; see staging.h. */
 #include "replicate/staging.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * staging.h — one replication epoch's pages, copied out of the guest while
  * it is paused, so that the epoch can be sent while the guest runs on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * live.c — a session's liveness: the monitor that reads the peer's control
  * messages on channel 0, the heartbeat thread, ordered sends, ABORT as the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * session.c — opening a peer session: connecting and saying HELLO, serving
  * an accepted connection, joining further channels to the session that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * session.h — the peer session every engine runs on (DESIGN.md §2, §6–§8):
  * one job's set of channels between two hosts, opened and checked the same

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* wire.c — the session's frames, HELLOs and control messages; see wire.h. */
 #include "session/wire.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * wire.h — what two ferryd say to each other on a connection, around the
  * stream itself (docs/migration-protocol.md): the session's frames, HELLOs,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * pagegen.h — page contents for codec tests and benchmarks: random
  * (incompressible) and text-like (log lines, which LZ4 makes ~45 % of).

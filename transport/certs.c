@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * certs.c — the pool CA and host certificates over OpenSSL 3; see certs.h.
  */

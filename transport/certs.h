@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * certs.h — the pool's certificates (DESIGN.md §8): a pool CA, and host
  * certificates it signs, which TLS channels (tls.h) present and check.

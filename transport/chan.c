@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* chan.c — what every channel kind shares, and the socket helpers (sock.h). */
 #include "transport/chan.h"
 

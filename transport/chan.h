@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * chan.h — a channel: one reliable, ordered, full-duplex link to a peer host
  * (DESIGN.md §8). Kinds: tcp (tcp.c), tls (tls.c), rdma (rdma.c), each an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* link.c — TLS or plaintext, as configured; see link.h. */
 #include "transport/link.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * link.h — opening a channel between two hosts the way their configuration
  * says: TLS with mutual authentication (the default), or plain TCP when both

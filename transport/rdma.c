@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * rdma.c — RDMA channels over librdmacm and libibverbs; see rdma.h. The only
  * file that includes the verbs headers. What the bytes mean and whether they

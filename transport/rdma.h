@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * rdma.h — RDMA channels (librdmacm, libibverbs; DESIGN.md §8), built when
  * rdma-core is present (HAVE_RDMA). The protocol — slots, credits, checks —

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rdma_proto.c — the RDMA channel's wire formats and bookkeeping; see rdma_proto.h. */
 #include "transport/rdma_proto.h"
 

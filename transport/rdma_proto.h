@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * rdma_proto.h — the RDMA channel's protocol, without verbs (DESIGN.md §8):
  * what goes on the wire and the bookkeeping around it, so that all of it is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sock.h — socket helpers the channel kinds share (transport/ only).
  * Channel sockets are non-blocking; every wait is a poll() to a deadline.

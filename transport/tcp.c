@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tcp.c — plain TCP channels (chan.h): the socket as it is, non-blocking,
  * every wait a poll() to a deadline; and connecting to "HOST[:PORT]".

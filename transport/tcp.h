@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tcp.h — plain TCP channels, and the TCP connect every kind over TCP
  * (tcp, tls) starts from.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tls.c — TLS 1.3 channels over OpenSSL; see tls.h.
  *

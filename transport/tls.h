@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tls.h — TLS 1.3 channels (OpenSSL) with mutual certificate authentication
  * (DESIGN.md §8): both sides present a certificate from the pool's CA; the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check.h — the fuzz targets' assertion: report the failed condition and
  * abort, so that libFuzzer keeps the input. */
 #ifndef FERRY_TESTS_FUZZ_CHECK_H

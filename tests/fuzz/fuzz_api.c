@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_api.c — libFuzzer target for ferryd's control request check
  * (api/api.c): one line of input as the daemon reads it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_conf.c — libFuzzer target for the "key = value" configuration parser
  * (common/conf.c) that reads /etc/ferry/ferryd.conf.

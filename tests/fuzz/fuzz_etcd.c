@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_etcd.c — libFuzzer target for the parsers of etcd's answers
  * (coord/etcd_json.c). The first byte picks the parser, the rest is the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_journal.c — libFuzzer target for ferryd's job records
  * (daemon/journal.c, journal_parse: a slot file or an older version's JSON;

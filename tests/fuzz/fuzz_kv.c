@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_kv.c — libFuzzer target for the kvstore guest's request parser
  * (kv/proto.c) and the store behind it (mvm/kvstore.c): the input is a

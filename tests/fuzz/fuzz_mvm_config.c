@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_mvm_config.c — libFuzzer target for the microVM config record
  * (mvm/config.c) and workload specs (mvm/workload.c).

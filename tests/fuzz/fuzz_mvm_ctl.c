@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_mvm_ctl.c — libFuzzer target for the microVM control protocol: request
  * and reply validation (mvm/proto.c) and the context blob (mvm/context.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_rdma.c — libFuzzer target for what an RDMA peer controls
  * (transport/rdma_proto.c): the hello in the connection's private data, the

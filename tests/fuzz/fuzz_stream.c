@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_stream.c — libFuzzer target for the stream reader (checkpoint/reader.c)
  * and the page decoder it calls (checkpoint/codec.c).

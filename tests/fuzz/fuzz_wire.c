@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_wire.c — libFuzzer target for what a migration peer sends before
  * and around the stream (migrate/wire.c): the 16-byte frame header, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* checks.c — what the daemon tests check again and again; see checks.h. */
 #include "tests/integration/checks.h"
 

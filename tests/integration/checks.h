@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * checks.h — checks the daemon tests (test_ferryd, test_transport) share:
  * soft failures, and the outcome of a migration as the guest, both daemons

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* daemon.c — real ferryd processes for integration tests; see daemon.h. */
 #include "tests/integration/daemon.h"
 

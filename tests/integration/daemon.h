@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * daemon.h — real ferryd processes for integration tests: start, stop,
  * kill and restart them with their own state, run and log files under the

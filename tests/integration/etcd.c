@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* etcd.c — a real etcd for the integration tests; see etcd.h. */
 #include "tests/integration/etcd.h"
 

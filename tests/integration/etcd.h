@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * etcd.h — a real etcd (Debian's etcd-server) for the integration tests: a
  * single member with its own data directory, on loopback or inside a

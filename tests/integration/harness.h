@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * harness.h — shared set-up for integration tests: real ferry-mvm processes
  * in a private run directory, all of them ended (by PID) and the directory

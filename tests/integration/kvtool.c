@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kvtool.c — ferry-kv from the integration tests; see kvtool.h. */
 #include "tests/integration/kvtool.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * kvtool.h — ferry-kv from the integration tests: load runs in the
  * background, stopped on request, and checks, each a real process ($FERRY_KV,

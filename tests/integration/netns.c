@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* netns.c — hosts in network namespaces; see netns.h. */
 #include "tests/integration/netns.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * netns.h — hosts in network namespaces for the integration tests: a
  * namespace per host, each with a veth into a switch namespace that holds

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proxy.c — a corrupting TCP forwarder for tests; see proxy.h. */
 #include "tests/integration/proxy.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * proxy.h — a TCP forwarder for integration tests, between a migration's
  * source and its destination on loopback: it passes every connection on

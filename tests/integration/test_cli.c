@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_cli.c — the ferry command line against live ferryd, as an operator
  * meets it (issue 14's rough edges):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_daemon_state.c — ferryd's ownership of its state directory and the
  * way it reads its settings, with real daemons and guests:

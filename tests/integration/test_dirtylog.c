@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_dirtylog.c — the microVM's kernel dirty log is exact.
  *

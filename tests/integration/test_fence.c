@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_fence.c — protected VMs fenced by a real etcd (DESIGN.md §7,
  * daemon/fence.h), through real ferryd, runtimes and ferry-kv:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_ferryd.c — two real ferryd daemons (A and B) on loopback, each with
  * its own state dir, run dir and port, moving real ferry-mvm guests through

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_kv.c — kvstore guests with real clients (ferry-kv) through real
  * ferryd:

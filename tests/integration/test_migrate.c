@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_migrate.c — the pre-copy engine between two real ferry-mvm processes
  * over loopback TCP channels, one or several (no daemon: tests/integration/

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_nic.c — a kvstore microVM serving real TCP clients through its
  * virtual NIC (mvm/nic.c), without a daemon: requests and replies, output

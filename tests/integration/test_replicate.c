@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_replicate.c — protected VMs through real ferryd (DESIGN.md §7):
  *

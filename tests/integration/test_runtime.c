@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_runtime.c — the ferry-mvm runtime: verify catches what it must,
  * workloads are deterministic across save/restore, the control socket

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_snapshot.c — save a running microVM to a file and restore it, with
  * real ferry-mvm processes.

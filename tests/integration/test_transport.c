@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_transport.c — the links between two real ferryd (A and B) on
  * loopback: TLS with mutual authentication, every way a link is refused,

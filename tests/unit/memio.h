@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * memio.h — in-memory sink, source and guest for stream tests and fuzzing.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_bitmap.c — common/bitmap: single bits, ranges across word boundaries,
  * counting, iteration, set operations, and a randomized comparison against a

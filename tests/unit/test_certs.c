@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_certs.c — certificates made by transport/certs.c, used for real by
  * transport/tls.c: TLS 1.3 handshakes over loopback TCP, the client and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_cli.c — the command line's own pieces, without a daemon: the
  * status line never exceeds the terminal's width (pieces that do not fit

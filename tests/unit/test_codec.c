@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_codec.c — checkpoint/codec: the choice of encoding (an encoder that
  * always sent raw would fail here), round trips with each encoding forced and

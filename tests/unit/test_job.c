@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_job.c — ferryd's job state machine (daemon/job.c), without a daemon:
  * every allowed transition is made, and refused on every forbidden one; the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_kvstore.c — the kvstore guest's store (mvm/kvstore.c) and its wire
  * protocol (kv/proto.c), in memory: operations, at-most-once retries within

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_proto.c — mvm/proto (control message validation) and mvm/context (the
  * vCPU context blob).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_ratelimit.c — common/ratelimit: 1, 2 and 4 threads share one limiter
  * and take chunks of 4 KiB ... 2.1 MiB at 20 and 200 MiB/s for 2.5 s; the

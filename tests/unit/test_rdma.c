@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_rdma.c — the RDMA channel's protocol (transport/rdma_proto.c) without
  * a device: a "fabric" here is a memcpy from the sender's staging slot into

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_repl.c — what the replication engine agrees to protect
  * (repl_can_protect): a domain without writable disks is accepted; one with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_stream.c — the ferry stream: round trips with every encoding, and a
  * reader that refuses every corrupted or truncated variant of a real stream.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_wire.c — the small parsers and tables around the engines: handshake
  * frames and HELLO (session/wire.c), control messages, the config file

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_workload.c — mvm/workload (spec parsing, frame picking, page content,
  * the verifier) and mvm/config (the config record).
