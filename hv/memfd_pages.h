@@ -28,7 +28,7 @@
  * it, far cheaper, and keeps a sparse guest sparse at the block's grain.
  * The pages are then written with pwritev: 4-8 times faster here than a
  * copy through a mapping of the memfd however the mapping is prepared
- * (MADV_POPULATE_WRITE included; ../shared/probes/freshmem.c), and still so
+ *  (MADV_POPULATE_WRITE included; DESIGN.md §11), and still so
  * with several channels sharing the inode lock (a 1 GiB fill through two
  * ferryd: 1.65 s against 2.30 s through a mapping).
  *
