@@ -6,11 +6,16 @@
  */
 #include "config.h"
 
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -30,16 +35,46 @@
 #include "daemon/settings.h"
 #include "daemon/vm.h"
 
+/*
+ * systemd's service notification (sd_notify(3)): READY=1 once the sockets
+ * listen (Type=notify), RELOADING=1 and READY=1 around a reload,
+ * STOPPING=1. Nothing without libsystemd, or when not started by systemd
+ * (no NOTIFY_SOCKET).
+ */
+static void notify(const char *state)
+{
+#ifdef HAVE_SYSTEMD
+	struct timespec ts;
+
+	if (strcmp(state, "RELOADING=1") == 0) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		/* MONOTONIC_USEC: what Type=notify-reload (systemd 253) asks for. */
+		sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+			   (unsigned long long)ts.tv_sec * 1000000ULL +
+				   (unsigned long long)ts.tv_nsec / 1000);
+		return;
+	}
+	sd_notifyf(0, "%s\nSTATUS=%s", state,
+		   strcmp(state, "STOPPING=1") == 0 ? "stopping; guests keep running"
+						    : "ready");
+#else
+	(void)state;
+#endif
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what, (void)arg;
 	if (sig == SIGHUP) {
 		/* Reload: nothing running stops. */
+		notify("RELOADING=1");
 		log_info("SIGHUP: reloading %s and the certificates", D.config_path);
 		settings_reload();
 		peers_reload_tls();
+		notify("READY=1");
 		return;
 	}
+	notify("STOPPING=1");
 	log_info("signal %d: shutting down; guests keep running", (int)sig);
 	event_base_loopexit(D.base, NULL);
 }
@@ -82,6 +117,7 @@ int main(int argc, char **argv)
 	log_info("ready: control %s, migrations on %s (%s, %u channels), state %s, run %s, host %s",
 		 D.socket_path, D.listen, D.plaintext ? "plaintext" : "TLS", D.channels,
 		 D.state_dir, D.run_dir, D.hostname);
+	notify("READY=1");
 
 	event_base_dispatch(D.base);
 

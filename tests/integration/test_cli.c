@@ -12,6 +12,8 @@
  *    gives none of its own, only its share (destination_resume_ms)
  *  3 finished jobs are pruned to --job-history while ferryd runs, their
  *    records too, and stay so across a restart
+ *  4 bash completion (etc/bash-completion/ferry, run by bash) completes
+ *    subcommands, options, and the VM names the local ferryd lists
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -283,12 +285,78 @@ static void test_job_history(void **state)
 	td_test_passed();
 }
 
+
+/* What bash completes for the words (the last one being completed), with
+ * etc/bash-completion/ferry loaded and this build's ferry on the PATH,
+ * talking to A (caller frees). */
+static char *complete(const char *words)
+{
+	char comp[400], bin[300], cmd[2048], *out = NULL, *slash;
+	size_t cap = 0;
+	ssize_t n;
+	FILE *p;
+
+	snprintf(comp, sizeof comp, "%s", td_net_hook());
+	slash = strstr(comp, "daemon/ferry-net-hook");
+	assert_non_null(slash);
+	snprintf(slash, sizeof comp - (size_t)(slash - comp), "etc/bash-completion/ferry");
+	snprintf(bin, sizeof bin, "%s", td_ferry_path());
+	*strrchr(bin, '/') = '\0';
+	snprintf(cmd, sizeof cmd,
+		 "PATH='%s':\"$PATH\" FERRY_SOCKET='%s' bash --norc -c '. \"%s\"; "
+		 "COMP_WORDS=(%s); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _ferry; "
+		 "printf \"%%s \" \"${COMPREPLY[@]}\"' 2>&1",
+		 bin, A.sock, comp, words);
+	assert_non_null(p = popen(cmd, "r"));
+	n = getdelim(&out, &cap, '\0', p);
+	pclose(p);
+	if (n < 0) {
+		free(out);
+		out = strdup("");
+	}
+	return out;
+}
+
+static void expect_completion(const char *words, const char *want, const char *not)
+{
+	char *got = complete(words);
+
+	if ((want && !strstr(got, want)) || (not && strstr(got, not)))
+		fail_msg("completing (%s): '%s' (want '%s'%s%s)", words, got, want ? want : "",
+			 not ? ", not " : "", not ? not : "");
+	free(got);
+}
+
+static void test_completion(void **state)
+{
+	(void)state;
+	td_test_begin("c4-completion");
+	td_init(&A, "A", PTO);
+	td_start(&A, NULL);
+	td_create(&A, "web1", "64M", 1, "idle");
+	td_create(&A, "db7", "64M", 1, "idle");
+	expect_completion("ferry mig", "migrate ", NULL);
+	expect_completion("ferry pro", "protect ", NULL);
+	expect_completion("ferry \"\"", "unprotect ", NULL);
+	expect_completion("ferry info \"\"", "web1 ", NULL);
+	expect_completion("ferry info \"\"", "db7 ", NULL);
+	expect_completion("ferry migrate w", "web1 ", "db7");
+	expect_completion("ferry migrate web1 \"\"", NULL, "web1");
+	expect_completion("ferry migrate web1 --down", "--downtime-ms ", NULL);
+	expect_completion("ferry migrate web1 --on-no-converge \"\"", "throttle ", NULL);
+	expect_completion("ferry certs \"\"", "host ", NULL);
+	td_destroy(&A, "web1");
+	td_destroy(&A, "db7");
+	td_test_passed();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_options_and_errors, teardown),
 		cmocka_unit_test_teardown(test_status_and_downtime, teardown),
 		cmocka_unit_test_teardown(test_job_history, teardown),
+		cmocka_unit_test_teardown(test_completion, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, td_group_setup, td_group_teardown);

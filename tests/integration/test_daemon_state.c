@@ -18,6 +18,10 @@
 #include "tests/integration/daemon.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "common/util.h"
 #include "hv/hv.h"
 
@@ -229,6 +234,63 @@ static void test_journal_priorities(void **state)
 	td_test_passed();
 }
 
+
+/* One datagram from fd within timeout_ms into buf ("" if none). */
+static void notify_read(int fd, char *buf, size_t len, int timeout_ms)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	ssize_t n;
+
+	buf[0] = '\0';
+	if (poll(&p, 1, timeout_ms) == 1 && (n = recv(fd, buf, len - 1, 0)) > 0)
+		buf[n] = '\0';
+}
+
+/*
+ * systemd's Type=notify, without systemd: NOTIFY_SOCKET names a datagram
+ * socket of the test's. ferryd says READY=1 once it listens, RELOADING=1
+ * then READY=1 around a SIGHUP (and stays up), STOPPING=1 at SIGTERM.
+ */
+static void test_sd_notify(void **state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char buf[512];
+	int fd;
+
+	(void)state;
+#ifndef HAVE_SYSTEMD
+	skip(); /* built without libsystemd: ferryd cannot notify */
+#endif
+	td_test_begin("s6-sd-notify");
+	td_init(&A, "A", PTO);
+	assert_true((size_t)snprintf(sa.sun_path, sizeof sa.sun_path, "%.90s/notify.sock", A.dir) <
+		    sizeof sa.sun_path);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+	td_start(&A, NULL);
+	unsetenv("NOTIFY_SOCKET");
+	notify_read(fd, buf, sizeof buf, 5000);
+	if (!strstr(buf, "READY=1"))
+		fail_msg("no READY=1 from ferryd: '%s'", buf);
+	assert_int_equal(kill(A.pid, SIGHUP), 0);
+	notify_read(fd, buf, sizeof buf, 5000);
+	if (!strstr(buf, "RELOADING=1") || !strstr(buf, "MONOTONIC_USEC="))
+		fail_msg("SIGHUP: no RELOADING=1 with MONOTONIC_USEC: '%s'", buf);
+	notify_read(fd, buf, sizeof buf, 5000);
+	if (!strstr(buf, "READY=1"))
+		fail_msg("SIGHUP: no READY=1 after the reload: '%s'", buf);
+	/* Still serving. */
+	json_decref(td_ok(&A, "{s:s}", "op", "version"));
+	assert_int_not_equal(td_term(&A, 5000), -1);
+	notify_read(fd, buf, sizeof buf, 5000);
+	if (!strstr(buf, "STOPPING=1"))
+		fail_msg("SIGTERM: no STOPPING=1: '%s'", buf);
+	close(fd);
+	td_test_passed();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -237,6 +299,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_config_flags, teardown),
 		cmocka_unit_test_teardown(test_unowned_reported, teardown),
 		cmocka_unit_test_teardown(test_journal_priorities, teardown),
+		cmocka_unit_test_teardown(test_sd_notify, teardown),
 	};
 
 	if (getenv("FERRY_TEST_ONLY"))
