@@ -15,6 +15,7 @@ struct daemon D = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.idle = PTHREAD_COND_INITIALIZER,
 	.changed = PTHREAD_COND_INITIALIZER,
+	.job_history = JOB_HISTORY_DEFAULT, /* also where no settings are read (tests) */
 };
 
 /* ---- running things on the loop thread ---- */

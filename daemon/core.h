@@ -49,6 +49,7 @@ struct daemon {
 	uint64_t downtime_ms;
 	unsigned max_iters;
 	unsigned job_history;         /* finished jobs kept (listed, journaled) */
+#define JOB_HISTORY_DEFAULT 200
 	enum noconv_policy on_no_converge;
 	uint32_t caps;                /* codecs this host offers and accepts */
 	unsigned channels;            /* offered for outgoing, most accepted incoming */

@@ -228,7 +228,6 @@ void settings_load(int argc, char **argv)
 	D.coord_timeout_ms = 500;
 	D.downtime_ms = 300;
 	D.max_iters = 30;
-	D.job_history = 200;
 	D.on_no_converge = NOCONV_STOP;
 	D.caps = WIRE_CAPS_ALL;
 	D.channels = (unsigned)MAX(1, MIN(sysconf(_SC_NPROCESSORS_ONLN), 8));

@@ -1501,18 +1501,17 @@ int td_cli(const struct td *d, char **out, ...)
 	return WEXITSTATUS(st);
 }
 
+const char *td_src_path(const char *rel, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", FERRY_SRCDIR, rel);
+	return buf;
+}
+
 const char *td_net_hook(void)
 {
-	static char p[PATH_MAX + 64];
-	char exe[PATH_MAX], *slash;
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	static char p[PATH_MAX];
 
-	assert_true(n > 0);
-	exe[n] = '\0';
-	slash = strrchr(exe, '/');
-	*slash = '\0';
-	snprintf(p, sizeof p, "%s/../../../daemon/ferry-net-hook", exe);
-	return p;
+	return td_src_path("daemon/ferry-net-hook", p, sizeof p);
 }
 
 void td_wait_net_state(struct td *d, const char *vm, const char *want)

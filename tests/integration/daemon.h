@@ -184,6 +184,8 @@ int td_leftover_processes(char *desc, size_t len);
  * its exit status, and its standard output in *out (caller frees) if out. */
 int td_cli(const struct td *d, char **out, ...) __attribute__((sentinel));
 
+/* rel in the source tree this test was built from (buf). */
+const char *td_src_path(const char *rel, char *buf, size_t len);
 /* daemon/ferry-net-hook of the source tree this test was built from. */
 const char *td_net_hook(void);
 /* Wait up to 10 s until vm's net_state on d is want; asserts. */

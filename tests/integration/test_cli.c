@@ -291,15 +291,12 @@ static void test_job_history(void **state)
  * talking to A (caller frees). */
 static char *complete(const char *words)
 {
-	char comp[400], bin[300], cmd[2048], *out = NULL, *slash;
+	char comp[400], bin[300], cmd[2048], *out = NULL;
 	size_t cap = 0;
 	ssize_t n;
 	FILE *p;
 
-	snprintf(comp, sizeof comp, "%s", td_net_hook());
-	slash = strstr(comp, "daemon/ferry-net-hook");
-	assert_non_null(slash);
-	snprintf(slash, sizeof comp - (size_t)(slash - comp), "etc/bash-completion/ferry");
+	td_src_path("etc/bash-completion/ferry", comp, sizeof comp);
 	snprintf(bin, sizeof bin, "%s", td_ferry_path());
 	*strrchr(bin, '/') = '\0';
 	snprintf(cmd, sizeof cmd,
