@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/failpoint.h"
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/util.h"
@@ -161,6 +162,8 @@ static void *out_main(void *p)
 		pthread_mutex_lock(&D.lock);
 		v->paused = false;
 		pthread_mutex_unlock(&D.lock);
+		/* Free before the job says so: a retry may follow at once. */
+		migration_free_vm(j);
 		job_set_state(j, r == -ECANCELED ? JOB_CANCELLED : JOB_FAILED, err);
 	} else {
 		pthread_mutex_lock(&D.lock);
@@ -170,6 +173,7 @@ static void *out_main(void *p)
 		job_set_state(j, JOB_UNRESOLVED, err);
 		resolve_loop(j, v);
 	}
+	failpoint("mig-src-ended"); /* the job ended; its thread has not */
 	return migration_thread_end(j);
 }
 

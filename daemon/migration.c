@@ -240,6 +240,7 @@ int migration_launch(struct job *j, enum job_state first, void *(*fn)(void *), c
 	/* Journaled before anything moves: a restarted ferryd settles it. */
 	if ((r = job_set_state(j, first, NULL)) || (r = spawn_thread(fn, j))) {
 		snprintf(err, errlen, "cannot start the job: %s", strerror(-r));
+		migration_free_vm(j);
 		job_set_state(j, JOB_FAILED, err);
 		migration_release(j);
 		return r;
@@ -274,16 +275,26 @@ int migration_connect(struct job *j, struct vm *v, struct wire_hello *h, int tim
 	return 0;
 }
 
-void migration_release(struct job *j)
+void migration_free_vm(struct job *j)
 {
-	struct vm *v = j->v;
+	struct vm *v;
 
 	pthread_mutex_lock(&D.lock);
-	j->running = false;
+	v = j->v;
 	j->v = NULL;
 	pthread_mutex_unlock(&D.lock);
-	vm_unbusy(v);
-	vm_put(v);
+	if (v) {
+		vm_unbusy(v);
+		vm_put(v);
+	}
+}
+
+void migration_release(struct job *j)
+{
+	migration_free_vm(j);
+	pthread_mutex_lock(&D.lock);
+	j->running = false;
+	pthread_mutex_unlock(&D.lock);
 }
 
 void *migration_thread_end_call(struct job *j, void (*fn)(void *), void *arg)

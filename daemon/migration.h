@@ -41,8 +41,13 @@ int migration_launch(struct job *j, enum job_state first, void *(*fn)(void *), c
  * v), timeout_ms the peer timeout; the agreed codecs into *codec. */
 int migration_connect(struct job *j, struct vm *v, struct wire_hello *h, int timeout_ms,
 		      struct codec_opts *codec, char *err, size_t errlen);
-/* The job lets its guest go: no thread works on it now (the guest is no
- * longer busy, the job's reference to it put). */
+/* The guest is free again (no longer busy, the job's reference to it put)
+ * while the job's thread may still run: a job that rolled back does this
+ * before it says it ended, so that whoever sees it ended can use the guest
+ * at once. Idempotent. */
+void migration_free_vm(struct job *j);
+/* The job lets its guest go (migration_free_vm) and no thread works on it
+ * from now on. */
 void migration_release(struct job *j);
 /* The job's thread lets go of its VM and ends; returns NULL for it. */
 void *migration_thread_end(struct job *j);
