@@ -445,12 +445,11 @@ const char *td_pki(void)
 	return pki;
 }
 
-struct chan *td_peer_open(uint16_t port, bool plaintext)
+int td_peer_try_open(uint16_t port, bool plaintext, struct chan **out, char *err, size_t len)
 {
 	static struct tls_ctx *tls;
 	struct link_conf lc = { .timeout_ms = 5000 };
-	struct chan *c;
-	char hp[32], err[400];
+	char hp[32];
 
 	if (!plaintext && !tls) {
 		char ca[300], crt[300], key[300];
@@ -459,13 +458,21 @@ struct chan *td_peer_open(uint16_t port, bool plaintext)
 		snprintf(ca, sizeof ca, "%s/ca.crt", td_pki());
 		snprintf(crt, sizeof crt, "%s/T.crt", td_pki());
 		snprintf(key, sizeof key, "%s/T.key", td_pki());
-		if (tls_ctx_new(&tc, &tls, err, sizeof err))
+		if (tls_ctx_new(&tc, &tls, err, len))
 			fail_msg("test TLS context: %s", err);
 	}
 	lc.tls = plaintext ? NULL : tls;
 	snprintf(hp, sizeof hp, "127.0.0.1:%u", port);
-	if (link_connect(&lc, hp, 0, &c, err, sizeof err))
-		fail_msg("connecting to %s: %s", hp, err);
+	return link_connect(&lc, hp, 0, out, err, len);
+}
+
+struct chan *td_peer_open(uint16_t port, bool plaintext)
+{
+	struct chan *c;
+	char err[400];
+
+	if (td_peer_try_open(port, plaintext, &c, err, sizeof err))
+		fail_msg("connecting to 127.0.0.1:%u: %s", port, err);
 	return c;
 }
 

@@ -66,6 +66,8 @@ void td_make_cert(const char *ca_dir, const char *dir, const char *name, const c
 /* A migration connection to 127.0.0.1:port as the test host "T" (TLS with
  * the group's PKI, or plaintext); asserts. */
 struct chan *td_peer_open(uint16_t port, bool plaintext);
+/* The same without asserting: 0 and *out, or -errno with the reason in err. */
+int td_peer_try_open(uint16_t port, bool plaintext, struct chan **out, char *err, size_t len);
 
 /* cmocka group set-up / tear-down: the harness's, plus ours. */
 int td_group_setup(void **state);

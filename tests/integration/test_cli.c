@@ -70,24 +70,34 @@ static unsigned lines(const char *s)
 	return n;
 }
 
-/* ferry ARGS must exit with status want, print nothing on stdout, and say
- * in at most two lines of stderr every one of the texts. */
+/* Run ferry on A with the arguments of ap (up to 11, NULL-terminated, kept
+ * in argv): its exit status, stdout and stderr (caller frees both). */
+static int run(const char **argv, va_list ap, char **out, char **err)
+{
+	unsigned n = 0;
+	int st;
+
+	while (n < 11 && (argv[n] = va_arg(ap, const char *)))
+		n++;
+	argv[n] = NULL;
+	st = td_cli(&A, out, argv[0], argv[1], argv[2], argv[3], argv[4], argv[5], argv[6],
+		    argv[7], argv[8], argv[9], argv[10], NULL);
+	*err = cli_err(&A);
+	return st;
+}
+
+/* ferry ARGS must exit with status 2, print nothing on stdout, and say in
+ * at most two lines of stderr each of the texts. */
 static void expect_usage_error(const char *text1, const char *text2, ...)
 {
 	const char *argv[12];
 	char *out, *err;
-	unsigned n = 0;
 	va_list ap;
 	int st;
 
 	va_start(ap, text2);
-	while (n < 11 && (argv[n] = va_arg(ap, const char *)))
-		n++;
+	st = run(argv, ap, &out, &err);
 	va_end(ap);
-	argv[n] = NULL;
-	st = td_cli(&A, &out, argv[0], argv[1], argv[2], argv[3], argv[4], argv[5], argv[6],
-		    argv[7], argv[8], argv[9], argv[10], NULL);
-	err = cli_err(&A);
 	if (st != 2 || out[0] || !strstr(err, text1) || (text2 && !strstr(err, text2)) ||
 	    lines(err) > 2 || strstr(err, "usage:"))
 		fail_msg("ferry %s %s ...: exit %d (want 2), stdout '%s', stderr '%s' (want one "
@@ -103,19 +113,13 @@ static void expect_json_error(int want, const char *text, ...)
 {
 	const char *argv[12];
 	char *out, *err;
-	unsigned n = 0;
 	json_t *o;
 	va_list ap;
 	int st;
 
 	va_start(ap, text);
-	while (n < 11 && (argv[n] = va_arg(ap, const char *)))
-		n++;
+	st = run(argv, ap, &out, &err);
 	va_end(ap);
-	argv[n] = NULL;
-	st = td_cli(&A, &out, argv[0], argv[1], argv[2], argv[3], argv[4], argv[5], argv[6],
-		    argv[7], argv[8], argv[9], argv[10], NULL);
-	err = cli_err(&A);
 	o = json_loads(out, 0, NULL);
 	if (st != want || !o || !json_is_false(json_object_get(o, "ok")) ||
 	    !strstr(td_jstr(o, "error"), text) || err[0] || lines(out) != 1)
