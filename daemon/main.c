@@ -34,6 +34,7 @@
 #include "daemon/protection.h"
 #include "daemon/settings.h"
 #include "daemon/vm.h"
+#include "hv/hv.h"
 
 /*
  * systemd's service notification (sd_notify(3)): READY=1 once the sockets
@@ -97,6 +98,13 @@ int main(int argc, char **argv)
 	if (mkdir_p(D.run_dir, 0755))
 		fatal("cannot create %s: %s", D.run_dir, strerror(errno));
 	core_init();
+	{
+		uid_t uid;
+		gid_t gid;
+
+		/* Say now, not at the first guest, that guests cannot start. */
+		(void)hv_runtime_ids(&uid, &gid);
+	}
 	job_kind_register(JOB_MIGRATE_OUT, &migrate_out_kind);
 	job_kind_register(JOB_MIGRATE_IN, &migrate_in_kind);
 	job_kind_register(JOB_PRIMARY, &protect_kind);

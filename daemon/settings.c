@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/core.h"
+#include "hv/hv.h"
 #include "session/wire.h"
 
 static int copy_setting(char *dst, size_t max, const char *v, char *err, size_t errlen)
@@ -135,6 +136,15 @@ static int setting(void *ctx, const char *k, const char *v, char *err, size_t er
 		}
 		return 0;
 	}
+	if (strcmp(k, "runtime-user") == 0) {
+		/* Looked up when a guest starts: a user made later is found. */
+		if (v[0] && !name_ok(v, 33)) {
+			snprintf(err, errlen, "\"%s\" is not a user name", v);
+			return -EINVAL;
+		}
+		hv_set_runtime_user(v);
+		return 0;
+	}
 	if (strcmp(k, "log-level") == 0) {
 		enum log_level l;
 
@@ -165,7 +175,7 @@ static void usage(FILE *f)
 		"              [--allow-from HOST,...|*] [--insecure-plaintext]\n"
 		"              [--net-hook PATH] [--net-hook-timeout-ms MS]\n"
 		"              [--coord http://HOST:PORT,...] [--coord-ttl S] [--coord-timeout-ms MS]\n"
-		"              [--log-level error|warn|info|debug]\n\n"
+		"              [--runtime-user USER] [--log-level error|warn|info|debug]\n\n"
 		"The ferry host daemon: owns this host's microVMs, runs migrations, and\n"
 		"answers the ferry command line. Settings come from the config file\n"
 		"(default %s, key = value, the flag names without --),\n"
@@ -190,6 +200,7 @@ static const struct option opts[] = {
 	{ "job-history", required_argument, 0, 0 },
 	{ "on-no-converge", required_argument, 0, 0 },
 	{ "log-level", required_argument, 0, 0 },
+	{ "runtime-user", required_argument, 0, 0 },
 	{ "codecs", required_argument, 0, 0 },
 	{ "channels", required_argument, 0, 0 },
 	{ "pki-dir", required_argument, 0, 0 },
@@ -292,7 +303,7 @@ void settings_load(int argc, char **argv)
 
 /* What a reload changes at once; the rest waits for a restart. */
 static const char *const live_keys[] = { "downtime-ms", "max-iters", "on-no-converge",
-					  "max-incoming", "job-history", "log-level",
+					  "max-incoming", "job-history", "log-level", "runtime-user",
 					  "peer-timeout-ms", "net-hook-timeout-ms",
 					  "coord-timeout-ms", NULL };
 

@@ -3,9 +3,12 @@
 #include "hv/hv.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/mtime.h"
@@ -150,4 +153,42 @@ int hv_extra_number(struct hv_domain *d, enum hv_extra what, const char *key, do
 		*v = json_number_value(n);
 	json_decref(o);
 	return r;
+}
+
+static pthread_mutex_t runtime_user_lock = PTHREAD_MUTEX_INITIALIZER;
+static char runtime_user[64] = HV_RUNTIME_USER;
+
+void hv_set_runtime_user(const char *user)
+{
+	pthread_mutex_lock(&runtime_user_lock);
+	snprintf(runtime_user, sizeof runtime_user, "%s", user);
+	pthread_mutex_unlock(&runtime_user_lock);
+}
+
+int hv_runtime_ids(uid_t *uid, gid_t *gid)
+{
+	char user[sizeof runtime_user], buf[4096];
+	struct passwd pw, *p = NULL;
+	int r;
+
+	pthread_mutex_lock(&runtime_user_lock);
+	memcpy(user, runtime_user, sizeof user);
+	pthread_mutex_unlock(&runtime_user_lock);
+	if (!user[0] || geteuid() != 0)
+		return 1;
+	r = getpwnam_r(user, &pw, buf, sizeof buf, &p);
+	if (r || !p) {
+		log_error("runtime user %s: %s; create it (adduser --system --group "
+			  "--no-create-home %s) or set runtime-user in ferryd.conf",
+			  user, r ? strerror(r) : "no such user", user);
+		return r ? -r : -ENOENT;
+	}
+	if (p->pw_uid == 0 || p->pw_gid == 0) {
+		log_error("runtime user %s is root: guests would run with every privilege; "
+			  "name an unprivileged user (or none, to run them as ferryd's user)", user);
+		return -EINVAL;
+	}
+	*uid = p->pw_uid;
+	*gid = p->pw_gid;
+	return 0;
 }

@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -278,6 +279,18 @@ int hv_launch(const char *uri, const struct hv_spec *spec, unsigned flags,
 int hv_describe(const char *uri, const char *config, json_t **out, char *err, size_t errlen);
 /* hv_list over the backend named in uri's prefix ("mvm:" lists microVMs). */
 int hv_list(const char *backend, int (*fn)(void *ctx, const char *name), void *ctx);
+/*
+ * The unprivileged user that backends run their guests' processes as (the
+ * microVM runtime; on Xen, the device model). Default HV_RUNTIME_USER; an
+ * empty name keeps the caller's own user. hv_runtime_ids() looks it up afresh at each
+ * launch (a user made after the daemon started is found): 0 and its ids; 1
+ * if no change applies (the caller is not root, or the setting is ""); or
+ * -ENOENT (no such user), -EINVAL (it is root), logged.
+ */
+#define HV_RUNTIME_USER "ferry-mvm"
+void hv_set_runtime_user(const char *user);
+int hv_runtime_ids(uid_t *uid, gid_t *gid);
+
 /*
  * Adopt a domain after a daemon restart: open it, waiting up to timeout_ms
  * while a previous owner's handle lets go. -EBUSY: someone else holds it

@@ -37,6 +37,7 @@
 #include "common/mtime.h"
 #include "common/util.h"
 #include "mvm/config.h"
+#include "mvm/name.h"
 #include "hv/memfd_pages.h"
 #include "hv/pagemap.h"
 #include "mvm/context.h"
@@ -97,21 +98,22 @@ static int sys_pidfd_kill(int pidfd, int sig)
 	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
 }
 
-/* Wait up to the deadline for events on fd. 1 ready, 0 timed out, -errno. */
+/* Wait up to the deadline for events on fd (a deadline passed: look once).
+ * 1 ready, 0 timed out, -errno. */
 static int wait_fd(int fd, short events, uint64_t deadline)
 {
 	struct pollfd p = { .fd = fd, .events = events };
 
 	for (;;) {
 		uint64_t now = mono_ns();
-		int r;
+		int ms = now >= deadline ? 0 : (int)DIV_ROUND_UP(deadline - now, NSEC_PER_MSEC);
+		int r = poll(&p, 1, ms);
 
-		if (now >= deadline)
-			return 0;
-		r = poll(&p, 1, (int)DIV_ROUND_UP(deadline - now, NSEC_PER_MSEC));
-		if (r >= 0)
-			return r > 0;
-		if (errno != EINTR)
+		if (r > 0)
+			return 1;
+		if (r == 0 && ms == 0)
+			return 0; /* a past deadline still looks once */
+		if (r < 0 && errno != EINTR)
 			return -errno;
 	}
 }
@@ -333,6 +335,9 @@ static void mvm_close(struct hv_domain *hd)
 	if (d->child && d->incoming)
 		wait_dead(d->pidfd, QUIT_TIMEOUT_MS);
 	reap(d);
+	/* A runtime cannot remove its own files: whoever sees it dead does. */
+	if (wait_dead(d->pidfd, 0))
+		mvm_name_tidy(d->name);
 	if (d->pages.rmap)
 		munmap((void *)d->pages.rmap, d->ram_size);
 	close_fd(&d->memfd);
@@ -500,8 +505,14 @@ static int mvm_list(int (*fn)(void *ctx, const char *name), void *ctx)
 		if (len <= 5 || len - 5 >= sizeof name || strcmp(e->d_name + len - 5, ".sock") != 0)
 			continue;
 		snprintf(name, sizeof name, "%.*s", (int)(len - 5), e->d_name);
-		if (!mvm_name_ok(name) || ctl_connect(name, true, &fd))
+		if (!mvm_name_ok(name))
 			continue;
+		if ((r = ctl_connect(name, true, &fd))) {
+			if (r == -ENOENT) /* a dead runtime's socket */
+				mvm_name_tidy(name);
+			r = 0;
+			continue;
+		}
 		close(fd);
 		n++;
 		r = fn(ctx, name);
@@ -560,36 +571,31 @@ const char *hv_mvm_runtime_path(void)
 }
 
 /*
- * posix_spawn a runtime in its own session with default signal handling.
- * Its fds: 0 and 1 on /dev/null, 2 appended to RUN_DIR/mvm/NAME.log, link
- * (if >= 0) as 3, the write end of a ready pipe as 4, nothing else, so that
- * a runtime that outlives the caller holds none of the caller's pipes.
- * Waits until it reports ready. Returns 0 and *pid, or -errno.
+ * Claim NAME and posix_spawn its runtime in its own session with default
+ * signal handling. Its fds: 0 and 1 on /dev/null, 2 appended to
+ * RUN_DIR/mvm/NAME.log, link (if >= 0) as 3, the write end of a ready pipe
+ * as 4, NAME's control socket (bound, listening) as 5 and its lock as 6,
+ * nothing else, so that a runtime that outlives the caller holds none of
+ * the caller's pipes. It runs as hv_runtime_ids()'s user. Waits until it
+ * reports ready. Returns 0 and *pid, or -errno (-EEXIST: NAME is taken).
  */
 static int spawn_runtime(const char *name, const char *config, bool incoming, bool paused,
 			 int link, pid_t *pid)
 {
-	const char *argv[16];
-	int argc = 0, p[2] = { -1, -1 }, ready = -1, lk = -1, r, status;
+	const char *argv[24];
+	int argc = 0, p[2] = { -1, -1 }, ready = -1, lk = -1, lock = -1, ctl = -1, hi_lock = -1,
+	    hi_ctl = -1, r, status;
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, defs;
-	char c, logpath[256];
+	char c, logpath[256], ids[32];
+	uid_t uid = 0;
+	gid_t gid = 0;
 
-	r = mvm_run_path(name, ".log", logpath, sizeof logpath, true);
-	if (r)
+	r = hv_runtime_ids(&uid, &gid);
+	if (r < 0)
 		return r;
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -errno;
-	/* Move the fds above 10 so that the dup2s below never collide. */
-	ready = fcntl(p[1], F_DUPFD_CLOEXEC, 10);
-	close(p[1]);
-	if (link >= 0)
-		lk = fcntl(link, F_DUPFD_CLOEXEC, 10);
-	if (ready < 0 || (link >= 0 && lk < 0)) {
-		r = -errno;
-		goto out;
-	}
+	snprintf(ids, sizeof ids, "%u:%u", (unsigned)uid, (unsigned)gid);
 	argv[argc++] = "ferry-mvm";
 	argv[argc++] = "--name";
 	argv[argc++] = name;
@@ -599,6 +605,14 @@ static int spawn_runtime(const char *name, const char *config, bool incoming, bo
 	argv[argc++] = config;
 	argv[argc++] = "--ready-fd";
 	argv[argc++] = "4";
+	argv[argc++] = "--listen-fd";
+	argv[argc++] = "5";
+	argv[argc++] = "--lock-fd";
+	argv[argc++] = "6";
+	if (r == 0) {
+		argv[argc++] = "--user";
+		argv[argc++] = ids;
+	}
 	if (incoming) {
 		argv[argc++] = "--incoming";
 		argv[argc++] = "--ctl-fd";
@@ -608,6 +622,31 @@ static int spawn_runtime(const char *name, const char *config, bool incoming, bo
 		argv[argc++] = "--paused";
 	argv[argc] = NULL;
 
+	r = mvm_run_path(name, ".log", logpath, sizeof logpath, true);
+	if (r)
+		return r;
+	ctl = mvm_name_claim(name, &lock);
+	if (ctl < 0) {
+		if (ctl == -EEXIST)
+			log_error("mvm:%s: a microVM of this name is already running", name);
+		return ctl;
+	}
+	/* Move the fds above 10 so that the dup2s below never collide. */
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		r = -errno;
+		goto out;
+	}
+	ready = fcntl(p[1], F_DUPFD_CLOEXEC, 10);
+	close(p[1]);
+	hi_ctl = fcntl(ctl, F_DUPFD_CLOEXEC, 10);
+	hi_lock = fcntl(lock, F_DUPFD_CLOEXEC, 10);
+	if (link >= 0)
+		lk = fcntl(link, F_DUPFD_CLOEXEC, 10);
+	if (ready < 0 || hi_ctl < 0 || hi_lock < 0 || (link >= 0 && lk < 0)) {
+		r = -errno;
+		goto out;
+	}
+
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
@@ -615,7 +654,9 @@ static int spawn_runtime(const char *name, const char *config, bool incoming, bo
 	if (lk >= 0)
 		posix_spawn_file_actions_adddup2(&fa, lk, 3);
 	posix_spawn_file_actions_adddup2(&fa, ready, 4);
-	posix_spawn_file_actions_addclosefrom_np(&fa, 5);
+	posix_spawn_file_actions_adddup2(&fa, hi_ctl, 5);
+	posix_spawn_file_actions_adddup2(&fa, hi_lock, 6);
+	posix_spawn_file_actions_addclosefrom_np(&fa, 7);
 	posix_spawnattr_init(&at);
 	sigemptyset(&none);
 	sigemptyset(&defs);
@@ -633,6 +674,9 @@ static int spawn_runtime(const char *name, const char *config, bool incoming, bo
 	posix_spawnattr_destroy(&at);
 	close_fd(&ready);
 	close_fd(&lk);
+	close_fd(&hi_ctl);
+	close_fd(&hi_lock);
+	close_fd(&ctl);
 	if (r) {
 		log_error("mvm:%s: starting %s: %s", name, hv_mvm_runtime_path(), strerror(-r));
 		goto out;
@@ -641,24 +685,25 @@ static int spawn_runtime(const char *name, const char *config, bool incoming, bo
 	if (wait_fd(p[0], POLLIN, mono_ns() + READY_TIMEOUT_MS * NSEC_PER_MSEC) == 1 &&
 	    read(p[0], &c, 1) == 1) {
 		r = 0;
+		close_fd(&lock); /* the runtime holds it now, for life */
 		goto out;
 	}
 	kill(*pid, SIGKILL);
 	while (waitpid(*pid, &status, 0) < 0 && errno == EINTR)
 		;
-	if (WIFEXITED(status) && WEXITSTATUS(status) == MVM_EXIT_EXISTS) {
-		log_error("mvm:%s: a microVM of this name is already running", name);
-		r = -EEXIST;
-	} else {
-		log_error("mvm:%s: runtime did not start (%s %d); see %s", name,
-			  WIFEXITED(status) ? "exit status" : "signal",
-			  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), logpath);
-		r = -EIO;
-	}
+	log_error("mvm:%s: runtime did not start (%s %d); see %s", name,
+		  WIFEXITED(status) ? "exit status" : "signal",
+		  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), logpath);
+	r = -EIO;
 out:
 	close_fd(&p[0]);
 	close_fd(&ready);
 	close_fd(&lk);
+	close_fd(&hi_ctl);
+	close_fd(&hi_lock);
+	close_fd(&ctl);
+	if (lock >= 0)
+		mvm_name_release(name, lock); /* no runtime holds the name */
 	return r;
 }
 
@@ -966,7 +1011,6 @@ static int mvm_watch(struct hv_domain *hd, int *fd)
 static int mvm_destroy(struct hv_domain *hd)
 {
 	struct mvm_dom *d = dom(hd);
-	int lock;
 
 	rpc_simple(d, MVM_QUIT);
 	if (!wait_dead(d->pidfd, QUIT_TIMEOUT_MS)) {
@@ -976,13 +1020,9 @@ static int mvm_destroy(struct hv_domain *hd)
 			log_error("mvm:%s: runtime survives SIGKILL", d->name);
 			return -ETIMEDOUT;
 		}
-		/* It had no chance to remove its socket: do it under its lock,
-		 * unless a new runtime has claimed the name meanwhile. */
-		lock = mvm_name_lock(d->name);
-		if (lock >= 0)
-			mvm_name_release(d->name, lock);
 	}
 	reap(d);
+	mvm_name_tidy(d->name);
 	return 0;
 }
 

@@ -7,10 +7,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "common/util.h"
 #include "mvm/kvstore.h"
@@ -107,64 +103,4 @@ void mvm_config_format(const struct mvm_config *c, char *buf, size_t len)
 bool mvm_name_ok(const char *name)
 {
 	return name_ok(name, MVM_NAME_MAX);
-}
-
-int mvm_run_path(const char *name, const char *ext, char *path, size_t len, bool create)
-{
-	int n;
-
-	if (!mvm_name_ok(name))
-		return -EINVAL;
-	n = snprintf(path, len, "%s/mvm", ferry_run_dir());
-	if (n < 0 || (size_t)n >= len)
-		return -ENAMETOOLONG;
-	if (create) {
-		int r = mkdir_p(path, 0700);
-		if (r)
-			return r;
-	}
-	n = snprintf(path, len, "%s/mvm/%s%s", ferry_run_dir(), name, ext);
-	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
-
-int mvm_socket_path(const char *name, char *path, size_t len, bool create)
-{
-	return mvm_run_path(name, ".sock", path, len, create);
-}
-
-int mvm_name_lock(const char *name)
-{
-	char path[256];
-	struct stat a, b;
-	int fd, r = mvm_run_path(name, ".lock", path, sizeof path, true);
-
-	if (r)
-		return r;
-	for (;;) {
-		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-		if (fd < 0)
-			return -errno;
-		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-			r = errno == EWOULDBLOCK ? -EEXIST : -errno;
-			close(fd);
-			return r;
-		}
-		/* The previous holder may have unlinked the file between our open
-		 * and our flock: then the lock is on a dead inode; take it anew. */
-		if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
-		    a.st_ino == b.st_ino)
-			return fd;
-		close(fd);
-	}
-}
-
-void mvm_name_release(const char *name, int lock_fd)
-{
-	char path[256];
-
-	if (mvm_socket_path(name, path, sizeof path, false) == 0)
-		unlink(path);
-	if (mvm_run_path(name, ".lock", path, sizeof path, false) == 0)
-		unlink(path);
-	close(lock_fd);
 }

@@ -16,7 +16,6 @@
 
 #define MVM_MEM_MAX (64ULL << 30)
 #define MVM_PAGE_SIZE 4096
-#define MVM_EXIT_EXISTS 3 /* ferry-mvm exit status: the name is taken */
 
 struct mvm_config {
 	uint64_t mem;       /* bytes, a multiple of the page size */
@@ -37,19 +36,5 @@ void mvm_config_format(const struct mvm_config *c, char *buf, size_t len);
 bool mvm_net_ok(const char *s);
 /* A valid microVM name: 1-63 of [A-Za-z0-9._-], not starting with '.' or '-'. */
 bool mvm_name_ok(const char *name);
-/* RUN_DIR/mvm/NAME.sock into path; with create, make the directory (0700). */
-int mvm_socket_path(const char *name, char *path, size_t len, bool create);
-/* RUN_DIR/mvm/NAME<ext>, e.g. ".lock", ".log". */
-int mvm_run_path(const char *name, const char *ext, char *path, size_t len, bool create);
-
-/*
- * Claim NAME on this host: an exclusive flock on RUN_DIR/mvm/NAME.lock, held
- * for as long as the returned fd stays open (a runtime holds it for life, so
- * it is released by the kernel whatever way the runtime ends). -EEXIST if a
- * live runtime holds it.
- */
-int mvm_name_lock(const char *name);
-/* With the lock held: remove NAME's socket and lock file, then drop the lock. */
-void mvm_name_release(const char *name, int lock_fd);
 
 #endif

@@ -3,10 +3,13 @@
  * ferry-mvm — the microVM runtime: one process is one running guest.
  *
  *   ferry-mvm --name NAME --mem 1G --vcpus 2 --workload dirtier:ws=256M,rate=64
- *   ferry-mvm --name NAME --config "mem=... vcpus=... workload=..." --incoming --ctl-fd 3
+ *   ferry-mvm --name NAME --config "mem=... vcpus=... workload=..." \
+ *             --listen-fd 5 --lock-fd 6 --user UID:GID [--incoming --ctl-fd 3]
  *
- * It listens on RUN_DIR/mvm/NAME.sock (SOCK_SEQPACKET, mode 0600). Normally
- * started by ferryd (hv/mvm.c) with posix_spawn; see docs/ferry-mvm.md.
+ * Its control socket is RUN_DIR/mvm/NAME.sock (SOCK_SEQPACKET, mode 0600).
+ * ferryd (hv/mvm.c) claims the name, binds the socket and hands both over;
+ * started by hand, the runtime claims the name itself. Either way it then
+ * confines itself (confine.h). See docs/ferry-mvm.md.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,53 +18,56 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/failpoint.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "mvm/confine.h"
+#include "mvm/name.h"
 #include "mvm/runtime.h"
+
+#define EXIT_NAME_TAKEN 3 /* a runtime of this name is running already */
 
 static const char usage[] =
 	"usage: ferry-mvm --name NAME [--run-dir DIR] [--paused]\n"
 	"                 (--config \"mem=SIZE vcpus=N workload=SPEC\" |\n"
 	"                  --mem SIZE [--vcpus N] [--workload SPEC])\n"
+	"                 [--listen-fd FD --lock-fd FD] [--user UID:GID]\n"
 	"                 [--incoming --ctl-fd FD] [--ready-fd FD] [--log-level LEVEL]\n"
 	"\n"
 	"Runs one microVM guest. Workloads: idle | fill[:ws=SIZE,seed=N,rate=MiB/s]\n"
 	"  | dirtier:ws=SIZE,rate=MiB/s|max,pattern=uniform|hotcold,seed=N,steps=N\n"
 	"  | kvstore[:conns=N,ring=SIZE,clients=N,stall=MS] (serves its net=ADDR:PORT)\n"
 	"--incoming starts paused with zero RAM, owned by the peer of --ctl-fd, and\n"
-	"exits if that link closes before the first unpause (the commit).\n";
+	"exits if that link closes before the first unpause (the commit).\n"
+	"--listen-fd and --lock-fd hand over the control socket and the name's lock\n"
+	"(without them it claims the name itself); --user UID:GID is the user it\n"
+	"becomes when started as root. It always runs confined: see ferry-mvm(8).\n";
 
-/* Bind RUN_DIR/mvm/NAME.sock. The caller holds NAME's lock, so a socket
- * already there is a dead runtime's: replace it. */
-static int bind_socket(const char *name, char *path, size_t pathlen)
+static int parse_fd(const char *opt, const char *arg)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd, r;
+	uint64_t v;
 
-	r = mvm_socket_path(name, path, pathlen, true);
-	if (r)
-		return r;
-	if (strlen(path) >= sizeof sa.sun_path)
-		return log_error("%s: socket path too long", path), -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	umask(077);
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 8) == 0)
-		return fd;
-	r = -errno;
-	log_error("%s: binding %s: %s", name, path, strerror(errno));
-	close(fd);
-	return r;
+	if (parse_u64(arg, 0, 1 << 20, &v))
+		fatal("%s: not a file descriptor: %s", opt, arg);
+	return (int)v;
 }
+
+#if defined(__SANITIZE_ADDRESS__)
+#define FERRY_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FERRY_ASAN 1
+#endif
+#endif
+#ifdef FERRY_ASAN
+/* LeakSanitizer checks at exit from a helper process that ptrace-stops this
+ * one: a confined runtime may do neither, so sanitizer builds of it check
+ * everything but leaks. */
+const char *__lsan_default_options(void);
+const char *__lsan_default_options(void) { return "detect_leaks=0"; }
+#endif
 
 int main(int argc, char **argv)
 {
@@ -72,13 +78,16 @@ int main(int argc, char **argv)
 		{ "incoming", no_argument, 0, 'i' },	   { "ctl-fd", required_argument, 0, 'f' },
 		{ "ready-fd", required_argument, 0, 'r' }, { "paused", no_argument, 0, 'p' },
 		{ "log-level", required_argument, 0, 'l' }, { "help", no_argument, 0, 'h' },
-		{ 0 }
+		{ "listen-fd", required_argument, 0, 'L' }, { "lock-fd", required_argument, 0, 'K' },
+		{ "user", required_argument, 0, 'u' },	   { 0 }
 	};
 	static struct mvm m;
 	const char *config = NULL, *mem = NULL, *vcpus = "1", *workload = "idle";
-	int ctl_fd = -1, ready_fd = -1, listen_fd, lock_fd, c, r;
-	bool start_paused = false;
-	char err[256], path[256];
+	int ctl_fd = -1, ready_fd = -1, listen_fd = -1, lock_fd = -1, c, r;
+	bool start_paused = false, change_user = false;
+	uid_t uid = 0;
+	gid_t gid = 0;
+	char err[256];
 	uint64_t v;
 	enum log_level lvl = LOG_INFO;
 
@@ -94,15 +103,14 @@ int main(int argc, char **argv)
 		case 'w': workload = optarg; break;
 		case 'i': m.incoming = true; break;
 		case 'p': start_paused = true; break;
-		case 'f':
-			if (parse_u64(optarg, 0, 1 << 20, &v))
-				fatal("--ctl-fd: not a file descriptor: %s", optarg);
-			ctl_fd = (int)v;
-			break;
-		case 'r':
-			if (parse_u64(optarg, 0, 1 << 20, &v))
-				fatal("--ready-fd: not a file descriptor: %s", optarg);
-			ready_fd = (int)v;
+		case 'f': ctl_fd = parse_fd("--ctl-fd", optarg); break;
+		case 'r': ready_fd = parse_fd("--ready-fd", optarg); break;
+		case 'L': listen_fd = parse_fd("--listen-fd", optarg); break;
+		case 'K': lock_fd = parse_fd("--lock-fd", optarg); break;
+		case 'u':
+			if (mvm_confine_parse_ids(optarg, &uid, &gid))
+				fatal("--user: UID:GID, both numeric and not 0: %s", optarg);
+			change_user = true;
 			break;
 		case 'l':
 			if (log_parse_level(optarg, &lvl))
@@ -113,10 +121,18 @@ int main(int argc, char **argv)
 		}
 	}
 	log_init("ferry-mvm", lvl);
-	if (optind != argc || !m.name[0] || (!config && !mem) || (m.incoming && ctl_fd < 0)) {
+	if (optind != argc || !m.name[0] || (!config && !mem) || (m.incoming && ctl_fd < 0) ||
+	    (listen_fd < 0) != (lock_fd < 0)) {
 		fputs(usage, stderr);
 		return 2;
 	}
+	/* Before the drop: a process that changed its user is not dumpable, and
+	 * its /proc files are no longer its own to open. */
+	m.pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (m.pagemap < 0)
+		fatal("%s: /proc/self/pagemap: %s", m.name, strerror(errno));
+	if (mvm_confine_user(change_user, uid, gid))
+		return 1;
 	if (!mvm_name_ok(m.name))
 		fatal("bad name '%s': use 1-63 letters, digits, '.', '_' or '-'", m.name);
 	if (config) {
@@ -139,7 +155,7 @@ int main(int argc, char **argv)
 	m.nr_frames = m.cfg.mem / m.page_size;
 	m.nr_vcpus = m.cfg.nr_vcpus;
 	m.writers = m.nr_vcpus;
-	m.memfd = m.uffd = m.pagemap = -1;
+	m.memfd = m.uffd = -1;
 	pthread_mutex_init(&m.lock, NULL);
 	{
 		pthread_condattr_t ca;
@@ -160,20 +176,23 @@ int main(int argc, char **argv)
 		vc->regs.seed = wl_vcpu_seed(&m.cfg.wl, i);
 	}
 
-	/* Claim the name before anything expensive; hold it for life. */
-	lock_fd = mvm_name_lock(m.name);
-	if (lock_fd < 0) {
-		if (lock_fd == -EEXIST) {
+	/* Claim the name before anything expensive (unless ferryd did); hold
+	 * it for life. */
+	if (listen_fd < 0) {
+		listen_fd = mvm_name_claim(m.name, &lock_fd);
+		if (listen_fd == -EEXIST) {
 			log_error("%s: a microVM of this name is already running", m.name);
-			return MVM_EXIT_EXISTS;
+			return EXIT_NAME_TAKEN;
 		}
-		fatal("%s: cannot claim the name: %s", m.name, strerror(-lock_fd));
+		if (listen_fd < 0)
+			fatal("%s: cannot claim the name: %s", m.name, strerror(-listen_fd));
 	}
-	listen_fd = bind_socket(m.name, path, sizeof path);
-	if (listen_fd < 0 || mvm_ram_setup(&m) < 0) {
-		mvm_name_release(m.name, lock_fd);
+	if (fcntl(listen_fd, F_SETFD, FD_CLOEXEC) < 0 || fcntl(lock_fd, F_SETFD, FD_CLOEXEC) < 0 ||
+	    fcntl(listen_fd, F_SETFL, fcntl(listen_fd, F_GETFL) | O_NONBLOCK) < 0)
+		fatal("%s: --listen-fd %d / --lock-fd %d: %s", m.name, listen_fd, lock_fd,
+		      strerror(errno));
+	if (mvm_ram_setup(&m) < 0)
 		return 1;
-	}
 	if (m.cfg.wl.kind == WL_KVSTORE) {
 		/* Its store and NIC live in guest RAM: a new guest writes their
 		 * headers, an incoming one gets them with its RAM. */
@@ -186,10 +205,8 @@ int main(int argc, char **argv)
 			kv_init(&m.kv);
 		if (m.incoming || start_paused)
 			atomic_store(&m.pause_req, true);
-		if (nic_start(&m, &m.kv.l, m.cfg.wl.stall_ms, !m.incoming) < 0) {
-			mvm_name_release(m.name, lock_fd);
+		if (nic_start(&m, &m.kv.l, m.cfg.wl.stall_ms, !m.incoming) < 0)
 			return 1;
-		}
 	}
 	if (m.incoming) {
 		/* Never block the only control thread on a peer that stops reading. */
@@ -201,12 +218,16 @@ int main(int argc, char **argv)
 	/* From here on: no fork (the dirty log would not see a child's writes). */
 	if (m.incoming || start_paused)
 		atomic_store(&m.pause_req, true);
-	if (mvm_vcpus_start(&m) < 0) {
-		mvm_name_release(m.name, lock_fd);
+	if (mvm_vcpus_start(&m) < 0)
 		return 1;
-	}
 	if (m.incoming || start_paused)
 		mvm_pause(&m);
+	/* Every thread is running, and nothing from outside has reached any
+	 * of them yet: the control socket is served from here on. */
+	if (mvm_confine_syscalls() < 0)
+		return 1;
+	if (failpoint("mvm-confine-probe"))
+		mvm_confine_probe();
 	log_info("%s: running %s%s", m.name, m.config_text,
 		 m.incoming ? " (incoming, paused)" : start_paused ? " (paused)" : "");
 	if (ready_fd >= 0) {
@@ -217,7 +238,8 @@ int main(int argc, char **argv)
 	}
 	r = mvm_serve(&m, listen_fd, ctl_fd);
 	atomic_store(&m.quit, true);
-	mvm_name_release(m.name, lock_fd);
+	/* The lock goes with the process; the files stay for whoever sees it
+	 * dead (mvm_name_tidy) or claims the name next. */
 	if (r < 0)
 		log_error("%s: control loop: %s", m.name, strerror(-r));
 	/* The vCPUs are left to exit with the process: nothing of the guest

@@ -39,7 +39,11 @@ int mvm_ram_setup(struct mvm *m)
 	/* Guest RAM is guest state: keep it out of core dumps. */
 	madvise(m->ram, len, MADV_DONTDUMP);
 
-	m->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	/* User mode only: all a confined runtime may have (an unprivileged
+	 * process gets no other kind unless vm.unprivileged_userfaultfd is set),
+	 * and all it needs, since asynchronous write-protect resolves every
+	 * fault itself, the kernel's own writes (the NIC's) included. */
+	m->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
 	if (m->uffd < 0)
 		return log_error("%s: userfaultfd: %s", m->name, strerror(errno)), -errno;
 	if (ioctl(m->uffd, UFFDIO_API, &api) < 0)
@@ -52,10 +56,6 @@ int mvm_ram_setup(struct mvm *m)
 	if (ioctl(m->uffd, UFFDIO_REGISTER, &reg) < 0)
 		return log_error("%s: registering guest RAM for write-protect: %s", m->name,
 				 strerror(errno)), -errno;
-
-	m->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	if (m->pagemap < 0)
-		return log_error("%s: /proc/self/pagemap: %s", m->name, strerror(errno)), -errno;
 	return 0;
 }
 

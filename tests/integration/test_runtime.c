@@ -2,17 +2,22 @@
 /*
  * test_runtime.c — the ferry-mvm runtime: verify catches what it must,
  * workloads are deterministic across save/restore, the control socket
- * survives malformed requests, ownership and the incoming mode.
+ * survives malformed requests, ownership and the incoming mode, and the
+ * runtime's confinement.
  */
 #include "tests/integration/harness.h"
 
 #include <endian.h>
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <pwd.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +25,7 @@
 #include "common/bitmap.h"
 #include "common/util.h"
 #include "mvm/config.h"
+#include "mvm/name.h"
 #include "mvm/proto.h"
 #include "mvm/workload.h"
 
@@ -395,6 +401,140 @@ static void test_incoming_link(void **state)
 	h_destroy(d);
 }
 
+/* The value of "Key:" in /proc/PID/task/TID/status, whitespace squeezed. */
+static void status_field(pid_t pid, const char *tid, const char *key, char *out, size_t len)
+{
+	char path[128], line[512];
+	size_t kl = strlen(key);
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/task/%s/status", (int)pid, tid);
+	assert_non_null(f = fopen(path, "r"));
+	out[0] = '\0';
+	while (fgets(line, sizeof line, f)) {
+		if (strncmp(line, key, kl) != 0 || line[kl] != ':')
+			continue;
+		for (char *save, *t = strtok_r(line + kl + 1, " \t\n", &save); t;
+		     t = strtok_r(NULL, " \t\n", &save))
+			snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? " " : "", t);
+		break;
+	}
+	fclose(f);
+}
+
+static bool file_exists(const char *dir, const char *name)
+{
+	char path[512];
+	struct stat st;
+
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	return stat(path, &st) == 0;
+}
+
+/*
+ * The runtime runs as its own user with no capabilities, no_new_privs and
+ * a seccomp filter on every thread; what it must not do fails (the probe's
+ * own report), and what it is for still works.
+ */
+static void test_confinement(void **state)
+{
+	const char *cap_keys[] = { "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb" };
+	char dir[300], ids[64], v[256], line[512], *log;
+	struct passwd *pw = getpwnam(HV_RUNTIME_USER);
+	struct hv_domain *d;
+	struct hv_info info;
+	struct bitmap dirty;
+	unsigned threads = 0, denied = 0, allowed = 0;
+	struct dirent *e;
+	size_t loglen;
+	DIR *tasks;
+	FILE *f;
+	int lock;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	if (!pw)
+		fail_msg("no user %s: scripts/setup makes it", HV_RUNTIME_USER);
+	setenv("FERRY_FAILPOINTS", "mvm-confine-probe=error", 1);
+	d = h_launch("jailed", "mem=16M vcpus=2 workload=dirtier:ws=8M,rate=4", false);
+	unsetenv("FERRY_FAILPOINTS");
+	assert_int_equal(hv_info(d, &info), 0);
+
+	snprintf(dir, sizeof dir, "/proc/%d/task", (int)info.pid);
+	assert_non_null(tasks = opendir(dir));
+	while ((e = readdir(tasks))) {
+		if (e->d_name[0] == '.')
+			continue;
+		threads++;
+		snprintf(ids, sizeof ids, "%u %u %u %u", pw->pw_uid, pw->pw_uid, pw->pw_uid, pw->pw_uid);
+		status_field(info.pid, e->d_name, "Uid", v, sizeof v);
+		assert_string_equal(v, ids);
+		snprintf(ids, sizeof ids, "%u %u %u %u", pw->pw_gid, pw->pw_gid, pw->pw_gid, pw->pw_gid);
+		status_field(info.pid, e->d_name, "Gid", v, sizeof v);
+		assert_string_equal(v, ids);
+		status_field(info.pid, e->d_name, "Groups", v, sizeof v);
+		assert_string_equal(v, "");
+		for (size_t i = 0; i < ARRAY_SIZE(cap_keys); i++) {
+			status_field(info.pid, e->d_name, cap_keys[i], v, sizeof v);
+			assert_string_equal(v, "0000000000000000");
+		}
+		status_field(info.pid, e->d_name, "NoNewPrivs", v, sizeof v);
+		assert_string_equal(v, "1");
+		status_field(info.pid, e->d_name, "Seccomp", v, sizeof v);
+		assert_string_equal(v, "2"); /* filter mode */
+	}
+	closedir(tasks);
+	assert_true(threads >= 3); /* the control thread and two vCPUs */
+
+	/* What it is for: the dirty log, pause, RAM through ferryd, verify. */
+	assert_int_equal(bitmap_init(&dirty, info.nr_frames), 0);
+	assert_int_equal(hv_logdirty_enable(d), 0);
+	h_sleep_ms(50);
+	assert_true(hv_logdirty_harvest(d, &dirty, 0) > 0);
+	assert_int_equal(hv_logdirty_disable(d), 0);
+	bitmap_free(&dirty);
+	verify_ok(d);
+
+	/* What it must not: every probe denied, none allowed. */
+	snprintf(dir, sizeof dir, "%s/mvm/jailed.log", ferry_run_dir());
+	assert_non_null(f = open_memstream(&log, &loglen));
+	{
+		FILE *in = fopen(dir, "r");
+		assert_non_null(in);
+		while (fgets(line, sizeof line, in)) {
+			if (!strstr(line, "confine probe: "))
+				continue;
+			fputs(line, f);
+			denied += strstr(line, ": denied (Operation not permitted)") != NULL;
+			allowed += strstr(line, "ALLOWED") != NULL;
+		}
+		fclose(in);
+	}
+	fclose(f);
+	if (allowed || denied != 10)
+		fail_msg("the probe: %u denied, %u allowed of 10:\n%s", denied, allowed, log);
+	free(log);
+	assert_false(file_exists(ferry_run_dir(), "confine-probe"));
+
+	/* It cannot remove its own files; ferryd does when it ends. */
+	snprintf(dir, sizeof dir, "%s/mvm", ferry_run_dir());
+	assert_true(file_exists(dir, "jailed.sock"));
+	h_destroy(d);
+	assert_false(file_exists(dir, "jailed.sock"));
+	assert_false(file_exists(dir, "jailed.lock"));
+	/* Killed outright: the next owner to see it dead tidies, unless the
+	 * name was claimed again. */
+	d = h_launch("jailed", "mem=4M vcpus=1 workload=idle", false);
+	assert_int_equal(hv_info(d, &info), 0);
+	kill(info.pid, SIGKILL);
+	h_sleep_ms(50);
+	hv_close(d);
+	assert_false(file_exists(dir, "jailed.sock"));
+	assert_true((lock = mvm_name_lock("jailed")) >= 0);
+	mvm_name_release("jailed", lock);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -404,6 +544,7 @@ int main(void)
 		cmocka_unit_test(test_greedy_clients),
 		cmocka_unit_test(test_ownership),
 		cmocka_unit_test(test_incoming_link),
+		cmocka_unit_test(test_confinement),
 	};
 	return cmocka_run_group_tests_name("runtime", tests, h_group_setup, h_group_teardown);
 }
