@@ -224,6 +224,7 @@ int main(int argc, char **argv)
 		mvm_pause(&m);
 	/* Every thread is running, and nothing from outside has reached any
 	 * of them yet: the control socket is served from here on. */
+	mvm_wait_started(&m);
 	if (mvm_confine_syscalls() < 0)
 		return 1;
 	if (failpoint("mvm-confine-probe"))

@@ -317,8 +317,9 @@ static void *net_main(void *arg)
 	struct nic *n = arg;
 	struct mvm *m = n->m;
 	struct epoll_event ev[EVENTS];
-
 	uint64_t seen = 0;
+
+	mvm_thread_started(m);
 
 	while (!atomic_load_explicit(&m->quit, memory_order_relaxed)) {
 		bool rx = false;

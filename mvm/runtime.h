@@ -63,6 +63,8 @@ struct mvm {
 	atomic_bool quit;
 	atomic_uint throttle;    /* percent, 0..99 */
 	unsigned parked;         /* writers parked at a step boundary */
+	unsigned started;        /* writers whose thread has started (its libc
+				  * and sanitizer set-up done) */
 	unsigned writers;        /* vCPUs, and the network thread if any */
 	unsigned run_gen;        /* bumped on unpause: vCPUs reset pacing */
 	/* Work for a serving vCPU (mvm_kick_vcpus): kicks only grows; a vCPU
@@ -100,6 +102,11 @@ int mvm_vcpus_start(struct mvm *m);
 void mvm_pause(struct mvm *m);
 void mvm_unpause(struct mvm *m);
 void mvm_throttle(struct mvm *m, unsigned pct);
+/* A writer's thread, first thing in its start routine: it has started. */
+void mvm_thread_started(struct mvm *m);
+/* Wait until every writer's thread has started: what each thread's set-up
+ * does (glibc's, a sanitizer's) is done before the seccomp filter. */
+void mvm_wait_started(struct mvm *m);
 /* A writer's side of pause: park until unpaused (also the NIC's thread). */
 void mvm_park(struct mvm *m);
 /* Wake the vCPUs waiting for work (the NIC received bytes). */

@@ -155,6 +155,7 @@ static void *vcpu_main(void *arg)
 	 * filter lets it reschedule.
 	 */
 	sched_setscheduler(0, SCHED_BATCH, &(struct sched_param){ 0 });
+	mvm_thread_started(m);
 
 	while (!atomic_load_explicit(&m->quit, memory_order_relaxed)) {
 		uint64_t now, rate;
@@ -247,6 +248,22 @@ void mvm_pause(struct mvm *m)
 		pthread_cond_wait(&m->parked_cv, &m->lock);
 	pthread_mutex_unlock(&m->lock);
 	m->paused = true;
+}
+
+void mvm_thread_started(struct mvm *m)
+{
+	pthread_mutex_lock(&m->lock);
+	m->started++;
+	pthread_cond_broadcast(&m->parked_cv);
+	pthread_mutex_unlock(&m->lock);
+}
+
+void mvm_wait_started(struct mvm *m)
+{
+	pthread_mutex_lock(&m->lock);
+	while (m->started < m->writers)
+		pthread_cond_wait(&m->parked_cv, &m->lock);
+	pthread_mutex_unlock(&m->lock);
 }
 
 void mvm_unpause(struct mvm *m)
