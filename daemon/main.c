@@ -103,7 +103,7 @@ int main(int argc, char **argv)
 		gid_t gid;
 
 		/* Say now, not at the first guest, that guests cannot start. */
-		(void)hv_runtime_ids(&uid, &gid);
+		(void)hv_runtime_ids(&uid, &gid, NULL, 0);
 	}
 	job_kind_register(JOB_MIGRATE_OUT, &migrate_out_kind);
 	job_kind_register(JOB_MIGRATE_IN, &migrate_in_kind);

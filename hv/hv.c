@@ -165,9 +165,9 @@ void hv_set_runtime_user(const char *user)
 	pthread_mutex_unlock(&runtime_user_lock);
 }
 
-int hv_runtime_ids(uid_t *uid, gid_t *gid)
+int hv_runtime_ids(uid_t *uid, gid_t *gid, char *err, size_t errlen)
 {
-	char user[sizeof runtime_user], buf[4096];
+	char user[sizeof runtime_user], buf[4096], why[300];
 	struct passwd pw, *p = NULL;
 	int r;
 
@@ -178,17 +178,22 @@ int hv_runtime_ids(uid_t *uid, gid_t *gid)
 		return 1;
 	r = getpwnam_r(user, &pw, buf, sizeof buf, &p);
 	if (r || !p) {
-		log_error("runtime user %s: %s; create it (adduser --system --group "
-			  "--no-create-home %s) or set runtime-user in ferryd.conf",
-			  user, r ? strerror(r) : "no such user", user);
-		return r ? -r : -ENOENT;
+		snprintf(why, sizeof why, "runtime user %s: %s; create it (adduser --system "
+			 "--group --no-create-home %s) or set runtime-user in ferryd.conf",
+			 user, r ? strerror(r) : "no such user", user);
+		r = r ? -r : -ENOENT;
+	} else if (p->pw_uid == 0 || p->pw_gid == 0) {
+		snprintf(why, sizeof why, "runtime user %s is root: guests would run with every "
+			 "privilege; name an unprivileged user (or none, to run them as "
+			 "ferryd's user)", user);
+		r = -EINVAL;
+	} else {
+		*uid = p->pw_uid;
+		*gid = p->pw_gid;
+		return 0;
 	}
-	if (p->pw_uid == 0 || p->pw_gid == 0) {
-		log_error("runtime user %s is root: guests would run with every privilege; "
-			  "name an unprivileged user (or none, to run them as ferryd's user)", user);
-		return -EINVAL;
-	}
-	*uid = p->pw_uid;
-	*gid = p->pw_gid;
-	return 0;
+	log_error("%s", why);
+	if (err)
+		snprintf(err, errlen, "%s", why);
+	return r;
 }

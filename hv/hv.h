@@ -284,12 +284,13 @@ int hv_list(const char *backend, int (*fn)(void *ctx, const char *name), void *c
  * microVM runtime; on Xen, the device model). Default HV_RUNTIME_USER; an
  * empty name keeps the caller's own user. hv_runtime_ids() looks it up afresh at each
  * launch (a user made after the daemon started is found): 0 and its ids; 1
- * if no change applies (the caller is not root, or the setting is ""); or
- * -ENOENT (no such user), -EINVAL (it is root), logged.
+ * if no change applies (the caller is not root, or the setting is empty); or
+ * -ENOENT (no such user), -EINVAL (it is root), logged and said in err (if
+ * not NULL).
  */
 #define HV_RUNTIME_USER "ferry-mvm"
 void hv_set_runtime_user(const char *user);
-int hv_runtime_ids(uid_t *uid, gid_t *gid);
+int hv_runtime_ids(uid_t *uid, gid_t *gid, char *err, size_t errlen);
 
 /*
  * Adopt a domain after a daemon restart: open it, waiting up to timeout_ms

@@ -580,7 +580,7 @@ const char *hv_mvm_runtime_path(void)
  * reports ready. Returns 0 and *pid, or -errno (-EEXIST: NAME is taken).
  */
 static int spawn_runtime(const char *name, const char *config, bool incoming, bool paused,
-			 int link, pid_t *pid)
+			 int link, pid_t *pid, char *err, size_t errlen)
 {
 	const char *argv[24];
 	int argc = 0, p[2] = { -1, -1 }, ready = -1, lk = -1, lock = -1, ctl = -1, hi_lock = -1,
@@ -592,7 +592,7 @@ static int spawn_runtime(const char *name, const char *config, bool incoming, bo
 	uid_t uid = 0;
 	gid_t gid = 0;
 
-	r = hv_runtime_ids(&uid, &gid);
+	r = hv_runtime_ids(&uid, &gid, err, errlen);
 	if (r < 0)
 		return r;
 	snprintf(ids, sizeof ids, "%u:%u", (unsigned)uid, (unsigned)gid);
@@ -722,7 +722,7 @@ int hv_mvm_launch(const char *name, const char *config, bool paused, pid_t *pid)
 		log_error("mvm:%s: %s", name, err);
 		return r;
 	}
-	return spawn_runtime(name, config, false, paused, -1, pid);
+	return spawn_runtime(name, config, false, paused, -1, pid, NULL, 0);
 }
 
 static int mvm_launch(const char *name, const struct hv_spec *spec, unsigned flags,
@@ -739,9 +739,12 @@ static int mvm_launch(const char *name, const struct hv_spec *spec, unsigned fla
 	}
 	if ((r = spec_config(spec, config, sizeof config, err, errlen)))
 		return r;
-	if ((r = spawn_runtime(name, config, false, flags & HV_LAUNCH_PAUSED, -1, &pid))) {
-		snprintf(err, errlen, "%s", r == -EEXIST ? "a runtime of that name is already "
-			 "running (not owned by this caller)" : strerror(-r));
+	err[0] = '\0';
+	if ((r = spawn_runtime(name, config, false, flags & HV_LAUNCH_PAUSED, -1, &pid, err,
+			       errlen))) {
+		if (!err[0])
+			snprintf(err, errlen, "%s", r == -EEXIST ? "a runtime of that name is "
+				 "already running (not owned by this caller)" : strerror(-r));
 		return r;
 	}
 	/* Our child, not reaped yet: its pid is still its own. */
@@ -780,7 +783,7 @@ static int mvm_create(const char *name, const char *config, struct hv_domain **o
 	}
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
-	r = spawn_runtime(name, config, true, true, sv[1], &pid);
+	r = spawn_runtime(name, config, true, true, sv[1], &pid, NULL, 0);
 	close(sv[1]);
 	if (r) {
 		close(sv[0]);

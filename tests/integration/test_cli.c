@@ -27,6 +27,9 @@
 #include "tests/integration/daemon.h"
 
 #include <dirent.h>
+#include <pwd.h>
+#include <signal.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -367,6 +370,79 @@ static void test_completion(void **state)
 	td_test_passed();
 }
 
+/* The Uid line of /proc/PID/status: its first field. */
+static long proc_uid(pid_t pid)
+{
+	char path[64], line[256];
+	long uid = -1;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	assert_non_null(f = fopen(path, "re"));
+	while (fgets(line, sizeof line, f))
+		if (strncmp(line, "Uid:", 4) == 0)
+			uid = strtol(line + 4, NULL, 10);
+	fclose(f);
+	return uid;
+}
+
+static void write_conf(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "we");
+
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+/*
+ * runtime-user: a user that does not exist refuses guests with a reason
+ * naming it (and the way out); a reload to one that does lets them start,
+ * as that user.
+ */
+static void test_runtime_user(void **state)
+{
+	struct passwd *pw = getpwnam("ferry-mvm");
+	char conf[300];
+	json_t *r = NULL, *v;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	assert_non_null(pw);
+	td_test_begin("c5-runtime-user");
+	td_init(&A, "A", PTO);
+	snprintf(conf, sizeof conf, "%s/ferryd.conf", A.dir);
+	write_conf(conf, "runtime-user = nosuch-ferry-user\n");
+	A.config = conf;
+	td_start(&A, NULL);
+	r = td_err(&A, "{s:s, s:s, s:s, s:i, s:s}", "op", "create", "name", "web1", "mem", "64M",
+		   "vcpus", 1, "workload", "idle");
+	if (!strstr(td_errstr(r), "runtime user nosuch-ferry-user: no such user") ||
+	    !strstr(td_errstr(r), "runtime-user in ferryd.conf"))
+		fail_msg("create with a missing runtime user: '%s'", td_errstr(r));
+	json_decref(r);
+	write_conf(conf, "runtime-user = ferry-mvm\n");
+	assert_int_equal(kill(A.pid, SIGHUP), 0);
+	for (int i = 0; i < 500; i++, h_sleep_ms(10)) {
+		r = td_call(&A, "{s:s, s:s, s:s, s:i, s:s}", "op", "create", "name", "web1", "mem",
+			    "64M", "vcpus", 1, "workload", "idle");
+		if (json_is_true(json_object_get(r, "ok")))
+			break;
+		json_decref(r);
+		r = NULL;
+	}
+	if (!r)
+		fail_msg("after the reload to ferry-mvm the guest still does not start");
+	json_decref(r);
+	td_runtimes(A.run_dir, "web1", NULL, 0); /* remember its PID */
+	assert_non_null(v = td_info(&A, "web1"));
+	assert_int_equal(proc_uid((pid_t)td_jnum(v, "pid")), (long)pw->pw_uid);
+	json_decref(v);
+	td_destroy(&A, "web1");
+	td_test_passed();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -374,6 +450,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_status_and_downtime, teardown),
 		cmocka_unit_test_teardown(test_job_history, teardown),
 		cmocka_unit_test_teardown(test_completion, teardown),
+		cmocka_unit_test_teardown(test_runtime_user, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, td_group_setup, td_group_teardown);
