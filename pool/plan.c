@@ -290,19 +290,19 @@ static int place(const struct plan_pool *p, const struct use *u, const bool *ok,
 	return bh;
 }
 
-/* The VMs on hosts that do not accept go to hosts that do (tightest or
- * emptiest). */
-static int evacuate(const struct plan_pool *p, const int *order, int *target, struct use *u,
-		    const bool *ok, double room, bool tightest, struct plan *out)
+/* VMs move off host `from` (or, with from < 0, off every host not in
+ * ok[]) to the emptiest host in ok[] that has room. */
+static int move_off(const struct plan_pool *p, const int *order, int *target, struct use *u,
+		    const bool *ok, int from, struct plan *out)
 {
 	for (size_t i = 0; i < p->nvms; i++) {
 		int v = order[i], h = target[v], to;
 
-		if (p->hosts[h].accepts && ok[h])
+		if (from >= 0 ? h != from : ok[h])
 			continue;
-		to = place(p, u, ok, v, room, tightest);
+		to = place(p, u, ok, v, 1.0, false);
 		if (to < 0) {
-			say_no_room(out, &p->vms[v], v, "host that takes VMs");
+			say_no_room(out, &p->vms[v], v, "other host that takes VMs");
 			return -ENOSPC;
 		}
 		sub(&u[h], &p->vms[v]);
@@ -332,21 +332,8 @@ int plan_drain(const struct plan_pool *p, int h, unsigned parallel, struct plan 
 		for (size_t i = 0; i < p->nhosts; i++)
 			ok[i] = p->hosts[i].accepts && (int)i != h;
 		/* Only h's VMs move: others on hosts that do not accept stay. */
-		for (size_t i = 0; i < p->nvms; i++) {
-			int v = order[i], to;
-
-			if (target[v] != h)
-				continue;
-			to = place(p, u, ok, v, 1.0, false);
-			if (to < 0) {
-				say_no_room(out, &p->vms[v], v, "other host that takes VMs");
-				r = -ENOSPC;
-				goto out;
-			}
-			sub(&u[h], &p->vms[v]);
-			add(&u[to], &p->vms[v]);
-			target[v] = to;
-		}
+		if ((r = move_off(p, order, target, u, ok, h, out)))
+			goto out;
 		r = plan_order(p, target, parallel, out);
 	}
 out:
@@ -524,7 +511,7 @@ int plan_spread(const struct plan_pool *p, unsigned parallel, struct plan *out)
 		goto out;
 	for (size_t h = 0; h < nh; h++)
 		ok[h] = p->hosts[h].accepts;
-	if ((r = evacuate(p, order, target, u, ok, 1.0, false, out)))
+	if ((r = move_off(p, order, target, u, ok, -1, out)))
 		goto out;
 	/*
 	 * Then, while it helps: from the most loaded host to the least loaded,

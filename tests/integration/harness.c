@@ -215,3 +215,26 @@ unsigned h_rounds(unsigned def)
 
 	return e && parse_u64(e, 1, 100000, &v) == 0 ? (unsigned)v : def;
 }
+
+void h_proc_status(pid_t pid, const char *tid, const char *key, char *out, size_t len)
+{
+	char path[128], line[512];
+	size_t kl = strlen(key);
+	FILE *f;
+
+	if (tid)
+		snprintf(path, sizeof path, "/proc/%d/task/%s/status", (int)pid, tid);
+	else
+		snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	assert_non_null(f = fopen(path, "r"));
+	out[0] = '\0';
+	while (fgets(line, sizeof line, f)) {
+		if (strncmp(line, key, kl) != 0 || line[kl] != ':')
+			continue;
+		for (char *save, *t = strtok_r(line + kl + 1, " \t\n", &save); t;
+		     t = strtok_r(NULL, " \t\n", &save))
+			snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? " " : "", t);
+		break;
+	}
+	fclose(f);
+}

@@ -44,5 +44,8 @@ unsigned h_regs(struct hv_domain *d, struct mvm_vcpu_regs *regs);
 void h_sleep_ms(unsigned ms);
 /* Rounds for repeated tests: $FERRY_TEST_ROUNDS, else def. */
 unsigned h_rounds(unsigned def);
+/* The value of "Key:" in /proc/PID/task/TID/status (tid NULL: the
+ * process's), whitespace squeezed to single spaces, into out. */
+void h_proc_status(pid_t pid, const char *tid, const char *key, char *out, size_t len);
 
 #endif

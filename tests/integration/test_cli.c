@@ -370,22 +370,6 @@ static void test_completion(void **state)
 	td_test_passed();
 }
 
-/* The Uid line of /proc/PID/status: its first field. */
-static long proc_uid(pid_t pid)
-{
-	char path[64], line[256];
-	long uid = -1;
-	FILE *f;
-
-	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-	assert_non_null(f = fopen(path, "re"));
-	while (fgets(line, sizeof line, f))
-		if (strncmp(line, "Uid:", 4) == 0)
-			uid = strtol(line + 4, NULL, 10);
-	fclose(f);
-	return uid;
-}
-
 static void write_conf(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "we");
@@ -437,7 +421,14 @@ static void test_runtime_user(void **state)
 	json_decref(r);
 	td_runtimes(A.run_dir, "web1", NULL, 0); /* remember its PID */
 	assert_non_null(v = td_info(&A, "web1"));
-	assert_int_equal(proc_uid((pid_t)td_jnum(v, "pid")), (long)pw->pw_uid);
+	{
+		char uid[64], want[64];
+
+		h_proc_status((pid_t)td_jnum(v, "pid"), NULL, "Uid", uid, sizeof uid);
+		snprintf(want, sizeof want, "%u %u %u %u", pw->pw_uid, pw->pw_uid, pw->pw_uid,
+			 pw->pw_uid);
+		assert_string_equal(uid, want);
+	}
 	json_decref(v);
 	td_destroy(&A, "web1");
 	td_test_passed();

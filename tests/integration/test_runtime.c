@@ -401,27 +401,6 @@ static void test_incoming_link(void **state)
 	h_destroy(d);
 }
 
-/* The value of "Key:" in /proc/PID/task/TID/status, whitespace squeezed. */
-static void status_field(pid_t pid, const char *tid, const char *key, char *out, size_t len)
-{
-	char path[128], line[512];
-	size_t kl = strlen(key);
-	FILE *f;
-
-	snprintf(path, sizeof path, "/proc/%d/task/%s/status", (int)pid, tid);
-	assert_non_null(f = fopen(path, "r"));
-	out[0] = '\0';
-	while (fgets(line, sizeof line, f)) {
-		if (strncmp(line, key, kl) != 0 || line[kl] != ':')
-			continue;
-		for (char *save, *t = strtok_r(line + kl + 1, " \t\n", &save); t;
-		     t = strtok_r(NULL, " \t\n", &save))
-			snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? " " : "", t);
-		break;
-	}
-	fclose(f);
-}
-
 static bool file_exists(const char *dir, const char *name)
 {
 	char path[512];
@@ -468,20 +447,20 @@ static void test_confinement(void **state)
 			continue;
 		threads++;
 		snprintf(ids, sizeof ids, "%u %u %u %u", pw->pw_uid, pw->pw_uid, pw->pw_uid, pw->pw_uid);
-		status_field(info.pid, e->d_name, "Uid", v, sizeof v);
+		h_proc_status(info.pid, e->d_name, "Uid", v, sizeof v);
 		assert_string_equal(v, ids);
 		snprintf(ids, sizeof ids, "%u %u %u %u", pw->pw_gid, pw->pw_gid, pw->pw_gid, pw->pw_gid);
-		status_field(info.pid, e->d_name, "Gid", v, sizeof v);
+		h_proc_status(info.pid, e->d_name, "Gid", v, sizeof v);
 		assert_string_equal(v, ids);
-		status_field(info.pid, e->d_name, "Groups", v, sizeof v);
+		h_proc_status(info.pid, e->d_name, "Groups", v, sizeof v);
 		assert_string_equal(v, "");
 		for (size_t i = 0; i < ARRAY_SIZE(cap_keys); i++) {
-			status_field(info.pid, e->d_name, cap_keys[i], v, sizeof v);
+			h_proc_status(info.pid, e->d_name, cap_keys[i], v, sizeof v);
 			assert_string_equal(v, "0000000000000000");
 		}
-		status_field(info.pid, e->d_name, "NoNewPrivs", v, sizeof v);
+		h_proc_status(info.pid, e->d_name, "NoNewPrivs", v, sizeof v);
 		assert_string_equal(v, "1");
-		status_field(info.pid, e->d_name, "Seccomp", v, sizeof v);
+		h_proc_status(info.pid, e->d_name, "Seccomp", v, sizeof v);
 		assert_string_equal(v, "2"); /* filter mode */
 	}
 	closedir(tasks);
