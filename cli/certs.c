@@ -27,10 +27,13 @@
 static const char certs_help[] =
 	"usage: ferry certs init [--dir DIR] [--days N] [--force] [--json]\n"
 	"       ferry certs host NAME [--ip ADDR]... [--dir DIR] [--days N] [--force] [--json]\n"
+	"       ferry certs client NAME --role manager|monitor [--dir DIR] [--days N]\n"
+	"                   [--force] [--json]\n"
 	"       ferry certs show FILE [--json]\n"
 	"\n"
 	"Makes the certificates ferryd's TLS connections use. init creates the pool CA,\n"
-	"host signs a certificate for one host with it, show describes a certificate.\n"
+	"host signs a certificate for one host with it, client one for a pool manager\n"
+	"or a monitor calling ferryd's remote API, show describes a certificate.\n"
 	"DIR defaults to " CERTS_DEFAULT_DIR ", where ferryd looks for ca.crt,\n"
 	"HOSTNAME.crt and HOSTNAME.key. `ferry certs COMMAND --help` says more.\n";
 
@@ -54,6 +57,18 @@ static const char host_help[] =
 	"left alone unless --force. Copy NAME.crt, NAME.key and ca.crt to the host's\n"
 	CERTS_DEFAULT_DIR ".\n";
 
+static const char client_help[] =
+	"usage: ferry certs client NAME --role manager|monitor [--dir DIR] [--days N]\n"
+	"                          [--force] [--json]\n"
+	"\n"
+	"Creates a key (DIR/NAME.key, mode 0600) and a client certificate (DIR/NAME.crt)\n"
+	"for calling ferryd's remote API (api-listen in ferryd.conf), signed by the CA\n"
+	"in DIR/ca.crt and DIR/ca.key, valid for N days (default 825). The role is in\n"
+	"the certificate (its subject's OU): a manager may drive a host (create,\n"
+	"destroy, migrate, protect, cancel), a monitor may only read (GET, events,\n"
+	"metrics). A client certificate cannot serve a connection or migrate: hosts\n"
+	"refuse it on the migration port. Existing files are left alone unless --force.\n";
+
 static const char show_help[] =
 	"usage: ferry certs show FILE [--json]\n"
 	"\n"
@@ -67,6 +82,7 @@ struct certs_args {
 	const char *ips[MAX_IPS];
 	size_t nr_ips;
 	unsigned days;
+	const char *role;
 	bool force, json;
 };
 
@@ -79,7 +95,7 @@ static int parse_opts(int argc, char **argv, const char *verb, const char *help,
 		{ "dir", required_argument, 0, 'd' }, { "days", required_argument, 0, 'n' },
 		{ "ip", required_argument, 0, 'i' },  { "force", no_argument, 0, 'f' },
 		{ "json", no_argument, 0, 'j' },      { "help", no_argument, 0, 'h' },
-		{ 0, 0, 0, 0 },
+		{ "role", required_argument, 0, 'r' }, { 0, 0, 0, 0 },
 	};
 	bool files = strcmp(verb, "show") != 0;
 	uint64_t n;
@@ -118,6 +134,14 @@ static int parse_opts(int argc, char **argv, const char *verb, const char *help,
 				return -1;
 			}
 			a->ips[a->nr_ips++] = optarg;
+		} else if (c == 'r' && strcmp(verb, "client") == 0) {
+			enum certs_role role;
+
+			if (certs_client_role_parse(optarg, &role)) {
+				cli_bad_value(cmd, optarg, "manager or monitor");
+				return -1;
+			}
+			a->role = optarg;
 		} else {
 			if (c != CLI_OPT_ERROR)
 				cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
@@ -218,9 +242,10 @@ static void names_text(const struct certs_info *in, char *buf, size_t len)
 		snprintf(buf + off, len - off, " and %d more", in->nr_names - CERTS_NAMES_MAX);
 }
 
-/* Sign and write NAME's certificate; 0 or -errno with err set. */
-static int make_host(const struct certs_args *a, const char *name, const char *crt,
-		     const char *key, char *err, size_t errlen)
+/* Sign and write NAME's certificate: a host's, or with a->role a client's.
+ * 0 or -errno with err set. */
+static int make_signed(const struct certs_args *a, const char *name, const char *crt,
+		       const char *key, char *err, size_t errlen)
 {
 	char ca_crt[PATH_MAX], ca_key[PATH_MAX];
 	struct certs_pair *ca, *host;
@@ -229,6 +254,7 @@ static int make_host(const struct certs_args *a, const char *name, const char *c
 		.name = name, .ips = a->ips, .nr_ips = a->nr_ips,
 		.not_before = now - SKEW_SECS, .not_after = now + (time_t)a->days * 86400,
 	};
+	enum certs_role role;
 	int r;
 
 	snprintf(ca_crt, sizeof ca_crt, "%s/ca.crt", a->dir);
@@ -239,7 +265,11 @@ static int make_host(const struct certs_args *a, const char *name, const char *c
 				 " (`ferry certs init --dir %s` creates the CA)", a->dir);
 		return r;
 	}
-	r = certs_host_new(ca, &req, &host, err, errlen);
+	if (a->role && !certs_client_role_parse(a->role, &role))
+		r = certs_client_new(ca, name, role, req.not_before, req.not_after, &host, err,
+				     errlen);
+	else
+		r = certs_host_new(ca, &req, &host, err, errlen);
 	certs_pair_free(ca);
 	if (r)
 		return r;
@@ -270,7 +300,7 @@ static int host_main(int argc, char **argv)
 	if (!path_in(crt, sizeof crt, a.dir, name, "crt") ||
 	    !path_in(key, sizeof key, a.dir, name, "key"))
 		return 1;
-	if ((r = make_host(&a, name, crt, key, err, sizeof err)))
+	if ((r = make_signed(&a, name, crt, key, err, sizeof err)))
 		return fail("host", err, r);
 	if ((r = certs_inspect(crt, &in, err, sizeof err)))
 		return fail("host", err, r);
@@ -284,6 +314,47 @@ static int host_main(int argc, char **argv)
 	printf("created the certificate of %s (%s), valid until %s: %s, %s\n"
 	       "copy them and %s/ca.crt to %s's " CERTS_DEFAULT_DIR "\n",
 	       name, names, until, crt, key, a.dir, name);
+	return 0;
+}
+
+/* ferry certs client NAME --role ROLE: a client certificate for the API. */
+static int client_main(int argc, char **argv)
+{
+	struct certs_args a = { .dir = CERTS_DEFAULT_DIR, .days = HOST_DAYS };
+	char crt[PATH_MAX], key[PATH_MAX], until[32], err[512];
+	struct certs_info in;
+	const char *name;
+	int i = parse_opts(argc, argv, "client", client_help, &a), r;
+
+	if (i < 0)
+		return i == -2 ? 0 : 2;
+	if (argc - i != 1)
+		return cli_usage_error("certs client", "expects one client NAME");
+	if (!a.role)
+		return cli_usage_error("certs client", "--role manager or --role monitor is "
+				       "required");
+	name = argv[i];
+	if (!certs_dns_name_ok(name)) {
+		fprintf(stderr, "ferry certs client: '%s' is not a valid name (letters, digits, "
+			"'-' and '.')\n", name);
+		return 2;
+	}
+	if (!path_in(crt, sizeof crt, a.dir, name, "crt") ||
+	    !path_in(key, sizeof key, a.dir, name, "key"))
+		return 1;
+	if ((r = make_signed(&a, name, crt, key, err, sizeof err)))
+		return fail("client", err, r);
+	if ((r = certs_inspect(crt, &in, err, sizeof err)))
+		return fail("client", err, r);
+	fmt_time(in.not_after, until, sizeof until);
+	if (a.json) {
+		print_json(json_pack("{s:s, s:s, s:s, s:s, s:s}", "client", name, "role", a.role,
+				     "cert", crt, "key", key, "not_after", until));
+		return 0;
+	}
+	printf("created the %s certificate of %s, valid until %s: %s, %s\n"
+	       "give them and %s/ca.crt to the %s (ferry pool --cert, --key, --ca)\n",
+	       a.role, name, until, crt, key, a.dir, a.role);
 	return 0;
 }
 
@@ -313,8 +384,9 @@ static int show_main(int argc, char **argv)
 	fmt_time(in.not_before, nb, sizeof nb);
 	fmt_time(in.not_after, na, sizeof na);
 	if (a.json) {
-		print_json(json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:b, s:b, s:b}",
-				     "file", argv[i], "subject", in.subject, "issuer", in.issuer,
+		print_json(json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:b, s:b, s:b}",
+				     "file", argv[i], "subject", in.subject, "role",
+				     in.is_ca ? "ca" : certs_role_name(in.role), "issuer", in.issuer,
 				     "names", names_json(&in), "serial", in.serial, "sha256",
 				     in.sha256, "not_before", nb, "not_after", na, "ca", in.is_ca,
 				     "expired", now > in.not_after, "not_yet_valid",
@@ -322,10 +394,12 @@ static int show_main(int argc, char **argv)
 		return 0;
 	}
 	names_text(&in, names, sizeof names);
-	printf("file:       %s\nsubject:    %s\nnames:      %s\nissuer:     %s\nserial:     %s\n"
-	       "sha256:     %s\nnot before: %s\nnot after:  %s\nstate:      %s\nCA:         %s\n",
-	       argv[i], in.subject, names[0] ? names : "(none)", in.issuer, in.serial, in.sha256,
-	       nb, na, validity_word(&in, now), in.is_ca ? "yes" : "no");
+	printf("file:       %s\nsubject:    %s\nrole:       %s\nnames:      %s\nissuer:     %s\n"
+	       "serial:     %s\nsha256:     %s\nnot before: %s\nnot after:  %s\nstate:      %s\n"
+	       "CA:         %s\n",
+	       argv[i], in.subject, in.is_ca ? "ca" : certs_role_name(in.role),
+	       names[0] ? names : "(none)", in.issuer, in.serial, in.sha256, nb, na,
+	       validity_word(&in, now), in.is_ca ? "yes" : "no");
 	return 0;
 }
 
@@ -334,7 +408,10 @@ int certs_main(int argc, char **argv)
 	static const struct {
 		const char *name;
 		int (*fn)(int, char **);
-	} verbs[] = { { "init", init_main }, { "host", host_main }, { "show", show_main } };
+	} verbs[] = { { "init", init_main },
+		      { "host", host_main },
+		      { "client", client_main },
+		      { "show", show_main } };
 
 	if (argc < 2) {
 		fputs(certs_help, stderr);
@@ -347,5 +424,5 @@ int certs_main(int argc, char **argv)
 	for (size_t k = 0; k < ARRAY_SIZE(verbs); k++)
 		if (!strcmp(argv[1], verbs[k].name))
 			return verbs[k].fn(argc - 1, argv + 1);
-	return cli_usage_error("certs", "unknown command '%s' (init, host or show)", argv[1]);
+	return cli_usage_error("certs", "unknown command '%s' (init, host, client or show)", argv[1]);
 }

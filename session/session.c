@@ -353,7 +353,14 @@ void session_refuse(struct session *s, const char *fmt, ...)
 static bool allowed(const struct session_conf *sc, const struct chan *c, char *why, size_t len)
 {
 	const char *s = sc->allow_from;
+	enum certs_role role = chan_tls_peer_role(c);
 
+	/* A manager's or monitor's certificate is for the remote API only. */
+	if (role != CERTS_ROLE_HOST) {
+		snprintf(why, len, "%s presented a %s certificate, not a host's: it may not "
+			 "send guests to %s", c->peer, certs_role_name(role), sc->host);
+		return false;
+	}
 	if (!sc->link.tls || !s || strcmp(s, "*") == 0)
 		return true;
 	while (*s) {

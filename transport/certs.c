@@ -239,6 +239,54 @@ int certs_ca_new(const char *name, time_t not_before, time_t not_after, struct c
 	return 0;
 }
 
+/* ---- roles ---- */
+
+#define ROLE_OU_PREFIX "ferry-"
+
+static const char *const role_names[] = { "host", "manager", "monitor", "unknown" };
+
+const char *certs_role_name(enum certs_role r)
+{
+	return (unsigned)r <= CERTS_ROLE_UNKNOWN ? role_names[r] : "unknown";
+}
+
+int certs_client_role_parse(const char *s, enum certs_role *out)
+{
+	if (s && strcmp(s, "manager") == 0)
+		*out = CERTS_ROLE_MANAGER;
+	else if (s && strcmp(s, "monitor") == 0)
+		*out = CERTS_ROLE_MONITOR;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+enum certs_role certs_role_of(const struct x509_st *x)
+{
+	const X509_NAME *n = X509_get_subject_name(x);
+	enum certs_role role = CERTS_ROLE_HOST;
+	int i = -1, seen = 0;
+
+	/* Exactly one OU, "ferry-ROLE"; none is a host (every host certificate
+	 * ferry has made). Two, or one ferry does not know, is nobody. */
+	while ((i = X509_NAME_get_index_by_NID(n, NID_organizationalUnitName, i)) >= 0) {
+		const ASN1_STRING *v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, i));
+		int l = ASN1_STRING_length(v);
+		char ou[32];
+
+		if (seen++ || l <= 0 || (size_t)l >= sizeof ou)
+			return CERTS_ROLE_UNKNOWN;
+		memcpy(ou, ASN1_STRING_get0_data(v), (size_t)l);
+		ou[l] = '\0';
+		role = CERTS_ROLE_UNKNOWN;
+		for (int r = CERTS_ROLE_HOST; r < CERTS_ROLE_UNKNOWN; r++)
+			if (strncmp(ou, ROLE_OU_PREFIX, strlen(ROLE_OU_PREFIX)) == 0 &&
+			    strcmp(ou + strlen(ROLE_OU_PREFIX), role_names[r]) == 0)
+				role = (enum certs_role)r;
+	}
+	return role;
+}
+
 /* Check a host certificate request; 0 or -EINVAL with err set. */
 static int host_req_check(const struct certs_host_req *req, char *err, size_t errlen)
 {
@@ -301,6 +349,61 @@ int certs_host_new(const struct certs_pair *ca, const struct certs_host_req *req
 	return 0;
 fail:
 	snprintf(err, errlen, "cannot create the certificate of %s: %s", req->name,
+		 ossl_why(why, sizeof why, "OpenSSL failed"));
+	certs_pair_free(p);
+	return -ENOMEM;
+}
+
+/*
+ * A client's key and certificate: CN=name, OU=ferry-ROLE, clientAuth only.
+ * 0 and *out, or -errno.
+ */
+int certs_client_new(const struct certs_pair *ca, const char *name, enum certs_role role,
+		     time_t not_before, time_t not_after, struct certs_pair **out, char *err,
+		     size_t errlen)
+{
+	char ou[32], why[160];
+	struct certs_pair *p;
+
+	if (role != CERTS_ROLE_MANAGER && role != CERTS_ROLE_MONITOR) {
+		snprintf(err, errlen, "a client certificate's role is manager or monitor");
+		return -EINVAL;
+	}
+	if (!certs_dns_name_ok(name) || strlen(name) > CN_MAX) {
+		snprintf(err, errlen, "'%s' is not a valid client name (letters, digits, '-' and "
+			 "'.', at most %d)", name ? name : "", CN_MAX);
+		return -EINVAL;
+	}
+	if (!validity_ok(not_before, not_after, err, errlen))
+		return -EINVAL;
+	if (!(X509_get_extension_flags(ca->x) & EXFLAG_CA)) {
+		snprintf(err, errlen, "the signing certificate is not a CA's");
+		return -EINVAL;
+	}
+	if (!(p = calloc(1, sizeof *p))) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	snprintf(ou, sizeof ou, ROLE_OU_PREFIX "%s", certs_role_name(role));
+	if (!(p->key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) ||
+	    !(p->x = cert_skeleton(name, p->key, ca->x, not_before, not_after)) ||
+	    !X509_NAME_add_entry_by_txt(X509_get_subject_name(p->x), "OU", MBSTRING_UTF8,
+					(const unsigned char *)ou, -1, -1, 0))
+		goto fail;
+	if (X509_cmp_time(X509_get0_notAfter(ca->x), &not_after) < 0 &&
+	    !X509_set1_notAfter(p->x, X509_get0_notAfter(ca->x)))
+		goto fail;
+	if (add_ext(p->x, ca->x, NID_basic_constraints, "critical,CA:FALSE") ||
+	    add_ext(p->x, ca->x, NID_key_usage, "critical,digitalSignature") ||
+	    add_ext(p->x, ca->x, NID_ext_key_usage, "clientAuth") ||
+	    add_ext(p->x, ca->x, NID_subject_key_identifier, "hash") ||
+	    add_ext(p->x, ca->x, NID_authority_key_identifier, "keyid:always") ||
+	    !X509_sign(p->x, ca->key, EVP_sha256()))
+		goto fail;
+	*out = p;
+	return 0;
+fail:
+	snprintf(err, errlen, "cannot create the certificate of %s: %s", name,
 		 ossl_why(why, sizeof why, "OpenSSL failed"));
 	certs_pair_free(p);
 	return -ENOMEM;
@@ -615,6 +718,7 @@ int certs_inspect(const char *path, struct certs_info *info, char *err, size_t e
 	info->not_before = asn1_to_time(X509_get0_notBefore(x));
 	info->not_after = asn1_to_time(X509_get0_notAfter(x));
 	info->is_ca = X509_get_extension_flags(x) & EXFLAG_CA;
+	info->role = certs_role_of(x);
 	X509_free(x);
 	ERR_clear_error();
 	return 0;

@@ -9,6 +9,14 @@
  * reached by; it is CA:FALSE, digitalSignature, serverAuth and clientAuth,
  * so the same pair serves both ends of a connection.
  *
+ * A certificate carries a role (certs_role): a host's has none in its
+ * subject, which means "host"; a client's (certs_client_new) names its role
+ * as the subject's OU ("ferry-manager"): a manager drives hosts through the
+ * remote API, a monitor may only read it. A client certificate is for
+ * clientAuth only and names no host, so it can neither serve a connection nor
+ * pass for a pool host on the migration port. Only the CA's holder can set a
+ * role, since the CA signs the subject.
+ *
  * Files are PEM and appear whole or not at all: written to a temporary file
  * in the same directory, fsynced, then renamed (or, when not forced, linked
  * so an existing file is never replaced); keys are mode 0600, certificates
@@ -40,6 +48,23 @@ struct certs_host_req {
 	time_t not_before, not_after; /* not_after is cut to the CA's */
 };
 
+/* What a certificate may do. */
+enum certs_role {
+	CERTS_ROLE_HOST,    /* migrate to and from the pool's hosts */
+	CERTS_ROLE_MANAGER, /* drive a host through its remote API */
+	CERTS_ROLE_MONITOR, /* read a host's remote API (GET only) */
+	CERTS_ROLE_UNKNOWN, /* an OU ferry does not know: refused everywhere */
+};
+/* "host", "manager", "monitor", "unknown". */
+const char *certs_role_name(enum certs_role r);
+/* 0 and *out for "manager" or "monitor" (the roles of client certificates);
+ * -EINVAL otherwise. */
+int certs_client_role_parse(const char *s, enum certs_role *out);
+/* The role an X509 certificate (OpenSSL's X509 *) carries: host when its
+ * subject has no OU, the role its OU "ferry-ROLE" names, else unknown. */
+struct x509_st;
+enum certs_role certs_role_of(const struct x509_st *x);
+
 /* Create a pool CA named name (NULL: CERTS_CA_NAME) valid from not_before
  * to not_after. The caller frees *out with certs_pair_free. */
 int certs_ca_new(const char *name, time_t not_before, time_t not_after, struct certs_pair **out,
@@ -49,6 +74,13 @@ int certs_ca_new(const char *name, time_t not_before, time_t not_after, struct c
  * caller's). The caller frees *out. */
 int certs_host_new(const struct certs_pair *ca, const struct certs_host_req *req,
 		   struct certs_pair **out, char *err, size_t errlen);
+
+/* Create a client certificate and key for name (a DNS-style name, the
+ * subject CN) with role manager or monitor, signed by ca; clientAuth only,
+ * no subject alternative names. */
+int certs_client_new(const struct certs_pair *ca, const char *name, enum certs_role role,
+		     time_t not_before, time_t not_after, struct certs_pair **out, char *err,
+		     size_t errlen);
 
 /*
  * Write p's certificate to crt_path (0644) and its key to key_path (0600).
@@ -75,6 +107,7 @@ struct certs_info {
 	int nr_names;                 /* may exceed CERTS_NAMES_MAX; only that many stored */
 	time_t not_before, not_after;
 	bool is_ca;
+	enum certs_role role;
 };
 
 /* Read the (first) certificate in the PEM file path. */

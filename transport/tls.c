@@ -745,6 +745,63 @@ bool chan_tls_peer_is(const struct chan *c, const char *name)
 	return X509_check_host(x, name, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
 }
 
+enum certs_role chan_tls_peer_role(const struct chan *c)
+{
+	X509 *x;
+
+	if (c->ops != &tls_ops)
+		return CERTS_ROLE_HOST;
+	x = SSL_get0_peer_certificate(((const struct tls_chan *)c)->ssl);
+	return x ? certs_role_of(x) : CERTS_ROLE_UNKNOWN;
+}
+
+static int verify_later(int ok, X509_STORE_CTX *x)
+{
+	(void)ok, (void)x;
+	return 1;
+}
+
+SSL *tls_ctx_ssl_new(struct tls_ctx *t)
+{
+	SSL *ssl;
+
+	pthread_mutex_lock(&t->lock);
+	ssl = SSL_new(t->ctx);
+	pthread_mutex_unlock(&t->lock);
+	if (ssl) {
+		SSL_set_accept_state(ssl);
+		/* Verified all the same; tls_ssl_peer reads the verdict. */
+		SSL_set_verify(ssl, SSL_VERIFY_PEER, verify_later);
+	}
+	return ssl;
+}
+
+int tls_ssl_peer(SSL *ssl, struct tls_peer *out)
+{
+	X509 *x = SSL_get0_peer_certificate(ssl);
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	long v;
+
+	memset(out, 0, sizeof *out);
+	if (!x)
+		return -ENOENT;
+	X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, out->cn,
+				  (int)sizeof out->cn);
+	cert_names(x, out->names, sizeof out->names);
+	if ((v = SSL_get_verify_result(ssl)) != X509_V_OK) {
+		snprintf(out->why, sizeof out->why, "%s", X509_verify_cert_error_string(v));
+		ERR_clear_error();
+		return -EACCES;
+	}
+	if (X509_digest(x, EVP_sha256(), md, &mdlen))
+		for (unsigned int i = 0; i < mdlen && 2 * i + 2 < sizeof out->sha256; i++)
+			snprintf(out->sha256 + 2 * i, 3, "%02x", md[i]);
+	out->role = certs_role_of(x);
+	ERR_clear_error();
+	return 0;
+}
+
 void chan_tls_peer_names(const struct chan *c, char *buf, size_t len)
 {
 	buf[0] = '\0';

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "transport/certs.h"
 #include "transport/chan.h"
 
 struct tls_conf {
@@ -56,5 +57,31 @@ int chan_tls_accept(struct tls_ctx *t, int fd, int timeout_ms, struct chan **out
 bool chan_tls_peer_is(const struct chan *c, const char *name);
 /* The peer certificate's names, comma separated ("" if none / not TLS). */
 void chan_tls_peer_names(const struct chan *c, char *buf, size_t len);
+/* The role the peer's certificate carries (certs.h); CERTS_ROLE_HOST for a
+ * channel that is not TLS (plaintext has no identity to judge). */
+enum certs_role chan_tls_peer_role(const struct chan *c);
+
+/*
+ * For servers that run OpenSSL themselves (the remote API, over libevent):
+ * a new SSL (OpenSSL's SSL *) made from t's current context (TLS 1.3, the
+ * pool's CA) in server mode; NULL if out of memory. The caller owns it. It
+ * asks the client for a certificate but completes the handshake whatever it
+ * presents, so that the server can answer a refusal in its own protocol:
+ * the server must ask tls_ssl_peer before it does anything for the client.
+ */
+struct ssl_st;
+struct ssl_st *tls_ctx_ssl_new(struct tls_ctx *t);
+
+/* Who is on the other end of a handshaken SSL. */
+struct tls_peer {
+	char cn[256];           /* the subject's CN */
+	char names[256];        /* the SANs, comma separated, else the CN */
+	char sha256[65];        /* the certificate's fingerprint, lowercase hex */
+	enum certs_role role;
+	char why[160];          /* on -EACCES: why it is not the pool's */
+};
+/* 0 and *out for a certificate that chains to the pool's CA; -ENOENT if the
+ * peer presented none; -EACCES (why set, cn too) if it does not chain. */
+int tls_ssl_peer(struct ssl_st *ssl, struct tls_peer *out);
 
 #endif

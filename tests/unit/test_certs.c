@@ -308,6 +308,50 @@ static void test_files(void **state)
 	assert_non_null(strstr(err, "holds no PEM certificate"));
 }
 
+/* Roles: a client certificate carries its role as its OU, for clientAuth
+ * only, with no names; a host's has none (the role host); a role that is
+ * not a client's is refused. */
+static void test_roles(void **state)
+{
+	char ca_crt[256], ca_key[256], crt[256], key[256], err[256];
+	struct certs_pair *ca, *p;
+	struct certs_info in;
+	enum certs_role r;
+
+	(void)state;
+	path_of(ca_crt, sizeof ca_crt, "", "ca", "crt");
+	path_of(ca_key, sizeof ca_key, "", "ca", "key");
+	assert_int_equal(certs_ca_load(ca_crt, ca_key, &ca, err, sizeof err), 0);
+	for (int k = 0; k < 2; k++) {
+		const char *name = k ? "watcher" : "manager-1";
+
+		r = k ? CERTS_ROLE_MONITOR : CERTS_ROLE_MANAGER;
+		assert_int_equal(certs_client_new(ca, name, r, now - DAY, now + DAY, &p, err,
+						  sizeof err), 0);
+		path_of(crt, sizeof crt, "", name, "crt");
+		path_of(key, sizeof key, "", name, "key");
+		assert_int_equal(certs_pair_write(p, crt, key, true, err, sizeof err), 0);
+		certs_pair_free(p);
+		assert_int_equal(certs_inspect(crt, &in, err, sizeof err), 0);
+		assert_int_equal(in.role, r);
+		assert_int_equal(in.nr_names, 0);
+		assert_false(in.is_ca);
+		assert_non_null(strstr(in.subject, k ? "OU=ferry-monitor" : "OU=ferry-manager"));
+	}
+	path_of(crt, sizeof crt, "", "server-a", "crt");
+	assert_int_equal(certs_inspect(crt, &in, err, sizeof err), 0);
+	assert_int_equal(in.role, CERTS_ROLE_HOST);
+	assert_int_equal(certs_client_new(ca, "h", CERTS_ROLE_HOST, now, now + DAY, &p, err,
+					  sizeof err), -EINVAL);
+	assert_int_equal(certs_client_new(ca, "bad name", CERTS_ROLE_MANAGER, now, now + DAY, &p,
+					  err, sizeof err), -EINVAL);
+	assert_int_equal(certs_client_role_parse("manager", &r), 0);
+	assert_int_equal(r, CERTS_ROLE_MANAGER);
+	assert_int_equal(certs_client_role_parse("host", &r), -EINVAL);
+	assert_string_equal(certs_role_name(CERTS_ROLE_MONITOR), "monitor");
+	certs_pair_free(ca);
+}
+
 static void test_names(void **state)
 {
 	(void)state;
@@ -479,7 +523,7 @@ int main(void)
 		cmocka_unit_test(test_files),	      cmocka_unit_test(test_names),
 		cmocka_unit_test(test_mutual_ok),     cmocka_unit_test(test_wrong_ca),
 		cmocka_unit_test(test_name_mismatch), cmocka_unit_test(test_expired),
-		cmocka_unit_test(test_no_client_cert),
+		cmocka_unit_test(test_no_client_cert), cmocka_unit_test(test_roles),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
