@@ -281,6 +281,32 @@ int etcd_txn(struct etcd *e, const struct etcd_cmp *cmp, unsigned ncmp, const st
 	return r;
 }
 
+int etcd_list(struct etcd *e, const char *prefix, struct etcd_kv **kvs, size_t *n, char *err,
+	      size_t errlen)
+{
+	size_t len = strlen(prefix);
+	char *end = strdup(prefix);
+	struct buf b;
+	int r;
+
+	*kvs = NULL;
+	*n = 0;
+	if (!end || !len) {
+		free(end);
+		snprintf(err, errlen, len ? "out of memory" : "an empty prefix");
+		return len ? -ENOMEM : -EINVAL;
+	}
+	/* The range [prefix, prefix with its last byte one more). */
+	end[len - 1]++;
+	r = post(e, "/v3/kv/range", json_pack("{s:o, s:o}", "key", b64(prefix), "range_end",
+					       b64(end)), &b, err, errlen);
+	free(end);
+	if (!r)
+		r = etcd_parse_list(b.p, b.len, kvs, n, err, errlen);
+	free(b.p);
+	return r;
+}
+
 int etcd_get(struct etcd *e, const char *key, char **value, int64_t *create_rev,
 	     int64_t *mod_rev, char *err, size_t errlen)
 {

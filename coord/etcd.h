@@ -65,6 +65,18 @@ int etcd_txn(struct etcd *e, const struct etcd_cmp *cmp, unsigned ncmp, const st
 int etcd_get(struct etcd *e, const char *key, char **value, int64_t *create_rev,
 	     int64_t *mod_rev, char *err, size_t errlen);
 
+/* A key and its value, as a listing gives them. */
+struct etcd_kv {
+	char *key, *value;         /* malloc'd, NUL-terminated */
+	int64_t create_rev, mod_rev;
+};
+#define ETCD_LIST_MAX 100000
+/* Every key that begins with prefix, in key order: 0 and *kvs (*n of them;
+ * the caller frees with etcd_kvs_free; NULL when none). */
+int etcd_list(struct etcd *e, const char *prefix, struct etcd_kv **kvs, size_t *n, char *err,
+	      size_t errlen);
+void etcd_kvs_free(struct etcd_kv *kvs, size_t n);
+
 /* ---- the answers' parsers (etcd_json.c; pure, fuzzed) ---- */
 
 /* Each takes one answer body; 0, -EIO (etcd's error, message in err) or
@@ -80,6 +92,9 @@ int etcd_parse_range(const char *body, size_t len, bool *found, char **value, in
 		     int64_t *mod_rev, char *err, size_t errlen);
 /* An answer of a request with no result to read (revoke): only errors. */
 int etcd_parse_empty(const char *body, size_t len, char *err, size_t errlen);
+/* A range of any number of keys (at most ETCD_LIST_MAX): *kvs, *n. */
+int etcd_parse_list(const char *body, size_t len, struct etcd_kv **kvs, size_t *n, char *err,
+		    size_t errlen);
 
 /* Base64 as etcd's JSON carries bytes; out must hold 4 * ((len + 2) / 3) + 1. */
 void etcd_b64(const char *in, size_t len, char *out);

@@ -234,6 +234,80 @@ out:
 	return r;
 }
 
+/* One key of a listing into kv; 0 or -EBADMSG / -ENOMEM. */
+static int list_kv(const json_t *o, struct etcd_kv *kv, char *err, size_t errlen)
+{
+	const json_t *k = json_object_get(o, "key"), *v = json_object_get(o, "value");
+	int r;
+
+	if (!json_is_object(o) || !json_is_string(k) || (v && !json_is_string(v))) {
+		snprintf(err, errlen, "etcd's answer: a listed key is not a key and a value");
+		return -EBADMSG;
+	}
+	if ((r = i64(o, "create_revision", &kv->create_rev, err, errlen)) ||
+	    (r = i64(o, "mod_revision", &kv->mod_rev, err, errlen)))
+		return r;
+	if (kv->create_rev <= 0 || kv->mod_rev < kv->create_rev) {
+		snprintf(err, errlen, "etcd's answer: revisions out of order");
+		return -EBADMSG;
+	}
+	if ((r = unb64(json_string_value(k), &kv->key, err, errlen)) ||
+	    (r = unb64(v ? json_string_value(v) : "", &kv->value, err, errlen)))
+		return r;
+	return 0;
+}
+
+void etcd_kvs_free(struct etcd_kv *kvs, size_t n)
+{
+	for (size_t i = 0; kvs && i < n; i++) {
+		free(kvs[i].key);
+		free(kvs[i].value);
+	}
+	free(kvs);
+}
+
+int etcd_parse_list(const char *body, size_t len, struct etcd_kv **kvs, size_t *n, char *err,
+		    size_t errlen)
+{
+	const json_t *a;
+	int64_t rev;
+	size_t cnt;
+	json_t *o;
+	int r = load(body, len, &o, err, errlen);
+
+	*kvs = NULL;
+	*n = 0;
+	if (r)
+		return r;
+	if ((r = header_rev(o, &rev, err, errlen)))
+		goto out;
+	a = json_object_get(o, "kvs");
+	if (!a)
+		goto out; /* none */
+	cnt = json_array_size(a);
+	if (!json_is_array(a) || cnt > ETCD_LIST_MAX) {
+		snprintf(err, errlen, "etcd's answer: \"kvs\" is not a list of keys");
+		r = -EBADMSG;
+		goto out;
+	}
+	if (cnt && !(*kvs = calloc(cnt, sizeof **kvs))) {
+		snprintf(err, errlen, "out of memory");
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < cnt; i++) {
+		if ((r = list_kv(json_array_get(a, i), &(*kvs)[i], err, errlen))) {
+			etcd_kvs_free(*kvs, i + 1);
+			*kvs = NULL;
+			goto out;
+		}
+	}
+	*n = cnt;
+out:
+	json_decref(o);
+	return r;
+}
+
 int etcd_parse_empty(const char *body, size_t len, char *err, size_t errlen)
 {
 	int64_t rev;

@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!size)
 		return 0;
-	switch (data[0] % 5) {
+	switch (data[0] % 6) {
 	case 0:
 		r = etcd_parse_grant(b, n, &a, &c, err, sizeof err);
 		CHECK(r || (a != 0 && c > 0));
@@ -49,6 +49,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		free(value);
 		break;
+	case 4: {
+		struct etcd_kv *kvs = NULL;
+		size_t nkv = 7;
+
+		r = etcd_parse_list(b, n, &kvs, &nkv, err, sizeof err);
+		CHECK(!r || (!kvs && nkv == 0));
+		CHECK(r || !nkv == !kvs);
+		for (size_t i = 0; !r && i < nkv; i++)
+			CHECK(kvs[i].key && kvs[i].value && kvs[i].create_rev > 0 &&
+			      kvs[i].mod_rev >= kvs[i].create_rev);
+		etcd_kvs_free(kvs, nkv);
+		break;
+	}
 	default:
 		r = etcd_parse_empty(b, n, err, sizeof err);
 		break;
