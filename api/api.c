@@ -12,6 +12,7 @@
 
 static const struct api_op ops[] = {
 	{ "version", false, NULL, { { 0 } } },
+	{ "host", false, NULL, { { 0 } } },
 	{ "create", true, NULL,
 	  { { "name", API_STR, true }, { "mem", API_SIZE, false }, { "vcpus", API_INT, false },
 	    { "workload", API_STR, false }, { "paused", API_BOOL, false },
@@ -24,7 +25,7 @@ static const struct api_op ops[] = {
 	  { { "name", API_STR, true }, { "dest", API_STR, true }, { "downtime_ms", API_INT, false },
 	    { "max_iters", API_INT, false }, { "bandwidth", API_INT, false },
 	    { "on_no_converge", API_STR, false }, { "peer_timeout_ms", API_INT, false },
-	    { "channels", API_INT, false } } },
+	    { "channels", API_INT, false }, { "idempotency", API_STR, false } } },
 	{ "jobs", false, NULL, { { 0 } } },
 	{ "status", false, "wait_ms", { { "job", API_STR, true }, { "wait_ms", API_INT, false } } },
 	{ "cancel", false, NULL, { { "job", API_STR, true } } },
@@ -32,7 +33,7 @@ static const struct api_op ops[] = {
 	{ "protect", true, NULL,
 	  { { "name", API_STR, true }, { "peer", API_STR, true }, { "epoch_ms", API_INT, false },
 	    { "heartbeat_ms", API_INT, false }, { "channels", API_INT, false },
-	    { "unsafe_no_fencing", API_BOOL, false } } },
+	    { "unsafe_no_fencing", API_BOOL, false }, { "idempotency", API_STR, false } } },
 	{ "unprotect", true, NULL, { { "name", API_STR, true } } },
 	{ "takeover", false, NULL, { { "name", API_STR, true }, { "force", API_BOOL, true } } },
 };
@@ -109,6 +110,14 @@ int api_check(const json_t *req, const struct api_op **out, char *err, size_t er
 	}
 	*out = op;
 	return 0;
+}
+
+bool api_takes(const struct api_op *op, const char *key)
+{
+	for (const struct api_member *m = op->m; m->key; m++)
+		if (strcmp(m->key, key) == 0)
+			return true;
+	return false;
 }
 
 bool api_slow(const struct api_op *op, const json_t *req)

@@ -26,8 +26,19 @@ struct api_op {
 	const char *name;
 	bool slow;             /* talks to a guest or the disk: runs on a task thread */
 	const char *slow_with; /* ... and so does a request with this member (a wait) */
-	struct api_member m[8];
+	struct api_member m[12];
 };
+
+/* A failed reply's "kind" (beside "error"): what went wrong, for callers
+ * that act on it (the remote API's HTTP status: api/http.h). */
+#define API_ERR_INVALID "invalid"         /* the request: a value, a name */
+#define API_ERR_NOT_FOUND "not_found"     /* no such VM or job here */
+#define API_ERR_CONFLICT "conflict"       /* not now: busy, exists, its state */
+#define API_ERR_UNAVAILABLE "unavailable" /* stopping, a service unreachable */
+#define API_ERR_FAILED "failed"           /* it was tried and failed */
+
+/* Whether op has the member key. */
+bool api_takes(const struct api_op *op, const char *key);
 
 /* Whether req (checked, of op) must run on a task thread. */
 bool api_slow(const struct api_op *op, const json_t *req);

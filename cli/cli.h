@@ -20,6 +20,7 @@ int status_main(int argc, char **argv);
 int cancel_main(int argc, char **argv);
 int resolve_main(int argc, char **argv);
 int certs_main(int argc, char **argv);
+int pool_main(int argc, char **argv);
 int protect_main(int argc, char **argv);
 int unprotect_main(int argc, char **argv);
 int takeover_main(int argc, char **argv);

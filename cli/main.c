@@ -36,7 +36,8 @@ static const struct {
 	{ "restore", restore_main, "start a microVM from a file written by save" },
 	{ "dirtylog", dirtylog_main,
 	  "run a microVM and compare its kernel dirty log with the workload's prediction" },
-	{ "certs", certs_main, "create the pool's TLS CA and host certificates, or show one" },
+	{ "certs", certs_main, "create the pool's TLS certificates (CA, hosts, managers), or show one" },
+	{ "pool", pool_main, "the pool manager: status, where, drain, consolidate, spread, watch" },
 };
 
 static void usage(FILE *f)
@@ -51,7 +52,7 @@ static void usage(FILE *f)
 		   "With --json, a command prints JSON, its errors too. Environment: FERRY_RUN_DIR\n"
 		   "(default /run/ferry), FERRY_SOCKET (ferryd's control socket, default\n"
 		   "RUN_DIR/ferryd.sock), FERRY_LOG (error|warn|info|debug). save, restore,\n"
-		   "dirtylog and certs work without ferryd.\n");
+		   "dirtylog, certs and pool work without a local ferryd.\n");
 }
 
 int main(int argc, char **argv)

@@ -15,17 +15,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/api.h"
+#include "common/failpoint.h"
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/util.h"
 #include "daemon/core.h"
+#include "daemon/events.h"
 #include "daemon/job.h"
 #include "daemon/migration.h"
 #include "daemon/net.h"
 #include "daemon/fence.h"
 #include "daemon/protection.h"
+#include "daemon/registry.h"
 #include "daemon/vm.h"
 
 struct handler {
@@ -33,8 +37,10 @@ struct handler {
 	json_t *(*fn)(json_t *req);
 };
 
-static json_t *fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static json_t *fail(const char *fmt, ...)
+/* A failed reply of kind (api.h API_ERR_*). */
+static json_t *fail_as(const char *kind, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static json_t *fail_as(const char *kind, const char *fmt, ...)
 {
 	char msg[600];
 	va_list ap;
@@ -42,7 +48,26 @@ static json_t *fail(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+	return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", msg, "kind", kind);
+}
+
+#define fail(...) fail_as(API_ERR_INVALID, __VA_ARGS__)
+
+/* The kind of a failure a callee returned as -errno. */
+static const char *kind_of(int r)
+{
+	switch (-r) {
+	case ENOENT: case ESRCH:
+		return API_ERR_NOT_FOUND;
+	case EBUSY: case EEXIST: case EALREADY: case EINPROGRESS:
+		return API_ERR_CONFLICT;
+	case EINVAL: case ERANGE: case ENAMETOOLONG:
+		return API_ERR_INVALID;
+	case EAGAIN: case ECONNREFUSED: case EHOSTUNREACH: case ETIMEDOUT: case ESHUTDOWN:
+		return API_ERR_UNAVAILABLE;
+	default:
+		return API_ERR_FAILED;
+	}
 }
 
 static json_t *okay(void) { return json_pack("{s:b}", "ok", 1); }
@@ -70,6 +95,32 @@ static json_t *op_version(json_t *req)
 			 WIRE_PROTO_VERSION, "host", D.hostname, "backend", hv_default_backend());
 }
 
+/* The host's capacity as a pool manager plans with it (vm.h
+ * vms_capacity), its state and its jobs. */
+static json_t *op_host(json_t *req)
+{
+	json_t *h = vms_capacity();
+	json_int_t jobs = 0, incoming;
+	bool stopping;
+
+	(void)req;
+	if (!h)
+		return NULL;
+	pthread_mutex_lock(&D.lock);
+	for (struct job *j = D.jobs; j; j = j->next)
+		jobs += !job_state_final(j->state);
+	incoming = D.incoming;
+	stopping = D.stopping;
+	pthread_mutex_unlock(&D.lock);
+	json_object_set_new(h, "name", json_string(D.hostname));
+	json_object_set_new(h, "state", json_string(stopping ? "stopping" : "running"));
+	json_object_set_new(h, "backend", json_string(hv_default_backend()));
+	json_object_set_new(h, "jobs_active", json_integer(jobs));
+	json_object_set_new(h, "incoming", json_integer(incoming));
+	json_object_set_new(h, "pool", registry_json());
+	return json_pack("{s:b, s:o}", "ok", 1, "host", h);
+}
+
 static json_t *op_create(json_t *req)
 {
 	const char *name = str(req, "name", "");
@@ -93,12 +144,12 @@ static json_t *op_create(json_t *req)
 		return fail("vcpus: %" PRId64 " is not in 1..64", vcpus);
 	spec.vcpus = (unsigned)vcpus;
 	if (!(v = vm_new(name)))
-		return fail("out of memory");
+		return fail_as(API_ERR_FAILED, "out of memory");
 	v->busy = "creating";
 	v->paused = flags & HV_LAUNCH_PAUSED;
 	if (vm_add(v)) {
 		vm_put(v);
-		return fail("a VM named %s already exists on this host", name);
+		return fail_as(API_ERR_CONFLICT, "a VM named %s already exists on this host", name);
 	}
 	if ((r = hv_launch(v->uri, &spec, flags, &d, err, sizeof err))) {
 		pthread_mutex_lock(&D.lock);
@@ -106,11 +157,14 @@ static json_t *op_create(json_t *req)
 		pthread_mutex_unlock(&D.lock);
 		vm_unbusy(v);
 		vm_put(v);
-		return r == -EINVAL ? fail("%s", err) : fail("cannot start %s: %s", name, err);
+		return r == -EINVAL ? fail("%s", err)
+				    : fail_as(API_ERR_FAILED, "cannot start %s: %s", name, err);
 	}
 	vm_attach(v, d);
 	vm_record_write(v);
 	log_info("%s: created (%s), pid %d", name, v->config, (int)v->pid);
+	events_publish("vm", json_pack("{s:s, s:s}", "name", name, "event", "created"));
+	registry_kick();
 	net_up(v, v->d);
 	vm_unbusy(v);
 	pthread_mutex_lock(&D.lock);
@@ -143,7 +197,7 @@ static json_t *op_info(json_t *req)
 	bool busy, got = false;
 
 	if (!v)
-		return fail("no VM named %s on this host", name);
+		return fail_as(API_ERR_NOT_FOUND, "no VM named %s on this host", name);
 	pthread_mutex_lock(&D.lock);
 	busy = v->busy != NULL;
 	pthread_mutex_unlock(&D.lock);
@@ -176,10 +230,10 @@ static json_t *op_destroy(json_t *req)
 	int r;
 
 	if (!v)
-		return fail("no VM named %s on this host", name);
+		return fail_as(API_ERR_NOT_FOUND, "no VM named %s on this host", name);
 	if ((r = vm_busy(v, "destroying", NULL, err, sizeof err))) {
 		vm_put(v);
-		return fail("%s", err);
+		return fail_as(kind_of(r), "%s", err);
 	}
 	pthread_mutex_lock(&v->hlock);
 	r = hv_destroy(v->d);
@@ -192,7 +246,7 @@ static json_t *op_destroy(json_t *req)
 	}
 	vm_unbusy(v);
 	vm_put(v);
-	return r ? fail("destroying %s: %s", name, strerror(-r)) : okay();
+	return r ? fail_as(API_ERR_FAILED, "destroying %s: %s", name, strerror(-r)) : okay();
 }
 
 static json_t *op_verify(json_t *req)
@@ -204,10 +258,10 @@ static json_t *op_verify(json_t *req)
 	int r;
 
 	if (!v)
-		return fail("no VM named %s on this host", name);
+		return fail_as(API_ERR_NOT_FOUND, "no VM named %s on this host", name);
 	if ((r = vm_busy(v, "verifying", NULL, err, sizeof err))) {
 		vm_put(v);
-		return fail("%s", err);
+		return fail_as(kind_of(r), "%s", err);
 	}
 	pthread_mutex_lock(&v->hlock);
 	r = hv_extra(v->d, HV_EXTRA_VERIFY, &res);
@@ -215,8 +269,9 @@ static json_t *op_verify(json_t *req)
 	vm_unbusy(v);
 	vm_put(v);
 	if (r)
-		return fail("verifying %s: %s", name, r == -EOPNOTSUPP ? "its backend has no "
-			    "verifier" : strerror(-r));
+		return fail_as(r == -EOPNOTSUPP ? API_ERR_INVALID : API_ERR_FAILED,
+			       "verifying %s: %s", name, r == -EOPNOTSUPP ? "its backend has no "
+			       "verifier" : strerror(-r));
 	reply = okay();
 	json_object_update(reply, res);
 	json_decref(res);
@@ -232,6 +287,7 @@ static json_t *op_migrate(json_t *req)
 	int64_t bw = num(req, "bandwidth", 0), pto = num(req, "peer_timeout_ms", D.peer_timeout_ms);
 	int64_t nch = num(req, "channels", D.channels);
 	char id[JOB_ID_LEN], err[600];
+	int r;
 
 	migrate_opts_default(&o);
 	if (dt < 1 || dt > 3600000)
@@ -253,9 +309,9 @@ static json_t *op_migrate(json_t *req)
 	o.on_no_converge = D.on_no_converge;
 	if (pol && mig_policy_parse(pol, &o.on_no_converge))
 		return fail("on_no_converge: \"%s\" is not " MIG_POLICY_NAMES, pol);
-	if (migrate_out_start(str(req, "name", ""), str(req, "dest", ""), &o, (unsigned)nch, id,
-			      err, sizeof err))
-		return fail("%s", err);
+	if ((r = migrate_out_start(str(req, "name", ""), str(req, "dest", ""), &o, (unsigned)nch,
+				   str(req, "idempotency", NULL), id, err, sizeof err)))
+		return fail_as(kind_of(r), "%s", err);
 	return json_pack("{s:b, s:s}", "ok", 1, "job", id);
 }
 
@@ -269,6 +325,7 @@ static json_t *op_protect(json_t *req)
 	int64_t nch = num(req, "channels", D.channels);
 	json_t *unsafe = json_object_get(req, "unsafe_no_fencing");
 	char id[JOB_ID_LEN], err[600];
+	int r;
 
 	repl_opts_default(&o);
 	if (em < 1 || em > 60000)
@@ -283,7 +340,7 @@ static json_t *op_protect(json_t *req)
 	if (unsafe && !json_is_boolean(unsafe))
 		return fail("unsafe_no_fencing: not a boolean");
 	if (!json_is_true(unsafe) && !fence_configured())
-		return fail("no coordination service is configured on %s (coord = "
+		return fail_as(API_ERR_CONFLICT, "no coordination service is configured on %s (coord = "
 			    "http://ETCD:2379): without one a network split can run the guest on "
 			    "both hosts; say unsafe_no_fencing (--unsafe-no-fencing) to protect with "
 			    "heartbeats alone", D.hostname);
@@ -293,18 +350,20 @@ static json_t *op_protect(json_t *req)
 	o.sync.max_iters = D.max_iters;
 	o.sync.on_no_converge = D.on_no_converge;
 	o.sync.peer_timeout_ms = D.peer_timeout_ms;
-	if (protect_start(str(req, "name", ""), str(req, "peer", ""), &o, !json_is_true(unsafe),
-			  (unsigned)nch, id, err, sizeof err))
-		return fail("%s", err);
+	if ((r = protect_start(str(req, "name", ""), str(req, "peer", ""), &o,
+			       !json_is_true(unsafe), (unsigned)nch, str(req, "idempotency", NULL), id,
+			       err, sizeof err)))
+		return fail_as(kind_of(r), "%s", err);
 	return json_pack("{s:b, s:s}", "ok", 1, "job", id);
 }
 
 static json_t *op_unprotect(json_t *req)
 {
 	char err[300];
+	int r;
 
-	if (protect_stop(str(req, "name", ""), err, sizeof err))
-		return fail("%s", err);
+	if ((r = protect_stop(str(req, "name", ""), err, sizeof err)))
+		return fail_as(kind_of(r), "%s", err);
 	return json_pack("{s:b}", "ok", 1);
 }
 
@@ -314,11 +373,12 @@ static json_t *op_takeover(json_t *req)
 {
 	const char *name = str(req, "name", "");
 	char err[300];
+	int r;
 
 	if (!json_is_true(json_object_get(req, "force")))
 		return fail("takeover: only with force: the copy here is not known to be in sync");
-	if (standby_force(name, err, sizeof err))
-		return fail("%s", err);
+	if ((r = standby_force(name, err, sizeof err)))
+		return fail_as(kind_of(r), "%s", err);
 	return json_pack("{s:b, s:s}", "ok", 1, "warning", "the held copy resumes at the last epoch "
 			 "it applied: every write acknowledged to clients after it fell out of "
 			 "sync is lost");
@@ -356,14 +416,16 @@ static json_t *op_status(json_t *req)
 	}
 	pthread_mutex_unlock(&D.lock);
 	return o ? json_pack("{s:b, s:o}", "ok", 1, "job", o)
-		 : fail("no job %s (neither a job's id nor a VM with a job here)", id);
+		 : fail_as(API_ERR_NOT_FOUND, "no job %s (neither a job's id nor a VM with a "
+			   "job here)", id);
 }
 
 static json_t *op_cancel(json_t *req)
 {
 	char err[300];
+	int r = job_cancel(str(req, "job", ""), err, sizeof err);
 
-	return job_cancel(str(req, "job", ""), err, sizeof err) ? fail("%s", err) : okay();
+	return r ? fail_as(kind_of(r), "%s", err) : okay();
 }
 
 static json_t *op_resolve(json_t *req)
@@ -371,6 +433,7 @@ static json_t *op_resolve(json_t *req)
 	const char *f = str(req, "force", NULL);
 	enum job_force force = FORCE_NONE;
 	char err[300];
+	int r;
 
 	if (f && strcmp(f, "source") == 0)
 		force = FORCE_SOURCE;
@@ -378,18 +441,57 @@ static json_t *op_resolve(json_t *req)
 		force = FORCE_DESTINATION;
 	else if (f)
 		return fail("force: \"%s\" is not source or destination", f);
-	if (job_resolve(str(req, "job", ""), force, err, sizeof err))
-		return fail("%s", err);
+	if ((r = job_resolve(str(req, "job", ""), force, err, sizeof err)))
+		return fail_as(kind_of(r), "%s", err);
 	return op_status(req);
 }
 
 static const struct handler handlers[] = {
-	{ "version", op_version }, { "create", op_create }, { "list", op_list },
+	{ "version", op_version }, { "host", op_host }, { "create", op_create }, { "list", op_list },
 	{ "info", op_info },	   { "destroy", op_destroy }, { "verify", op_verify },
 	{ "migrate", op_migrate }, { "jobs", op_jobs },	    { "status", op_status },
 	{ "cancel", op_cancel },   { "resolve", op_resolve }, { "protect", op_protect },
 	{ "unprotect", op_unprotect }, { "takeover", op_takeover },
 };
+
+struct task {
+	json_t *req, *reply;
+	void (*done)(json_t *reply, void *arg);
+	void *arg;
+};
+
+static void task_done(void *p)
+{
+	struct task *t = p;
+
+	t->done(t->reply, t->arg);
+	json_decref(t->req);
+	free(t);
+}
+
+static void *task_main(void *p)
+{
+	struct task *t = p;
+
+	failpoint("api-task"); /* tests: a request still being answered */
+	t->reply = api_handle(t->req);
+	loop_call(task_done, t);
+	thread_done();
+	return NULL;
+}
+
+int api_run_async(json_t *req, void (*done)(json_t *reply, void *arg), void *arg)
+{
+	struct task *t = calloc(1, sizeof *t);
+	int r;
+
+	if (!t)
+		return -ENOMEM;
+	*t = (struct task){ req, NULL, done, arg };
+	if ((r = spawn_thread(task_main, t)))
+		free(t);
+	return r;
+}
 
 json_t *api_handle(json_t *req)
 {
@@ -399,7 +501,7 @@ json_t *api_handle(json_t *req)
 		if (strcmp(handlers[i].name, op) == 0) {
 			json_t *r = handlers[i].fn(req);
 
-			return r ? r : fail("out of memory");
+			return r ? r : fail_as(API_ERR_FAILED, "out of memory");
 		}
-	return fail("op \"%s\" is not implemented", op);
+	return fail_as(API_ERR_FAILED, "op \"%s\" is not implemented", op);
 }

@@ -38,11 +38,6 @@ struct client {
 	bool skipping;   /* discarding the rest of an over-long line */
 };
 
-struct task {
-	struct client *c;
-	json_t *req, *reply;
-};
-
 static void client_read(struct bufferevent *bev, void *arg);
 
 static void client_put(struct client *c)
@@ -69,35 +64,22 @@ static void send_reply(struct client *c, json_t *reply)
 
 static json_t *error_reply(const char *msg)
 {
-	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+	return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", msg, "kind", API_ERR_INVALID);
 }
 
-static void task_done(void *p)
+static void task_done(json_t *reply, void *arg)
 {
-	struct task *t = p;
-	struct client *c = t->c;
+	struct client *c = arg;
 
 	if (!c->closed) {
-		send_reply(c, t->reply);
+		send_reply(c, reply);
 		c->busy = false;
 		bufferevent_enable(c->bev, EV_READ);
 		client_read(c->bev, c); /* requests that queued meanwhile */
 	} else {
-		json_decref(t->reply);
+		json_decref(reply);
 	}
-	json_decref(t->req);
-	free(t);
 	client_put(c);
-}
-
-static void *task_main(void *p)
-{
-	struct task *t = p;
-
-	t->reply = api_handle(t->req);
-	loop_call(task_done, t);
-	thread_done();
-	return NULL;
 }
 
 static void handle_line(struct client *c, const char *line, size_t len)
@@ -106,7 +88,6 @@ static void handle_line(struct client *c, const char *line, size_t len)
 	json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
 	const struct api_op *op;
 	char err[256];
-	struct task *t;
 
 	if (!req) {
 		snprintf(err, sizeof err, "malformed JSON: %s (column %d)", je.text, je.column);
@@ -123,23 +104,15 @@ static void handle_line(struct client *c, const char *line, size_t len)
 		json_decref(req);
 		return;
 	}
-	if (!(t = calloc(1, sizeof *t))) {
-		send_reply(c, error_reply("out of memory"));
-		json_decref(req);
-		return;
-	}
-	t->c = c;
-	t->req = req;
 	c->refs++;
 	c->busy = true;
 	bufferevent_disable(c->bev, EV_READ);
-	if (spawn_thread(task_main, t)) {
+	if (api_run_async(req, task_done, c)) {
 		c->refs--;
 		c->busy = false;
 		bufferevent_enable(c->bev, EV_READ);
 		send_reply(c, error_reply("cannot start a thread"));
 		json_decref(req);
-		free(t);
 	}
 }
 

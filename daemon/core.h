@@ -66,6 +66,13 @@ struct daemon {
 	char coord[512];
 	int coord_ttl_s;
 	int coord_timeout_ms;
+	int pool_ttl_s;               /* the lease of this host's pool record */
+	/* The remote API (remote.c): HTTPS on this address, "" for none. */
+	char api_listen[PEER_LEN];
+	/* What this host offers its guests (the API's host capacity): bytes
+	 * of RAM and CPUs; 0 for all the machine has. */
+	uint64_t host_mem;
+	unsigned host_cpus;
 
 	/* Built at start-up (peers.c); read-only after. */
 	struct session_conf peers;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* fence.c — a protected VM's fencing through etcd; see fence.h. */
 #include "daemon/fence.h"
+#include "daemon/registry.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -328,8 +329,8 @@ int fence_takeover(const char *vm, const char *job, struct fence **out, char *wh
 {
 	struct fence *f = fence_new(vm);
 	struct etcd_cmp cmp[2];
-	struct etcd_op op[3];
-	char me[64], *v = NULL;
+	struct etcd_op op[4];
+	char me[64], *v = NULL, rec_key[300], rec[400];
 	int64_t rev, c, m;
 	bool ok;
 	int r;
@@ -348,7 +349,12 @@ int fence_takeover(const char *vm, const char *job, struct fence **out, char *wh
 	op[0] = (struct etcd_op){ false, f->owner_key, D.hostname, f->lease };
 	op[1] = (struct etcd_op){ false, f->insync_key, "", 0 };
 	op[2] = (struct etcd_op){ false, f->host_key, D.hostname, 0 };
-	if (!(r = etcd_txn(E, cmp, 2, op, 3, &ok, &rev, why, len)) && ok) {
+	/* The pool's record says so in the same breath (registry.h); this
+	 * host's registry rewrites it under its lease. */
+	snprintf(rec_key, sizeof rec_key, REGISTRY_PREFIX "vms/%s", vm);
+	snprintf(rec, sizeof rec, "{\"host\":\"%s\",\"state\":\"failed-over\"}", D.hostname);
+	op[3] = (struct etcd_op){ false, rec_key, rec, 0 };
+	if (!(r = etcd_txn(E, cmp, 2, op, 4, &ok, &rev, why, len)) && ok) {
 		f->token = (uint64_t)rev;
 		*out = f;
 		log_info("%s: fencing: taken over (token %" PRIu64 ")", vm, f->token);

@@ -222,6 +222,8 @@ json_t *job_json(const struct job *j)
 		      "history", h ? h : json_array());
 	if (o && j->error[0])
 		json_object_set_new(o, "error", json_string(j->error));
+	if (o && j->idem[0])
+		json_object_set_new(o, "idempotency", json_string(j->idem));
 	if (o && kinds[j->kind] && kinds[j->kind]->json)
 		kinds[j->kind]->json(j, o);
 	return o;
@@ -414,7 +416,7 @@ int job_cancel(const char *id, char *err, size_t errlen)
 		r = -EINVAL;
 	} else if (states[j->state].api != API_JOB_ACTIVE) {
 		snprintf(err, errlen, "job %s is not active (%s)", id, job_state_api(j->state));
-		r = -EINVAL;
+		r = -EALREADY;
 	} else if (j->go) {
 		snprintf(err, errlen, "job %s is past its point of no return (GO was sent)", id);
 		r = -EBUSY;
@@ -439,7 +441,7 @@ int job_resolve(const char *id, enum job_force force, char *err, size_t errlen)
 	} else if (j->state != JOB_UNRESOLVED || j->kind != JOB_MIGRATE_OUT) {
 		snprintf(err, errlen, "job %s is %s; only an unresolved outgoing job needs resolving",
 			 id, job_state_api(j->state));
-		r = -EINVAL;
+		r = -EALREADY;
 	} else {
 		if (force)
 			j->force = force;
@@ -502,7 +504,7 @@ struct job *job_from_json(json_t *o)
 {
 	json_t *h = NULL, *e;
 	const char *id, *dir = "out", *kind = NULL, *vm, *peer, *state, *stage = NULL;
-	const char *in_state = "", *error = "";
+	const char *in_state = "", *error = "", *idem = "";
 	json_int_t started = 0, ended = 0;
 	enum job_kind k = JOB_MIGRATE_OUT;
 	struct job *j = NULL;
@@ -511,10 +513,11 @@ struct job *job_from_json(json_t *o)
 
 	if (!json_is_object(o))
 		return NULL;
-	if (json_unpack(o, "{s:s, s?s, s?s, s:s, s:s, s:s, s?s, s?s, s?s, s?I, s?I, s?b, s?o}",
+	if (json_unpack(o, "{s:s, s?s, s?s, s:s, s:s, s:s, s?s, s?s, s?s, s?I, s?I, s?b, s?o, s?s}",
 			"id", &id, "direction", &dir, "kind", &kind, "vm", &vm, "peer", &peer,
 			"state", &state, "stage", &stage, "in_state", &in_state, "error", &error,
-			"started", &started, "ended", &ended, "go", &go, "history", &h) ||
+			"started", &started, "ended", &ended, "go", &go, "history", &h,
+			"idempotency", &idem) ||
 	    !name_ok(id, JOB_ID_LEN))
 		goto out;
 	if (kind) {
@@ -530,6 +533,7 @@ struct job *job_from_json(json_t *o)
 	snprintf(j->vm, sizeof j->vm, "%s", vm);
 	snprintf(j->peer, sizeof j->peer, "%s", peer);
 	snprintf(j->error, sizeof j->error, "%s", error);
+	snprintf(j->idem, sizeof j->idem, "%s", idem);
 	j->started = started;
 	j->ended = ended;
 	j->go = go;

@@ -75,6 +75,7 @@ static inline bool job_state_final(enum job_state s) { return s >= JOB_COMPLETED
 enum job_force { FORCE_NONE, FORCE_SOURCE, FORCE_DESTINATION };
 
 #define JOB_HISTORY_MAX 32
+#define JOB_IDEM_LEN 132
 
 struct fence;
 
@@ -91,6 +92,8 @@ struct job {
 	char peer[PEER_LEN];          /* out: HOST:PORT asked for; in: the peer's name */
 	char peer_job[JOB_ID_LEN];    /* out: the id the peer knows it by, if not id
 				       * (a primary pairing again: one per pairing) */
+	char idem[JOB_IDEM_LEN];      /* the remote API's Idempotency-Key that started
+				       * it, as idem.h's token; "" if none */
 
 	/* (L) The state machine's: changed only by job_set_state. */
 	enum job_state state;

@@ -25,6 +25,10 @@
 #include "common/util.h"
 #include "daemon/control.h"
 #include "daemon/core.h"
+#include "daemon/events.h"
+#include "daemon/idem.h"
+#include "daemon/metrics.h"
+#include "daemon/remote.h"
 #include "daemon/job.h"
 #include "daemon/fence.h"
 #include "daemon/journal.h"
@@ -32,6 +36,7 @@
 #include "daemon/net.h"
 #include "daemon/peers.h"
 #include "daemon/protection.h"
+#include "daemon/registry.h"
 #include "daemon/settings.h"
 #include "daemon/vm.h"
 #include "hv/hv.h"
@@ -61,6 +66,14 @@ static void notify(const char *state)
 #else
 	(void)state;
 #endif
+}
+
+/* A VM left this host: its address goes, and the event is told. */
+static void vm_gone(struct vm *v)
+{
+	net_gone(v);
+	registry_kick();
+	events_publish("vm", json_pack("{s:s, s:s}", "name", v->name, "event", "gone"));
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -109,15 +122,20 @@ int main(int argc, char **argv)
 	job_kind_register(JOB_MIGRATE_IN, &migrate_in_kind);
 	job_kind_register(JOB_PRIMARY, &protect_kind);
 	job_kind_register(JOB_BACKUP, &standby_kind);
-	vm_on_gone(net_gone);
+	vm_on_gone(vm_gone);
+	events_init();
+	metrics_init();
 
 	peers_setup();
 	if (fence_init(err, sizeof err))
 		fatal("coord: %s", err);
 	vms_adopt();
 	jobs_recover();
+	idem_load();
 	control_listen();
 	peers_listen();
+	remote_listen();
+	registry_start();
 	for (int i = 0; i < 3; i++) {
 		sigs[i] = evsignal_new(D.base, signos[i], on_signal, NULL);
 		event_add(sigs[i], NULL);
@@ -129,6 +147,8 @@ int main(int argc, char **argv)
 
 	event_base_dispatch(D.base);
 
+	registry_stop();
+	remote_stop();
 	peers_stop();
 	control_stop();
 	pthread_mutex_lock(&D.lock);

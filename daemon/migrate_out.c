@@ -178,12 +178,13 @@ static void *out_main(void *p)
 }
 
 int migrate_out_start(const char *name, const char *dest, const struct migrate_opts *o,
-		      unsigned channels, char *id, char *err, size_t errlen)
+		      unsigned channels, const char *idem, char *id, char *err, size_t errlen)
 {
 	struct job *j;
 	int r;
 
-	if ((r = migration_new_out(JOB_MIGRATE_OUT, name, dest, "migrating", &j, err, errlen)))
+	if ((r = migration_new_out(JOB_MIGRATE_OUT, name, dest, "migrating", idem, &j, err,
+				   errlen)))
 		return r;
 	j->opts = *o;
 	j->channels = channels;

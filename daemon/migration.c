@@ -196,7 +196,7 @@ int migration_claim(const struct wire_hello *h, enum job_kind kind, struct job *
 }
 
 int migration_new_out(enum job_kind k, const char *name, const char *peer, const char *what,
-		      struct job **out, char *err, size_t errlen)
+		      const char *idem, struct job **out, char *err, size_t errlen)
 {
 	char host[256], port[16];
 	struct vm *v;
@@ -224,6 +224,7 @@ int migration_new_out(enum job_kind k, const char *name, const char *peer, const
 	j->v = v;
 	snprintf(j->vm, sizeof j->vm, "%s", name);
 	snprintf(j->peer, sizeof j->peer, "%s", peer);
+	snprintf(j->idem, sizeof j->idem, "%s", idem ? idem : "");
 	*out = j;
 	return 0;
 }

@@ -28,11 +28,12 @@ int migration_claim(const struct wire_hello *h, enum job_kind kind, struct job *
 
 /*
  * An outgoing job of kind k for VM name toward peer ("HOST[:PORT]"): the VM
- * held busy as what, the job made (not listed) with j->v, vm and peer set.
+ * held busy as what, the job made (not listed) with j->v, vm and peer set,
+ * and the Idempotency-Key token that asked for it (idem, NULL if none).
  * The caller sets its options, then migration_launch. 0 or -errno with err.
  */
 int migration_new_out(enum job_kind k, const char *name, const char *peer, const char *what,
-		      struct job **out, char *err, size_t errlen);
+		      const char *idem, struct job **out, char *err, size_t errlen);
 /* List j, journal it entering first, run fn(j) on its own thread; its id into
  * id[JOB_ID_LEN]. On failure the job fails and lets its VM go. */
 int migration_launch(struct job *j, enum job_state first, void *(*fn)(void *), char *id,
@@ -56,10 +57,11 @@ void *migration_thread_end_call(struct job *j, void (*fn)(void *), void *arg);
 
 extern const struct job_kind_ops migrate_out_kind, migrate_in_kind;
 
-/* Start an outgoing migration of VM name to dest ("HOST[:PORT]"); its id
- * into id[JOB_ID_LEN]. 0 or -errno with err set. */
+/* Start an outgoing migration of VM name to dest ("HOST[:PORT]"), asked for
+ * with the Idempotency-Key token idem (NULL if none); its id into
+ * id[JOB_ID_LEN]. 0 or -errno with err set. */
 int migrate_out_start(const char *name, const char *dest, const struct migrate_opts *o,
-		      unsigned channels, char *id, char *err, size_t errlen);
+		      unsigned channels, const char *idem, char *id, char *err, size_t errlen);
 /* session_handlers.open: a peer opens a session to send us a guest. */
 void migrate_in_open(void *ctx, struct session *s, const struct wire_hello *h);
 

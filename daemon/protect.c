@@ -395,14 +395,15 @@ static void resync_fire(evutil_socket_t fd, short what, void *arg)
 }
 
 int protect_start(const char *name, const char *peer, const struct repl_opts *o, bool fencing,
-		  unsigned channels, char *id, char *err, size_t errlen)
+		  unsigned channels, const char *idem, char *id, char *err, size_t errlen)
 {
 	struct hv_info info;
 	struct job *j;
 	char why[400];
 	int r;
 
-	if ((r = migration_new_out(JOB_PRIMARY, name, peer, "protected", &j, err, errlen)))
+	if ((r = migration_new_out(JOB_PRIMARY, name, peer, "protected", idem, &j, err,
+				   errlen)))
 		return r;
 	if (!(j->rst = calloc(1, sizeof *j->rst)))
 		r = -ENOMEM, snprintf(err, errlen, "out of memory");

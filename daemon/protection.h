@@ -26,10 +26,11 @@ void protection_json(const struct job *j, json_t *o);
 /* The engine's figures into the job (its stats hook). */
 void protection_stats(void *ctx, const struct repl_stats *st);
 
-/* Protect VM name with a standby on peer ("HOST[:PORT]"); the job id into
- * id[JOB_ID_LEN]. 0 or -errno with err set. */
+/* Protect VM name with a standby on peer ("HOST[:PORT]"), asked for with the
+ * Idempotency-Key token idem (NULL if none); the job id into id[JOB_ID_LEN].
+ * 0 or -errno with err set. */
 int protect_start(const char *name, const char *peer, const struct repl_opts *o, bool fencing,
-		  unsigned channels, char *id, char *err, size_t errlen);
+		  unsigned channels, const char *idem, char *id, char *err, size_t errlen);
 /* End the protection of VM name (the backup discards its copy). */
 int protect_stop(const char *name, char *err, size_t errlen);
 /* The operator runs a held standby copy of name anyway (it lacks writes

@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/core.h"
+#include "daemon/registry.h"
 #include "hv/hv.h"
 #include "session/wire.h"
 
@@ -115,6 +116,29 @@ static int setting(void *ctx, const char *k, const char *v, char *err, size_t er
 		D.coord_timeout_ms = (int)n;
 		return 0;
 	}
+	if (strcmp(k, "pool-ttl") == 0) {
+		if (parse_u64(v, 2, 600, &n))
+			goto range;
+		D.pool_ttl_s = (int)n;
+		return 0;
+	}
+	if (strcmp(k, "api-listen") == 0)
+		return copy_setting(D.api_listen, sizeof D.api_listen, v, err, errlen);
+	if (strcmp(k, "host-mem") == 0) {
+		if (strcmp(v, "0") != 0 && parse_size(v, UINT64_MAX, &D.host_mem)) {
+			snprintf(err, errlen, "a size such as 64G, or 0 for all the machine has");
+			return -EINVAL;
+		}
+		if (strcmp(v, "0") == 0)
+			D.host_mem = 0;
+		return 0;
+	}
+	if (strcmp(k, "host-cpus") == 0) {
+		if (parse_u64(v, 0, 4096, &n))
+			goto range;
+		D.host_cpus = (unsigned)n;
+		return 0;
+	}
 	if (strcmp(k, "pki-dir") == 0)
 		return copy_setting(D.pki_dir, sizeof D.pki_dir, v, err, errlen);
 	if (strcmp(k, "tls-ca") == 0)
@@ -173,8 +197,10 @@ static void usage(FILE *f)
 		"              [--codecs lz4,delta|none] [--channels N]\n"
 		"              [--pki-dir DIR] [--tls-ca FILE] [--tls-cert FILE] [--tls-key FILE]\n"
 		"              [--allow-from HOST,...|*] [--insecure-plaintext]\n"
+		"              [--api-listen ADDR:PORT] [--host-mem SIZE] [--host-cpus N]\n"
 		"              [--net-hook PATH] [--net-hook-timeout-ms MS]\n"
 		"              [--coord http://HOST:PORT,...] [--coord-ttl S] [--coord-timeout-ms MS]\n"
+		"              [--pool-ttl S]\n"
 		"              [--runtime-user USER] [--log-level error|warn|info|debug]\n\n"
 		"The ferry host daemon: owns this host's microVMs, runs migrations, and\n"
 		"answers the ferry command line. Settings come from the config file\n"
@@ -214,6 +240,10 @@ static const struct option opts[] = {
 	{ "tls-key", required_argument, 0, 0 },
 	{ "allow-from", required_argument, 0, 0 },
 	{ "insecure-plaintext", no_argument, 0, 0 },
+	{ "api-listen", required_argument, 0, 0 },
+	{ "pool-ttl", required_argument, 0, 0 },
+	{ "host-mem", required_argument, 0, 0 },
+	{ "host-cpus", required_argument, 0, 0 },
 	{ "help", no_argument, 0, 'h' },
 	{ "version", no_argument, 0, 'V' },
 	{ 0, 0, 0, 0 },
@@ -237,6 +267,7 @@ void settings_load(int argc, char **argv)
 	D.net_hook_timeout_ms = 5000;
 	D.coord_ttl_s = 2;
 	D.coord_timeout_ms = 500;
+	D.pool_ttl_s = REGISTRY_TTL_DEFAULT;
 	D.downtime_ms = 300;
 	D.max_iters = 30;
 	D.on_no_converge = NOCONV_STOP;
@@ -305,7 +336,7 @@ void settings_load(int argc, char **argv)
 static const char *const live_keys[] = { "downtime-ms", "max-iters", "on-no-converge",
 					  "max-incoming", "job-history", "log-level", "runtime-user",
 					  "peer-timeout-ms", "net-hook-timeout-ms",
-					  "coord-timeout-ms", NULL };
+					  "coord-timeout-ms", "host-mem", "host-cpus", NULL };
 
 static bool is_live(const char *k)
 {
@@ -332,6 +363,7 @@ static bool differs(const char *k, const char *v)
 		{ "run-dir", D.run_dir },      { "hostname", D.hostname }, { "pki-dir", D.pki_dir },
 		{ "tls-ca", D.tls_ca },	       { "tls-cert", D.tls_cert }, { "tls-key", D.tls_key },
 		{ "allow-from", D.allow_from }, { "net-hook", D.net_hook }, { "coord", D.coord },
+		{ "api-listen", D.api_listen },
 	};
 	uint32_t caps;
 	uint64_t n;
@@ -343,6 +375,8 @@ static bool differs(const char *k, const char *v)
 		return parse_u64(v, 1, WIRE_CHANNELS_MAX, &n) || n != D.channels;
 	if (strcmp(k, "coord-ttl") == 0)
 		return parse_u64(v, 1, 600, &n) || n != (uint64_t)D.coord_ttl_s;
+	if (strcmp(k, "pool-ttl") == 0)
+		return parse_u64(v, 2, 600, &n) || n != (uint64_t)D.pool_ttl_s;
 	if (strcmp(k, "codecs") == 0)
 		return wire_caps_from_text(v, &caps) || caps != D.caps;
 	if (strcmp(k, "insecure-plaintext") == 0)

@@ -293,6 +293,46 @@ void vm_record_remove(const char *name)
 		log_warn("removing %s: %s", path, strerror(errno));
 }
 
+/* MemAvailable of /proc/meminfo in bytes, 0 if unknown. */
+static uint64_t mem_available(void)
+{
+	unsigned long long kib = 0;
+	char line[128];
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return (uint64_t)kib * 1024;
+}
+
+json_t *vms_capacity(void)
+{
+	uint64_t total = D.host_mem, committed = 0;
+	long cpus = D.host_cpus ? (long)D.host_cpus : sysconf(_SC_NPROCESSORS_ONLN);
+	json_int_t vcpus = 0, vms = 0;
+
+	if (!total)
+		total = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+	pthread_mutex_lock(&D.lock);
+	for (struct vm *v = D.vms; v; v = v->next) {
+		json_t *o = vm_json(v);
+
+		committed += (uint64_t)json_integer_value(json_object_get(o, "mem"));
+		vcpus += json_integer_value(json_object_get(o, "vcpus"));
+		vms++;
+		json_decref(o);
+	}
+	pthread_mutex_unlock(&D.lock);
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "cpus", (json_int_t)cpus,
+			 "vcpus_committed", vcpus, "mem_total", (json_int_t)total, "mem_committed",
+			 (json_int_t)committed, "mem_free",
+			 (json_int_t)(committed < total ? total - committed : 0), "mem_available",
+			 (json_int_t)mem_available(), "vms", vms);
+}
+
 json_t *vm_json(struct vm *v)
 {
 	const char *state = v->busy ? v->busy : v->paused ? "paused" : "running";

@@ -82,6 +82,10 @@ void vm_watch_start(void *v);               /* loop thread; consumes a reference
 int vm_record_write(struct vm *v);
 void vm_record_remove(const char *name);
 json_t *vm_json(struct vm *v);              /* caller holds D.lock */
+/* What this host offers its guests and what they hold (takes D.lock):
+ * cpus, vcpus_committed, mem_total, mem_committed, mem_free, mem_available
+ * (the machine's MemAvailable), vms. NULL if out of memory. */
+json_t *vms_capacity(void);
 /* Start-up, on the loop thread: adopt every domain recorded in STATE/vms/
  * (keeping the records of those that may still live). */
 void vms_adopt(void);

@@ -319,6 +319,7 @@ static void note_pause(struct prim *p, uint64_t ns)
 	p->st->pause_ns[p->st->npause % REPL_PAUSE_SAMPLES] = ns;
 	p->st->npause++;
 	p->st->pause_max_ns = MAX(p->st->pause_max_ns, ns);
+	p->st->pause_sum_ns += ns;
 }
 
 /*

@@ -69,6 +69,7 @@ struct repl_stats {
 	uint64_t passthrough;      /* epochs too big to stage (sent paused) */
 	uint64_t staging_bytes, staging_max;
 	uint64_t pause_max_ns;
+	uint64_t pause_sum_ns;     /* over every pause recorded */
 	uint64_t pause_ns[REPL_PAUSE_SAMPLES]; /* ring of the last pauses */
 	uint64_t npause;           /* pauses recorded (index: npause % ring) */
 	uint64_t delay_sum_ns;     /* output delay: mark to acknowledgement */

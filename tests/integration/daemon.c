@@ -424,6 +424,25 @@ void td_make_cert(const char *ca_dir, const char *dir, const char *name, const c
 	certs_pair_free(ca);
 }
 
+void td_make_client(const char *dir, const char *name, enum certs_role role)
+{
+	struct certs_pair *ca = NULL, *p = NULL;
+	char crt[300], key[300], err[300];
+	time_t now = time(NULL);
+
+	snprintf(crt, sizeof crt, "%s/ca.crt", dir);
+	snprintf(key, sizeof key, "%s/ca.key", dir);
+	if (certs_ca_load(crt, key, &ca, err, sizeof err) ||
+	    certs_client_new(ca, name, role, now - 3600, now + 86400, &p, err, sizeof err))
+		fail_msg("test client certificate %s in %s: %s", name, dir, err);
+	snprintf(crt, sizeof crt, "%s/%s.crt", dir, name);
+	snprintf(key, sizeof key, "%s/%s.key", dir, name);
+	if (certs_pair_write(p, crt, key, true, err, sizeof err))
+		fail_msg("test certificate %s: %s", crt, err);
+	certs_pair_free(p);
+	certs_pair_free(ca);
+}
+
 /* The group's PKI, and a certificate for name in it (made once). */
 static void pki_host(const char *name)
 {

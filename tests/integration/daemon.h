@@ -21,6 +21,7 @@
 
 #include <jansson.h>
 
+#include "transport/certs.h"
 #include "transport/chan.h"
 
 #include "tests/integration/harness.h"
@@ -48,7 +49,7 @@ struct td {
 	bool hostname_from_config; /* no --hostname: the config file names it */
 	const char *netns;      /* run in this network namespace (listening on
 				 * 0.0.0.0:port there), or NULL */
-	const char *extra_args[8]; /* more flags, NULL-terminated */
+	const char *extra_args[16]; /* more flags, NULL-terminated */
 };
 
 /*
@@ -63,6 +64,9 @@ void td_make_ca(const char *dir);
  * from not_before to not_after, naming ip (NULL: no IP) besides name. */
 void td_make_cert(const char *ca_dir, const char *dir, const char *name, const char *ip,
 		  time_t not_before, time_t not_after);
+/* A client certificate dir/name.{crt,key} of role (manager, monitor),
+ * signed by the CA in dir, valid for a day. */
+void td_make_client(const char *dir, const char *name, enum certs_role role);
 /* A migration connection to 127.0.0.1:port as the test host "T" (TLS with
  * the group's PKI, or plaintext); asserts. */
 struct chan *td_peer_open(uint16_t port, bool plaintext);

@@ -16,7 +16,9 @@
  *    steps down (fenced) and, once the link is back, destroys its copy;
  *  4 A's ferryd stopped (SIGSTOP) past its lease, then continued: B has
  *    taken over; A releases nothing B lacks, steps down and destroys its
- *    copy; the check passes;
+ *    copy; the check passes; the pool's record (daemon/registry.h) names B
+ *    from the failover on, and A, deposed, never writes it back nor
+ *    removes it;
  *  5 A's ferryd restarted inside its lease keeps the VM and the same
  *    pairing resyncs B, staged; killed inside that resync, B runs the copy
  *    it kept (the check passes) and A, back past the lease, destroys its
@@ -281,6 +283,35 @@ static void test_isolated_primary(void **state)
 	passed();
 }
 
+/* The pool's record of vm names host within timeout_ms, and still does
+ * hold_ms later. */
+static void expect_record(const char *vm, const char *host, int timeout_ms, int hold_ms)
+{
+	uint64_t until = mono_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC, end = 0;
+	char key[128], want[96], *v = NULL;
+
+	snprintf(key, sizeof key, "/ferry/pool/vms/%s", vm);
+	snprintf(want, sizeof want, "\"host\":\"%s\"", host);
+	for (;; h_sleep_ms(100)) {
+		bool ok;
+
+		free(v);
+		v = te_get(&E, key);
+		ok = v && strstr(v, want);
+		if (ok && !end)
+			end = mono_ns() + (uint64_t)hold_ms * NSEC_PER_MSEC;
+		if (!ok && end)
+			fail_msg("the pool's record of %s changed from %s to %s", vm, host,
+				 v ? v : "(absent)");
+		if (end && mono_ns() >= end)
+			break;
+		if (!end && mono_ns() > until)
+			fail_msg("the pool's record of %s is %s, not on %s", vm, v ? v : "(absent)",
+				 host);
+	}
+	free(v);
+}
+
 static void test_stopped_primary(void **state)
 {
 	const char *addr = TN_SUBNET ".10:7000";
@@ -301,6 +332,7 @@ static void test_stopped_primary(void **state)
 	job = wait_stage(&B, id, "failed-over", 15000);
 	print_message("B: %s\n", td_jstr(job, "error"));
 	json_decref(job);
+	expect_record("db", "B", 5000, 0);
 	h_sleep_ms(500);
 	kill(A.pid, SIGCONT);
 	job = wait_stage(&A, id, "fenced", 10000);
@@ -310,6 +342,8 @@ static void test_stopped_primary(void **state)
 	     h_sleep_ms(100))
 		if (mono_ns() > until)
 			fail_msg("A still lists its fenced copy 15 s after it was continued");
+	/* A, deposed, neither wrote the record back nor removed it. */
+	expect_record("db", "B", 1000, 2000);
 	h_sleep_ms(800);
 	kt_load_stop(&l);
 	if (kt_check(A.dir, addr, hp, 1, out, sizeof out))
