@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -68,6 +69,34 @@ static unsigned nfollowers;
 
 /* ---- answers ---- */
 
+/* Refusals are logged, but at most REFUSALS_LOGGED in ten seconds, then
+ * counted: a caller that hammers the API cannot flood the journal. Loop
+ * thread only. */
+#define REFUSALS_LOGGED 20
+static struct {
+	time_t window;
+	unsigned logged, dropped;
+} refusals;
+
+static bool refusal_logged(void)
+{
+	time_t w = time(NULL) / 10;
+
+	if (w != refusals.window) {
+		if (refusals.dropped)
+			log_warn("api: %u more refusals in 10 s were not logged one by one",
+				 refusals.dropped);
+		refusals.window = w;
+		refusals.logged = refusals.dropped = 0;
+	}
+	if (refusals.logged < REFUSALS_LOGGED) {
+		refusals.logged++;
+		return true;
+	}
+	refusals.dropped++;
+	return false;
+}
+
 static void send_body(struct evhttp_request *r, int status, const char *type, const char *body,
 		      size_t len)
 {
@@ -103,7 +132,8 @@ static void refuse(struct evhttp_request *r, int status, const char *kind, const
 	json_t *o = json_pack("{s:s, s:s}", "error", msg, "kind", kind);
 	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
 
-	log_info("api: %s: %d %s", who, status, msg);
+	if (refusal_logged())
+		log_info("api: %s: %d %s", who, status, msg);
 	send_json_text(r, status, text ? text : "{\"error\":\"out of memory\"}");
 	free(text);
 	json_decref(o);
@@ -137,8 +167,8 @@ static void answer(struct evhttp_request *r, const char *what, const char *token
 		}
 		send_json_text(r, status, text ? text : "{\"error\":\"out of memory\"}");
 	}
-	if (status >= 400)
-		log_info("api: %s: %d %s", what,  status, text ? text : "");
+	if (status >= 400 && refusal_logged())
+		log_info("api: %s: %d %s", what, status, text ? text : "");
 	else
 		log_debug("api: %s: %d", what, status);
 	free(text);

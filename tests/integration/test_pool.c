@@ -14,8 +14,9 @@
  *    consolidates, above its high mark it spreads.
  *  2 etcd stopped (SIGSTOP) while a consolidation runs: the manager stops
  *    cleanly after the moves under way, says why, and nothing is lost (every
- *    VM verifies on exactly one host); with etcd back, the hosts register
- *    again and the same command finishes the work.
+ *    VM verifies on exactly one host); the hosts work on and say they are
+ *    not in the record (the host op's pool); with etcd back, the hosts
+ *    register again and the same command finishes the work.
  *  3 a host killed (SIGKILL) while being drained: the drain stops and says
  *    which move failed; the migrations it had under way end as the engine's
  *    rules say (each VM runs on one host: the source's copies are adopted
@@ -529,6 +530,30 @@ static bool listed(const char *name)
 	return v != NULL;
 }
 
+/* Wait up to 10 s until d's host op says it is (not) in the pool's record;
+ * not in it, it says why. */
+static void expect_registered(struct td *d, bool want)
+{
+	for (int k = 0;; k++) {
+		json_t *o = td_ok(d, "{s:s}", "op", "host");
+		json_t *p = json_object_get(json_object_get(o, "host"), "pool");
+		bool reg = json_is_true(json_object_get(p, "registered"));
+		const char *why = json_string_value(json_object_get(p, "error"));
+
+		if (reg == want && (want || (why && *why))) {
+			if (!want)
+				fprintf(stderr, "%s, etcd stopped: %s\n", d->name, why);
+			json_decref(o);
+			return;
+		}
+		json_decref(o);
+		if (k == 100)
+			fail_msg("%s does not say it is %sin the pool's record", d->name,
+				 want ? "" : "not ");
+		usleep(100 * 1000);
+	}
+}
+
 static void test_etcd_stopped(void **state)
 {
 	unsigned count[NHOSTS];
@@ -551,8 +576,10 @@ static void test_etcd_stopped(void **state)
 		fail_msg("with etcd stopped the manager should stop and say so: exit %d: %s", st,
 			 out);
 	free(out);
-	/* Nothing lost: every VM runs on one host and verifies. */
+	/* Nothing lost: every VM runs on one host and verifies; the hosts work
+	 * on and say that they are not in the record. */
 	check_pool_hosts("etcd stopped", count, NVMS, false);
+	expect_registered(&H[0], false);
 	/* etcd back: the hosts are in the record again, the run finishes. */
 	kill(E.pid, SIGCONT);
 	for (int i = 0; i < NHOSTS; i++)
@@ -562,6 +589,7 @@ static void test_etcd_stopped(void **state)
 					 H[i].name);
 			usleep(100 * 1000);
 		}
+	expect_registered(&H[0], true);
 	check_pool("etcd back", count, NVMS);
 	st = pool_cmd(&out, "consolidate", "--apply", NULL, NULL, NULL, NULL);
 	if (st)
