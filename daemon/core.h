@@ -45,6 +45,7 @@ struct daemon {
 	char run_dir[256];
 	char hostname[256];
 	int peer_timeout_ms;
+	int handshake_timeout_ms;     /* an incoming connection's TLS and HELLO */
 	unsigned max_incoming;
 	uint64_t downtime_ms;
 	unsigned max_iters;

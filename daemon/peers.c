@@ -58,7 +58,8 @@ void peers_setup(void)
 	D.peers = (struct session_conf){ .link = { NULL, D.peer_timeout_ms }, .host = D.hostname,
 					 .allow_from = D.allow_from, .caps = D.caps,
 					 .channels = D.channels,
-					 .peer_timeout_ms = D.peer_timeout_ms };
+					 .peer_timeout_ms = D.peer_timeout_ms,
+					 .handshake_timeout_ms = D.handshake_timeout_ms };
 	if (D.plaintext) {
 		log_warn("insecure-plaintext: migration traffic (whole guest memories) is neither "
 			 "encrypted nor authenticated, and any host that reaches port %s may send "

@@ -53,6 +53,12 @@ static int setting(void *ctx, const char *k, const char *v, char *err, size_t er
 		D.peer_timeout_ms = (int)n;
 		return 0;
 	}
+	if (strcmp(k, "handshake-timeout-ms") == 0) {
+		if (parse_u64(v, 100, 600000, &n))
+			goto range;
+		D.handshake_timeout_ms = (int)n;
+		return 0;
+	}
 	if (strcmp(k, "downtime-ms") == 0)
 		return parse_u64(v, 1, 3600000, &D.downtime_ms) ? (snprintf(err, errlen,
 			"a number of milliseconds, 1 to 3600000"), -EINVAL) : 0;
@@ -191,7 +197,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: ferryd [--config FILE] [--socket PATH] [--listen ADDR:PORT]\n"
 		"              [--state-dir DIR] [--run-dir DIR] [--hostname NAME]\n"
-		"              [--peer-timeout-ms MS] [--downtime-ms MS] [--max-iters N]\n"
+		"              [--peer-timeout-ms MS] [--handshake-timeout-ms MS]\n"
+		"              [--downtime-ms MS] [--max-iters N]\n"
 		"              [--on-no-converge stop|throttle|abort] [--max-incoming N]\n"
 		"              [--job-history N]\n"
 		"              [--codecs lz4,delta|none] [--channels N]\n"
@@ -220,6 +227,7 @@ static const struct option opts[] = {
 	{ "run-dir", required_argument, 0, 0 },
 	{ "hostname", required_argument, 0, 0 },
 	{ "peer-timeout-ms", required_argument, 0, 0 },
+	{ "handshake-timeout-ms", required_argument, 0, 0 },
 	{ "downtime-ms", required_argument, 0, 0 },
 	{ "max-iters", required_argument, 0, 0 },
 	{ "max-incoming", required_argument, 0, 0 },
@@ -263,6 +271,7 @@ void settings_load(int argc, char **argv)
 	snprintf(D.state_dir, sizeof D.state_dir, "/var/lib/ferry");
 	snprintf(D.config_path, sizeof D.config_path, "%s", DEFAULT_CONFIG);
 	D.peer_timeout_ms = 15000;
+	D.handshake_timeout_ms = 3000;
 	D.max_incoming = 4;
 	D.net_hook_timeout_ms = 5000;
 	D.coord_ttl_s = 2;
@@ -335,7 +344,7 @@ void settings_load(int argc, char **argv)
 /* What a reload changes at once; the rest waits for a restart. */
 static const char *const live_keys[] = { "downtime-ms", "max-iters", "on-no-converge",
 					  "max-incoming", "job-history", "log-level", "runtime-user",
-					  "peer-timeout-ms", "net-hook-timeout-ms",
+					  "peer-timeout-ms", "handshake-timeout-ms", "net-hook-timeout-ms",
 					  "coord-timeout-ms", "host-mem", "host-cpus", NULL };
 
 static bool is_live(const char *k)
@@ -430,6 +439,7 @@ int settings_reload(void)
 		if (c == 0)
 			reload_setting(&rl, opts[idx].name, optarg ? optarg : "yes", err, sizeof err);
 	D.peers.peer_timeout_ms = D.peer_timeout_ms;
+	D.peers.handshake_timeout_ms = D.handshake_timeout_ms;
 	D.peers.link.timeout_ms = D.peer_timeout_ms;
 	log_info("reload: %s read: %u settings applied, %u for the next restart, %u refused",
 		 D.config_path, rl.applied, rl.later, rl.bad);

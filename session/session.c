@@ -633,9 +633,14 @@ void session_serve(const struct session_conf *sc, int fd, const struct session_h
 	json_t *o = NULL;
 	uint32_t version;
 	char err[600];
+	/* A stranger's connection gets the handshake's deadline, not the one
+	 * that protects migrations under way. */
+	int hs = sc->handshake_timeout_ms > 0 ? sc->handshake_timeout_ms : sc->peer_timeout_ms;
+	struct link_conf lc = sc->link;
 	int r;
 
-	if ((r = link_accept(&sc->link, fd, &c, err, sizeof err))) {
+	lc.timeout_ms = hs;
+	if ((r = link_accept(&lc, fd, &c, err, sizeof err))) {
 		if (r == -EPROTONOSUPPORT && sc->link.tls) {
 			refuse_plaintext(sc, fd, err);
 		} else {
@@ -644,13 +649,15 @@ void session_serve(const struct session_conf *sc, int fd, const struct session_h
 		}
 		goto out;
 	}
-	r = wire_recv_frame(c, sc->peer_timeout_ms, &version, &o, err, sizeof err);
+	r = wire_recv_frame(c, hs, &version, &o, err, sizeof err);
 	greeted();
 	greeting = false;
 	if (r) {
-		log_warn("incoming from %s: %s", c->peer, err);
+		log_warn("incoming from %s: no HELLO within the handshake's %d ms: %s", c->peer,
+			 hs, err);
 		goto out;
 	}
+	chan_set_timeout(c, sc->link.timeout_ms);
 	if (version != WIRE_PROTO_VERSION) {
 		refuse_chan(c, "migration protocol version %u is not supported: this host speaks "
 			    "version %d", version, WIRE_PROTO_VERSION);

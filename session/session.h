@@ -44,6 +44,10 @@ struct session_conf {
 	uint32_t caps;          /* codecs offered, and accepted */
 	unsigned channels;      /* most channels accepted for one session */
 	int peer_timeout_ms;    /* silence that counts as a dead peer */
+	int handshake_timeout_ms; /* accepting: a connection's TLS handshake and
+				   * HELLO must be done within this (0: the
+				   * peer timeout); the peer timeout guards the
+				   * session after it */
 };
 
 struct session_mon;

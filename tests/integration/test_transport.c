@@ -11,6 +11,9 @@
  *    plaintext against TLS and TLS against plaintext: A's job fails with a
  *    clear reason, B's log says why, the guest runs on A as before, nothing
  *    is left on B
+ *  1b a silent TCP connection, and a TLS one that never sends its HELLO, are
+ *    dropped at the handshake deadline (--handshake-timeout-ms 500), not at
+ *    the peer timeout (15 s); a migration then completes as ever
  *  2 ferry certs init / host / show make a PKI two daemons migrate with
  *  3 dirtier guests over 2 to 4 channels, one channel delayed by 20-50 ms,
  *    verify every time; channels agreed as the smaller offer
@@ -30,10 +33,13 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -285,6 +291,79 @@ static void test_certs_cli(void **state)
 	json_decref(job);
 	td_destroy(&B, "x2");
 	passed();
+}
+
+/* How long until the other end closes fd (ms; -1 if not within limit). */
+static int ms_until_closed(int fd, int limit_ms)
+{
+	uint64_t t0 = mono_ns();
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char b[64];
+
+	while (poll(&p, 1, limit_ms) == 1) {
+		ssize_t n = read(fd, b, sizeof b);
+
+		if (n <= 0)
+			return (int)((mono_ns() - t0) / NSEC_PER_MSEC);
+	}
+	return -1;
+}
+
+/* 2b. A connection that says nothing is dropped at the handshake's
+ * deadline, not the peer timeout's (15 s here); a TLS connection that
+ * never sends its HELLO too; migrations are untouched by it. */
+static void test_handshake_deadline(void **state)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct chan *c;
+	json_t *job;
+	char *id, b;
+	int fd, ms;
+
+	(void)state;
+	td_test_begin("x02b-handshake-deadline");
+	td_init(&A, "A", 15000);
+	td_init(&B, "B", 15000);
+	B.extra_args[0] = "--handshake-timeout-ms";
+	B.extra_args[1] = "500";
+	B.extra_args[2] = NULL;
+	td_start(&A, NULL);
+	td_start(&B, NULL);
+	/* Plain TCP, silent. */
+	sa.sin_port = htons(B.port);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	ms = ms_until_closed(fd, 10000);
+	close(fd);
+	print_message("a silent connection was closed after %d ms\n", ms);
+	if (ms < 400 || ms > 5000)
+		fail_msg("a silent connection was closed after %d ms, want about 500", ms);
+	/* TLS done, no HELLO: the same deadline. */
+	c = td_peer_open(B.port, false);
+	{
+		uint64_t t0 = mono_ns();
+		int r = chan_recv(c, &b, 1, 10000);
+
+		ms = (int)((mono_ns() - t0) / NSEC_PER_MSEC);
+		print_message("a TLS connection without a HELLO was closed after %d ms (%d)\n", ms,
+			      r);
+		if (r == 0 || ms > 5000)
+			fail_msg("a TLS connection without a HELLO: %d after %d ms, want closed at "
+				 "about 500", r, ms);
+	}
+	chan_free(c);
+	/* A migration carries on as ever. */
+	td_create(&A, "x2b", MEM, 1, "dirtier:ws=64M,rate=32");
+	td_wait_running(&A, "x2b", 5000);
+	id = td_migrate(&A, "x2b", B.port, NULL);
+	job = td_wait_job(&A, id, NULL, 60000);
+	if (strcmp(td_jstr(job, "state"), "completed") != 0)
+		fail_msg("a migration with a 500 ms handshake deadline: %s", dumps(job));
+	json_decref(job);
+	free(id);
+	td_verify_ok(&B, "x2b");
+	td_test_passed();
 }
 
 /* 3. Several channels, one of them late. */
@@ -541,6 +620,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_refusals, teardown),
+		cmocka_unit_test_teardown(test_handshake_deadline, teardown),
 		cmocka_unit_test_teardown(test_certs_cli, teardown),
 		cmocka_unit_test_teardown(test_channels, teardown),
 		cmocka_unit_test_teardown(test_bandwidth, teardown),
