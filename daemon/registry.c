@@ -51,6 +51,7 @@ static struct {
 	struct etcd *e;
 	int64_t lease;
 	uint64_t next_ka;      /* mono ns */
+	bool ka_ok;            /* the last keep-alive was answered */
 	char *host_value;
 	struct pub *pubs;
 } R = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
@@ -351,19 +352,25 @@ static void *registry_main(void *arg)
 				continue;
 			}
 			pubs_clear(); /* a new lease: everything again */
+			R.ka_ok = true;
 			R.next_ka = mono_ns() + (uint64_t)period_ms * NSEC_PER_MSEC;
 		}
 		if (mono_ns() >= R.next_ka) {
+			R.ka_ok = false;
 			if (etcd_lease_keepalive(R.e, R.lease, &ttl, err, sizeof err)) {
 				set_error("%s", err);
 			} else if (ttl <= 0) {
 				set_error("the lease %" PRId64 " expired", R.lease);
 				R.lease = 0;
 				continue;
+			} else {
+				R.ka_ok = true;
 			}
 			R.next_ka = mono_ns() + (uint64_t)period_ms * NSEC_PER_MSEC;
 		}
-		if (!sync_all())
+		/* Registered only while etcd answers: a round with nothing to
+		 * write asks etcd nothing, and proves nothing. */
+		if (!sync_all() && R.ka_ok)
 			set_registered();
 		if (nap(period_ms))
 			break;
