@@ -11,6 +11,7 @@ int save_main(int argc, char **argv);
 int restore_main(int argc, char **argv);
 int create_main(int argc, char **argv);
 int list_main(int argc, char **argv);
+int host_cmd_main(int argc, char **argv);
 int info_main(int argc, char **argv);
 int destroy_main(int argc, char **argv);
 int verify_main(int argc, char **argv);

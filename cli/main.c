@@ -21,6 +21,7 @@ static const struct {
 } cmds[] = {
 	{ "create", create_main, "start a microVM owned by the local ferryd" },
 	{ "list", list_main, "list the local ferryd's microVMs" },
+	{ "host", host_cmd_main, "show this host: capacity, pool record, migration port" },
 	{ "info", info_main, "show one microVM" },
 	{ "destroy", destroy_main, "end a microVM" },
 	{ "verify", verify_main, "check every page of a microVM against its workload" },

@@ -26,6 +26,11 @@ static const char create_help[] =
 
 static const char list_help[] =
 	"usage: ferry list [--json]\n\nLists the microVMs the local ferryd owns.\n";
+static const char host_help[] =
+	"usage: ferry host [--json]\n\nShows this host as a pool manager sees it: CPUs and RAM "
+	"(total, committed,\nfree), VMs and jobs, its pool record in the coordination service, "
+	"and its\nmigration port: connections waiting for their HELLO, served, refused and "
+	"failed,\nand the addresses penalised for failing.\n";
 static const char info_help[] =
 	"usage: ferry info NAME [--json]\n\nShows one microVM: state, size, workload, steps, and "
 	"the gaps its vCPUs saw.\n";
@@ -160,6 +165,69 @@ int list_main(int argc, char **argv)
 		json_array_foreach(vms, k, vm)
 			print_vm(vm);
 	}
+	json_decref(r);
+	return 0;
+}
+
+static long long num(const json_t *o, const char *a, const char *b)
+{
+	const json_t *v = json_object_get(o, a);
+
+	return (long long)json_integer_value(b ? json_object_get(v, b) : v);
+}
+
+int host_cmd_main(int argc, char **argv)
+{
+	bool json = false;
+	int i = simple_opts(argc, argv, host_help, &json, NULL, NULL, NULL);
+	const json_t *h, *l, *p;
+	json_t *r;
+
+	if (i < 0)
+		return i == -2 ? 0 : 2;
+	if (i != argc)
+		return cli_usage_error("host", "takes no operand");
+	r = client_call1(json_pack("{s:s}", "op", "host"));
+	if (!client_ok(r))
+		return 1;
+	h = json_object_get(r, "host");
+	if (json) {
+		print_json((json_t *)h);
+		json_decref(r);
+		return 0;
+	}
+	l = json_object_get(h, "listener");
+	p = json_object_get(h, "pool");
+	printf("%s: %s, backend %s\n", json_string_value(json_object_get(h, "name")),
+	       json_string_value(json_object_get(h, "state")),
+	       json_string_value(json_object_get(h, "backend")));
+	printf("  cpus %lld (%lld vCPUs committed); memory %lld MiB, %lld committed, %lld free\n",
+	       num(h, "cpus", NULL), num(h, "vcpus_committed", NULL), num(h, "mem_total", NULL) >> 20,
+	       num(h, "mem_committed", NULL) >> 20, num(h, "mem_free", NULL) >> 20);
+	printf("  %lld VMs, %lld jobs active, %lld incoming\n", num(h, "vms", NULL),
+	       num(h, "jobs_active", NULL), num(h, "incoming", NULL));
+	if (json_is_string(json_object_get(p, "coord")))
+		printf("  pool record: %s in %s%s%s\n",
+		       json_is_true(json_object_get(p, "registered")) ? "registered" : "NOT registered",
+		       json_string_value(json_object_get(p, "coord")),
+		       json_object_get(p, "error") ? ": " : "",
+		       json_object_get(p, "error") ? json_string_value(json_object_get(p, "error")) : "");
+	else
+		printf("  pool record: none (no coordination service configured)\n");
+	if (l)
+		printf("  migration port: %lld waiting for HELLO; %lld accepted, %lld served; refused "
+		       "%lld (busy %lld, per source %lld, early %lld, penalised %lld); failed %lld "
+		       "handshakes, %lld not the protocol, %lld idle, %lld closed, %lld told no; "
+		       "%lld addresses penalised now (%lld penalties)\n",
+		       num(l, "pending", NULL), num(l, "accepted", NULL), num(l, "served", NULL),
+		       num(l, "refused", "busy") + num(l, "refused", "source") +
+			       num(l, "refused", "early") + num(l, "refused", "penalised"),
+		       num(l, "refused", "busy"), num(l, "refused", "source"),
+		       num(l, "refused", "early"), num(l, "refused", "penalised"),
+		       num(l, "failed", "handshake"),
+		       num(l, "failed", "garbage") + num(l, "failed", "mismatch"),
+		       num(l, "failed", "timeout"), num(l, "failed", "closed"),
+		       num(l, "failed", "refused"), num(l, "penalised", NULL), num(l, "penalties", NULL));
 	json_decref(r);
 	return 0;
 }

@@ -29,6 +29,7 @@
 #include "daemon/net.h"
 #include "daemon/fence.h"
 #include "daemon/protection.h"
+#include "daemon/gate.h"
 #include "daemon/registry.h"
 #include "daemon/vm.h"
 
@@ -118,6 +119,7 @@ static json_t *op_host(json_t *req)
 	json_object_set_new(h, "jobs_active", json_integer(jobs));
 	json_object_set_new(h, "incoming", json_integer(incoming));
 	json_object_set_new(h, "pool", registry_json());
+	json_object_set_new(h, "listener", gate_json());
 	return json_pack("{s:b, s:o}", "ok", 1, "host", h);
 }
 

@@ -46,6 +46,11 @@ struct daemon {
 	char hostname[256];
 	int peer_timeout_ms;
 	int handshake_timeout_ms;     /* an incoming connection's TLS and HELLO */
+	/* The migration port's budgets (gate.h). */
+	unsigned max_pending;         /* connections before their HELLO, in all */
+	unsigned max_pending_per_source; /* ... from one address */
+	unsigned source_penalty_s;    /* a misbehaving address's first penalty; 0: none */
+	char pool_addresses[1024];    /* addresses served as pool hosts from the start */
 	unsigned max_incoming;
 	uint64_t downtime_ms;
 	unsigned max_iters;

@@ -12,6 +12,7 @@
 #include "common/mtime.h"
 #include "common/util.h"
 #include "daemon/core.h"
+#include "daemon/gate.h"
 #include "daemon/job.h"
 #include "daemon/vm.h"
 
@@ -194,6 +195,44 @@ static void replication_put(struct out *o)
 	}
 }
 
+/* The migration port's gate (gate.h): connections by outcome, pending and
+ * penalised sources now, penalties given. */
+static void listener_put(struct out *o)
+{
+	json_t *g = gate_json();
+	const char *k;
+	json_t *v;
+
+	if (!g) {
+		o->oom = true;
+		return;
+	}
+	head(o, "ferry_listener_connections_total", "counter",
+	     "Connections to the migration port, by outcome: served (a checked HELLO), "
+	     "refused before the handshake, or failed in it.");
+	put(o, "ferry_listener_connections_total{outcome=\"served\"} %lld\n",
+	    (long long)json_integer_value(json_object_get(g, "served")));
+	json_object_foreach(json_object_get(g, "refused"), k, v)
+		put(o, "ferry_listener_connections_total{outcome=\"refused_%s\"} %lld\n", k,
+		    (long long)json_integer_value(v));
+	json_object_foreach(json_object_get(g, "failed"), k, v)
+		put(o, "ferry_listener_connections_total{outcome=\"failed_%s\"} %lld\n", k,
+		    (long long)json_integer_value(v));
+	head(o, "ferry_listener_pending", "gauge",
+	     "Connections to the migration port that have not said HELLO yet.");
+	put(o, "ferry_listener_pending %lld\n",
+	    (long long)json_integer_value(json_object_get(g, "pending")));
+	head(o, "ferry_listener_penalised_sources", "gauge",
+	     "Source addresses whose connections are refused for a while for failing.");
+	put(o, "ferry_listener_penalised_sources %lld\n",
+	    (long long)json_integer_value(json_object_get(g, "penalised")));
+	head(o, "ferry_listener_penalties_total", "counter",
+	     "Penalties given to source addresses.");
+	put(o, "ferry_listener_penalties_total %lld\n",
+	    (long long)json_integer_value(json_object_get(g, "penalties")));
+	json_decref(g);
+}
+
 char *metrics_render(void)
 {
 	static const char *const dirs[] = { "out", "in" };
@@ -264,6 +303,7 @@ char *metrics_render(void)
 		    job_state_name((enum job_state)s), (unsigned long long)prot[s]);
 	replication_put(&o);
 	pthread_mutex_unlock(&D.lock);
+	listener_put(&o);
 	if (o.oom) {
 		free(o.buf);
 		return NULL;

@@ -16,9 +16,11 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/core.h"
+#include "daemon/gate.h"
 #include "daemon/job.h"
 #include "daemon/migration.h"
 #include "daemon/protection.h"
+#include "session/greet.h"
 #include "transport/tls.h"
 
 static struct evconnlistener *listener;
@@ -120,26 +122,16 @@ static void open_session(void *ctx, struct session *s, const struct wire_hello *
 
 static const struct session_handlers handlers = { NULL, resolve, open_session };
 
-static void *serve_main(void *p)
+void peers_serve(struct greet *g)
 {
-	session_serve(&D.peers, (int)(intptr_t)p, &handlers);
-	thread_done();
-	return NULL;
+	greet_serve(g, &handlers);
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
 		      void *arg)
 {
-	(void)l, (void)sa, (void)len, (void)arg;
-	if (!session_admit()) {
-		close(fd);
-		return;
-	}
-	if (spawn_thread(serve_main, (void *)(intptr_t)fd)) {
-		log_error("incoming: cannot start a thread");
-		close(fd);
-		session_admit_undo();
-	}
+	(void)l, (void)arg;
+	gate_accept(fd, sa, len);
 }
 
 void peers_listen(void)
@@ -156,7 +148,7 @@ void peers_listen(void)
 	listener = evconnlistener_new_bind(D.base, on_accept, NULL,
 					   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
 						   LEV_OPT_REUSEABLE,
-					   64, ai->ai_addr, (int)ai->ai_addrlen);
+					   1024, ai->ai_addr, (int)ai->ai_addrlen);
 	freeaddrinfo(ai);
 	if (!listener)
 		fatal("cannot listen on %s: %s", D.listen, strerror(errno));
@@ -167,6 +159,7 @@ void peers_stop(void)
 	if (listener)
 		evconnlistener_free(listener);
 	listener = NULL;
+	gate_stop();
 }
 
 void peers_free(void)

@@ -3,7 +3,7 @@
  * peers.h — ferryd's side of the peer sessions: the session configuration
  * built from the settings (TLS with the pool's certificates unless
  * insecure-plaintext), and the listener whose connections it hands to
- * session_serve, with the handlers that answer them.
+ * the gate (gate.h), with the handlers that answer a checked HELLO.
  */
 #ifndef FERRY_DAEMON_PEERS_H
 #define FERRY_DAEMON_PEERS_H
@@ -17,7 +17,10 @@ void peers_setup(void);
 int peers_reload_tls(void);
 /* Listen on D.listen (ADDR:PORT) on the loop; exits if it cannot. */
 void peers_listen(void);
-/* Stop listening. */
+/* Serve a greeted connection (on its own thread): what its HELLO asks. */
+struct greet;
+void peers_serve(struct greet *g);
+/* Stop listening; close the connections still greeting. */
 void peers_stop(void);
 /* Free what peers_setup made, once no thread uses it. */
 void peers_free(void);

@@ -4,6 +4,7 @@
 
 #include "daemon/settings.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <getopt.h>
@@ -29,6 +30,31 @@ static int copy_setting(char *dst, size_t max, const char *v, char *err, size_t 
 	}
 	memcpy(dst, v, strlen(v) + 1);
 	return 0;
+}
+
+/* A list of IP addresses ("10.0.0.1, 10.0.0.2"), or "none". */
+static int pool_addresses(const char *v, char *err, size_t errlen)
+{
+	const char *s = v;
+
+	if (strcmp(v, "none") == 0) {
+		D.pool_addresses[0] = '\0';
+		return 0;
+	}
+	while (*s) {
+		size_t n = strcspn(s, ", ");
+		unsigned char b[16];
+		char a[64];
+
+		if (n && (n >= sizeof a || (memcpy(a, s, n), a[n] = '\0',
+			  inet_pton(AF_INET, a, b) != 1 && inet_pton(AF_INET6, a, b) != 1))) {
+			snprintf(err, errlen, "\"%.*s\" is not an IP address", (int)MIN(n, 64), s);
+			return -EINVAL;
+		}
+		s += n;
+		s += strspn(s, ", ");
+	}
+	return copy_setting(D.pool_addresses, sizeof D.pool_addresses, v, err, errlen);
 }
 
 /* One setting, from the file or a flag. */
@@ -59,6 +85,26 @@ static int setting(void *ctx, const char *k, const char *v, char *err, size_t er
 		D.handshake_timeout_ms = (int)n;
 		return 0;
 	}
+	if (strcmp(k, "max-pending") == 0) {
+		if (parse_u64(v, 4, 65536, &n))
+			goto range;
+		D.max_pending = (unsigned)n;
+		return 0;
+	}
+	if (strcmp(k, "max-pending-per-source") == 0) {
+		if (parse_u64(v, 1, 65536, &n))
+			goto range;
+		D.max_pending_per_source = (unsigned)n;
+		return 0;
+	}
+	if (strcmp(k, "source-penalty-s") == 0) {
+		if (parse_u64(v, 0, 86400, &n))
+			goto range;
+		D.source_penalty_s = (unsigned)n;
+		return 0;
+	}
+	if (strcmp(k, "pool-addresses") == 0)
+		return pool_addresses(v, err, errlen);
 	if (strcmp(k, "downtime-ms") == 0)
 		return parse_u64(v, 1, 3600000, &D.downtime_ms) ? (snprintf(err, errlen,
 			"a number of milliseconds, 1 to 3600000"), -EINVAL) : 0;
@@ -198,6 +244,8 @@ static void usage(FILE *f)
 		"usage: ferryd [--config FILE] [--socket PATH] [--listen ADDR:PORT]\n"
 		"              [--state-dir DIR] [--run-dir DIR] [--hostname NAME]\n"
 		"              [--peer-timeout-ms MS] [--handshake-timeout-ms MS]\n"
+		"              [--max-pending N] [--max-pending-per-source N]\n"
+		"              [--source-penalty-s S] [--pool-addresses ADDR,...]\n"
 		"              [--downtime-ms MS] [--max-iters N]\n"
 		"              [--on-no-converge stop|throttle|abort] [--max-incoming N]\n"
 		"              [--job-history N]\n"
@@ -228,6 +276,10 @@ static const struct option opts[] = {
 	{ "hostname", required_argument, 0, 0 },
 	{ "peer-timeout-ms", required_argument, 0, 0 },
 	{ "handshake-timeout-ms", required_argument, 0, 0 },
+	{ "max-pending", required_argument, 0, 0 },
+	{ "max-pending-per-source", required_argument, 0, 0 },
+	{ "source-penalty-s", required_argument, 0, 0 },
+	{ "pool-addresses", required_argument, 0, 0 },
 	{ "downtime-ms", required_argument, 0, 0 },
 	{ "max-iters", required_argument, 0, 0 },
 	{ "max-incoming", required_argument, 0, 0 },
@@ -272,6 +324,9 @@ void settings_load(int argc, char **argv)
 	snprintf(D.config_path, sizeof D.config_path, "%s", DEFAULT_CONFIG);
 	D.peer_timeout_ms = 15000;
 	D.handshake_timeout_ms = 3000;
+	D.max_pending = 256;
+	D.max_pending_per_source = 16;
+	D.source_penalty_s = 30;
 	D.max_incoming = 4;
 	D.net_hook_timeout_ms = 5000;
 	D.coord_ttl_s = 2;
@@ -345,7 +400,9 @@ void settings_load(int argc, char **argv)
 static const char *const live_keys[] = { "downtime-ms", "max-iters", "on-no-converge",
 					  "max-incoming", "job-history", "log-level", "runtime-user",
 					  "peer-timeout-ms", "handshake-timeout-ms", "net-hook-timeout-ms",
-					  "coord-timeout-ms", "host-mem", "host-cpus", NULL };
+					  "coord-timeout-ms", "host-mem", "host-cpus", "max-pending",
+					  "max-pending-per-source", "source-penalty-s",
+					  "pool-addresses", NULL };
 
 static bool is_live(const char *k)
 {

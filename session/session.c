@@ -27,10 +27,6 @@
 #include "transport/tcp.h"
 #include "transport/tls.h"
 
-/* Connections that have not said who they are yet (TLS handshake, HELLO)
- * each hold a thread for up to twice the peer timeout: anyone who reaches
- * the port could otherwise make us start threads without end. */
-#define MAX_GREETING 64
 #define ASK_CONNECT_MS 2000
 #define ASK_ANSWER_MS 5000
 
@@ -39,7 +35,6 @@ static struct {
 	pthread_cond_t cond;      /* a channel joined or left; a wait ends */
 	struct session *list[64]; /* sessions waiting for channels */
 	unsigned n;
-	unsigned greeting;        /* connections before their HELLO */
 	bool stopping;            /* session_stop_waits */
 } reg = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
@@ -159,23 +154,26 @@ int session_new(const struct session_conf *sc, const char *peer, const char *job
 	return 0;
 }
 
-/* A channel to the session's peer, as configured, within the peer timeout. */
-static int open_chan(struct session *s, int timeout_ms, struct chan **c, char *err,
-		     size_t errlen)
+/* A refusal frame's reason into err ("refused by the destination: ...");
+ * -EBUSY if it says to retry (load), else -EPERM. */
+static int refusal(const json_t *o, const char *who, char *err, size_t errlen)
 {
-	struct link_conf lc = s->conf->link;
+	const char *why = NULL;
+	int retry = 0;
 
-	lc.timeout_ms = timeout_ms;
-	return link_connect(&lc, s->peer, WIRE_DEFAULT_PORT, c, err, errlen);
+	json_unpack((json_t *)o, "{s?s, s?b}", "error", &why, "retry", &retry);
+	snprintf(err, errlen, "refused by %s: %s", who, why ? why : "no reason given");
+	return retry ? -EBUSY : -EPERM;
 }
 
 /* Say h on c and read the answer within timeout_ms: 0 and *reply (the
- * caller decrefs it), or -errno with err set (a refusal is -EPERM). */
+ * caller decrefs it), or -errno with err set (a refusal is -EPERM, or
+ * -EBUSY when the peer says to try again). */
 static int hello(struct chan *c, const struct wire_hello *h, int timeout_ms, json_t **reply,
 		 char *err, size_t errlen)
 {
+	const char *who = h->op == WIRE_OP_RESOLVE ? "the peer" : "the destination";
 	json_t *o = wire_hello_json(h);
-	const char *why = NULL;
 	uint32_t version;
 	int ok = 0, r;
 	char e[300];
@@ -189,13 +187,14 @@ static int hello(struct chan *c, const struct wire_hello *h, int timeout_ms, jso
 		return r;
 	}
 	if ((r = wire_recv_frame(c, timeout_ms, &version, reply, e, sizeof e))) {
-		snprintf(err, errlen, "handshake: %s", e);
+		if (r == -ECONNRESET)
+			snprintf(err, errlen, "%s closed the connection before answering HELLO", who);
+		else
+			snprintf(err, errlen, "handshake: %s", e);
 		return r;
 	}
-	if (json_unpack(*reply, "{s:b, s?s}", "ok", &ok, "error", &why) || !ok) {
-		snprintf(err, errlen, "refused by %s: %s", h->op == WIRE_OP_RESOLVE ? "the peer"
-			 : "the destination", why ? why : "no reason given");
-		r = -EPERM;
+	if (json_unpack(*reply, "{s:b}", "ok", &ok) || !ok) {
+		r = refusal(*reply, who, err, errlen);
 	} else if (version != WIRE_PROTO_VERSION) {
 		snprintf(err, errlen, "the destination speaks migration protocol %u, this host %d",
 			 version, WIRE_PROTO_VERSION);
@@ -208,6 +207,107 @@ static int hello(struct chan *c, const struct wire_hello *h, int timeout_ms, jso
 	return r;
 }
 
+/* A channel to the session's peer, as configured, within timeout_ms. A
+ * peer that refuses in plaintext before TLS (a listener that is full, a
+ * host that runs plaintext) is read: its refusal (-EBUSY or -EPERM). */
+static int open_chan(struct session *s, int timeout_ms, struct chan **c, char *err,
+		     size_t errlen)
+{
+	struct link_conf lc = s->conf->link;
+	uint32_t version;
+	json_t *o;
+	char e[300];
+	int r;
+
+	lc.timeout_ms = timeout_ms;
+	r = link_connect(&lc, s->peer, WIRE_DEFAULT_PORT, c, err, errlen);
+	if (r != -EPROTONOSUPPORT)
+		return r;
+	r = wire_recv_frame(*c, MIN(timeout_ms, ASK_ANSWER_MS), &version, &o, e, sizeof e);
+	chan_free(*c);
+	*c = NULL;
+	if (r) {
+		snprintf(err, errlen, "%s answered the TLS handshake in plaintext, not in the ferry "
+			 "protocol", s->peer);
+		return -EPROTO;
+	}
+	r = refusal(o, "the destination", err, errlen);
+	json_decref(o);
+	return r;
+}
+
+/* Wait ms, or less if s is shut meanwhile. */
+static void pause_unless_shut(struct session *s, unsigned ms)
+{
+	struct timespec ts = ns_to_ts(real_ns() + (uint64_t)ms * NSEC_PER_MSEC);
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->shut && pthread_cond_timedwait(&s->cond, &s->lock, &ts) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Take the last channel back off s (it failed before its HELLO's answer). */
+static void drop_last(struct session *s, struct chan *c)
+{
+	pthread_mutex_lock(&s->lock);
+	if (s->n && s->ch[s->n - 1] == c)
+		s->n--;
+	else
+		c = NULL; /* shut meanwhile: freed with s */
+	pthread_mutex_unlock(&s->lock);
+	chan_free(c);
+}
+
+/*
+ * Open a channel and say h on it. A destination that refuses for load
+ * (-EBUSY), drops the connection before it answers, or does not finish the
+ * handshake in time is tried again, with a backoff from 50 ms to 1 s, until
+ * the peer timeout has passed since the first try; any other failure is
+ * final. 0 and the channel added to s, or -errno with err set.
+ */
+static int dial(struct session *s, const struct wire_hello *h, json_t **reply, char *err,
+		size_t errlen)
+{
+	uint64_t start = mono_ns(), end = start + (uint64_t)s->timeout_ms * NSEC_PER_MSEC;
+	unsigned tries = 0, backoff = 50;
+	int r;
+
+	for (;;) {
+		uint64_t now = mono_ns();
+		int left = now < end ? (int)((end - now) / NSEC_PER_MSEC) + 1 : 1;
+		struct chan *c = NULL;
+
+		tries++;
+		if (!(r = open_chan(s, left, &c, err, errlen))) {
+			if ((r = add_chan(s, c))) {
+				chan_free(c);
+				snprintf(err, errlen, "cancelled");
+				return r;
+			}
+			if (!(r = hello(c, h, left, reply, err, errlen)))
+				return 0;
+			drop_last(s, c);
+		}
+		if ((r != -EBUSY && r != -ECONNRESET && r != -ETIMEDOUT) || shut(s))
+			break;
+		now = mono_ns();
+		if (now + (uint64_t)backoff * NSEC_PER_MSEC >= end)
+			break;
+		/* Up to a half more, so that sources refused together do not
+		 * come back together. */
+		pause_unless_shut(s, backoff + (unsigned)(now % (backoff / 2 + 1)));
+		backoff = MIN(backoff * 2, 1000u);
+	}
+	if (tries > 1) {
+		size_t n = strlen(err);
+
+		snprintf(err + n, errlen - n, " (%u tries in %.1f s)", tries,
+			 (double)(mono_ns() - start) / 1e9);
+	}
+	return shut(s) ? -ECANCELED : r;
+}
+
 /* Open the further channels the peer agreed to, each with its token. */
 static int open_more(struct session *s, char *err, size_t errlen)
 {
@@ -218,21 +318,11 @@ static int open_more(struct session *s, char *err, size_t errlen)
 	snprintf(h.token, sizeof h.token, "%s", s->token);
 	for (unsigned i = 1; i < s->want; i++) {
 		json_t *reply = NULL;
-		struct chan *c;
 		char e[400];
 		int r;
 
 		h.index = i;
-		if ((r = open_chan(s, s->timeout_ms, &c, e, sizeof e))) {
-			snprintf(err, errlen, "channel %u: %s", i, e);
-			return r;
-		}
-		if ((r = add_chan(s, c))) {
-			chan_free(c);
-			snprintf(err, errlen, "cancelled");
-			return r;
-		}
-		r = hello(c, &h, s->timeout_ms, &reply, e, sizeof e);
+		r = dial(s, &h, &reply, e, sizeof e);
 		json_decref(reply);
 		if (r) {
 			snprintf(err, errlen, "channel %u: %s", i, e);
@@ -247,7 +337,6 @@ int session_connect(struct session *s, struct wire_hello *h, unsigned channels,
 {
 	const char *token = "";
 	json_t *reply = NULL;
-	struct chan *c;
 	uint32_t caps = 0;
 	json_int_t n = 1;
 	int r;
@@ -259,16 +348,9 @@ int session_connect(struct session *s, struct wire_hello *h, unsigned channels,
 	h->peer_timeout_ms = (unsigned)s->timeout_ms;
 	if (answer)
 		*answer = NULL;
-	if ((r = open_chan(s, s->timeout_ms, &c, err, errlen)))
+	if ((r = dial(s, h, &reply, err, errlen)))
 		return r;
-	if ((r = add_chan(s, c))) {
-		chan_free(c);
-		snprintf(err, errlen, "cancelled");
-		return r;
-	}
-	identity(c, s->peer_id, sizeof s->peer_id);
-	if ((r = hello(c, h, s->timeout_ms, &reply, err, errlen)))
-		return shut(s) ? -ECANCELED : r;
+	identity(s->ch[0], s->peer_id, sizeof s->peer_id);
 	/* The codecs both sides agreed to (none if the answer names none). */
 	wire_caps_parse(json_object_get(reply, "caps"), &caps);
 	s->caps = caps & h->caps;
@@ -321,8 +403,7 @@ int session_ask(const struct session_conf *sc, const char *peer, const char *job
 /* ---- the accepting side ---- */
 
 /* Answer a HELLO on a bare channel with {"ok": false, "error": ...}. */
-static void refuse_chan(struct chan *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void refuse_chan(struct chan *c, const char *fmt, ...)
+void session_refuse_chan(struct chan *c, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -346,39 +427,7 @@ void session_refuse(struct session *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	refuse_chan(s->ch[0], "%s", msg);
-}
-
-/* Whether the peer of c may open sessions here (allow-from); if not, why. */
-static bool allowed(const struct session_conf *sc, const struct chan *c, char *why, size_t len)
-{
-	const char *s = sc->allow_from;
-	enum certs_role role = chan_tls_peer_role(c);
-
-	/* A manager's or monitor's certificate is for the remote API only. */
-	if (role != CERTS_ROLE_HOST) {
-		snprintf(why, len, "%s presented a %s certificate, not a host's: it may not "
-			 "send guests to %s", c->peer, certs_role_name(role), sc->host);
-		return false;
-	}
-	if (!sc->link.tls || !s || strcmp(s, "*") == 0)
-		return true;
-	while (*s) {
-		size_t n = strcspn(s, ", ");
-		char name[256];
-
-		if (n && n < sizeof name) {
-			memcpy(name, s, n);
-			name[n] = '\0';
-			if (chan_tls_peer_is(c, name))
-				return true;
-		}
-		s += n;
-		s += strspn(s, ", ");
-	}
-	snprintf(why, len, "%s is not allowed to send guests to %s (allow-from: %s)", c->peer,
-		 sc->host, sc->allow_from);
-	return false;
+	session_refuse_chan(s->ch[0], "%s", msg);
 }
 
 /* Equal strings, in time that does not depend on where they differ. */
@@ -441,7 +490,7 @@ static bool join(struct chan *c, const struct wire_hello *h)
 		s->joining = true; /* this index is ours while we answer */
 	pthread_mutex_unlock(&reg.lock);
 	if (why[0]) {
-		refuse_chan(c, "%s", why);
+		session_refuse_chan(c, "%s", why);
 		goto out;
 	}
 	/* Answer first, outside the lock (the peer may be slow to read): once
@@ -550,52 +599,6 @@ void session_stop_waits(void)
 	pthread_mutex_unlock(&reg.lock);
 }
 
-bool session_admit(void)
-{
-	bool ok;
-
-	pthread_mutex_lock(&reg.lock);
-	ok = reg.greeting < MAX_GREETING;
-	if (ok)
-		reg.greeting++;
-	pthread_mutex_unlock(&reg.lock);
-	if (!ok)
-		log_warn("incoming: refused a connection: %d others have not said HELLO yet",
-			 MAX_GREETING);
-	return ok;
-}
-
-/* The connection has said its HELLO (or failed to). */
-static void greeted(void)
-{
-	pthread_mutex_lock(&reg.lock);
-	reg.greeting--;
-	pthread_mutex_unlock(&reg.lock);
-}
-
-void session_admit_undo(void)
-{
-	greeted();
-}
-
-/* A plaintext ferry peer at a TLS-only host: say why in its own terms. */
-static void refuse_plaintext(const struct session_conf *sc, int fd, const char *why)
-{
-	struct chan *c;
-
-	log_warn("incoming: refused: %s", why);
-	if (chan_tcp_new(fd, &c)) {
-		close(fd);
-		return;
-	}
-	chan_set_timeout(c, 1000);
-	refuse_chan(c, "%s accepts only TLS connections; this host connected in plaintext "
-		    "(insecure-plaintext is set on one side only)", sc->host);
-	chan_close_send(c);
-	chan_drain(c, 1000);
-	chan_free(c);
-}
-
 /* A new session for an opening HELLO h on channel c (taken over). */
 static struct session *opened(const struct session_conf *sc, struct chan *c,
 			      const struct wire_hello *h)
@@ -604,7 +607,7 @@ static struct session *opened(const struct session_conf *sc, struct chan *c,
 	struct session *s = alloc(sc, false);
 
 	if (!s || getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {
-		refuse_chan(c, "out of resources");
+		session_refuse_chan(c, "out of resources");
 		free(s);
 		return NULL;
 	}
@@ -624,59 +627,17 @@ static struct session *opened(const struct session_conf *sc, struct chan *c,
 	return s;
 }
 
-void session_serve(const struct session_conf *sc, int fd, const struct session_handlers *hd)
+void session_serve_hello(const struct session_conf *sc, struct chan *c,
+			 const struct wire_hello *h, const struct session_handlers *hd)
 {
-	bool greeting = true;
-	struct chan *c = NULL;
-	struct wire_hello h;
 	struct session *s;
-	json_t *o = NULL;
-	uint32_t version;
-	char err[600];
-	/* A stranger's connection gets the handshake's deadline, not the one
-	 * that protects migrations under way. */
-	int hs = sc->handshake_timeout_ms > 0 ? sc->handshake_timeout_ms : sc->peer_timeout_ms;
-	struct link_conf lc = sc->link;
-	int r;
 
-	lc.timeout_ms = hs;
-	if ((r = link_accept(&lc, fd, &c, err, sizeof err))) {
-		if (r == -EPROTONOSUPPORT && sc->link.tls) {
-			refuse_plaintext(sc, fd, err);
-		} else {
-			log_warn("incoming: refused: %s", err);
-			close(fd);
-		}
-		goto out;
-	}
-	r = wire_recv_frame(c, hs, &version, &o, err, sizeof err);
-	greeted();
-	greeting = false;
-	if (r) {
-		log_warn("incoming from %s: no HELLO within the handshake's %d ms: %s", c->peer,
-			 hs, err);
-		goto out;
-	}
-	chan_set_timeout(c, sc->link.timeout_ms);
-	if (version != WIRE_PROTO_VERSION) {
-		refuse_chan(c, "migration protocol version %u is not supported: this host speaks "
-			    "version %d", version, WIRE_PROTO_VERSION);
-		goto out;
-	}
-	if (!allowed(sc, c, err, sizeof err)) {
-		refuse_chan(c, "%s", err);
-		goto out;
-	}
-	if (wire_hello_parse(o, &h, err, sizeof err)) {
-		refuse_chan(c, "%s", err);
-		goto out;
-	}
-	switch (h.op) {
+	switch (h->op) {
 	case WIRE_OP_RESOLVE: {
-		const char *state = hd->resolve(hd->ctx, h.job);
+		const char *state = hd->resolve(hd->ctx, h->job);
 		json_t *a;
 
-		log_info("job %s: %s asks what became of it: %s", h.job, h.from, state);
+		log_info("job %s: %s asks what became of it: %s", h->job, h->from, state);
 		if ((a = json_pack("{s:b, s:s}", "ok", 1, "state", state))) {
 			wire_send_frame(c, a);
 			json_decref(a);
@@ -684,19 +645,15 @@ void session_serve(const struct session_conf *sc, int fd, const struct session_h
 		break;
 	}
 	case WIRE_OP_CHANNEL:
-		if (join(c, &h))
+		if (join(c, h))
 			c = NULL; /* the session's now */
 		break;
 	default:
-		if ((s = opened(sc, c, &h))) {
+		if ((s = opened(sc, c, h))) {
 			c = NULL; /* the session's now */
-			hd->open(hd->ctx, s, &h);
+			hd->open(hd->ctx, s, h);
 		}
 		break;
 	}
-out:
-	if (greeting)
-		greeted();
-	json_decref(o);
 	chan_free(c);
 }

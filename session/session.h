@@ -9,8 +9,8 @@
  *    the codecs and the number of channels it offers, reads the answer (the
  *    agreed codecs and channels, and a token), then opens each further
  *    channel with a "channel" HELLO carrying the token. The accepting side
- *    (session_serve) checks the protocol version and allow-from before it
- *    reads what is asked, joins further channels to the session waiting for
+ *    (greet.h, then session_serve_hello) checks the protocol version and
+ *    allow-from before it reads what is asked, joins further channels to the session waiting for
  *    them (same job, same token, same peer, in order), answers "resolve"
  *    HELLOs through a handler, and hands a new session to the handler of
  *    its op.
@@ -128,14 +128,11 @@ struct session_handlers {
 	void (*open)(void *ctx, struct session *s, const struct wire_hello *h);
 };
 
-/* Whether one more connection may wait for its HELLO (at most 64 do at a
- * time, each on a thread); if true, session_serve must follow. */
-bool session_admit(void);
-/* An admitted connection that will not be served after all. */
-void session_admit_undo(void);
-/* Serve one accepted connection fd (taken over), admitted before: TLS or
- * plaintext as configured, the HELLO, the checks, then what it asks. */
-void session_serve(const struct session_conf *sc, int fd, const struct session_handlers *hd);
+/* Serve a connection whose HELLO h was read and checked (greet.h: the
+ * listener does that without a thread), on a thread of its own: what h asks
+ * (resolve, join a waiting session, or open one through hd). Takes over c. */
+void session_serve_hello(const struct session_conf *sc, struct chan *c,
+			 const struct wire_hello *h, const struct session_handlers *hd);
 /*
  * Say yes to the session's opener (the agreed codecs and channels, and the
  * token), then wait for its further channels, each for up to the peer
@@ -144,6 +141,9 @@ void session_serve(const struct session_conf *sc, int fd, const struct session_h
 int session_answer(struct session *s, char *err, size_t errlen);
 /* Say no, with a reason (logged too). */
 void session_refuse(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same on a channel that has no session yet. */
+void session_refuse_chan(struct chan *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 /* End every wait for channels now (daemon shutdown); new sessions still
  * work. */
 void session_stop_waits(void);

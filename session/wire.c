@@ -81,7 +81,6 @@ int wire_recv_frame(struct chan *c, int timeout_ms, uint32_t *version, json_t **
 {
 	uint64_t deadline = mono_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
 	struct wire_frame_hdr h;
-	json_error_t je;
 	uint32_t len;
 	char *body;
 	int r;
@@ -102,8 +101,16 @@ int wire_recv_frame(struct chan *c, int timeout_ms, uint32_t *version, json_t **
 		free(body);
 		return r == -ENODATA ? -ECONNRESET : r;
 	}
-	*out = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+	r = wire_frame_body(body, len, out, err, errlen);
 	free(body);
+	return r;
+}
+
+int wire_frame_body(const void *body, size_t len, json_t **out, char *err, size_t errlen)
+{
+	json_error_t je;
+
+	*out = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
 	if (!*out || !json_is_object(*out)) {
 		snprintf(err, errlen, "malformed handshake frame: %s",
 			 *out ? "not a JSON object" : je.text);
@@ -112,6 +119,27 @@ int wire_recv_frame(struct chan *c, int timeout_ms, uint32_t *version, json_t **
 		return -EPROTO;
 	}
 	return 0;
+}
+
+size_t wire_frame_encode_refusal(void *buf, size_t len, const char *why, bool retry)
+{
+	json_t *o = json_pack("{s:b, s:s, s:b}", "ok", 0, "error", why, "retry", retry);
+	struct wire_frame_hdr h;
+	char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	size_t n = body ? strlen(body) : 0;
+
+	json_decref(o);
+	if (!body || sizeof h + n > len) {
+		free(body);
+		return 0;
+	}
+	memcpy(h.magic, WIRE_FRAME_MAGIC, sizeof h.magic);
+	h.version = htole32(WIRE_PROTO_VERSION);
+	h.len = htole32((uint32_t)n);
+	memcpy(buf, &h, sizeof h);
+	memcpy((char *)buf + sizeof h, body, n);
+	free(body);
+	return sizeof h + n;
 }
 
 static const struct {

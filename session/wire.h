@@ -64,6 +64,15 @@ int wire_send_frame(struct chan *c, json_t *obj);
 int wire_recv_frame(struct chan *c, int timeout_ms, uint32_t *version, json_t **out, char *err,
 		   size_t errlen);
 
+/* A frame's body (len bytes) as a JSON object: 0 and *out (the caller
+ * decrefs), or -EPROTO with err set. */
+int wire_frame_body(const void *body, size_t len, json_t **out, char *err, size_t errlen);
+/* A whole refusal frame {"ok": false, "error": why, "retry": retry} into
+ * buf (for a listener that refuses before TLS, in plaintext, without a
+ * channel): its length, or 0 if it does not fit in len. retry: the refusal
+ * is about load, and the same connection may succeed later. */
+size_t wire_frame_encode_refusal(void *buf, size_t len, const char *why, bool retry);
+
 /* Capabilities, offered in a migrate HELLO and agreed in the answer (the
  * intersection). The zero page/extent encoding is always on. */
 #define WIRE_CAP_LZ4 0x1u

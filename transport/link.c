@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/mtime.h"
+#include "transport/sock.h"
 #include "transport/tcp.h"
 
 #define TLS_HANDSHAKE_RECORD 0x16
@@ -24,6 +26,11 @@ int link_connect(const struct link_conf *lc, const char *hostport, unsigned defp
 		return r;
 	r = lc->tls ? chan_tls_connect(lc->tls, fd, host, lc->timeout_ms, out, err, errlen)
 		    : chan_tcp_new(fd, out);
+	if (r == -EPROTONOSUPPORT && !chan_tcp_new(fd, out)) {
+		/* The peer refused in plaintext: the caller reads why. */
+		chan_set_timeout(*out, lc->timeout_ms);
+		return r;
+	}
 	if (r) {
 		if (!lc->tls)
 			snprintf(err, errlen, "%s", strerror(-r));
@@ -56,11 +63,43 @@ static int peek_first(int fd, int timeout_ms, unsigned char *b)
 	return n == 0 ? -ECONNRESET : 0;
 }
 
+int link_accept_begin(const struct link_conf *lc, int fd, unsigned char first,
+		      struct chan **out, char *err, size_t errlen)
+{
+	char addr[128];
+	int r;
+
+	sock_peer_name(fd, addr, sizeof addr);
+	if (lc->tls && first != TLS_HANDSHAKE_RECORD) {
+		snprintf(err, errlen, "%s spoke plaintext to this TLS-only host (it runs with "
+			 "insecure-plaintext?)", addr);
+		return -EPROTONOSUPPORT;
+	}
+	if (!lc->tls && first == TLS_HANDSHAKE_RECORD) {
+		snprintf(err, errlen, "%s started TLS, but this host runs with insecure-plaintext",
+			 addr);
+		return -EPROTONOSUPPORT;
+	}
+	r = lc->tls ? chan_tls_accept_begin(lc->tls, fd, out, err, errlen) : chan_tcp_new(fd, out);
+	if (r && !lc->tls)
+		snprintf(err, errlen, "%s", strerror(-r));
+	return r;
+}
+
+int link_accept_step(struct chan *c, short *events, char *err, size_t errlen)
+{
+	return strcmp(chan_kind(c), "tls") == 0 ? chan_tls_accept_step(c, events, err, errlen) : 0;
+}
+
 int link_accept(const struct link_conf *lc, int fd, struct chan **out, char *err,
 		size_t errlen)
 {
+	uint64_t deadline = mono_ns() + (uint64_t)(lc->timeout_ms > 0 ? lc->timeout_ms : 15000) *
+						NSEC_PER_MSEC;
+	struct chan *c;
 	unsigned char b;
 	char addr[128];
+	short ev;
 	int r;
 
 	sock_peer_name(fd, addr, sizeof addr);
@@ -69,23 +108,20 @@ int link_accept(const struct link_conf *lc, int fd, struct chan **out, char *err
 			 r == -ETIMEDOUT ? "timed out" : strerror(-r));
 		return r;
 	}
-	if (lc->tls && b != TLS_HANDSHAKE_RECORD) {
-		snprintf(err, errlen, "%s spoke plaintext to this TLS-only host (it runs with "
-			 "insecure-plaintext?)", addr);
-		return -EPROTONOSUPPORT;
-	}
-	if (!lc->tls && b == TLS_HANDSHAKE_RECORD) {
-		snprintf(err, errlen, "%s started TLS, but this host runs with insecure-plaintext",
-			 addr);
-		return -EPROTONOSUPPORT;
-	}
-	r = lc->tls ? chan_tls_accept(lc->tls, fd, lc->timeout_ms, out, err, errlen)
-		    : chan_tcp_new(fd, out);
+	if ((r = link_accept_begin(lc, fd, b, &c, err, errlen)))
+		return r;
+	while ((r = link_accept_step(c, &ev, err, errlen)) == -EAGAIN)
+		if (sock_wait(fd, ev, deadline)) {
+			snprintf(err, errlen, "the TLS handshake with %s timed out", addr);
+			r = -ETIMEDOUT;
+			break;
+		}
 	if (r) {
-		if (!lc->tls)
-			snprintf(err, errlen, "%s", strerror(-r));
+		c->fd = -1; /* fd stays the caller's, as documented */
+		chan_free(c);
 		return r;
 	}
-	chan_set_timeout(*out, lc->timeout_ms);
+	chan_set_timeout(c, lc->timeout_ms);
+	*out = c;
 	return 0;
 }

@@ -19,7 +19,10 @@ struct link_conf {
 };
 
 /* Connect to "HOST[:PORT]" (defport if none); with TLS the peer's
- * certificate must name HOST. 0 and *out, or -errno with err set. */
+ * certificate must name HOST. 0 and *out, or -errno with err set; a TLS
+ * peer that answered in plaintext (a refusal in its own protocol) is
+ * -EPROTONOSUPPORT with *out a plaintext channel to read its answer from
+ * (the caller frees it). */
 int link_connect(const struct link_conf *lc, const char *hostport, unsigned defport,
 		 struct chan **out, char *err, size_t errlen);
 
@@ -32,5 +35,17 @@ int link_connect(const struct link_conf *lc, const char *hostport, unsigned defp
  */
 int link_accept(const struct link_conf *lc, int fd, struct chan **out, char *err,
 		size_t errlen);
+
+/*
+ * The same without blocking, for a listener that runs an event loop: once
+ * the peer's first byte has arrived (peeked, not read), begin gives a
+ * channel (fd is its own from then on) or refuses as link_accept does; step
+ * then advances a TLS handshake: 0 when done, -EAGAIN with the poll events
+ * to wait for, or -errno with err set (-ECONNRESET: the peer went away).
+ * A plaintext channel is done at once.
+ */
+int link_accept_begin(const struct link_conf *lc, int fd, unsigned char first,
+		      struct chan **out, char *err, size_t errlen);
+int link_accept_step(struct chan *c, short *events, char *err, size_t errlen);
 
 #endif

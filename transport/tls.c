@@ -49,6 +49,11 @@ struct tls_chan {
 	struct chan c;
 	pthread_mutex_t lock; /* guards ssl */
 	SSL *ssl;
+	struct tls_ctx *tx;   /* for the handshake's messages */
+	bool client;          /* we connected */
+	bool heard;           /* connecting: the peer's first byte was looked at */
+	bool plain;           /* ... and it was not TLS (first_read) */
+	bool done;            /* the handshake is complete */
 	/* The sender's. */
 	unsigned char *wbuf;
 	size_t wlen;
@@ -619,15 +624,90 @@ static void handshake_error(struct tls_ctx *tx, SSL *ssl, int e, const char *pee
 	}
 }
 
-static int handshake(struct tls_ctx *tx, int fd, const char *host, int timeout_ms,
-		     struct chan **out, char *err, size_t errlen)
+/*
+ * A server says something before TLS's first record only to refuse in its
+ * own protocol (a listener that is full, a host that runs plaintext): a TLS
+ * record from a server starts with 0x16 (handshake) or 0x15 (alert). So a
+ * connecting channel reads through a filter that peeks at the server's first
+ * byte before OpenSSL may take anything: if it is neither, nothing is read
+ * (OpenSSL is told to retry) and the channel knows the answer is plaintext,
+ * left whole in the socket for the caller.
+ */
+static int first_read(BIO *b, char *buf, size_t len, size_t *got)
 {
-	struct tls_chan *t = calloc(1, sizeof *t);
-	uint64_t deadline = mono_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 15000) * NSEC_PER_MSEC;
-	char addr[64];
+	struct tls_chan *t = BIO_get_data(b);
 	int r;
 
-	sock_peer_name(fd, addr, sizeof addr);
+	BIO_clear_retry_flags(b);
+	if (!t->heard) {
+		unsigned char c;
+		ssize_t n;
+
+		do
+			n = recv(t->c.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+		while (n < 0 && errno == EINTR);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			BIO_set_retry_read(b);
+			return 0;
+		}
+		t->heard = true; /* or the end: the socket BIO will say */
+		if (n == 1 && c != 0x16 && c != 0x15) {
+			t->plain = true;
+			BIO_set_retry_read(b);
+			return 0;
+		}
+	}
+	r = BIO_read_ex(BIO_next(b), buf, len, got);
+	BIO_copy_next_retry(b);
+	return r;
+}
+
+static long first_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	return BIO_next(b) ? BIO_ctrl(BIO_next(b), cmd, num, ptr) : 0;
+}
+
+static BIO_METHOD *first_method;
+
+static void first_method_make(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_FILTER, "ferry first byte");
+
+	if (m && (!BIO_meth_set_read_ex(m, first_read) || !BIO_meth_set_ctrl(m, first_ctrl))) {
+		BIO_meth_free(m);
+		m = NULL;
+	}
+	first_method = m;
+}
+
+/* Put the filter in front of t's read side (connecting channels). */
+static int watch_first_byte(struct tls_chan *t)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	BIO *f, *sock = SSL_get_rbio(t->ssl);
+
+	pthread_once(&once, first_method_make);
+	if (!first_method || !(f = BIO_new(first_method)))
+		return -ENOMEM;
+	if (!BIO_up_ref(sock)) {
+		BIO_free(f);
+		return -ENOMEM;
+	}
+	BIO_set_data(f, t);
+	BIO_set_init(f, 1);
+	SSL_set0_rbio(t->ssl, BIO_push(f, sock));
+	return 0;
+}
+
+/* A channel over fd, its handshake not begun: as the connecting side when
+ * host is set (the name its peer's certificate must carry), else as the
+ * accepting side. fd is t's from here on (tls_free closes it). */
+static int chan_new(struct tls_ctx *tx, int fd, const char *host, struct tls_chan **out,
+		    char *err, size_t errlen)
+{
+	struct tls_chan *t = calloc(1, sizeof *t);
+	int r;
+
 	if (t && (t->wbuf = malloc(WBUF_SIZE))) {
 		pthread_mutex_lock(&tx->lock);
 		t->ssl = SSL_new(tx->ctx);
@@ -643,6 +723,7 @@ static int handshake(struct tls_ctx *tx, int fd, const char *host, int timeout_m
 		goto fail;
 	}
 	pthread_mutex_init(&t->lock, NULL);
+	t->tx = tx;
 	t->c.fd = fd;
 	if ((r = sock_prepare(fd))) {
 		snprintf(err, errlen, "%s", strerror(-r));
@@ -660,53 +741,17 @@ static int handshake(struct tls_ctx *tx, int fd, const char *host, int timeout_m
 			SSL_set_tlsext_host_name(t->ssl, host);
 		}
 		SSL_set_connect_state(t->ssl);
-	} else {
-		SSL_set_accept_state(t->ssl);
-	}
-	for (;;) {
-		int ok, e;
-
-		ERR_clear_error();
-		ok = SSL_do_handshake(t->ssl);
-		if (ok == 1)
-			break;
-		e = SSL_get_error(t->ssl, ok);
-		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-			if ((r = sock_wait(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline))) {
-				snprintf(err, errlen, "the TLS handshake with %s timed out", host ? host : addr);
-				goto fail;
-			}
-			continue;
-		}
-		handshake_error(tx, t->ssl, e, host ? host : addr, host != NULL, err, errlen);
-		r = -ECONNREFUSED;
-		goto fail;
-	}
-	/* Read whole records at a time from here on, and write them out many
-	 * at a time: with one write(2) per 16 KiB record, syscalls were a
-	 * large part of what TLS cost over plaintext. tls_send flushes before
-	 * it returns, so what it was given is with the kernel, as with tcp. */
-	SSL_set_read_ahead(t->ssl, 1);
-	{
-		BIO *buf = BIO_new(BIO_f_buffer()), *sock = SSL_get_wbio(t->ssl);
-
-		if (!buf || !BIO_set_write_buffer_size(buf, OUTBUF_SIZE) || !BIO_up_ref(sock)) {
-			BIO_free(buf);
+		snprintf(t->c.peer, sizeof t->c.peer, "%s", host);
+		t->client = true;
+		if ((r = watch_first_byte(t))) {
 			snprintf(err, errlen, "out of memory");
-			r = -ENOMEM;
 			goto fail;
 		}
-		SSL_set0_wbio(t->ssl, BIO_push(buf, sock));
-	}
-	if (host) {
-		snprintf(t->c.peer, sizeof t->c.peer, "%s", host);
 	} else {
-		char names[120];
-
-		cert_names(SSL_get0_peer_certificate(t->ssl), names, sizeof names);
-		snprintf(t->c.peer, sizeof t->c.peer, "%s (%s)", names, addr);
+		SSL_set_accept_state(t->ssl);
+		sock_peer_name(fd, t->c.peer, sizeof t->c.peer);
 	}
-	*out = &t->c;
+	*out = t;
 	return 0;
 fail:
 	if (t) {
@@ -719,6 +764,88 @@ fail:
 	return r;
 }
 
+/* The handshake is done: read whole records at a time from here on, and
+ * write them out many at a time (with one write(2) per 16 KiB record,
+ * syscalls were a large part of what TLS cost over plaintext; tls_send
+ * flushes before it returns, so what it was given is with the kernel, as
+ * with tcp). An accepted channel's peer is named by its certificate. */
+static int handshaken(struct tls_chan *t, char *err, size_t errlen)
+{
+	BIO *buf = BIO_new(BIO_f_buffer()), *sock = SSL_get_wbio(t->ssl);
+
+	SSL_set_read_ahead(t->ssl, 1);
+	if (!buf || !BIO_set_write_buffer_size(buf, OUTBUF_SIZE) || !BIO_up_ref(sock)) {
+		BIO_free(buf);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	SSL_set0_wbio(t->ssl, BIO_push(buf, sock));
+	if (!t->client) {
+		char names[120], addr[64];
+
+		snprintf(addr, sizeof addr, "%.63s", t->c.peer);
+		cert_names(SSL_get0_peer_certificate(t->ssl), names, sizeof names);
+		snprintf(t->c.peer, sizeof t->c.peer, "%s (%s)", names, addr);
+	}
+	t->done = true;
+	return 0;
+}
+
+static int handshake_step(struct tls_chan *t, short *events, char *err, size_t errlen)
+{
+	int ok, e;
+
+	ERR_clear_error();
+	ok = SSL_do_handshake(t->ssl);
+	if (ok == 1)
+		return handshaken(t, err, errlen);
+	e = SSL_get_error(t->ssl, ok);
+	if (t->plain) {
+		snprintf(err, errlen, "%s answered in plaintext", t->c.peer);
+		return -EPROTONOSUPPORT;
+	}
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		*events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+		return -EAGAIN;
+	}
+	handshake_error(t->tx, t->ssl, e, t->c.peer, t->client, err, errlen);
+	/* A peer that only went away may be tried again; a refusal may not. */
+	return e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN ? -ECONNRESET : -ECONNREFUSED;
+}
+
+/* Free a channel that never finished its handshake, leaving fd open. */
+static void abandon(struct tls_chan *t)
+{
+	SSL_free(t->ssl);
+	pthread_mutex_destroy(&t->lock);
+	free(t->wbuf);
+	free(t);
+}
+
+static int handshake(struct tls_ctx *tx, int fd, const char *host, int timeout_ms,
+		     struct chan **out, char *err, size_t errlen)
+{
+	uint64_t deadline = mono_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 15000) * NSEC_PER_MSEC;
+	struct tls_chan *t;
+	short ev;
+	int r;
+
+	if ((r = chan_new(tx, fd, host, &t, err, errlen)))
+		return r;
+	while ((r = handshake_step(t, &ev, err, errlen)) == -EAGAIN)
+		if (sock_wait(fd, ev, deadline)) {
+			snprintf(err, errlen, "the TLS handshake with %s timed out", t->c.peer);
+			r = -ETIMEDOUT;
+			break;
+		}
+	if (r) {
+		abandon(t);
+		return r;
+	}
+	*out = &t->c;
+	return 0;
+}
+
 int chan_tls_connect(struct tls_ctx *t, int fd, const char *host, int timeout_ms,
 		     struct chan **out, char *err, size_t errlen)
 {
@@ -729,6 +856,26 @@ int chan_tls_accept(struct tls_ctx *t, int fd, int timeout_ms, struct chan **out
 		    size_t errlen)
 {
 	return handshake(t, fd, NULL, timeout_ms, out, err, errlen);
+}
+
+int chan_tls_accept_begin(struct tls_ctx *t, int fd, struct chan **out, char *err,
+			  size_t errlen)
+{
+	struct tls_chan *c;
+	int r = chan_new(t, fd, NULL, &c, err, errlen);
+
+	if (!r)
+		*out = &c->c;
+	return r;
+}
+
+int chan_tls_accept_step(struct chan *c, short *events, char *err, size_t errlen)
+{
+	struct tls_chan *t = tc_of(c);
+
+	if (c->ops != &tls_ops || t->client)
+		return -EINVAL;
+	return t->done ? 0 : handshake_step(t, events, err, errlen);
 }
 
 bool chan_tls_peer_is(const struct chan *c, const char *name)

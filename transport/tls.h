@@ -52,6 +52,21 @@ int chan_tls_connect(struct tls_ctx *t, int fd, const char *host, int timeout_ms
 int chan_tls_accept(struct tls_ctx *t, int fd, int timeout_ms, struct chan **out, char *err,
 		    size_t errlen);
 
+/*
+ * The accepting side's handshake, for a caller that runs its own event loop:
+ * begin makes the channel (fd is its own from then on: chan_free closes it;
+ * on failure fd stays the caller's); step advances the handshake without
+ * blocking: 0 once it is complete, -EAGAIN and the poll events to wait for
+ * (POLLIN or POLLOUT) before the next step, or -errno with err set
+ * (-ECONNRESET: the peer went away; -ECONNREFUSED: a certificate or protocol
+ * failure). chan_tls_connect instead fails with -EPROTONOSUPPORT, fd left
+ * unread, when the server answers in plaintext (a refusal in its own
+ * protocol).
+ */
+int chan_tls_accept_begin(struct tls_ctx *t, int fd, struct chan **out, char *err,
+			  size_t errlen);
+int chan_tls_accept_step(struct chan *c, short *events, char *err, size_t errlen);
+
 /* Whether c is a TLS channel whose peer certificate names name (a host name,
  * or an IP address in text form). */
 bool chan_tls_peer_is(const struct chan *c, const char *name);
