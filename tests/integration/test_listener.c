@@ -124,6 +124,20 @@ static long long count(const json_t *l, const char *group, const char *key)
 	return (long long)json_integer_value(json_object_get(json_object_get(l, group), key));
 }
 
+/* Lines of B's log that speak of incoming connections. */
+static unsigned log_lines(void)
+{
+	char line[1024];
+	unsigned n = 0;
+	FILE *f = fopen(B.log, "r");
+
+	assert_non_null(f);
+	while (fgets(line, sizeof line, f))
+		n += strstr(line, "incoming") != NULL;
+	fclose(f);
+	return n;
+}
+
 /* B's file descriptors, once they have settled back to at most base. */
 static int settled_fds(int base)
 {
@@ -169,7 +183,7 @@ static void setup_hosts(bool with_d)
 static void run_case(const char *what, struct td *src, const char *src_addr,
 		     const struct abuser_conf *ab)
 {
-	unsigned rounds = h_rounds(1), thr = 0, thr_base = 0;
+	unsigned rounds = h_rounds(1), thr = 0, thr_base = 0, lines0, lines;
 	int fd_base;
 
 	td_create(src, "lv", MEM, 1, WORKLOAD);
@@ -186,6 +200,7 @@ static void run_case(const char *what, struct td *src, const char *src_addr,
 		fd_base = td_fd_count(B.pid, NULL); /* with the guest here, as after the next */
 		back(src, "lv", src_addr);
 		l0 = listener();
+		lines0 = log_lines();
 		pid = abuser_start(ab);
 		h_sleep_ms(2000); /* the abuse in full swing */
 		abused = move(src, "lv", &thr);
@@ -193,11 +208,13 @@ static void run_case(const char *what, struct td *src, const char *src_addr,
 		thr = MAX(thr, threads_of(B.pid));
 		abuser_stop(pid, &st);
 		l1 = listener();
+		lines = log_lines() - lines0;
 		print_message("%s, round %u: move %.0f ms without abuse, %.0f ms under it "
 			      "(x%.2f); B's threads at most %u (%u without); the stranger opened "
 			      "%lu idle, %lu garbage, %lu TLS connections; B refused %lld "
 			      "(penalised %lld, per source %lld, busy %lld, early %lld), failed "
-			      "%lld handshakes, %lld garbage, %lld idle; %lld penalties\n",
+			      "%lld handshakes, %lld garbage, %lld idle; %lld penalties; %u lines "
+			      "in B's log\n",
 			      what, r + 1, base, abused, abused / base, thr, thr_base, st.idle,
 			      st.garbage, st.tls,
 			      count(l1, "refused", "penalised") - count(l0, "refused", "penalised") +
@@ -212,7 +229,11 @@ static void run_case(const char *what, struct td *src, const char *src_addr,
 			      count(l1, "failed", "garbage") - count(l0, "failed", "garbage"),
 			      count(l1, "failed", "timeout") - count(l0, "failed", "timeout"),
 			      (long long)json_integer_value(json_object_get(l1, "penalties")) -
-				      (long long)json_integer_value(json_object_get(l0, "penalties")));
+				      (long long)json_integer_value(json_object_get(l0, "penalties")),
+			      lines);
+		/* Once per address per 10 s, with counts: not a line per connection. */
+		if (lines > 10)
+			fail_msg("%s: %u lines about incoming connections in B's log", what, lines);
 		if (st.idle < ab->idle)
 			fail_msg("the stranger opened only %lu idle connections", st.idle);
 		if (abused > 2 * base)
