@@ -162,10 +162,9 @@ static void summary(json_t *job)
 		       fmt_bytes(jnum(s, "throughput"), (char[32]){ 0 }, 32), jnum(job, "channels"),
 		       jstr(job, "transport"), jnum(p, "raw"), jnum(p, "lz4"), jnum(p, "delta"),
 		       jnum(s, "zero_pages"));
-		if (json_is_true(json_object_get(s, "downtime_target_missed")))
-			fprintf(stderr, "ferry: warning: %s: the downtime, %.1f ms, missed its target "
-				"of %.0f ms\n", jstr(job, "vm"), jnum(s, "downtime_ms"),
-				jnum(json_object_get(job, "options"), "downtime_ms"));
+		if (jstr(job, "warning")[0])
+			fprintf(stderr, "ferry: warning: %s: %s\n", jstr(job, "vm"),
+				jstr(job, "warning"));
 	} else if (job_is(job, API_JOB_UNRESOLVED)) {
 		fprintf(stderr, "ferry: %s: UNRESOLVED: %s\n"
 			"       ferryd keeps asking %s; `ferry resolve %s` to ask now\n",
@@ -446,7 +445,14 @@ static void print_job(json_t *job)
 		       jnum(t, "pause_ms"), jnum(t, "final_harvest_ms"), jnum(t, "last_pages_ms"),
 		       jnum(t, "context_ms"), jnum(t, "journal_go_ms"), jnum(t, "ready_ms"),
 		       jnum(t, "go_to_running_ms"), jnum(t, "destination_resume_ms"));
-	printf("expected dt    %.1f ms\n", jnum(s, "expected_downtime_ms"));
+	if ((t = json_object_get(s, "expected_downtime_steps")))
+		printf("expected dt    %.1f ms: last pages %.1f, fixed %.1f, round trips %.1f "
+		       "(RTT %.2f) ms\n", jnum(s, "expected_downtime_ms"), jnum(t, "last_pages_ms"),
+		       jnum(t, "fixed_ms"), jnum(t, "round_trips_ms"), jnum(t, "rtt_ms"));
+	else
+		printf("expected dt    %.1f ms\n", jnum(s, "expected_downtime_ms"));
+	if (jstr(job, "warning")[0])
+		printf("warning        %s\n", jstr(job, "warning"));
 	printf("on the wire    %s\n", fmt_bytes(jnum(s, "bytes"), b, sizeof b));
 	printf("guest RAM      %s\n", fmt_bytes(jnum(s, "ram_bytes"), b, sizeof b));
 	printf("pages          %.0f raw, %.0f lz4, %.0f delta, %.0f zero\n", jnum(p, "raw"),

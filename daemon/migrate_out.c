@@ -120,6 +120,89 @@ static int on_journal(void *ctx, enum mig_point pt)
 	return 0;
 }
 
+/*
+ * What a switch-over to a peer costs besides its last pages and its round
+ * trips as the engine models them (migrate_opts.switch_ns): pause, final
+ * harvest, context, journal, the destination's apply and resume, and what
+ * the link adds that the model does not see (a final burst's losses, a
+ * window that had shrunk). Learned per destination from the moves that
+ * completed there: the downtime less the modelled last pages and round
+ * trips, the median of the last SWITCH_SAMPLES (one move that lost its GO
+ * to a retransmission timer does not make the next ones pessimistic). A
+ * few peers are remembered; a new one starts at MIGRATE_SWITCH_DEFAULT_NS.
+ */
+#define SWITCH_PEERS 32
+#define SWITCH_SAMPLES 5
+
+static struct {
+	pthread_mutex_t lock;
+	struct {
+		char peer[PEER_LEN];
+		uint64_t sample[SWITCH_SAMPLES];
+		unsigned n, next;
+		uint64_t used;
+	} e[SWITCH_PEERS];
+	uint64_t clock;
+} sw = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* (sw.lock) The index of peer's entry (made if make, in place of the
+ * least recently used), or SWITCH_PEERS. */
+static unsigned switch_slot(const char *peer, bool make)
+{
+	unsigned lru = 0;
+
+	for (unsigned i = 0; i < SWITCH_PEERS; i++) {
+		if (sw.e[i].n && strcmp(sw.e[i].peer, peer) == 0)
+			return i;
+		if (sw.e[i].used < sw.e[lru].used)
+			lru = i;
+	}
+	if (!make)
+		return SWITCH_PEERS;
+	memset(&sw.e[lru], 0, sizeof sw.e[lru]);
+	snprintf(sw.e[lru].peer, sizeof sw.e[lru].peer, "%s", peer);
+	return lru;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static uint64_t switch_cost(const char *peer)
+{
+	uint64_t v = MIGRATE_SWITCH_DEFAULT_NS, s[SWITCH_SAMPLES];
+	unsigned i, n;
+
+	pthread_mutex_lock(&sw.lock);
+	if ((i = switch_slot(peer, false)) < SWITCH_PEERS) {
+		n = sw.e[i].n;
+		memcpy(s, sw.e[i].sample, sizeof s);
+		qsort(s, n, sizeof *s, cmp_u64);
+		v = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+	}
+	pthread_mutex_unlock(&sw.lock);
+	return v;
+}
+
+static void switch_learn(const char *peer, const struct migrate_stats *st)
+{
+	uint64_t modelled = st->expected_pages_ns + st->expected_rtt_ns;
+	unsigned i;
+
+	if (!st->downtime_ns || !st->expected_downtime_ns)
+		return;
+	pthread_mutex_lock(&sw.lock);
+	i = switch_slot(peer, true);
+	sw.e[i].sample[sw.e[i].next] = st->downtime_ns > modelled ? st->downtime_ns - modelled : 0;
+	sw.e[i].next = (sw.e[i].next + 1) % SWITCH_SAMPLES;
+	sw.e[i].n = MIN(sw.e[i].n + 1, (unsigned)SWITCH_SAMPLES);
+	sw.e[i].used = ++sw.clock;
+	pthread_mutex_unlock(&sw.lock);
+}
+
 static void *out_main(void *p)
 {
 	struct job *j = p;
@@ -133,6 +216,7 @@ static void *out_main(void *p)
 	j->opts.hooks = (struct migrate_hooks){ .ctx = j, .stats = migration_stats,
 						.journal = on_journal };
 	j->opts.cancel = &j->cancel;
+	j->opts.switch_ns = switch_cost(j->peer);
 	if (!(r = migration_connect(j, v, &h, j->opts.peer_timeout_ms, &j->opts.codec, err,
 				    sizeof err))) {
 		log_info("job %s: migrating %s to %s over %u %s channel%s", j->id, v->name, j->peer,
@@ -150,9 +234,11 @@ static void *out_main(void *p)
 	session_free(s);
 	if (!r) {
 		vm_unlist(v);
-		if (st.downtime_ns > j->opts.downtime_ns)
-			log_warn("job %s: %s: downtime %.1f ms missed its target of %.0f ms", j->id,
-				 j->vm, ns_to_ms(st.downtime_ns), ns_to_ms(j->opts.downtime_ns));
+		switch_learn(j->peer, &st);
+		if (migration_missed(st.downtime_ns, j->opts.downtime_ns))
+			log_warn("job %s: %s: downtime %.1f ms missed its target of %.0f ms by more "
+				 "than 10 %% (expected %.1f ms)", j->id, j->vm, ns_to_ms(st.downtime_ns),
+				 ns_to_ms(j->opts.downtime_ns), ns_to_ms(st.expected_downtime_ns));
 		job_set_state(j, JOB_COMPLETED, NULL);
 	} else if (!st.committed) {
 		/* Rolled back: the guest runs here as before (with its address,

@@ -46,6 +46,14 @@ static json_t *stats_json(const struct migrate_stats *s)
 
 	if (o && s->npasses)
 		json_object_set_new(o, "passes", passes_json(s));
+	if (o && s->expected_downtime_ns)
+		json_object_set_new(o, "expected_downtime_steps",
+				    json_pack("{s:f, s:f, s:f, s:f, s:f}", "last_pages_ms",
+					      ns_to_ms(s->expected_pages_ns), "fixed_ms",
+					      ns_to_ms(s->expected_fixed_ns), "round_trips_ms",
+					      ns_to_ms(s->expected_rtt_ns), "rtt_ms",
+					      ns_to_ms(s->rtt_ns), "margin_ms",
+					      ns_to_ms(s->margin_ns)));
 	if (o && s->steps.ready)
 		json_object_set_new(o, "downtime_steps",
 				    json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "pause_ms",
@@ -58,6 +66,11 @@ static json_t *stats_json(const struct migrate_stats *s)
 					      ns_to_ms(s->steps.go_running), "destination_resume_ms",
 					      ns_to_ms(s->steps.resume)));
 	return o;
+}
+
+bool migration_missed(uint64_t downtime_ns, uint64_t target_ns)
+{
+	return downtime_ns > target_ns + target_ns / 10;
 }
 
 /* What the destination calls its step, as the API has always said it. */
@@ -95,9 +108,18 @@ void migration_json(const struct job *j, json_t *o)
 		json_object_set_new(o, "in_state", json_string(in_state(j->state)));
 		return;
 	}
-	if (j->st.downtime_ns)
+	if (j->st.downtime_ns) {
+		bool missed = migration_missed(j->st.downtime_ns, j->opts.downtime_ns);
+		char w[200];
+
 		json_object_set_new(json_object_get(o, "stats"), "downtime_target_missed",
-				    json_boolean(j->st.downtime_ns > j->opts.downtime_ns));
+				    json_boolean(missed));
+		snprintf(w, sizeof w, "the downtime, %.1f ms, missed its target of %.0f ms by "
+			 "more than 10 %% (expected %.1f ms)", ns_to_ms(j->st.downtime_ns),
+			 ns_to_ms(j->opts.downtime_ns), ns_to_ms(j->st.expected_downtime_ns));
+		if (missed)
+			json_object_set_new(o, "warning", json_string(w));
+	}
 	json_object_set_new(o, "options",
 			    json_pack("{s:f, s:i, s:s, s:I, s:i}", "downtime_ms",
 				      ns_to_ms(j->opts.downtime_ns), "max_iters",

@@ -17,6 +17,9 @@ void migration_json(const struct job *j, json_t *o);
 void migration_load(struct job *j, json_t *o);
 /* migrate_hooks.stats: keep the engine's figures in the job. */
 void migration_stats(void *ctx, const struct migrate_stats *st);
+/* Whether a downtime missed its target: by more than 10 % (a downtime a
+ * hair over it is the target kept, given how single runs vary). */
+bool migration_missed(uint64_t downtime_ns, uint64_t target_ns);
 /* Note the agreed channels, codecs and transport of the job's session. */
 void migration_session(struct job *j, const struct session *s);
 

@@ -93,6 +93,11 @@ struct migrate_opts {
 	struct codec_opts codec;
 	uint64_t bandwidth;        /* bytes/s over all channels, 0 = unlimited */
 	int peer_timeout_ms;       /* default 15 s */
+	/* What a switch-over costs here besides the last pages and the round
+	 * trips (pause, final harvest, context, journal, the destination's
+	 * apply and resume), as the caller learned it from earlier moves; 0:
+	 * MIGRATE_SWITCH_DEFAULT_NS. Part of the expected downtime. */
+	uint64_t switch_ns;
 	const volatile sig_atomic_t *cancel; /* non-zero: stop, roll back */
 	/* Replication's initial sync: a migration that does not switch over.
 	 * After READY the source resumes its guest with the dirty log still on
@@ -108,6 +113,13 @@ struct migrate_opts {
 };
 
 void migrate_opts_default(struct migrate_opts *o);
+
+/* The switch-over's fixed cost until one has been measured: a halted
+ * guest's downtime on loopback here was 4-5 ms. */
+#define MIGRATE_SWITCH_DEFAULT_NS 5000000ull
+/* Round trips inside a downtime: the last pages to the destination and its
+ * READY back (one), GO out and half of RUNNING's way back (one half). */
+#define MIGRATE_SWITCH_RTTS 1.5
 
 /* One pass of a pre-copy, as the job reports it. */
 #define MIGRATE_PASSES_MAX 40
@@ -137,6 +149,13 @@ struct migrate_stats {
 	enum mig_phase phase;
 	uint64_t ram_bytes;
 	uint64_t setup_ns, total_ns, downtime_ns, expected_downtime_ns;
+	/* The expected downtime's parts, at the decision to stop: the last
+	 * pages at the last pass's goodput, the fixed cost (opts.switch_ns),
+	 * and the round trips at the link's RTT (rtt_ns, channel 0's). */
+	uint64_t expected_pages_ns, expected_fixed_ns, expected_rtt_ns, rtt_ns;
+	/* Headroom the decision kept besides (a lossy link: the last pages
+	 * may take twice as long and a lost message a round trip more). */
+	uint64_t margin_ns;
 	uint64_t bytes;            /* stream bytes sent */
 	uint64_t pages[STREAM_ENC_MAX];
 	uint64_t zero_frames;

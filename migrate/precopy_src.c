@@ -47,6 +47,7 @@ struct src {
 	struct bitmap dirty, pop;
 	uint64_t t0, t_copy, bytes0, last_report;
 	unsigned passes;          /* passes sent so far */
+	uint64_t last_bytes, last_ns; /* the last pass sent: its bytes and time */
 	bool logging, paused;     /* what finish() undoes on a rollback */
 	/* The pass under way, read by the lanes' trailers. */
 	unsigned it;
@@ -152,6 +153,8 @@ static int run_pass(struct src *m, unsigned it, const struct bitmap *set,
 	if ((r = lanes_send(m->lanes, set, pop, ns)))
 		return r;
 	m->passes++;
+	m->last_bytes = lanes_bytes(m->lanes) - bytes0;
+	m->last_ns = *ns;
 	p = &m->st->passes[MIN(m->st->npasses, MIGRATE_PASSES_MAX - 1)];
 	*p = (struct migrate_pass){ .pass = it, .final = final,
 				    .pages = lanes_pages(m->lanes) - pages0,
@@ -218,12 +221,54 @@ static int throttle_more(struct src *m)
 	return 0;
 }
 
+/* A link that has sent more than this share of its segments again. */
+#define LOSSY 0.001
+
+/* A pass this large says what the link carries; a smaller one is mostly
+ * its latency, and the whole pre-copy's average says more. */
+#define GOODPUT_MIN_BYTES (4u << 20)
+
+/*
+ * The downtime to expect if the guest paused now with nd pages dirty, into
+ * st: those pages and the ones written while the destination catches up
+ * (a round trip's worth at the dirty rate), at the goodput of the last pass
+ * (the link as it is now: loss and competition show there); the switch-
+ * over's fixed cost (o->switch_ns, learned from earlier moves); and its
+ * round trips at the RTT TCP measures on channel 0 now.
+ */
+static void expect(struct src *m, uint64_t nd, double avg_bw, double per_page)
+{
+	struct migrate_stats *st = m->st;
+	double bw = m->last_bytes >= GOODPUT_MIN_BYTES && m->last_ns
+			    ? (double)m->last_bytes / ns_to_sec(m->last_ns) : avg_bw;
+	uint64_t rtt = chan_rtt_ns(m->s->ch[0]);
+	double pages = (double)nd + (double)st->dirty_rate * ns_to_sec(rtt);
+
+	st->rtt_ns = rtt;
+	st->expected_pages_ns = bw > 0 ? (uint64_t)(pages * per_page / bw * 1e9) : 0;
+	st->expected_fixed_ns = m->o->switch_ns ? m->o->switch_ns : MIGRATE_SWITCH_DEFAULT_NS;
+	st->expected_rtt_ns = (uint64_t)((double)rtt * MIGRATE_SWITCH_RTTS);
+	st->expected_downtime_ns = st->expected_pages_ns + st->expected_fixed_ns +
+				   st->expected_rtt_ns;
+	/* A lossy link makes the last burst's time vary (a loss in it costs
+	 * round trips, a lost READY or GO a retransmission): decide with room
+	 * for the pages taking twice as long and one round trip more, so that
+	 * the target holds in most moves, not just in the median one. */
+	st->margin_ns = 0;
+	for (unsigned i = 0; i < m->s->n; i++)
+		if (chan_loss(m->s->ch[i]) > LOSSY) {
+			st->margin_ns = st->expected_pages_ns + rtt;
+			break;
+		}
+}
+
 /*
  * Iterate: iteration 0 sends every frame that exists, then each iteration
  * harvests the dirty log and sends what changed, until the expected
- * downtime is under the target and more iterations would not shorten it
- * much (the target is a limit, not an aim: a guest that converges is
- * stopped when its dirty set has settled, as small as it will get), or the
+ * downtime (expect(): the last pages, the fixed cost and the round trips)
+ * is under the target and more iterations would not shorten it much (the
+ * target is a limit, not an aim: a guest that converges is stopped when
+ * its dirty set has settled, as small as it will get), or the
  * no-convergence policy says stop.
  * On return m->dirty holds what was harvested but not sent.
  */
@@ -260,13 +305,17 @@ static int iterate(struct src *m)
 				    strerror((int)-nd));
 		st->dirty_pages = (uint64_t)nd;
 		st->dirty_rate = (uint64_t)((double)nd / ns_to_sec(ns + (mono_ns() - th) + 1));
-		st->expected_downtime_ns = bw > 0 ? (uint64_t)((double)nd * per_page / bw * 1e9) : 0;
+		expect(m, (uint64_t)nd, bw, per_page);
 		st->throughput = (uint64_t)bw;
 		log_debug("%s: pass %u: %" PRId64 " dirty pages, %.0f MiB/s, expected downtime "
-			  "%.1f ms", m->d->uri, it, nd, bw / (1 << 20),
-			  ns_to_ms(st->expected_downtime_ns));
-		if (st->expected_downtime_ns <= o->downtime_ns &&
-		    (st->expected_downtime_ns <= SETTLED_NS || (uint64_t)nd > prev_dirty / 2 ||
+			  "%.1f ms (pages %.1f, fixed %.1f, round trips %.1f; margin %.1f)", m->d->uri,
+			  it, nd, bw / (1 << 20), ns_to_ms(st->expected_downtime_ns),
+			  ns_to_ms(st->expected_pages_ns), ns_to_ms(st->expected_fixed_ns),
+			  ns_to_ms(st->expected_rtt_ns), ns_to_ms(st->margin_ns));
+		/* Settled: a smaller dirty set would not shorten the pages' part
+		 * by more than SETTLED_NS. */
+		if (st->expected_downtime_ns + st->margin_ns <= o->downtime_ns &&
+		    (st->expected_pages_ns <= SETTLED_NS || (uint64_t)nd > prev_dirty / 2 ||
 		     it > o->max_iters))
 			return 0;
 		stalls = (uint64_t)nd >= prev_dirty ? stalls + 1 : 0;

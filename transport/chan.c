@@ -20,6 +20,27 @@
 #include "common/util.h"
 #include "transport/sock.h"
 
+uint64_t chan_rtt_ns(const struct chan *c)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof ti;
+
+	if (c->fd < 0 || getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) || !ti.tcpi_rtt)
+		return 0;
+	return (uint64_t)ti.tcpi_rtt * 1000;
+}
+
+double chan_loss(const struct chan *c)
+{
+	uint64_t sent = __atomic_load_n(&c->sent, __ATOMIC_RELAXED);
+	struct tcp_info ti;
+	socklen_t len = sizeof ti;
+
+	if (c->fd < 0 || !sent || getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+		return 0;
+	return (double)ti.tcpi_total_retrans * ti.tcpi_snd_mss / (double)sent;
+}
+
 void chan_set_timeout(struct chan *c, int timeout_ms)
 {
 	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 0;

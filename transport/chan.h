@@ -110,6 +110,15 @@ static inline const char *chan_kind(const struct chan *c) { return c->ops->kind;
 /* Read and drop what arrives until the peer closes, or for timeout_ms. */
 void chan_drain(struct chan *c, int timeout_ms);
 
+/* The round trip the kernel measures on c's connection (TCP's smoothed
+ * RTT), in ns; 0 if unknown (not TCP, or nothing measured yet). */
+uint64_t chan_rtt_ns(const struct chan *c);
+
+/* About the share of what was sent on c that TCP had to send again (its
+ * retransmitted segments against the bytes sent; 0 if unknown): a lossy
+ * link shows here. Any thread. */
+double chan_loss(const struct chan *c);
+
 /* The default timeout of every wait; 0 = none. */
 void chan_set_timeout(struct chan *c, int timeout_ms);
 

@@ -220,9 +220,27 @@ static void test_status_and_downtime(void **state)
 	s = json_object_get(o, "stats");
 	if (st != 0 || !o || strcmp(td_jstr(o, "direction"), "out") != 0 ||
 	    !json_is_true(json_object_get(s, "downtime_target_missed")) ||
-	    td_jnum(o, "stats.downtime_ms") < 40)
+	    td_jnum(o, "stats.downtime_ms") < 40 || !strstr(td_jstr(o, "warning"), "expected"))
 		fail_msg("ferry status web1 on A: exit %d: %s", st, out);
+	/* The expectation, in its parts: they add up to it, and the fixed
+	 * cost alone (5 ms before any move has taught ferryd another) is
+	 * over this target, so it was never going to be kept. */
+	{
+		double e = td_jnum(o, "stats.expected_downtime_ms"),
+		       pg = td_jnum(o, "stats.expected_downtime_steps.last_pages_ms"),
+		       fx = td_jnum(o, "stats.expected_downtime_steps.fixed_ms"),
+		       rt = td_jnum(o, "stats.expected_downtime_steps.round_trips_ms");
+
+		if (!(fx >= 5) || pg < 0 || rt < 0 || e < fx || e > pg + fx + rt + 0.01)
+			fail_msg("expected downtime %.3f ms from last pages %.3f, fixed %.3f and "
+				 "round trips %.3f: %s", e, pg, fx, rt, out);
+	}
 	json_decref(o);
+	free(out);
+	st = td_cli(&A, &out, "status", "web1", NULL);
+	if (st != 0 || !strstr(out, "warning        the downtime") ||
+	    !strstr(out, "expected dt") || !strstr(out, "round trips"))
+		fail_msg("ferry status web1 on A: exit %d: %s", st, out);
 	free(out);
 	st = td_cli(&B, &out, "status", "web1", "--json", NULL);
 	o = json_loads(out, 0, NULL);
