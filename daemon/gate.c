@@ -323,9 +323,7 @@ static void step(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	if (what & EV_TIMEOUT) {
-		char why[120];
-
-		char text[INET6_ADDRSTRLEN];
+		char why[120], text[INET6_ADDRSTRLEN];
 
 		addr_text(&s->addr, text, sizeof text);
 		snprintf(why, sizeof why, "%s said no HELLO within the handshake's %d ms", text,
@@ -346,7 +344,7 @@ static void step(evutil_socket_t fd, short what, void *arg)
 	}
 	/* A checked HELLO: from now on this address is a pool host's, and
 	 * the connection gets its thread. */
-	s->pool = true;
+	s->pool = greet_trusted(c->g);
 	s->strikes = 0;
 	pthread_mutex_lock(&G.lock);
 	G.served++;
