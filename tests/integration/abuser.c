@@ -253,3 +253,12 @@ void abuser_stop(pid_t pid, struct abuser_stats *out)
 		return;
 	}
 }
+
+void abuser_stop_all(void)
+{
+	struct abuser_stats st;
+
+	for (unsigned slot = 0; slot < 64; slot++)
+		if (pids[slot])
+			abuser_stop(pids[slot], &st);
+}

@@ -32,5 +32,7 @@ struct abuser_stats {
 pid_t abuser_start(const struct abuser_conf *c);
 /* Stop it and read what it did. */
 void abuser_stop(pid_t pid, struct abuser_stats *out);
+/* Stop every one still running (a test's teardown, after a failure). */
+void abuser_stop_all(void);
 
 #endif

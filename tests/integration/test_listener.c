@@ -44,6 +44,7 @@ static char pki[300], foreign[300];
 static int teardown(void **state)
 {
 	(void)state;
+	abuser_stop_all(); /* a failed case may leave its stranger running */
 	td_test_end();
 	tn_teardown(&T);
 	return 0;
