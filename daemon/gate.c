@@ -400,6 +400,19 @@ static bool pit_hold(int fd, const char *why, bool retry, uint64_t now)
 	return true;
 }
 
+/* Refuse fd after a while in the tarpit (at once if it is full), counting
+ * it in *counter; why is a constant. */
+static void refuse_later(int fd, uint64_t *counter, const char *why, bool retry, uint64_t now)
+{
+	pthread_mutex_lock(&G.lock);
+	(*counter)++;
+	pthread_mutex_unlock(&G.lock);
+	if (!pit_hold(fd, why, retry, now)) {
+		greet_refuse_fd(fd, why, retry);
+		close(fd);
+	}
+}
+
 /* Refuse fd from s (why, retry: load), counting it in *counter. */
 static void refuse(int fd, struct source *s, uint64_t *counter, const char *why, bool retry,
 		   uint64_t now)
@@ -456,13 +469,7 @@ void gate_accept(int fd, const struct sockaddr *sa, int salen)
 		static const char why_p[] = "this address is penalised for failed connections; "
 					    "try again later";
 
-		pthread_mutex_lock(&G.lock);
-		G.refused_penalised++;
-		pthread_mutex_unlock(&G.lock);
-		if (!pit_hold(fd, why_p, false, now)) {
-			greet_refuse_fd(fd, why_p, false);
-			close(fd);
-		}
+		refuse_later(fd, &G.refused_penalised, why_p, false, now);
 		s->quiet[0]++; /* said with the next line about it */
 		return;
 	}
@@ -470,13 +477,7 @@ void gate_accept(int fd, const struct sockaddr *sa, int salen)
 		static const char why_s[] = "too many pending connections from this address";
 		char text[INET6_ADDRSTRLEN];
 
-		pthread_mutex_lock(&G.lock);
-		G.refused_source++;
-		pthread_mutex_unlock(&G.lock);
-		if (!pit_hold(fd, why_s, true, now)) {
-			greet_refuse_fd(fd, why_s, true);
-			close(fd);
-		}
+		refuse_later(fd, &G.refused_source, why_s, true, now);
 		addr_text(&s->addr, text, sizeof text);
 		snprintf(why, sizeof why, "%s has %u connections waiting for their HELLO, the most "
 			 "one address may have", text, s->pending);

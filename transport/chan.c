@@ -20,23 +20,27 @@
 #include "common/util.h"
 #include "transport/sock.h"
 
+/* TCP's view of c's connection into *ti; false if it has none. */
+static bool tcp_info_of(const struct chan *c, struct tcp_info *ti)
+{
+	socklen_t len = sizeof *ti;
+
+	return c->fd >= 0 && getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, ti, &len) == 0;
+}
+
 uint64_t chan_rtt_ns(const struct chan *c)
 {
 	struct tcp_info ti;
-	socklen_t len = sizeof ti;
 
-	if (c->fd < 0 || getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) || !ti.tcpi_rtt)
-		return 0;
-	return (uint64_t)ti.tcpi_rtt * 1000;
+	return tcp_info_of(c, &ti) ? (uint64_t)ti.tcpi_rtt * 1000 : 0;
 }
 
 double chan_loss(const struct chan *c)
 {
 	uint64_t sent = __atomic_load_n(&c->sent, __ATOMIC_RELAXED);
 	struct tcp_info ti;
-	socklen_t len = sizeof ti;
 
-	if (c->fd < 0 || !sent || getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+	if (!sent || !tcp_info_of(c, &ti))
 		return 0;
 	return (double)ti.tcpi_total_retrans * ti.tcpi_snd_mss / (double)sent;
 }
