@@ -146,6 +146,9 @@ int lanes_open(struct hv_domain *d, const struct hv_info *info, struct chan *con
 	pthread_cond_init(&l->go, NULL);
 	pthread_cond_init(&l->done, NULL);
 	*out = l;
+	/* No delta against pages the receiver cannot read back. */
+	if (d->ops->flags & HV_F_CREATE_WRITE_ONLY)
+		co.delta = false;
 	/* The delta cache is the job's: each lane gets its share. */
 	co.delta_cache_pages = co.delta_cache_pages / n;
 	if (c->codec.delta_cache_pages && !co.delta_cache_pages)
@@ -165,7 +168,8 @@ int lanes_open(struct hv_domain *d, const struct hv_info *info, struct chan *con
 		ln->ps.cancel = c->cancel;
 		if ((r = stream_writer_start(&ln->w, (struct xsink){ lane_writev, ln }, c->kind,
 					     info->page_size, info->nr_frames, hv_backend_name(d),
-					     c->name, info->config)))
+					     c->name, info->config, i ? NULL : c->domain_config,
+					     i ? 0 : c->domain_config_len)))
 			return r;
 	}
 	l->lane[0].ps.on_frames = c->on_frames;

@@ -35,6 +35,8 @@ struct lanes;
 struct lanes_conf {
 	uint32_t kind;             /* of the streams (STREAM_KIND_MIGRATION) */
 	const char *name;          /* the domain's name in their headers */
+	const void *domain_config; /* hv_domain_config's blob for lane 0's */
+	size_t domain_config_len;  /* stream, or NULL, 0 */
 	struct codec_opts codec;   /* the delta cache is shared out among lanes */
 	uint64_t bandwidth;        /* bytes/s over all lanes; 0: no limit */
 	const volatile sig_atomic_t *cancel; /* non-zero: a pass stops, -ECANCELED */

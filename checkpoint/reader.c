@@ -23,6 +23,7 @@ struct rd {
 	struct stream_read_stats *st;
 	struct stream_info info;
 	bool have_header;
+	uint32_t want_dconf; /* HEADER announced a DOMAIN_CONFIG of this length */
 	uint64_t seq;      /* expected sequence number of the next record */
 	uint64_t off;      /* stream offset of the current record */
 	uint64_t pages, zero_frames; /* totals for END */
@@ -94,6 +95,8 @@ static bool padded_string(const char *s, size_t n)
 	return true;
 }
 
+static int tell_header(struct rd *r);
+
 static int do_header(struct rd *r, const char *b, uint64_t len)
 {
 	struct stream_header h;
@@ -120,8 +123,12 @@ static int do_header(struct rd *r, const char *b, uint64_t len)
 		return fail(r, -EBADMSG, "unknown stream kind %u", i->kind);
 	if (clen > STREAM_CONFIG_MAX || len != sizeof h + clen)
 		return fail(r, -EBADMSG, "config of %u bytes in a header of %" PRIu64, clen, len);
-	if (h.reserved[0] || h.reserved[1])
+	if (h.reserved0 || h.reserved1)
 		return fail(r, -EBADMSG, "reserved header fields are set");
+	r->want_dconf = le32toh(h.domain_config_len);
+	if (r->want_dconf > STREAM_DOMAIN_CONFIG_MAX)
+		return fail(r, -EBADMSG, "a domain config of %u bytes (at most %u)", r->want_dconf,
+			    STREAM_DOMAIN_CONFIG_MAX);
 	if (!padded_string(h.backend, sizeof h.backend))
 		return fail(r, -EBADMSG, "backend name is not a NUL-padded string");
 	if (!padded_string(h.name, sizeof h.name))
@@ -140,6 +147,32 @@ static int do_header(struct rd *r, const char *b, uint64_t len)
 		if (!r->pagebuf)
 			return fail(r, -ENOMEM, "no memory for page buffers");
 	}
+	return r->want_dconf ? 0 : tell_header(r);
+}
+
+/* DOMAIN_CONFIG, announced by the HEADER before it: now the receiver hears
+ * of the stream, the configuration in hand. */
+static int do_domain_config(struct rd *r, const char *b, uint64_t len)
+{
+	int e;
+
+	if (!r->want_dconf)
+		return fail(r, -EBADMSG, "DOMAIN_CONFIG that HEADER did not announce");
+	if (len != r->want_dconf)
+		return fail(r, -EBADMSG, "DOMAIN_CONFIG of %" PRIu64 " bytes, HEADER announced %u",
+			    len, r->want_dconf);
+	r->want_dconf = 0;
+	r->info.domain_config = b;
+	r->info.domain_config_len = (size_t)len;
+	e = tell_header(r);
+	r->info.domain_config = NULL;
+	return e;
+}
+
+static int tell_header(struct rd *r)
+{
+	struct stream_info *i = &r->info;
+
 	if (r->sink->header) {
 		int e = r->sink->header(r->sink->ctx, i);
 		if (e > 0)
@@ -437,6 +470,10 @@ static int read_record(struct rd *r)
 
 	if (type == STREAM_REC_HEADER && !r->have_header)
 		e = do_header(r, r->buf, len);
+	else if (r->want_dconf && type != STREAM_REC_DOMAIN_CONFIG)
+		e = fail(r, -EBADMSG, "HEADER announced a DOMAIN_CONFIG record; this is not one");
+	else if (type == STREAM_REC_DOMAIN_CONFIG)
+		e = do_domain_config(r, r->buf, len);
 	else if (!known)
 		r->st->skipped++, e = 0;
 	else

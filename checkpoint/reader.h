@@ -28,6 +28,10 @@ struct stream_info {
 	char backend[17];
 	char name[65];
 	char config[STREAM_CONFIG_MAX + 1];
+	/* The DOMAIN_CONFIG record's body, if the stream has one (else NULL,
+	 * 0): valid during the header callback only. */
+	const void *domain_config;
+	size_t domain_config_len;
 };
 
 /*

@@ -331,7 +331,7 @@ static int f_header(void *ctx, const struct stream_info *i)
 	struct file_sink *f = ctx;
 
 	return stream_writer_start(f->w, f->out, f->kind, i->page_size, i->nr_frames, i->backend,
-				   i->name, i->config);
+				   i->name, i->config, i->domain_config, i->domain_config_len);
 }
 
 static int f_pages(void *ctx, const uint64_t *frames, void *const *pages, unsigned n)

@@ -32,12 +32,16 @@ static int save_stream(struct saver *s, int fd, const struct hv_info *info, cons
 		       const struct snapshot_opts *o, char *err, size_t errlen)
 {
 	struct xsink sink = { xsink_fd_writev, &fd };
-	void *ctx = NULL;
-	size_t clen;
+	void *ctx = NULL, *dconf = NULL;
+	size_t clen, dlen;
 	int r;
 
-	r = stream_writer_start(&s->w, sink, STREAM_KIND_SNAPSHOT, info->page_size,
-				info->nr_frames, hv_backend_name(s->d), name, info->config);
+	r = hv_domain_config(s->d, &dconf, &dlen);
+	if (r == 0)
+		r = stream_writer_start(&s->w, sink, STREAM_KIND_SNAPSHOT, info->page_size,
+					info->nr_frames, hv_backend_name(s->d), name, info->config,
+					dconf, dlen);
+	free(dconf);
 	if (r) {
 		snprintf(err, errlen, "writing the header: %s", strerror(-r));
 		return r;
@@ -237,7 +241,7 @@ static int r_header(void *ctx, const struct stream_info *i)
 		snprintf(rs->err, rs->errlen, "no backend \"%s\" here, or a bad name", i->backend);
 		return r;
 	}
-	r = hv_create(uri, i->config, &rs->a.d);
+	r = hv_create(uri, i->config, i->domain_config, i->domain_config_len, &rs->a.d);
 	if (r) {
 		snprintf(rs->err, rs->errlen, "cannot create %s: %s", uri,
 			 r == -EEXIST ? "a domain of that name exists (use --name)" : strerror(-r));

@@ -25,6 +25,8 @@ uint64_t stream_rec_max(uint32_t type, uint32_t page_size)
 		return sizeof(struct stream_ckpt);
 	case STREAM_REC_END:
 		return sizeof(struct stream_end);
+	case STREAM_REC_DOMAIN_CONFIG:
+		return STREAM_DOMAIN_CONFIG_MAX;
 	default:
 		return 0;
 	}
@@ -38,6 +40,7 @@ const char *stream_rec_name(uint32_t type)
 		[STREAM_REC_DEVICE] = "DEVICE",		[STREAM_REC_ITER_END] = "ITER_END",
 		[STREAM_REC_CKPT_BEGIN] = "CKPT_BEGIN", [STREAM_REC_CKPT_COMMIT] = "CKPT_COMMIT",
 		[STREAM_REC_END] = "END",
+		[STREAM_REC_DOMAIN_CONFIG] = "DOMAIN_CONFIG",
 	};
 	return type < STREAM_REC_TYPE_MAX && n[type] ? n[type] : "unknown";
 }

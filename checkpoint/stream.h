@@ -23,7 +23,7 @@
 #define STREAM_MAGIC "FERRYST\n"
 #define STREAM_MAGIC_LEN 8
 #define STREAM_VERSION_MAJOR 1
-#define STREAM_VERSION_MINOR 0
+#define STREAM_VERSION_MINOR 1
 
 /* Record header. */
 struct stream_rec_hdr {
@@ -53,6 +53,8 @@ enum stream_rec_type {
 	STREAM_REC_CKPT_BEGIN = 7,   /* replication epoch begins */
 	STREAM_REC_CKPT_COMMIT = 8,  /* replication epoch complete */
 	STREAM_REC_END = 9,          /* mandatory, last: totals */
+	STREAM_REC_DOMAIN_CONFIG = 10, /* the backend's full domain configuration,
+				      * right after a HEADER that announces it */
 	STREAM_REC_TYPE_MAX
 };
 
@@ -68,10 +70,16 @@ struct stream_header {
 	uint64_t nr_frames;
 	char backend[16];   /* "mvm", NUL-padded */
 	char name[64];      /* the domain's name at the source, NUL-padded */
-	uint64_t reserved[2];
+	uint32_t domain_config_len; /* > 0: a DOMAIN_CONFIG record of exactly
+				     * this length is the next record (1.1) */
+	uint32_t reserved0;
+	uint64_t reserved1;
 };
 _Static_assert(sizeof(struct stream_header) == 120, "wire size");
 #define STREAM_CONFIG_MAX 512
+/* DOMAIN_CONFIG body: opaque to the stream, read by the backend's create
+ * (Xen: the libxl domain configuration and the CPU policy). */
+#define STREAM_DOMAIN_CONFIG_MAX (64u << 10)
 
 /* PAGES body: stream_pages, count x stream_page, then the data of each page
  * in order (data_len bytes each, no padding between). */

@@ -78,7 +78,8 @@ int stream_write_record(struct stream_writer *w, uint32_t type, uint32_t flags,
 
 int stream_writer_start(struct stream_writer *w, struct xsink sink, uint32_t kind,
 			uint32_t page_size, uint64_t nr_frames, const char *backend,
-			const char *name, const char *config)
+			const char *name, const char *config, const void *dconf,
+			size_t dconf_len)
 {
 	struct stream_header h = {
 		.major = htole16(STREAM_VERSION_MAJOR),
@@ -97,16 +98,24 @@ int stream_writer_start(struct stream_writer *w, struct xsink sink, uint32_t kin
 	w->page_size = page_size;
 	w->nr_frames = nr_frames;
 	if (clen > STREAM_CONFIG_MAX || !*backend || strlen(backend) >= sizeof h.backend ||
-	    !*name || strlen(name) >= sizeof h.name)
+	    !*name || strlen(name) >= sizeof h.name || dconf_len > STREAM_DOMAIN_CONFIG_MAX ||
+	    (dconf_len && !dconf))
 		return w->error = -EINVAL;
 	memcpy(h.backend, backend, strlen(backend));
 	memcpy(h.name, name, strlen(name));
 	h.config_len = htole32((uint32_t)clen);
+	h.domain_config_len = htole32((uint32_t)dconf_len);
 	r = sink.writev(sink.ctx, &magic, 1);
 	if (r)
 		return w->error = r;
 	w->bytes = STREAM_MAGIC_LEN;
-	return stream_write_record(w, STREAM_REC_HEADER, 0, body, 2);
+	r = stream_write_record(w, STREAM_REC_HEADER, 0, body, 2);
+	if (r == 0 && dconf_len) {
+		struct iovec dc = { (void *)dconf, dconf_len };
+
+		r = stream_write_record(w, STREAM_REC_DOMAIN_CONFIG, 0, &dc, 1);
+	}
+	return r;
 }
 
 int stream_write_pages(struct stream_writer *w, struct codec *codec, const uint64_t *frames,

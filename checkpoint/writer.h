@@ -31,10 +31,12 @@ struct stream_writer {
 	uint64_t ckpt_records, ckpt_digest;
 };
 
-/* Write the magic and HEADER. config may be NULL. */
+/* Write the magic and HEADER, and the DOMAIN_CONFIG record after it if
+ * dconf_len > 0 (at most STREAM_DOMAIN_CONFIG_MAX). config may be NULL. */
 int stream_writer_start(struct stream_writer *w, struct xsink sink, uint32_t kind,
 			uint32_t page_size, uint64_t nr_frames, const char *backend,
-			const char *name, const char *config);
+			const char *name, const char *config, const void *dconf,
+			size_t dconf_len);
 
 /* One record from body pieces (n <= 1000). */
 int stream_write_record(struct stream_writer *w, uint32_t type, uint32_t flags,

@@ -87,12 +87,13 @@ int hv_open(const char *uri, struct hv_domain **out)
 	return ops ? ops->open(name, out) : -EINVAL;
 }
 
-int hv_create(const char *uri, const char *config, struct hv_domain **out)
+int hv_create(const char *uri, const char *config, const void *dconf, size_t dconf_len,
+	      struct hv_domain **out)
 {
 	const char *name;
 	const struct hv_ops *ops = lookup(uri, &name);
 
-	return ops ? ops->create(name, config, out) : -EINVAL;
+	return ops ? ops->create(name, config, dconf, dconf_len, out) : -EINVAL;
 }
 
 int hv_launch(const char *uri, const struct hv_spec *spec, unsigned flags,
@@ -196,4 +197,11 @@ int hv_runtime_ids(uid_t *uid, gid_t *gid, char *err, size_t errlen)
 	if (err)
 		snprintf(err, errlen, "%s", why);
 	return r;
+}
+
+int hv_domain_config(struct hv_domain *d, void **blob, size_t *len)
+{
+	*blob = NULL;
+	*len = 0;
+	return d->ops->domain_config ? d->ops->domain_config(d, blob, len) : 0;
 }

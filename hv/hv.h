@@ -44,6 +44,7 @@ struct hv_domain;
 #define HV_NAME_MAX 64    /* a domain's name: name_ok(name, HV_NAME_MAX) */
 #define HV_URI_MAX 128
 #define HV_CONTEXT_MAX (1u << 20)
+#define HV_DOMAIN_CONFIG_MAX (64u << 10) /* = STREAM_DOMAIN_CONFIG_MAX */
 
 struct hv_info {
 	uint32_t page_size;
@@ -84,6 +85,12 @@ enum hv_output {
 	HV_OUTPUT_OPEN,     /* no more gating: everything leaves at once */
 };
 
+/* hv_ops.flags */
+#define HV_F_CREATE_WRITE_ONLY 0x1 /* a created domain's pages cannot be read
+				    * back before its commit (Xen: they are
+				    * fed to the toolstack's restore as a
+				    * stream), so no delta against them */
+
 /* launch flags */
 #define HV_LAUNCH_PAUSED 0x1 /* start with every writer parked */
 
@@ -122,9 +129,22 @@ struct hv_ops {
 	 * returned handle is closed before the first unpause (the commit); it is
 	 * the caller's child, reaped by close/destroy once it has ended (a
 	 * committed one that outlives its handle is the caller's to reap).
-	 * -EEXIST if NAME is taken.
+	 * dconf: the source's domain_config blob (NULL, 0 if it gave none);
+	 * a backend that needs one and got none, or got one it cannot read,
+	 * says -EINVAL. -EEXIST if NAME is taken.
 	 */
-	int (*create)(const char *name, const char *config, struct hv_domain **out);
+	int (*create)(const char *name, const char *config, const void *dconf, size_t dconf_len,
+		      struct hv_domain **out);
+	/*
+	 * Optional. domain_config: the domain's whole configuration as the
+	 * toolstack knows it, for create on another host, where the short
+	 * config text is not enough (Xen: the libxl domain configuration and
+	 * the CPU policy). *blob is malloc'd (at most HV_DOMAIN_CONFIG_MAX
+	 * bytes) and the caller's. NULL: the config text is all there is.
+	 */
+	int (*domain_config)(struct hv_domain *d, void **blob, size_t *len);
+	/* HV_F_* */
+	unsigned flags;
 	/*
 	 * launch: start a new, running (HV_LAUNCH_PAUSED: paused) domain NAME
 	 * as spec says, committed from the start: it outlives the handle, so a
@@ -273,7 +293,11 @@ const char *hv_uri_name(const char *uri);
 static inline const char *hv_backend_name(const struct hv_domain *d) { return d->ops->prefix; }
 
 int hv_open(const char *uri, struct hv_domain **out);
-int hv_create(const char *uri, const char *config, struct hv_domain **out);
+int hv_create(const char *uri, const char *config, const void *dconf, size_t dconf_len,
+	      struct hv_domain **out);
+/* The domain's domain_config blob: 0 and *blob (malloc'd) and *len, or 0
+ * with NULL, 0 where the backend has none. */
+int hv_domain_config(struct hv_domain *d, void **blob, size_t *len);
 int hv_launch(const char *uri, const struct hv_spec *spec, unsigned flags,
 	      struct hv_domain **out, char *err, size_t errlen);
 int hv_describe(const char *uri, const char *config, json_t **out, char *err, size_t errlen);

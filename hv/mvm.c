@@ -765,7 +765,8 @@ static int mvm_launch(const char *name, const struct hv_spec *spec, unsigned fla
 	return r;
 }
 
-static int mvm_create(const char *name, const char *config, struct hv_domain **out)
+static int mvm_create(const char *name, const char *config, const void *dconf,
+		      size_t dconf_len, struct hv_domain **out)
 {
 	struct mvm_config cfg;
 	char err[256];
@@ -774,6 +775,10 @@ static int mvm_create(const char *name, const char *config, struct hv_domain **o
 
 	if (!mvm_name_ok(name)) {
 		log_error("mvm:%s: bad name", name);
+		return -EINVAL;
+	}
+	if (dconf || dconf_len) {
+		log_error("mvm:%s: a domain config record is not a microVM's", name);
 		return -EINVAL;
 	}
 	r = mvm_config_parse(config, &cfg, err, sizeof err);

@@ -155,7 +155,7 @@ static int d_header(void *ctx, const struct stream_info *i)
 	if (ds->o->into)
 		l->a.d = ds->o->into, r = 0;
 	else
-		r = hv_create(uri, i->config, &l->a.d);
+		r = hv_create(uri, i->config, i->domain_config, i->domain_config_len, &l->a.d);
 	if (r) {
 		snprintf(l->why, sizeof l->why, "cannot create %s: %s", uri,
 			 r == -EEXIST ? "a domain of that name exists here" : strerror(-r));

@@ -176,6 +176,7 @@ static int setup(struct src *m)
 				 .cancel = m->o->cancel, .ctx = m, .trailer = trailer,
 				 .on_frames = on_frames };
 	struct session *s = m->s;
+	void *dconf = NULL;
 	int r;
 
 	if (s->n < 1 || s->n > WIRE_CHANNELS_MAX)
@@ -192,7 +193,12 @@ static int setup(struct src *m)
 	if ((r = bitmap_init(&m->dirty, m->info.nr_frames)) ||
 	    (r = bitmap_init(&m->pop, m->info.nr_frames)))
 		return fail(m, r, "out of memory");
-	if ((r = lanes_open(m->d, &m->info, s->ch, s->n, &lc, &m->lanes))) {
+	if ((r = hv_domain_config(m->d, &dconf, &lc.domain_config_len)))
+		return fail(m, r, "%s: its domain configuration: %s", m->d->uri, strerror(-r));
+	lc.domain_config = dconf;
+	r = lanes_open(m->d, &m->info, s->ch, s->n, &lc, &m->lanes);
+	free(dconf);
+	if (r) {
 		if (r == -ENOMEM || r == -EAGAIN)
 			return fail(m, r, "setting up %u channels: %s", s->n, strerror(-r));
 		return fail_io(m, r, "sending the header");

@@ -66,6 +66,7 @@ int staging_new(struct hv_domain *d, const struct hv_info *info, uint64_t max,
 	if (!st)
 		return -ENOMEM;
 	st->ops.prefix = d->ops->prefix;
+	st->ops.flags = d->ops->flags;
 	st->ops.read_pages = st_read_pages;
 	st->dom.ops = &st->ops;
 	memcpy(st->dom.uri, d->uri, sizeof st->dom.uri);

@@ -129,7 +129,7 @@ static struct hv_domain *move(struct hv_domain *src, const char *uri)
 	const void *bufs[1] = { page };
 
 	assert_int_equal(hv_info(src, &info), 0);
-	assert_int_equal(hv_create(uri, info.config, &dst), 0);
+	assert_int_equal(hv_create(uri, info.config, NULL, 0, &dst), 0);
 	assert_int_equal(bitmap_init(&pop, info.nr_frames), 0);
 	assert_true(hv_populated(src, &pop) >= 0);
 	bitmap_for_each_set(f, &pop) {
@@ -376,19 +376,19 @@ static void test_incoming_link(void **state)
 	int status;
 
 	(void)state;
-	assert_int_equal(hv_create("mvm:inc", cfg, &d), 0);
+	assert_int_equal(hv_create("mvm:inc", cfg, NULL, 0, &d), 0);
 	assert_int_equal(hv_info(d, &info), 0);
 	h_track_pid(info.pid);
 	assert_int_equal(info.paused, 1);
 	assert_int_equal(hv_mvm_stats(d, &st), 0);
 	assert_true(st.incoming);
-	assert_int_equal(hv_create("mvm:inc", cfg, &d) == 0, 0); /* name taken */
+	assert_int_equal(hv_create("mvm:inc", cfg, NULL, 0, &d) == 0, 0); /* name taken */
 	hv_close(d);
 	/* It exited, and close reaped it: no process, not even a zombie. */
 	assert_int_equal(kill(info.pid, 0), -1);
 	assert_int_equal(errno, ESRCH);
 
-	assert_int_equal(hv_create("mvm:inc", cfg, &d), 0);
+	assert_int_equal(hv_create("mvm:inc", cfg, NULL, 0, &d), 0);
 	assert_int_equal(hv_info(d, &info), 0);
 	h_track_pid(info.pid);
 	assert_int_equal(hv_unpause(d), 0); /* commit */

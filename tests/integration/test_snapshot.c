@@ -255,7 +255,7 @@ static void craft(const char *file, const char *cfg, const void *ctx, size_t cle
 	assert_true(fd >= 0);
 	memset(page, 0xab, sizeof page);
 	assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_SNAPSHOT, 4096, 1024, "mvm",
-					     "crafted", cfg), 0);
+					     "crafted", cfg, NULL, 0), 0);
 	assert_int_equal(stream_write_pages(&w, NULL, &f, &b, 1, NULL), 0);
 	assert_int_equal(stream_write_zero_extent(&w, 2, 3), 0);
 	for (unsigned i = 0; i < contexts; i++)

@@ -70,6 +70,7 @@ struct memguest {
 	size_t ctx_len;
 	bool ended;
 	struct stream_info info;
+	void *dconf; /* a copy of info.domain_config */
 };
 
 static inline int mg_header(void *c, const struct stream_info *i)
@@ -79,6 +80,13 @@ static inline int mg_header(void *c, const struct stream_info *i)
 	if (i->nr_frames > g->max_frames)
 		return -EFBIG;
 	g->info = *i;
+	if (i->domain_config_len) {
+		g->dconf = malloc(i->domain_config_len);
+		if (!g->dconf)
+			return -ENOMEM;
+		memcpy(g->dconf, i->domain_config, i->domain_config_len);
+		g->info.domain_config = g->dconf;
+	}
 	g->nr_frames = i->nr_frames;
 	g->page_size = i->page_size;
 	g->ram = calloc(i->nr_frames, i->page_size);
@@ -144,8 +152,10 @@ static inline void memguest_free(struct memguest *g)
 {
 	free(g->ram);
 	free(g->ctx);
+	free(g->dconf);
 	g->ram = NULL;
 	g->ctx = NULL;
+	g->dconf = NULL;
 }
 
 #endif

@@ -70,7 +70,7 @@ static void write_stream(struct membuf *mb, const struct src_guest *g, const str
 	(void)g;
 	assert_int_equal(codec_new(o, PS, &c), 0);
 	assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_MIGRATION, PS, NR, "mvm", "t",
-					     "mem=1M vcpus=1 workload=idle"), 0);
+					     "mem=1M vcpus=1 workload=idle", NULL, 0), 0);
 	for (unsigned pass = 0; pass < passes; pass++) {
 		if (pass && mutate)
 			mutate(live, pass);
@@ -187,7 +187,7 @@ static void test_roundtrip_random_sets(void **state)
 		codec_opts_default(&o);
 		assert_int_equal(codec_new(&o, PS, &c), 0);
 		assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_MIGRATION, PS, NR, "mvm",
-						     "r", NULL), 0);
+						     "r", NULL, NULL, 0), 0);
 		for (unsigned it = 0; it < 4; it++) {
 			uint64_t frames[NR];
 			void *bufs[NR];
@@ -244,7 +244,7 @@ static void test_every_byte_and_cut(void **state)
 
 		assert_int_equal(codec_new(&o, PS, &c), 0);
 		assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_SNAPSHOT, PS, 16, "mvm",
-						     "small", "mem=64K vcpus=1 workload=idle"), 0);
+						     "small", "mem=64K vcpus=1 workload=idle", NULL, 0), 0);
 		assert_int_equal(stream_write_pages(&w, c, frames, bufs, 4, scratch), 0);
 		assert_int_equal(stream_write_zero_extent(&w, 10, 6), 0);
 		assert_int_equal(stream_write_context(&w, "ctx", 3), 0);
@@ -307,7 +307,7 @@ static void test_unknown_records(void **state)
 		(void)state;
 		memset(body, 0x11, sizeof body);
 		assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_SNAPSHOT, PS, 4, "mvm", "u",
-						     NULL), 0);
+						     NULL, NULL, 0), 0);
 		assert_int_equal(stream_write_record(&w, 77, optional ? STREAM_REC_OPTIONAL : 0, &b, 1), 0);
 		assert_int_equal(stream_write_end(&w), 0);
 		/* Make it a stream of a newer minor version, 1.7: patch the
@@ -347,7 +347,7 @@ static void test_header_rules(void **state)
 	char err[256];
 
 	(void)state;
-	assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_SNAPSHOT, PS, 4, "mvm", "h", NULL), 0);
+	assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_SNAPSHOT, PS, 4, "mvm", "h", NULL, NULL, 0), 0);
 	assert_int_equal(stream_write_end(&w), 0);
 	/* major version 2: bytes 8+16 = major (after magic and record header) */
 	mb.p[STREAM_MAGIC_LEN + 16] = 2;
@@ -362,6 +362,60 @@ static void test_header_rules(void **state)
 	free(mb.p);
 }
 
+/* DOMAIN_CONFIG: announced by HEADER, handed over with it; a stream that
+ * announces one and lacks it, or has one unannounced, is refused. */
+static void test_domain_config(void **state)
+{
+	static const char dc[] = "{\"c_info\":{\"name\":\"web1\"}}";
+	struct membuf mb = { 0 };
+	struct xsink sink = { membuf_writev, &mb };
+	struct stream_writer w;
+	struct memguest out;
+	char err[256];
+	uint8_t big[STREAM_DOMAIN_CONFIG_MAX + 1] = { 0 };
+
+	(void)state;
+	assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_SNAPSHOT, PS, 4, "xen", "d", "mem=16384",
+					     dc, sizeof dc), 0);
+	assert_int_equal(stream_write_end(&w), 0);
+	assert_int_equal(read_stream(&mb, &out, NULL, err, sizeof err), 0);
+	assert_int_equal(out.info.domain_config_len, sizeof dc);
+	assert_memory_equal(out.info.domain_config, dc, sizeof dc);
+	assert_string_equal(out.info.config, "mem=16384");
+	memguest_free(&out);
+
+	/* HEADER announces it; the next record is END instead. */
+	free(mb.p);
+	mb = (struct membuf){ 0 };
+	assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_SNAPSHOT, PS, 4, "xen", "d", NULL,
+					     NULL, 0), 0);
+	{
+		/* announce 8 bytes: patch HEADER's domain_config_len and its checksum */
+		struct stream_rec_hdr *h = (void *)(mb.p + STREAM_MAGIC_LEN);
+		struct stream_header *hb = (void *)(h + 1);
+		size_t body = le64toh(h->length), tot = body + (-body & 7);
+		struct stream_rec_trl *t = (void *)((char *)hb + tot);
+		XXH3_state_t st;
+
+		hb->domain_config_len = htole32(8);
+		XXH3_64bits_reset(&st);
+		XXH3_64bits_update(&st, h, sizeof *h + tot);
+		XXH3_64bits_update(&st, &t->seq, sizeof t->seq);
+		t->checksum = htole64(XXH3_64bits_digest(&st));
+	}
+	assert_int_equal(stream_write_end(&w), 0);
+	assert_int_equal(read_stream(&mb, &out, NULL, err, sizeof err), -EBADMSG);
+	assert_non_null(strstr(err, "announced a DOMAIN_CONFIG"));
+	memguest_free(&out);
+
+	/* Too big for the writer. */
+	free(mb.p);
+	mb = (struct membuf){ 0 };
+	assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_SNAPSHOT, PS, 4, "xen", "d", NULL,
+					     big, sizeof big), -EINVAL);
+	free(mb.p);
+}
+
 /* A write error is sticky and reported. */
 static void test_writer_errors(void **state)
 {
@@ -373,12 +427,12 @@ static void test_writer_errors(void **state)
 	void *b = page;
 
 	(void)state;
-	assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_SNAPSHOT, PS, 4, "mvm", "e", NULL), 0);
+	assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_SNAPSHOT, PS, 4, "mvm", "e", NULL, NULL, 0), 0);
 	assert_int_equal(stream_write_pages(&w, NULL, &f, &b, 1, NULL), -ENOSPC);
 	assert_int_equal(stream_write_end(&w), -ENOSPC);
 	free(mb.p);
 	mb = (struct membuf){ 0 };
-	assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_SNAPSHOT, PS, 4, "mvm", "e", NULL), 0);
+	assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_SNAPSHOT, PS, 4, "mvm", "e", NULL, NULL, 0), 0);
 	assert_int_equal(stream_write_pages(&w, NULL, &big, &b, 1, NULL), -ERANGE);
 	free(mb.p);
 }
@@ -422,7 +476,7 @@ static void test_stage_epochs(void **state)
 		fill_guest(&g);
 		assert_int_equal(codec_new(&o, PS, &c), 0);
 		assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_REPLICATION, PS, NR, "mvm",
-						     "rep", NULL), 0);
+						     "rep", NULL, NULL, 0), 0);
 		send_all(&w, c, &g, scratch);
 		/* Epoch 1: a light change everywhere (deltas), a zero extent, a context. */
 		touch(&g, 1);
@@ -487,7 +541,7 @@ static void test_ckpt_counts(void **state)
 		char err[256];
 
 		assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_REPLICATION, PS, 16, "mvm",
-						     "rep", NULL), 0);
+						     "rep", NULL, NULL, 0), 0);
 		assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_BEGIN, 1, 7), 0);
 		assert_int_equal(stream_write_zero_extent(&w, 0, 4), 0);
 		assert_int_equal(stream_write_context(&w, "c1", 2), 0);
@@ -526,7 +580,7 @@ static void test_stage_epoch_rules(void **state)
 		char err[256];
 
 		assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_REPLICATION, PS, 16, "mvm",
-						     "rep", NULL), 0);
+						     "rep", NULL, NULL, 0), 0);
 		if (k < 2) {
 			assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_BEGIN, seqs[k][0], 0), 0);
 			assert_int_equal(stream_write_ckpt(&w, STREAM_REC_CKPT_COMMIT, seqs[k][1], 0), 0);
@@ -601,6 +655,7 @@ int main(void)
 		cmocka_unit_test(test_stage_epoch_rules),
 		cmocka_unit_test(test_ckpt_counts),
 		cmocka_unit_test(test_file_sink),
+		cmocka_unit_test(test_domain_config),
 	};
 	return cmocka_run_group_tests_name("stream", tests, NULL, NULL);
 }
