@@ -15,9 +15,15 @@
 #include "common/util.h"
 
 extern const struct hv_ops hv_mvm_ops;
+#ifdef HAVE_XEN
+extern const struct hv_ops hv_xen_ops;
+#endif
 
 static const struct hv_ops *const backends[] = {
 	&hv_mvm_ops,
+#ifdef HAVE_XEN
+	&hv_xen_ops,
+#endif
 };
 
 const struct hv_ops *hv_backend(const char *uri, const char **name)
