@@ -17,6 +17,7 @@ static const struct api_op ops[] = {
 	  { { "name", API_STR, true }, { "mem", API_SIZE, false }, { "vcpus", API_INT, false },
 	    { "workload", API_STR, false }, { "paused", API_BOOL, false },
 	    { "net", API_STR, false } } },
+	{ "adopt", true, NULL, { { "uri", API_STR, true } } },
 	{ "list", false, NULL, { { 0 } } },
 	{ "info", true, NULL, { { "name", API_STR, true } } },
 	{ "destroy", true, NULL, { { "name", API_STR, true } } },

@@ -13,6 +13,7 @@ int create_main(int argc, char **argv);
 int list_main(int argc, char **argv);
 int host_cmd_main(int argc, char **argv);
 int info_main(int argc, char **argv);
+int adopt_main(int argc, char **argv);
 int destroy_main(int argc, char **argv);
 int verify_main(int argc, char **argv);
 int migrate_main(int argc, char **argv);

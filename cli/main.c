@@ -20,6 +20,7 @@ static const struct {
 	const char *help;
 } cmds[] = {
 	{ "create", create_main, "start a microVM owned by the local ferryd" },
+	{ "adopt", adopt_main, "bring a domain started without ferryd (xen:NAME) under it" },
 	{ "list", list_main, "list the local ferryd's microVMs" },
 	{ "host", host_cmd_main, "show this host: capacity, pool record, migration port" },
 	{ "info", info_main, "show one microVM" },

@@ -37,6 +37,11 @@ static const char info_help[] =
 static const char destroy_help[] =
 	"usage: ferry destroy NAME\n\nEnds the microVM NAME and frees its memory. Refused while "
 	"a job holds it.\n";
+static const char adopt_help[] =
+	"usage: ferry adopt URI [--json]\n\nBrings a domain that runs on this host but was not "
+	"started by ferryd under the\nlocal ferryd, which lists, watches and moves it from then "
+	"on (and adopts it\nagain after a restart). URI names the backend and the domain: "
+	"xen:web1 is the\nXen domain web1 (started with `xl create`).\n";
 static const char verify_help[] =
 	"usage: ferry verify NAME [--json]\n\nPauses NAME, replays its workload and checks every "
 	"page of guest RAM, then\nresumes it. Exit status 0 if every page is as the workload "
@@ -303,6 +308,28 @@ int destroy_main(int argc, char **argv)
 		print_json(r);
 	else
 		printf("destroyed %s\n", argv[argc - 1]);
+	json_decref(r);
+	return 0;
+}
+
+int adopt_main(int argc, char **argv)
+{
+	bool json = false;
+	int i = simple_opts(argc, argv, adopt_help, &json, NULL, NULL, NULL);
+	json_t *r;
+
+	if (i < 0 || argc - i != 1) {
+		if (i >= 0)
+			cli_usage_error("adopt", "expects one URI");
+		return i == -2 ? 0 : 2;
+	}
+	r = client_call1(json_pack("{s:s, s:s}", "op", "adopt", "uri", argv[i]));
+	if (!client_ok(r))
+		return 1;
+	if (json)
+		print_json(json_object_get(r, "vm"));
+	else
+		printf("adopted %s\n", argv[i]);
 	json_decref(r);
 	return 0;
 }

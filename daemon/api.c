@@ -178,6 +178,58 @@ static json_t *op_create(json_t *req)
 	return reply;
 }
 
+/* adopt: bring a domain that runs here, started without ferryd (a Xen
+ * domain from `xl create`), under this ferryd: listed, watched, movable. */
+static json_t *op_adopt(json_t *req)
+{
+	const char *uri = str(req, "uri", ""), *name = NULL;
+	struct hv_domain *d = NULL;
+	struct hv_info info;
+	json_t *reply;
+	struct vm *v;
+	int r;
+
+	if (!hv_backend(uri, &name) || !name_ok(name, NAME_LEN))
+		return fail("\"%s\" is not a domain such as xen:web1", uri);
+	if (!(v = vm_new(name)))
+		return fail_as(API_ERR_FAILED, "out of memory");
+	v->busy = "adopting";
+	if (vm_add(v)) {
+		vm_put(v);
+		return fail_as(API_ERR_CONFLICT, "a VM named %s already exists on this host", name);
+	}
+	r = hv_open(uri, &d);
+	if (!r && (r = hv_info(d, &info)))
+		hv_close(d);
+	if (r) {
+		pthread_mutex_lock(&D.lock);
+		v->dead = true;
+		pthread_mutex_unlock(&D.lock);
+		vm_unbusy(v);
+		vm_put(v);
+		return fail_as(r == -ENOENT ? API_ERR_NOT_FOUND
+					    : r == -EBUSY ? API_ERR_CONFLICT : API_ERR_FAILED,
+			       "cannot adopt %s: %s", uri,
+			       r == -ENOENT  ? "no such domain runs here"
+			       : r == -EBUSY ? "another process holds it"
+					     : strerror(-r));
+	}
+	vm_attach(v, d);
+	v->paused = info.paused;
+	vm_record_write(v);
+	log_info("%s: adopted (%s)", uri, v->config);
+	events_publish("vm", json_pack("{s:s, s:s}", "name", name, "event", "adopted"));
+	registry_kick();
+	vm_unbusy(v);
+	pthread_mutex_lock(&D.lock);
+	reply = json_pack("{s:b, s:o}", "ok", 1, "vm", vm_json(v));
+	v->refs++;
+	pthread_mutex_unlock(&D.lock);
+	loop_call(vm_watch_start, v);
+	vm_put(v);
+	return reply;
+}
+
 static json_t *op_list(json_t *req)
 {
 	json_t *a = json_array();
@@ -449,7 +501,7 @@ static json_t *op_resolve(json_t *req)
 }
 
 static const struct handler handlers[] = {
-	{ "version", op_version }, { "host", op_host }, { "create", op_create }, { "list", op_list },
+	{ "version", op_version }, { "host", op_host }, { "create", op_create }, { "adopt", op_adopt }, { "list", op_list },
 	{ "info", op_info },	   { "destroy", op_destroy }, { "verify", op_verify },
 	{ "migrate", op_migrate }, { "jobs", op_jobs },	    { "status", op_status },
 	{ "cancel", op_cancel },   { "resolve", op_resolve }, { "protect", op_protect },

@@ -560,6 +560,38 @@ static void log_marker(const struct td *d, const char *what)
 	}
 }
 
+/* The environment of d's processes: ours, with FERRY_FAILPOINTS and the
+ * variables of d->env replaced by extra (if any) and d->env. calloc'd. */
+static char **host_env(const struct td *d, char *extra)
+{
+	size_t n = 0, ne = 0, nd = 0;
+	char **envp;
+
+	while (environ[n])
+		n++;
+	while (nd < ARRAY_SIZE(d->env) && d->env[nd])
+		nd++;
+	envp = calloc(n + nd + 2, sizeof *envp);
+	assert_non_null(envp);
+	for (size_t i = 0; i < n; i++) {
+		bool keep = strncmp(environ[i], "FERRY_FAILPOINTS=", 17) != 0;
+
+		for (size_t k = 0; keep && k < nd; k++) {
+			size_t l = strcspn(d->env[k], "=") + 1;
+
+			keep = strncmp(environ[i], d->env[k], l) != 0;
+		}
+		if (keep)
+			envp[ne++] = environ[i];
+	}
+	if (extra)
+		envp[ne++] = extra;
+	for (size_t k = 0; k < nd; k++)
+		envp[ne++] = (char *)d->env[k];
+	envp[ne] = NULL;
+	return envp;
+}
+
 /* Spawn d's ferryd with these failpoints; its pid is owned (killed at the
  * end of the test whatever happens). */
 static void spawn_ferryd(struct td *d, const char *failpoints)
@@ -568,7 +600,6 @@ static void spawn_ferryd(struct td *d, const char *failpoints)
 	const char *argv[56];
 	char nch[16];
 	char **envp;
-	size_t n = 0, ne = 0;
 	posix_spawn_file_actions_t fa;
 	pid_t pid;
 	int argc = 0, r;
@@ -627,18 +658,9 @@ static void spawn_ferryd(struct td *d, const char *failpoints)
 		argv[argc++] = d->extra_args[i];
 	argv[argc] = NULL;
 
-	while (environ[n])
-		n++;
-	envp = calloc(n + 2, sizeof *envp);
-	assert_non_null(envp);
-	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "FERRY_FAILPOINTS=", 17) != 0)
-			envp[ne++] = environ[i];
-	if (d->failpoints[0]) {
+	if (d->failpoints[0])
 		snprintf(fpenv, sizeof fpenv, "FERRY_FAILPOINTS=%s", d->failpoints);
-		envp[ne++] = fpenv;
-	}
-	envp[ne] = NULL;
+	envp = host_env(d, d->failpoints[0] ? fpenv : NULL);
 
 	snprintf(marker, sizeof marker, "start #%u, port %u, failpoints \"%s\"", d->starts + 1,
 		 d->port, d->failpoints);
@@ -1464,6 +1486,7 @@ int td_cli(const struct td *d, char **out, ...)
 	posix_spawn_file_actions_t fa;
 	uint64_t until = mono_ns() + 60 * NSEC_PER_SEC;
 	int argc = 0, r, st;
+	char **envp;
 	va_list ap;
 	pid_t pid;
 	FILE *f;
@@ -1482,7 +1505,9 @@ int td_cli(const struct td *d, char **out, ...)
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, outpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	posix_spawn_file_actions_addopen(&fa, 2, errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	r = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+	envp = host_env(d, NULL);
+	r = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, envp);
+	free(envp);
 	posix_spawn_file_actions_destroy(&fa);
 	if (r)
 		fail_msg("cannot run %s: %s", argv[0], strerror(r));

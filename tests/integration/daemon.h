@@ -50,6 +50,8 @@ struct td {
 	const char *netns;      /* run in this network namespace (listening on
 				 * 0.0.0.0:port there), or NULL */
 	const char *extra_args[16]; /* more flags, NULL-terminated */
+	const char *env[8];     /* "NAME=VALUE" for its ferryd and ferry (td_cli),
+				 * over ours; NULL-terminated */
 };
 
 /*

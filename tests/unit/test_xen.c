@@ -38,6 +38,7 @@ static void on(const char *host)
 }
 
 /* Run the xenshim tool on host; its exit status. */
+static int tool(const char *host, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int tool(const char *host, const char *fmt, ...)
 {
 	char args[256], cmd[PATH_MAX + 512];
