@@ -82,6 +82,7 @@ struct xdom {
 	uint64_t nr_frames;
 	unsigned vcpus;
 	uint64_t mem;
+	unsigned rw_disks;    /* writable disks in its libxl configuration */
 	bool logdirty;
 	/* the dirty bitmap Xen writes (a hypercall buffer) */
 	xc_hypercall_buffer_t hbuf;
@@ -233,6 +234,20 @@ static int load_shape(struct xdom *x)
 		r = -ENOENT;
 	}
 	libxl_dominfo_dispose(&di);
+	if (r == 0) {
+		/* Its writable disks: replication refuses a guest whose disk
+		 * would not roll back with it. */
+		libxl_domain_config cfg;
+
+		libxl_domain_config_init(&cfg);
+		if (libxl_retrieve_domain_configuration(x->ctx, x->domid, &cfg, NULL)) {
+			log_error("xen:%s: cannot read its libxl configuration", x->name);
+			r = -EIO;
+		}
+		for (int i = 0; r == 0 && i < cfg.num_disks; i++)
+			x->rw_disks += cfg.disks[i].readwrite != 0;
+		libxl_domain_config_dispose(&cfg);
+	}
 	return r;
 }
 
@@ -324,6 +339,7 @@ static int xen_info(struct hv_domain *d, struct hv_info *o)
 	o->logdirty = x->logdirty;
 	o->incoming = x->incoming && !x->committed;
 	o->pid = -1;
+	o->rw_disks = x->rw_disks;
 	o->paused = 1;
 	snprintf(o->config, sizeof o->config, "mem=%" PRIu64 " vcpus=%u frames=%" PRIu64 " type=hvm",
 		 x->mem, x->vcpus, x->nr_frames);

@@ -124,9 +124,16 @@ static void test_open_info(void **state)
 		assert_int_equal(m.st->pause_count, 0);
 		shim_dom_unmap(&m);
 	}
+	assert_int_equal(i.rw_disks, 0);
 	assert_int_equal(hv_launch("xen:new", &(struct hv_spec){ 0 }, 0, &d2, err, sizeof err),
 			 -EOPNOTSUPP);
 	assert_non_null(strstr(err, "xl create"));
+	hv_close(d);
+	/* A writable disk is seen (replication refuses such a guest). */
+	assert_int_equal(tool(hostA, "create disky 65536 10 10 rw-disk"), 0);
+	assert_int_equal(hv_open("xen:disky", &d), 0);
+	assert_int_equal(hv_info(d, &i), 0);
+	assert_int_equal(i.rw_disks, 1);
 	hv_close(d);
 	assert_int_equal(shim_counts().handles, 0);
 	assert_int_equal(shim_counts().maps, 0);

@@ -199,9 +199,17 @@ char *libxl_domain_config_to_json(libxl_ctx *ctx, libxl_domain_config *p)
 			      p->c_info.name, "b_info", "max_vcpus", p->b_info.max_vcpus,
 			      "max_memkb", (json_int_t)p->b_info.max_memkb, "target_memkb",
 			      (json_int_t)p->b_info.target_memkb);
-	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	char *s;
 
 	(void)ctx;
+	if (o && p->num_disks) {
+		json_t *a = json_array();
+
+		for (int i = 0; i < p->num_disks; i++)
+			json_array_append_new(a, json_pack("{s:i}", "readwrite", p->disks[i].readwrite));
+		json_object_set_new(o, "disks", a);
+	}
+	s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	return s;
 }
@@ -214,17 +222,31 @@ int libxl_domain_config_from_json(libxl_ctx *ctx, libxl_domain_config *p, const 
 	const char *type = NULL, *name = NULL;
 	json_int_t vcpus = 0, max = 0, target = 0;
 	int r = ERROR_INVAL;
+	json_t *disks = NULL;
 
 	(void)ctx;
-	if (o && !json_unpack(o, "{s:{s:s, s?s}, s:{s:I, s:I, s:I}}", "c_info", "type", &type,
+	if (o && !json_unpack(o, "{s:{s:s, s?s}, s:{s:I, s:I, s:I}, s?o}", "c_info", "type", &type,
 			      "name", &name, "b_info", "max_vcpus", &vcpus, "max_memkb", &max,
-			      "target_memkb", &target) &&
+			      "target_memkb", &target, "disks", &disks) &&
 	    !strcmp(type, "hvm") && vcpus > 0 && max > 0) {
+		size_t i;
+		json_t *dk;
+
 		p->c_info.type = LIBXL_DOMAIN_TYPE_HVM;
 		p->c_info.name = name ? strdup(name) : NULL;
 		p->b_info.max_vcpus = (int)vcpus;
 		p->b_info.max_memkb = (uint64_t)max;
 		p->b_info.target_memkb = (uint64_t)target;
+		/* disks: [{"vdev": "xvda", "readwrite": 1}], as libxl writes them */
+		if (json_is_array(disks) && json_array_size(disks)) {
+			p->disks = calloc(json_array_size(disks), sizeof *p->disks);
+			json_array_foreach(disks, i, dk) {
+				libxl_device_disk_init(&p->disks[i]);
+				p->disks[i].readwrite =
+					(int)json_integer_value(json_object_get(dk, "readwrite"));
+				p->num_disks++;
+			}
+		}
 		r = 0;
 	}
 	json_decref(o);

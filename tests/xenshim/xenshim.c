@@ -3,7 +3,7 @@
  * xenshim — the SHIM's `xl`: make, list, check and end shim domains, and
  * the guest process that runs one (see shim.h). Not Xen.
  *
- *   xenshim create NAME MEM_KIB [WS_FRAMES [RATE]]   a running domain
+ *   xenshim create NAME MEM_KIB [WS_FRAMES [RATE [rw-disk]]]  a running domain
  *   xenshim list                                     domid name state steps
  *   xenshim verify NAME                              pauses it, checks, says
  *   xenshim destroy NAME
@@ -191,7 +191,7 @@ static int destroy_one(void *ctx, struct shim_map *m)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: xenshim create NAME MEM_KIB [WS_FRAMES [RATE]] | list | verify NAME |\n"
+	fprintf(stderr, "usage: xenshim create NAME MEM_KIB [WS_FRAMES [RATE [rw-disk]]] | list | verify NAME |\n"
 			"               destroy NAME | destroy-all | guest HOST DOMID\n"
 			"  (a SHIM of Xen for tests; the host is FERRY_XEN_RUN_DIR)\n");
 	return 2;
@@ -226,8 +226,10 @@ int main(int argc, char **argv)
 						   "SHIMDEV %s", argv[2]);
 		snprintf(m.st->config_json, sizeof m.st->config_json,
 			 "{\"c_info\":{\"type\":\"hvm\",\"name\":\"%s\"},\"b_info\":{\"max_vcpus\":1,"
-			 "\"max_memkb\":%llu,\"target_memkb\":%llu}}", argv[2],
-			 (unsigned long long)kib, (unsigned long long)kib);
+			 "\"max_memkb\":%llu,\"target_memkb\":%llu}%s}", argv[2],
+			 (unsigned long long)kib, (unsigned long long)kib,
+			 argc > 6 && !strcmp(argv[6], "rw-disk")
+				 ? ",\"disks\":[{\"vdev\":\"xvda\",\"readwrite\":1}]" : "");
 		m.st->ncpuid = 2;
 		m.st->nmsr = 1;
 		memset(m.st->cpuid, 0x11, 48);
