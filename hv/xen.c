@@ -83,6 +83,7 @@ struct xdom {
 	unsigned vcpus;
 	uint64_t mem;
 	unsigned rw_disks;    /* writable disks in its libxl configuration */
+	bool pvh;             /* PVH: no device model */
 	bool logdirty;
 	/* the dirty bitmap Xen writes (a hypercall buffer) */
 	xc_hypercall_buffer_t hbuf;
@@ -222,6 +223,7 @@ static int load_shape(struct xdom *x)
 		log_error("xen:%s: a PV domain; ferry moves HVM and PVH domains", x->name);
 		r = -EOPNOTSUPP;
 	} else if (r == 0) {
+		x->pvh = di.domain_type == LIBXL_DOMAIN_TYPE_PVH;
 		x->vcpus = di.vcpu_online;
 		x->mem = di.max_memkb * 1024;
 		/* xc_domain_nr_gpfns: the highest gpfn + 1, as x86_hvm_setup. */
@@ -692,8 +694,8 @@ static int xen_read_pages(struct hv_domain *d, const uint64_t *frames, size_t n,
 	struct xdom *x = X(d);
 	int r = check_frames(x, frames, n);
 
-	if (!r && x->incoming && !x->committed)
-		r = -EOPNOTSUPP; /* HV_F_CREATE_WRITE_ONLY */
+	if (!r && x->rs)
+		r = -EOPNOTSUPP; /* HV_F_CREATE_WRITE_ONLY: still a stream to libxl */
 	for (size_t done = 0; !r && done < n; done += MAP_BATCH) {
 		size_t k = n - done < MAP_BATCH ? n - done : MAP_BATCH;
 
@@ -716,8 +718,11 @@ static int xen_write_pages(struct hv_domain *d, const uint64_t *frames, size_t n
 			log_error("xen:%s: feeding libxl's restore: %s", x->name, strerror(-r));
 		return r;
 	}
-	if (!r && x->incoming)
-		return -EBUSY; /* restored: the stream is over */
+	/* Opened, or built by the restore already (a standby's copy, which
+	 * later epochs update as Remus' checkpoints do): into the paused
+	 * domain through foreign mappings. */
+	if (!r && x->incoming && is_paused(x) != 1)
+		return -EBUSY;
 	for (size_t done = 0; !r && done < n; done += MAP_BATCH) {
 		size_t k = n - done < MAP_BATCH ? n - done : MAP_BATCH;
 
@@ -752,9 +757,9 @@ static int emulator_state(struct xdom *x, struct xen_buf *b)
 	void *data;
 	int fd, r;
 
+	if (x->pvh)
+		return 0; /* no device model */
 	qmp_path(x, qmp, sizeof qmp);
-	if (access(qmp, F_OK))
-		return 0; /* no device model (PVH) */
 	snprintf(path, sizeof path, "%s/ferry/%s.dm-state", x->run, x->name);
 	unlink(path);
 	r = xen_qmp(qmp, "xen-save-devices-state",
@@ -857,6 +862,90 @@ out:
 	return 0;
 }
 
+/* QEMU's device state into the running device model of a paused domain,
+ * as libxl's COLO secondary does (QMP xen-load-devices-state). */
+static int load_emulator(struct xdom *x, const struct xen_rec *r)
+{
+	char path[PATH_MAX], qmp[PATH_MAX], err[256];
+	int fd, e;
+
+	qmp_path(x, qmp, sizeof qmp);
+	snprintf(path, sizeof path, "%s/ferry/%s.dm-load", x->run, x->name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	e = pio_full(fd, (void *)r->body, r->len, 0, true);
+	close(fd);
+	if (!e)
+		e = xen_qmp(qmp, "xen-load-devices-state", json_pack("{s:s}", "filename", path),
+			    QMP_TIMEOUT_MS, err, sizeof err);
+	if (e)
+		log_error("xen:%s: loading QEMU's device state: %s", x->name,
+			  e == -EIO ? err : strerror(-e));
+	unlink(path);
+	return e;
+}
+
+/*
+ * A later context into a domain that exists and is paused (a standby's
+ * copy at each epoch): what libxc's restore does at the end of a
+ * checkpoint (handle_x86_tsc_info, handle_hvm_context, handle_hvm_params
+ * in xg_sr_restore_x86_hvm.c and xg_sr_common_x86.c), and QEMU's state.
+ */
+static int set_context(struct xdom *x, const void *blob, size_t len)
+{
+	struct xen_rec r;
+	size_t off = 0;
+	int e = 0;
+
+	if (is_paused(x) != 1) {
+		log_error("xen:%s: a context needs the domain paused", x->name);
+		return -EBUSY;
+	}
+	while (!e && xen_blob_next(blob, len, &off, &r) > 0) {
+		const uint8_t *b = r.body;
+
+		switch (r.type) {
+		case XREC_X86_TSC_INFO: {
+			uint32_t mode, khz, inc;
+			uint64_t nsec;
+
+			memcpy(&mode, b, 4);
+			memcpy(&khz, b + 4, 4);
+			memcpy(&nsec, b + 8, 8);
+			memcpy(&inc, b + 16, 4);
+			if (xc_domain_set_tsc_info(x->xch, x->domid, mode, nsec, khz, inc))
+				e = -EIO;
+			break;
+		}
+		case XREC_HVM_CONTEXT:
+			if (xc_domain_hvm_setcontext(x->xch, x->domid, (uint8_t *)r.body, r.len))
+				e = -EIO;
+			break;
+		case XREC_HVM_PARAMS: {
+			uint32_t n;
+
+			memcpy(&n, b, 4);
+			for (uint32_t i = 0; !e && i < n; i++) {
+				uint64_t kv[2];
+
+				memcpy(kv, b + 8 + 16 * (size_t)i, 16);
+				if (xc_hvm_param_set(x->xch, x->domid, (uint32_t)kv[0], kv[1]))
+					e = -EIO;
+			}
+			break;
+		}
+		case XREC_EMULATOR:
+			e = load_emulator(x, &r);
+			break;
+		}
+		if (e == -EIO && r.type != XREC_EMULATOR)
+			log_error("xen:%s: setting its context (record %#x): %s", x->name, r.type,
+				  strerror(errno));
+	}
+	return e;
+}
+
 static int xen_load_context(struct hv_domain *d, const void *blob, size_t len)
 {
 	struct xdom *x = X(d);
@@ -867,11 +956,8 @@ static int xen_load_context(struct hv_domain *d, const void *blob, size_t len)
 		log_error("xen:%s: a bad context: %s", x->name, err);
 		return r;
 	}
-	if (!x->rs) {
-		log_error("xen:%s: a context can only be loaded into an incoming domain (once)",
-			  x->name);
-		return -EOPNOTSUPP;
-	}
+	if (!x->rs)
+		return set_context(x, blob, len);
 	pthread_mutex_lock(&x->rs_lock);
 	r = xen_restore_finish(x->rs, blob, len, &x->domid);
 	xen_restore_free(x->rs);

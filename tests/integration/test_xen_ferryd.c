@@ -5,8 +5,10 @@
  * and ferry processes; each daemon's "host" is its own shim directory):
  * `ferry adopt` and `ferry list`, a live migration between two ferryd over
  * TLS with a guest writing all along, verified page by page on the
- * destination, and `ferry save` / `ferry restore` of a Xen domain. None of
- * this has run on a Xen host.
+ * destination, `ferry save` / `ferry restore` of a Xen domain, and `ferry
+ * protect`: epochs into a standby built by libxl's restore, then the
+ * primary host lost and the standby running the last epoch. None of this
+ * has run on a Xen host.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,10 +24,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/integration/checks.h"
 #include "tests/integration/daemon.h"
 #include "tests/xenshim/shim.h"
 
-#define PTO 5000
 
 static struct td A, B;
 static char hostA[300], hostB[300];
@@ -179,11 +181,87 @@ static void test_save_restore(void **state)
 	td_test_passed();
 }
 
+/* The guest on host runs: its step count goes on. */
+static void assert_runs(const char *host, const char *name)
+{
+	struct shim_map m;
+	uint32_t domid;
+	uint64_t s0;
+
+	assert_int_equal(shim_dom_find(host, name, &domid), 0);
+	assert_int_equal(shim_dom_map(host, domid, &m), 0);
+	s0 = m.st->regs.steps;
+	for (int i = 0; i < 300 && m.st->regs.steps == s0; i++)
+		usleep(10000);
+	if (m.st->regs.steps == s0)
+		fail_msg("%s on %s made no step in 3 s", name, host);
+	shim_dom_unmap(&m);
+}
+
+/* protect: epochs into a standby on B; a guest with a writable disk is
+ * refused; the primary host dies and B runs the last epoch, whole. */
+static void test_protect(void **state)
+{
+	char peer[32], *id, *out = NULL;
+	json_t *job, *r;
+	uint32_t domid;
+	uint64_t epochs = 0;
+
+	(void)state;
+	hosts("x3-protect");
+	assert_int_equal(tool(hostA, "create db1 131072 8000 3000"), 0);
+	assert_int_equal(tool(hostA, "create disky 65536 100 100 rw-disk"), 0);
+	cli_ok(&A, "adopt", &out, "adopt", "xen:db1", NULL, NULL);
+	free(out);
+	cli_ok(&A, "adopt", &out, "adopt", "xen:disky", NULL, NULL);
+	free(out);
+	snprintf(peer, sizeof peer, "127.0.0.1:%u", B.port);
+	r = td_err(&A, "{s:s, s:s, s:s, s:b}", "op", "protect", "name", "disky", "peer", peer,
+		   "unsafe_no_fencing", 1);
+	{
+		const char *e = json_string_value(json_object_get(r, "error"));
+
+		if (!e || !strstr(e, "writable disk"))
+			fail_msg("protecting a guest with a writable disk: %s", dumps(r));
+	}
+	json_decref(r);
+	assert_int_equal(shim_dom_find(hostB, "disky--incoming", &domid), -ENOENT);
+
+	id = protect_ok(&A, peer, "db1", true);
+	/* The standby is the libxl-built copy, paused, on B. */
+	assert_int_equal(shim_dom_find(hostB, "db1--incoming", &domid), 0);
+	for (int i = 0; i < 300 && epochs < 20; i++) {
+		h_sleep_ms(20);
+		job = td_job(&A, id);
+		epochs = (uint64_t)json_integer_value(
+			json_object_get(json_object_get(job, "replication"), "epochs"));
+		json_decref(job);
+	}
+	if (epochs < 20)
+		fail_msg("only %llu epochs in 6 s", (unsigned long long)epochs);
+	/* The primary host dies: its ferryd and its guest. */
+	td_kill(&A);
+	assert_int_equal(tool(hostA, "destroy-all"), 0);
+	job = td_wait_job(&B, id, NULL, 15000);
+	if (strcmp(td_jstr(job, "stage"), "failed-over"))
+		fail_msg("db1 did not fail over to B: %s", dumps(job));
+	json_decref(job);
+	for (int i = 0; i < 300 && shim_dom_find(hostB, "db1", &domid); i++)
+		h_sleep_ms(10);
+	assert_int_equal(shim_dom_find(hostB, "db1", &domid), 0);
+	assert_runs(hostB, "db1");
+	assert_int_equal(tool(hostB, "verify db1"), 0);
+	assert_true(td_listed(&B, "db1", NULL));
+	free(id);
+	td_test_passed();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_migrate, teardown),
 		cmocka_unit_test_teardown(test_save_restore, teardown),
+		cmocka_unit_test_teardown(test_protect, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, td_group_setup, td_group_teardown);

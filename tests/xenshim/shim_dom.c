@@ -293,7 +293,20 @@ int shim_guest_start(const char *host, uint32_t domid)
 		_exit(gc < 0 ? 1 : 0);
 	}
 	waitpid(pid, &st, 0);
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -ECHILD;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return -ECHILD;
+	/* As libxl waits for QEMU to be ready: until the guest says it runs. */
+	{
+		struct shim_map m;
+		int r = shim_dom_map(host, domid, &m);
+
+		for (int i = 0; !r && i < 5000 && __atomic_load_n(&m.st->guest_pid, __ATOMIC_ACQUIRE) <= 0; i++)
+			usleep(1000);
+		if (!r && m.st->guest_pid <= 0)
+			r = -ETIMEDOUT;
+		shim_dom_unmap(&m);
+		return r;
+	}
 }
 
 void shim_wait_parked(struct shim_map *m)

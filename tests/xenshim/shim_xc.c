@@ -312,6 +312,59 @@ int xc_domain_hvm_getcontext(xc_interface *xch, uint32_t domid, uint8_t *buf, ui
 	return r;
 }
 
+/* xen/arch/x86/hvm/save.c: hvm_load — a paused domain's context, whole;
+ * a context of another size is -EINVAL. */
+int xc_domain_hvm_setcontext(xc_interface *xch, uint32_t domid, uint8_t *buf, uint32_t size)
+{
+	struct shim_map m;
+	int r = 0;
+
+	if (dom(xch, domid, &m))
+		return -1;
+	if (size != sizeof m.st->regs || !m.st->pause_count) {
+		errno = size != sizeof m.st->regs ? EINVAL : EBUSY;
+		r = -1;
+	} else {
+		shim_wait_parked(&m);
+		memcpy(&m.st->regs, buf, size);
+	}
+	shim_dom_unmap(&m);
+	return r;
+}
+
+int xc_domain_set_tsc_info(xc_interface *xch, uint32_t domid, uint32_t tsc_mode,
+			   uint64_t elapsed_nsec, uint32_t gtsc_khz, uint32_t incarnation)
+{
+	struct shim_map m;
+
+	if (dom(xch, domid, &m))
+		return -1;
+	m.st->tsc.mode = tsc_mode;
+	m.st->tsc.nsec = elapsed_nsec;
+	m.st->tsc.khz = gtsc_khz;
+	m.st->tsc.incarnation = incarnation;
+	shim_dom_unmap(&m);
+	return 0;
+}
+
+/* xen/arch/x86/hvm/hvm.c: hvmop_set_param (indices past the shim's 64 are
+ * -EINVAL, as past HVM_NR_PARAMS). */
+int xc_hvm_param_set(xc_interface *xch, uint32_t domid, uint32_t param, uint64_t value)
+{
+	struct shim_map m;
+
+	if (dom(xch, domid, &m))
+		return -1;
+	if (param >= 64) {
+		shim_dom_unmap(&m);
+		errno = EINVAL;
+		return -1;
+	}
+	m.st->params[param] = value;
+	shim_dom_unmap(&m);
+	return 0;
+}
+
 /* xen/arch/x86/hvm/hvm.c: hvmop_get_param. */
 int xc_hvm_param_get(xc_interface *xch, uint32_t domid, uint32_t param, uint64_t *value)
 {
@@ -488,7 +541,7 @@ struct xs_handle {
 	pthread_t t;
 	bool running, stop;
 	char token[64];
-	char *seen;
+	int live; /* domains alive at the last look */
 };
 
 static int count_live(void *ctx, struct shim_map *m)
@@ -501,17 +554,16 @@ static int count_live(void *ctx, struct shim_map *m)
 static void *xs_poll(void *arg)
 {
 	struct xs_handle *h = arg;
-	int last = -1;
 
 	while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
 		int n = 0;
 		uint64_t one = 1;
 
-		shim_dom_each(h->host, count_live, &n);
-		if (last >= 0 && n < last && write(h->efd, &one, sizeof one) < 0)
-			break;
-		last = n;
 		usleep(20000);
+		shim_dom_each(h->host, count_live, &n);
+		if (n < h->live && write(h->efd, &one, sizeof one) < 0)
+			break;
+		h->live = n;
 	}
 	return NULL;
 }
@@ -550,9 +602,20 @@ bool xs_watch(struct xs_handle *h, const char *path, const char *token)
 		return false;
 	}
 	snprintf(h->token, sizeof h->token, "%s", token);
+	/* The first look before returning, so that no release after the
+	 * watch is missed; and, as xenstored does, the watch fires once at
+	 * once. */
+	h->live = 0;
+	shim_dom_each(h->host, count_live, &h->live);
 	if (pthread_create(&h->t, NULL, xs_poll, h))
 		return false;
 	h->running = true;
+	{
+		uint64_t one = 1;
+
+		if (write(h->efd, &one, sizeof one) < 0)
+			return false;
+	}
 	return true;
 }
 

@@ -85,6 +85,20 @@ static void qmp_serve(struct dm *dm, int fd)
 			} else {
 				qmp_say(fd, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"cannot write the file\"}}");
 			}
+		} else if (cmd && !strcmp(cmd, "xen-load-devices-state")) {
+			/* qmp_xen_load_devices_state: the guest must be stopped. */
+			const char *f = json_string_value(
+				json_object_get(json_object_get(req, "arguments"), "filename"));
+			FILE *in = f && dm->m->st->pause_count ? fopen(f, "r") : NULL;
+			size_t got = in ? fread(dm->m->st->dev, 1, sizeof dm->m->st->dev, in) : 0;
+
+			if (in) {
+				dm->m->st->dev_len = (uint32_t)got;
+				fclose(in);
+				qmp_say(fd, "{\"return\": {}}");
+			} else {
+				qmp_say(fd, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"not stopped, or no file\"}}");
+			}
 		} else if (cmd && (!strcmp(cmd, "qmp_capabilities") || !strcmp(cmd, "stop") ||
 				   !strcmp(cmd, "cont"))) {
 			qmp_say(fd, "{\"return\": {}}");
@@ -134,9 +148,10 @@ static int guest(const char *host, unsigned domid)
 
 	if (shim_dom_map(host, domid, &m))
 		return 1;
-	__atomic_store_n(&m.st->guest_pid, getpid(), __ATOMIC_RELEASE);
+	/* The device model answers before the domain counts as started. */
 	if (dm_start(host, &m, &dm))
 		return 1;
+	__atomic_store_n(&m.st->guest_pid, getpid(), __ATOMIC_RELEASE);
 	while (m.st->state != SHIM_DYING) {
 		uint64_t rate = m.st->regs.rate, cap = m.st->cap;
 
