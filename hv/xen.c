@@ -42,6 +42,7 @@
 #include "common/util.h"
 #include "hv/hv.h"
 #include "hv/xen_blob.h"
+#include "hv/xen_netbuf.h"
 #include "hv/xen_qmp.h"
 #include "hv/xen_restore.h"
 
@@ -96,6 +97,12 @@ struct xdom {
 	pthread_mutex_t rs_lock; /* lanes write from several threads */
 	bool incoming, committed;
 	void *zero;
+	/* output gating (replication): a buffer per vif, one gate */
+	pthread_mutex_t out_lock;
+	struct xen_netbuf **nbs;
+	unsigned nnb;
+	bool gating;
+	struct xen_gate gate;
 	/* watch */
 	struct xs_handle *xs;
 	pthread_t watcher;
@@ -153,6 +160,7 @@ static struct xdom *xdom_new(const char *name)
 	snprintf(x->dom.uri, sizeof x->dom.uri, "xen:%s", name);
 	x->dom.ops = &hv_xen_ops;
 	pthread_mutex_init(&x->rs_lock, NULL);
+	pthread_mutex_init(&x->out_lock, NULL);
 	return x;
 }
 
@@ -173,8 +181,23 @@ static void stop_watch(struct xdom *x)
 	close_fd(&x->stop_fd);
 }
 
+/* The vifs' buffers: torn down (end) or left holding (a daemon that stops). */
+static void drop_buffers(struct xdom *x, bool end)
+{
+	for (unsigned i = 0; i < x->nnb; i++)
+		if (end)
+			xen_netbuf_teardown(x->nbs[i]);
+		else
+			xen_netbuf_forget(x->nbs[i]);
+	free(x->nbs);
+	x->nbs = NULL;
+	x->nnb = 0;
+	x->gating = false;
+}
+
 static void xdom_free(struct xdom *x)
 {
+	drop_buffers(x, false);
 	stop_watch(x);
 	xen_restore_free(x->rs);
 	if (x->hbuf.hbuf)
@@ -188,6 +211,7 @@ static void xdom_free(struct xdom *x)
 		xtl_logger_destroy(x->lg);
 	close_fd(&x->lockfd);
 	pthread_mutex_destroy(&x->rs_lock);
+	pthread_mutex_destroy(&x->out_lock);
 	free(x->zero);
 	free(x);
 }
@@ -1149,12 +1173,88 @@ static int xen_destroy(struct hv_domain *d)
 		x->committed = true; /* nothing left for close to undo */
 		return 0;
 	}
+	pthread_mutex_lock(&x->out_lock);
+	drop_buffers(x, true);
+	pthread_mutex_unlock(&x->out_lock);
 	if (x->domid && libxl_domain_destroy(x->ctx, x->domid, NULL)) {
 		log_error("xen:%s: cannot destroy domain %u", x->name, x->domid);
 		return -ETIMEDOUT;
 	}
 	x->committed = true;
 	return 0;
+}
+
+/* ---- output gating ---- */
+
+static int plug_all(void *ctx, enum xen_plug_op op)
+{
+	struct xdom *x = ctx;
+	int r = 0;
+
+	for (unsigned i = 0; i < x->nnb; i++) {
+		int e = xen_netbuf_plug(x->nbs[i], op);
+
+		r = r ? r : e;
+	}
+	return r;
+}
+
+/* A buffer on every vif of the domain (libxl's nic list: its ifname, or
+ * vifDOMID.DEVID as libxl names them). */
+static int start_gating(struct xdom *x, uint64_t epoch)
+{
+	libxl_device_nic *nics;
+	int n = 0, r = 0;
+	bool held_any = false;
+
+	nics = libxl_device_nic_list(x->ctx, x->domid, &n);
+	if (n && !(x->nbs = calloc((size_t)n, sizeof *x->nbs)))
+		r = -ENOMEM;
+	for (int i = 0; !r && i < n; i++) {
+		char vif[32], err[256];
+		bool held;
+
+		if (nics[i].ifname)
+			snprintf(vif, sizeof vif, "%s", nics[i].ifname);
+		else
+			snprintf(vif, sizeof vif, "vif%u.%d", x->domid, nics[i].devid);
+		r = xen_netbuf_setup(vif, &x->nbs[x->nnb], &held, err, sizeof err);
+		if (r)
+			log_error("xen:%s: holding the output of %s: %s", x->name, vif, err);
+		else
+			x->nnb++, held_any |= held;
+	}
+	if (nics)
+		libxl_device_nic_list_free(nics, n);
+	if (r) {
+		drop_buffers(x, true);
+		return r;
+	}
+	x->gate = (struct xen_gate){ .plug = plug_all, .ctx = x };
+	x->gating = true;
+	return xen_gate_hold(&x->gate, epoch, held_any);
+}
+
+static int xen_output(struct hv_domain *d, enum hv_output op, uint64_t epoch)
+{
+	struct xdom *x = X(d);
+	int r = 0;
+
+	pthread_mutex_lock(&x->out_lock);
+	if (op == HV_OUTPUT_HOLD)
+		r = x->gating ? xen_gate_mark(&x->gate, epoch) : start_gating(x, epoch);
+	else if (!x->gating)
+		r = op == HV_OUTPUT_OPEN ? 0 : -EINVAL;
+	else if (op == HV_OUTPUT_MARK)
+		r = xen_gate_mark(&x->gate, epoch);
+	else if (op == HV_OUTPUT_RELEASE)
+		r = xen_gate_release(&x->gate, epoch);
+	else if (op == HV_OUTPUT_OPEN) {
+		r = xen_gate_open(&x->gate);
+		drop_buffers(x, true);
+	}
+	pthread_mutex_unlock(&x->out_lock);
+	return r;
 }
 
 static int xen_extra(struct hv_domain *d, enum hv_extra what, json_t **out)
@@ -1202,4 +1302,5 @@ const struct hv_ops hv_xen_ops = {
 	.watch = xen_watch,
 	.destroy = xen_destroy,
 	.extra = xen_extra,
+	.output = xen_output,
 };
