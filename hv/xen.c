@@ -694,6 +694,33 @@ static int with_mapped(struct xdom *x, int prot, const uint64_t *frames, size_t 
 	return r;
 }
 
+/*
+ * Before writing into a built domain: give the frames that are holes
+ * memory, as populate_pfns in xg_sr_restore.c does (a foreign mapping of an
+ * unpopulated gfn fails). A standby's epoch may carry a page the guest
+ * wrote for the first time after the sync.
+ */
+static int populate(struct xdom *x, const uint64_t *frames, size_t n)
+{
+	xen_pfn_t t[MAP_BATCH], holes[MAP_BATCH];
+	unsigned k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		t[i] = frames[i];
+	if (xc_get_pfn_type_batch(x->xch, x->domid, (unsigned)n, t)) {
+		log_error("xen:%s: reading page types: %s", x->name, strerror(errno));
+		return -EIO;
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((t[i] & XEN_DOMCTL_PFINFO_LTAB_MASK) == XEN_DOMCTL_PFINFO_XTAB)
+			holes[k++] = frames[i];
+	if (k && xc_domain_populate_physmap_exact(x->xch, x->domid, k, 0, 0, holes)) {
+		log_error("xen:%s: giving %u frames memory: %s", x->name, k, strerror(errno));
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 static int copy_out(void *page, size_t i, void *arg)
 {
 	void *const *bufs = arg;
@@ -750,7 +777,9 @@ static int xen_write_pages(struct hv_domain *d, const uint64_t *frames, size_t n
 	for (size_t done = 0; !r && done < n; done += MAP_BATCH) {
 		size_t k = n - done < MAP_BATCH ? n - done : MAP_BATCH;
 
-		r = with_mapped(x, PROT_WRITE, frames + done, k, copy_in, (void *)(bufs + done));
+		if (!(r = populate(x, frames + done, k)))
+			r = with_mapped(x, PROT_WRITE, frames + done, k, copy_in,
+					(void *)(bufs + done));
 	}
 	return r;
 }

@@ -204,6 +204,34 @@ long long xc_logdirty_control(xc_interface *xch, uint32_t domid, unsigned int so
 	return r;
 }
 
+/* tools/libs/ctrl/xc_domain.c + xen/common/memory.c: populate_physmap —
+ * each extent (order 0: one frame) gets memory; a frame that has some
+ * already is -EEXIST there for an exact populate (the shim: as well). */
+int xc_domain_populate_physmap_exact(xc_interface *xch, uint32_t domid, unsigned long nr_extents,
+				     unsigned int extent_order, unsigned int mem_flags,
+				     xen_pfn_t *extent_start)
+{
+	struct shim_map m;
+	int r = 0;
+
+	(void)mem_flags;
+	if (dom(xch, domid, &m))
+		return -1;
+	for (unsigned long i = 0; !r && i < nr_extents; i++) {
+		uint64_t pfn = extent_start[i];
+
+		if (extent_order || pfn >= m.st->nr_frames ||
+		    (m.pop[pfn / 64] >> (pfn % 64) & 1)) {
+			errno = extent_order || pfn >= m.st->nr_frames ? EINVAL : EEXIST;
+			r = -1;
+		} else {
+			__atomic_fetch_or(&m.pop[pfn / 64], 1ULL << (pfn % 64), __ATOMIC_RELAXED);
+		}
+	}
+	shim_dom_unmap(&m);
+	return r;
+}
+
 /* xen/arch/x86/domctl.c: XEN_DOMCTL_getpageframeinfo3 — NOTAB for a
  * populated HVM page, XTAB for a hole; -EINVAL past the p2m. */
 int xc_get_pfn_type_batch(xc_interface *xch, uint32_t domid, unsigned int num, xen_pfn_t *arr)
@@ -499,13 +527,11 @@ void *xenforeignmemory_map(xenforeignmemory_handle *f, uint32_t domid, int prot,
 			e = -EINVAL;
 		else if (m.st->fail_map_pfn == pfn + 1)
 			e = -EIO;
-		else if (!(prot & PROT_WRITE) && !(m.pop[pfn / 64] >> (pfn % 64) & 1))
-			e = -ENOENT;
+		else if (!(m.pop[pfn / 64] >> (pfn % 64) & 1))
+			e = -ENOENT; /* a gfn with no memory behind it, read or write */
 		else if (mmap(base + i * 4096, 4096, prot, MAP_SHARED | MAP_FIXED, m.ramfd,
 			      (off_t)(pfn * 4096)) == MAP_FAILED)
 			e = -errno;
-		else if (prot & PROT_WRITE)
-			__atomic_fetch_or(&m.pop[pfn / 64], 1ULL << (pfn % 64), __ATOMIC_RELAXED);
 		if (err)
 			err[i] = e;
 		failed |= e != 0;
