@@ -68,6 +68,7 @@ xc_interface *xc_interface_open(xentoollog_logger *logger, xentoollog_logger *do
 	return x;
 }
 
+/* xc_private.c: xc_interface_close. */
 int xc_interface_close(xc_interface *xch)
 {
 	if (xch) {
@@ -115,6 +116,7 @@ void *xc__hypercall_buffer_alloc_pages(xc_interface *xch, xc_hypercall_buffer_t 
 	return p;
 }
 
+/* xc_hcall_buf.c: xc__hypercall_buffer_free_pages (NULL buffer: a no-op). */
 void xc__hypercall_buffer_free_pages(xc_interface *xch, xc_hypercall_buffer_t *b, int nr_pages)
 {
 	(void)xch;
@@ -279,11 +281,14 @@ int xc_sched_credit_domain_set(xc_interface *xch, uint32_t domid, struct xen_dom
 	return credit(xch, domid, &s->cap, &s->weight, true);
 }
 
+/* xc_csched.c: XEN_DOMCTL_SCHEDOP_getinfo. */
 int xc_sched_credit_domain_get(xc_interface *xch, uint32_t domid, struct xen_domctl_sched_credit *s)
 {
 	return credit(xch, domid, &s->cap, &s->weight, false);
 }
 
+/* xc_csched2.c: on a host whose scheduler is credit, the credit2 calls fail
+ * (sched_adjust: the scheduler of the domain's pool differs). */
 int xc_sched_credit2_domain_set(xc_interface *xch, uint32_t domid,
 				struct xen_domctl_sched_credit2 *s)
 {
@@ -292,6 +297,7 @@ int xc_sched_credit2_domain_set(xc_interface *xch, uint32_t domid,
 	return -1;
 }
 
+/* As above. */
 int xc_sched_credit2_domain_get(xc_interface *xch, uint32_t domid,
 				struct xen_domctl_sched_credit2 *s)
 {
@@ -360,6 +366,7 @@ int xc_domain_hvm_setcontext(xc_interface *xch, uint32_t domid, uint8_t *buf, ui
 	return r;
 }
 
+/* xen/arch/x86/time.c: tsc_set_info (XEN_DOMCTL_settscinfo). */
 int xc_domain_set_tsc_info(xc_interface *xch, uint32_t domid, uint32_t tsc_mode,
 			   uint64_t elapsed_nsec, uint32_t gtsc_khz, uint32_t incarnation)
 {
@@ -416,6 +423,7 @@ struct xc_cpu_policy {
 	uint8_t leaves[24 * 64], msrs[16 * 16];
 };
 
+/* xg_cpuid_x86.c: xc_cpu_policy_init / _destroy: an opaque buffer. */
 xc_cpu_policy_t *xc_cpu_policy_init(void)
 {
 	return calloc(1, sizeof(xc_cpu_policy_t));
@@ -426,6 +434,8 @@ void xc_cpu_policy_destroy(xc_cpu_policy_t *p)
 	free(p);
 }
 
+/* xg_cpuid_x86.c: xc_cpu_policy_get_size — the most leaves and MSRs a
+ * policy can have (XEN_SYSCTL_get_cpu_policy's sizes). */
 int xc_cpu_policy_get_size(xc_interface *xch, uint32_t *nr_leaves, uint32_t *nr_msrs)
 {
 	(void)xch;
@@ -434,6 +444,7 @@ int xc_cpu_policy_get_size(xc_interface *xch, uint32_t *nr_leaves, uint32_t *nr_
 	return 0;
 }
 
+/* xg_cpuid_x86.c: xc_cpu_policy_get_domain (XEN_DOMCTL_get_cpu_policy). */
 int xc_cpu_policy_get_domain(xc_interface *xch, uint32_t domid, xc_cpu_policy_t *p)
 {
 	struct shim_map m;
@@ -471,6 +482,8 @@ struct xenforeignmemory_handle {
 	char host[PATH_MAX];
 };
 
+/* tools/libs/foreignmemory/core.c: xenforeignmemory_open (privcmd; the
+ * shim: the host directory). */
 xenforeignmemory_handle *xenforeignmemory_open(struct xentoollog_logger *logger, unsigned flags)
 {
 	const char *h = shim_host();
@@ -486,6 +499,7 @@ xenforeignmemory_handle *xenforeignmemory_open(struct xentoollog_logger *logger,
 	return f;
 }
 
+/* core.c: xenforeignmemory_close. */
 int xenforeignmemory_close(xenforeignmemory_handle *f)
 {
 	if (f) {
@@ -546,6 +560,7 @@ void *xenforeignmemory_map(xenforeignmemory_handle *f, uint32_t domid, int prot,
 	return base;
 }
 
+/* linux.c: osdep_xenforeignmemory_unmap — munmap of the whole range. */
 int xenforeignmemory_unmap(xenforeignmemory_handle *f, void *addr, size_t pages)
 {
 	(void)f;
@@ -594,6 +609,7 @@ static void *xs_poll(void *arg)
 	return NULL;
 }
 
+/* tools/libs/store/xs.c: xs_open (the shim: no daemon to connect to). */
 struct xs_handle *xs_open(unsigned long flags)
 {
 	const char *host = shim_host();
@@ -608,6 +624,7 @@ struct xs_handle *xs_open(unsigned long flags)
 	return h;
 }
 
+/* xs.c: xs_close — the watch thread ends with the handle. */
 void xs_close(struct xs_handle *h)
 {
 	if (!h)
@@ -621,6 +638,7 @@ void xs_close(struct xs_handle *h)
 	free(h);
 }
 
+/* xs.c: xs_watch; only @releaseDomain is imitated. */
 bool xs_watch(struct xs_handle *h, const char *path, const char *token)
 {
 	if (strcmp(path, "@releaseDomain") || h->running) {
@@ -645,6 +663,7 @@ bool xs_watch(struct xs_handle *h, const char *path, const char *token)
 	return true;
 }
 
+/* xs.c: xs_fileno — readable when a watch event waits. */
 int xs_fileno(struct xs_handle *h)
 {
 	return h->efd;

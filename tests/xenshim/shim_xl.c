@@ -38,6 +38,7 @@ int libxl_ctx_alloc(libxl_ctx **pctx, int version, unsigned flags, xentoollog_lo
 	return 0;
 }
 
+/* libxl.c: libxl_ctx_free (NULL is fine). */
 int libxl_ctx_free(libxl_ctx *ctx)
 {
 	free(ctx);
@@ -51,6 +52,7 @@ int libxl_name_to_domid(libxl_ctx *ctx, const char *name, uint32_t *domid)
 	return shim_dom_find(ctx->host, name, domid) ? ERROR_INVAL : 0;
 }
 
+/* libxl_utils.c: libxl_domid_to_name — NULL for no such domain. */
 char *libxl_domid_to_name(libxl_ctx *ctx, uint32_t domid)
 {
 	struct shim_map m;
@@ -140,6 +142,8 @@ int libxl_domain_pause(libxl_ctx *ctx, uint32_t domid, const libxl_asyncop_how *
 	return 0;
 }
 
+/* libxl_domain.c: libxl_domain_unpause → xc_domain_unpause, which fails on
+ * a domain with no toolstack pause to undo. */
 int libxl_domain_unpause(libxl_ctx *ctx, uint32_t domid, const libxl_asyncop_how *ao_how)
 {
 	struct shim_map m;
@@ -191,7 +195,10 @@ int libxl_domain_destroy(libxl_ctx *ctx, uint32_t domid, const libxl_asyncop_how
 	return 0;
 }
 
-/* ---- the configuration: the fields the shim keeps, in libxl's JSON keys ---- */
+/* ---- the configuration: the fields the shim keeps, in libxl's JSON keys
+ * (libxl_types.idl: c_info.type/name, b_info.max_vcpus/max_memkb/
+ * target_memkb, disks[].readwrite); libxl's generated _to_json/_from_json
+ * keep every field, the shim these. ---- */
 
 char *libxl_domain_config_to_json(libxl_ctx *ctx, libxl_domain_config *p)
 {
@@ -253,6 +260,8 @@ int libxl_domain_config_from_json(libxl_ctx *ctx, libxl_domain_config *p, const 
 	return r;
 }
 
+/* libxl_domain.c: libxl_retrieve_domain_configuration — the stored JSON
+ * (libxl keeps it in /var/lib/xen/userdata-d.*; the shim in the domain). */
 int libxl_retrieve_domain_configuration(libxl_ctx *ctx, uint32_t domid,
 					libxl_domain_config *d_config,
 					const libxl_asyncop_how *ao_how)
