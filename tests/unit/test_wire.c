@@ -368,7 +368,13 @@ static void test_hv_uri(void **state)
 	assert_string_equal(hv_uri_name(uri), "web1");
 	assert_string_equal(hv_uri_name("plain"), "plain");
 	assert_int_equal(hv_uri(uri, sizeof uri, "mvm", "db-1.a_b"), 0);
+	assert_int_equal(hv_uri(uri, sizeof uri, "hyperv", "web1"), -EINVAL);
+#ifdef HAVE_XEN
+	assert_int_equal(hv_uri(uri, sizeof uri, "xen", "web1"), 0);
+	assert_string_equal(uri, "xen:web1");
+#else
 	assert_int_equal(hv_uri(uri, sizeof uri, "xen", "web1"), -EINVAL);
+#endif
 	assert_int_equal(hv_uri(uri, sizeof uri, NULL, "-bad"), -EINVAL);
 	assert_int_equal(hv_uri(uri, sizeof uri, NULL, "../x"), -EINVAL);
 	assert_int_equal(hv_uri(uri, sizeof uri, NULL, ""), -EINVAL);
