@@ -216,15 +216,16 @@ static void xdom_free(struct xdom *x)
 	free(x);
 }
 
-/* One owner per domain name on this host: a lock file in the run dir. */
-static int take_lock(struct xdom *x)
+/* One owner per domain on this host: a lock file in the run dir, named by
+ * the domain's name (key), whether it was opened by name or by domid. */
+static int take_lock(struct xdom *x, const char *key)
 {
 	char path[PATH_MAX];
 
 	snprintf(path, sizeof path, "%s/ferry", x->run);
 	if (mkdir_p(path, 0700) < 0 && errno != EEXIST)
 		return -errno;
-	snprintf(path, sizeof path, "%s/ferry/%s.lock", x->run, x->name);
+	snprintf(path, sizeof path, "%s/ferry/%.*s.lock", x->run, HV_NAME_MAX, key);
 	x->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (x->lockfd < 0)
 		return -errno;
@@ -277,6 +278,29 @@ static int load_shape(struct xdom *x)
 	return r;
 }
 
+/* NAME is the domain's name, or else its domid ("xen:17"); lock it. */
+static int resolve(struct xdom *x, const char *name)
+{
+	char *real = NULL, *end;
+	unsigned long id;
+	int r;
+
+	if (libxl_name_to_domid(x->ctx, name, &x->domid)) {
+		errno = 0;
+		id = strtoul(name, &end, 10);
+		if (errno || *end || !id || id >= 0x7ff0 || !(real = libxl_domid_to_name(x->ctx, (uint32_t)id)))
+			return -ENOENT;
+		x->domid = (uint32_t)id;
+	}
+	if (x->domid == 0) {
+		free(real);
+		return -ENOENT; /* dom0 is not a guest */
+	}
+	r = take_lock(x, real ? real : name);
+	free(real);
+	return r;
+}
+
 static int xen_open(const char *name, struct hv_domain **out)
 {
 	struct xdom *x = xdom_new(name);
@@ -288,9 +312,7 @@ static int xen_open(const char *name, struct hv_domain **out)
 		r = -EINVAL;
 	else if ((r = handles(x)))
 		;
-	else if (libxl_name_to_domid(x->ctx, name, &x->domid) || x->domid == 0)
-		r = -ENOENT;
-	else if ((r = take_lock(x)))
+	else if ((r = resolve(x, name)))
 		;
 	else
 		r = load_shape(x);
@@ -327,10 +349,12 @@ static int parse_config(const char *config, uint64_t *mem, unsigned *vcpus, uint
 {
 	unsigned long long m = 0, f = 0;
 	unsigned v = 0;
+	char type[4] = "";
 	int n = -1;
 
-	if (sscanf(config, "mem=%llu vcpus=%u frames=%llu type=hvm%n", &m, &v, &f, &n) != 3 ||
-	    n < 0 || config[n] || !m || !v || !f || f > (1ULL << 36)) {
+	if (sscanf(config, "mem=%llu vcpus=%u frames=%llu type=%3[a-z]%n", &m, &v, &f, type, &n) != 4 ||
+	    n < 0 || config[n] || !m || !v || !f || f > (1ULL << 36) ||
+	    (strcmp(type, "hvm") && strcmp(type, "pvh"))) {
 		snprintf(err, errlen, "not a Xen config record: \"%s\"", config);
 		return -EINVAL;
 	}
@@ -349,7 +373,7 @@ static int xen_describe(const char *config, json_t **out, char *err, size_t errl
 	if (r)
 		return r;
 	*out = json_pack("{s:I, s:i, s:I, s:s}", "mem", (json_int_t)mem, "vcpus", (int)vcpus,
-			 "frames", (json_int_t)frames, "type", "hvm");
+			 "frames", (json_int_t)frames, "type", strstr(config, "type=pvh") ? "pvh" : "hvm");
 	return *out ? 0 : -ENOMEM;
 }
 
@@ -367,8 +391,8 @@ static int xen_info(struct hv_domain *d, struct hv_info *o)
 	o->pid = -1;
 	o->rw_disks = x->rw_disks;
 	o->paused = 1;
-	snprintf(o->config, sizeof o->config, "mem=%" PRIu64 " vcpus=%u frames=%" PRIu64 " type=hvm",
-		 x->mem, x->vcpus, x->nr_frames);
+	snprintf(o->config, sizeof o->config, "mem=%" PRIu64 " vcpus=%u frames=%" PRIu64 " type=%s",
+		 x->mem, x->vcpus, x->nr_frames, x->pvh ? "pvh" : "hvm");
 	if (!x->domid)
 		return 0; /* still being built: paused, by definition */
 	libxl_dominfo_init(&di);
@@ -1105,7 +1129,7 @@ static int xen_create(const char *name, const char *config, const void *dconf, s
 		r = -EEXIST;
 		goto fail;
 	}
-	if ((r = take_lock(x)))
+	if ((r = take_lock(x, name)))
 		goto fail;
 	xen_blob_find(dconf, dconf_len, XREC_LIBXL_CONFIG, &rec);
 	if (libxl_domain_config_from_json(x->ctx, &cfg, rec.body)) {

@@ -99,6 +99,17 @@ static void test_open_info(void **state)
 	assert_int_equal(hv_open("xen:nosuch", &d), -ENOENT);
 	assert_int_equal(hv_open("xen:web1", &d), 0);
 	assert_int_equal(hv_open("xen:web1", &d2), -EBUSY);
+	{
+		/* By domid too ("xen:1"), one owner still; dom0 and nonsense are not guests. */
+		char uri[32];
+		uint32_t domid;
+
+		assert_int_equal(shim_dom_find(hostA, "web1", &domid), 0);
+		snprintf(uri, sizeof uri, "xen:%u", domid);
+		assert_int_equal(hv_open(uri, &d2), -EBUSY);
+		assert_int_equal(hv_open("xen:0", &d2), -ENOENT);
+		assert_int_equal(hv_open("xen:999", &d2), -ENOENT);
+	}
 	assert_int_equal(hv_info(d, &i), 0);
 	assert_int_equal(i.nr_frames, 16384);
 	assert_int_equal(i.page_size, 4096);
@@ -129,6 +140,16 @@ static void test_open_info(void **state)
 			 -EOPNOTSUPP);
 	assert_non_null(strstr(err, "xl create"));
 	hv_close(d);
+	{
+		char uri[32];
+		uint32_t domid;
+
+		assert_int_equal(shim_dom_find(hostA, "web1", &domid), 0);
+		snprintf(uri, sizeof uri, "xen:%u", domid);
+		assert_int_equal(hv_open(uri, &d), 0);
+		assert_int_equal(hv_open("xen:web1", &d2), -EBUSY);
+		hv_close(d);
+	}
 	/* A writable disk is seen (replication refuses such a guest). */
 	assert_int_equal(tool(hostA, "create disky 65536 10 10 rw-disk"), 0);
 	assert_int_equal(hv_open("xen:disky", &d), 0);
