@@ -144,8 +144,10 @@ static int guest(const char *host, unsigned domid)
 {
 	struct shim_map m;
 	struct dm dm;
-	uint64_t t0 = now_ns(), done = 0;
+	uint64_t t0 = now_ns(), done = 0, born = t0, checked = t0;
+	char stf[4200];
 
+	snprintf(stf, sizeof stf, "%s/shim/%u.st", host, domid);
 	if (shim_dom_map(host, domid, &m))
 		return 1;
 	/* The device model answers before the domain counts as started. */
@@ -153,7 +155,15 @@ static int guest(const char *host, unsigned domid)
 		return 1;
 	__atomic_store_n(&m.st->guest_pid, getpid(), __ATOMIC_RELEASE);
 	while (m.st->state != SHIM_DYING) {
-		uint64_t rate = m.st->regs.rate, cap = m.st->cap;
+		uint64_t rate = m.st->regs.rate, cap = m.st->cap, now = now_ns();
+
+		/* A test that died half-way leaves no guest behind for long: it
+		 * ends when its domain's files are gone, and after 15 minutes. */
+		if (now - checked > 250000000ULL) {
+			checked = now;
+			if (access(stf, F_OK) || now - born > 900ULL * 1000000000ULL)
+				break;
+		}
 
 		if (__atomic_load_n(&m.st->pause_count, __ATOMIC_ACQUIRE)) {
 			__atomic_store_n(&m.st->parked, 1, __ATOMIC_RELEASE);
@@ -176,10 +186,10 @@ static int guest(const char *host, unsigned domid)
 		if (cap && cap < 100 * m.st->vcpus)
 			rate = rate * cap / (100 * m.st->vcpus);
 		if (rate) {
-			uint64_t due = t0 + done * 1000000000ULL / rate, now = now_ns();
+			uint64_t due = t0 + done * 1000000000ULL / rate, t = now_ns();
 
-			if (due > now + 200000)
-				usleep((useconds_t)((due - now) / 1000));
+			if (due > t + 200000)
+				usleep((useconds_t)((due - t) / 1000));
 		}
 	}
 	return 0;
