@@ -7,25 +7,9 @@
 #include <limits.h>
 #include <unistd.h>
 
-int xsink_fd_writev(void *ctx, const struct iovec *iov_in, int n)
+int xsink_fd_writev(void *ctx, const struct iovec *iov, int n)
 {
-	int fd = *(int *)ctx;
-	struct iovec iov[IOV_MAX];
-
-	if (n > IOV_MAX)
-		return -EINVAL;
-	for (int i = 0; i < n; i++)
-		iov[i] = iov_in[i];
-	for (int i = 0; i < n;) {
-		ssize_t w = writev(fd, iov + i, n - i);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		iov_advance(iov, n, &i, (size_t)w);
-	}
-	return 0;
+	return writev_full(*(int *)ctx, iov, n);
 }
 
 int xsource_fd_read(void *ctx, void *buf, size_t len)

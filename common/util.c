@@ -3,6 +3,8 @@
 #include "common/util.h"
 
 #include <ctype.h>
+#include <limits.h>
+#include <sys/uio.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,4 +183,24 @@ bool name_ok(const char *s, size_t max)
 			return false;
 	}
 	return true;
+}
+
+int writev_full(int fd, const struct iovec *iov_in, int n)
+{
+	struct iovec iov[IOV_MAX];
+
+	if (n > IOV_MAX)
+		return -EINVAL;
+	for (int i = 0; i < n; i++)
+		iov[i] = iov_in[i];
+	for (int i = 0; i < n;) {
+		ssize_t w = writev(fd, iov + i, n - i);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		iov_advance(iov, n, &i, (size_t)w);
+	}
+	return 0;
 }

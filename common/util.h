@@ -32,6 +32,9 @@ int pio_full(int fd, void *buf, size_t len, off_t off, bool write);
 /* After a short write of done bytes of iov[*i..n): move *i past the pieces
  * written whole and trim the one written in part. */
 void iov_advance(struct iovec *iov, int n, int *i, size_t done);
+/* Write all of iov[0..n) to fd (n <= IOV_MAX), across short writes and
+ * EINTR: 0 or -errno (-EINVAL if n > IOV_MAX). */
+int writev_full(int fd, const struct iovec *iov, int n);
 
 /* A name as ferry takes it for domains, jobs and hosts on the wire and on
  * disk: 1..max-1 of [A-Za-z0-9._-], not starting with '.' or '-' (so it is

@@ -32,7 +32,7 @@
 #define XREC_END 0u
 #define XREC_PAGE_DATA 1u
 #define XREC_STATIC_DATA_END 0x10u
-#define PAGE_BATCH 1024 /* MAX_BATCH_SIZE of xg_save_restore.h */
+#define PAGE_BATCH 512 /* within MAX_BATCH_SIZE (1024) of xg_save_restore.h, and IOV_MAX */
 
 struct xen_restore {
 	libxl_ctx *ctx;
@@ -63,20 +63,7 @@ static void *restore_main(void *arg)
 
 static int put(struct xen_restore *rs, struct iovec *iov, int n)
 {
-	int i = 0;
-
-	if (rs->wfd < 0)
-		return -EPIPE;
-	while (i < n) {
-		ssize_t w = writev(rs->wfd, iov + i, n - i);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return errno == EPIPE ? -EPIPE : -errno;
-		iov_advance(iov, n, &i, (size_t)w);
-	}
-	return 0;
+	return rs->wfd < 0 ? -EPIPE : writev_full(rs->wfd, iov, n);
 }
 
 /* One libxc record: header, body parts, padding to 8. */

@@ -424,6 +424,17 @@ static void test_incoming_abandoned(void **state)
 	assert_int_equal(hv_domain_config(s, &dconf, &dlen), 0);
 	on(hostB);
 	assert_int_equal(hv_create("xen:left", si.config, dconf, dlen, &dd), 0);
+	{
+		/* One write of more pages than a PAGE_DATA record holds. */
+		static uint64_t f[1500];
+		static const void *bufs[1500];
+		void *zero = calloc(1, 4096);
+
+		for (int i = 0; i < 1500; i++)
+			f[i] = (uint64_t)i, bufs[i] = zero;
+		assert_int_equal(hv_write_pages(dd, f, 1500, bufs), 0);
+		free(zero);
+	}
 	hv_close(dd);
 	assert_int_equal(shim_dom_find(hostB, "left--incoming", &domid), -ENOENT);
 	assert_int_equal(shim_dom_find(hostB, "left", &domid), -ENOENT);
