@@ -33,17 +33,6 @@ static struct td A, B;
 static char hostA[300], hostB[300];
 static char envA[320], envB[320], preload[PATH_MAX], asan[512];
 
-/* The xenshim tool on host; its exit status. */
-static int tool(const char *host, const char *args)
-{
-	char cmd[PATH_MAX + 700];
-	int st;
-
-	snprintf(cmd, sizeof cmd, "FERRY_XEN_RUN_DIR='%s' '%s' %s >/dev/null 2>&1", host,
-		 XENSHIM_BIN, args);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* Two shim hosts and a ferryd on each, the shim preloaded. */
 static void hosts(const char *test)
@@ -73,9 +62,9 @@ static int teardown(void **state)
 {
 	(void)state;
 	if (hostA[0])
-		tool(hostA, "destroy-all");
+		shim_tool(hostA, "destroy-all");
 	if (hostB[0])
-		tool(hostB, "destroy-all");
+		shim_tool(hostB, "destroy-all");
 	hostA[0] = hostB[0] = '\0';
 	return td_test_end();
 }
@@ -100,7 +89,7 @@ static void test_migrate(void **state)
 
 	(void)state;
 	hosts("x1-migrate");
-	assert_int_equal(tool(hostA, "create web1 131072 8000 4000"), 0);
+	assert_int_equal(shim_tool(hostA, "create web1 131072 8000 4000"), 0);
 	cli_ok(&A, "adopt", &out, "adopt", "xen:web1", NULL, NULL);
 	free(out);
 	assert_true(td_listed(&A, "web1", st));
@@ -131,7 +120,7 @@ static void test_migrate(void **state)
 	json_decref(v);
 	assert_int_equal(shim_dom_find(hostA, "web1", &domid), -ENOENT);
 	assert_int_equal(shim_dom_find(hostB, "web1", &domid), 0);
-	assert_int_equal(tool(hostB, "verify web1"), 0);
+	assert_int_equal(shim_tool(hostB, "verify web1"), 0);
 	{
 		/* It runs on B: its steps go on. */
 		struct shim_map m;
@@ -155,7 +144,7 @@ static void test_save_restore(void **state)
 
 	(void)state;
 	hosts("x2-save-restore");
-	assert_int_equal(tool(hostA, "create db1 65536 4000 4000"), 0);
+	assert_int_equal(shim_tool(hostA, "create db1 65536 4000 4000"), 0);
 	snprintf(file, sizeof file, "%s/db1.ferry", A.dir);
 	cli_ok(&A, "save", &out, "save", "xen:db1", file, NULL);
 	free(out);
@@ -164,7 +153,7 @@ static void test_save_restore(void **state)
 	cli_ok(&B, "restore", &out, "restore", file, NULL, NULL);
 	free(out);
 	assert_int_equal(shim_dom_find(hostB, "db1", &domid), 0);
-	assert_int_equal(tool(hostB, "verify db1"), 0);
+	assert_int_equal(shim_tool(hostB, "verify db1"), 0);
 	/* A corrupt file is refused and leaves nothing. */
 	{
 		FILE *f = fopen(file, "r+");
@@ -174,7 +163,7 @@ static void test_save_restore(void **state)
 		fputc(0x5a, f);
 		fclose(f);
 	}
-	assert_int_equal(tool(hostB, "destroy db1"), 0);
+	assert_int_equal(shim_tool(hostB, "destroy db1"), 0);
 	assert_int_not_equal(td_cli(&B, NULL, "restore", file, NULL), 0);
 	assert_int_equal(shim_dom_find(hostB, "db1", &domid), -ENOENT);
 	assert_int_equal(shim_dom_find(hostB, "db1--incoming", &domid), -ENOENT);
@@ -209,8 +198,8 @@ static void test_protect(void **state)
 
 	(void)state;
 	hosts("x3-protect");
-	assert_int_equal(tool(hostA, "create db1 131072 8000 3000"), 0);
-	assert_int_equal(tool(hostA, "create disky 65536 100 100 rw-disk"), 0);
+	assert_int_equal(shim_tool(hostA, "create db1 131072 8000 3000"), 0);
+	assert_int_equal(shim_tool(hostA, "create disky 65536 100 100 rw-disk"), 0);
 	cli_ok(&A, "adopt", &out, "adopt", "xen:db1", NULL, NULL);
 	free(out);
 	cli_ok(&A, "adopt", &out, "adopt", "xen:disky", NULL, NULL);
@@ -241,7 +230,7 @@ static void test_protect(void **state)
 		fail_msg("only %llu epochs in 6 s", (unsigned long long)epochs);
 	/* The primary host dies: its ferryd and its guest. */
 	td_kill(&A);
-	assert_int_equal(tool(hostA, "destroy-all"), 0);
+	assert_int_equal(shim_tool(hostA, "destroy-all"), 0);
 	job = td_wait_job(&B, id, NULL, 15000);
 	if (strcmp(td_jstr(job, "stage"), "failed-over"))
 		fail_msg("db1 did not fail over to B: %s", dumps(job));
@@ -250,7 +239,7 @@ static void test_protect(void **state)
 		h_sleep_ms(10);
 	assert_int_equal(shim_dom_find(hostB, "db1", &domid), 0);
 	assert_runs(hostB, "db1");
-	assert_int_equal(tool(hostB, "verify db1"), 0);
+	assert_int_equal(shim_tool(hostB, "verify db1"), 0);
 	assert_true(td_listed(&B, "db1", NULL));
 	free(id);
 	td_test_passed();

@@ -37,21 +37,6 @@ static void on(const char *host)
 	setenv("FERRY_XEN_RUN_DIR", host, 1);
 }
 
-/* Run the xenshim tool on host; its exit status. */
-static int tool(const char *host, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int tool(const char *host, const char *fmt, ...)
-{
-	char args[256], cmd[PATH_MAX + 512];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(args, sizeof args, fmt, ap);
-	va_end(ap);
-	snprintf(cmd, sizeof cmd, "FERRY_XEN_RUN_DIR='%s' '%s' %s >/dev/null", host, XENSHIM_BIN, args);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static int setup(void **state)
 {
@@ -69,8 +54,8 @@ static int teardown(void **state)
 	char cmd[2 * PATH_MAX + 32];
 
 	(void)state;
-	tool(hostA, "destroy-all");
-	tool(hostB, "destroy-all");
+	shim_tool(hostA, "destroy-all");
+	shim_tool(hostB, "destroy-all");
 	snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", hostA, hostB);
 	return system(cmd) == 0 ? 0 : -1;
 }
@@ -95,7 +80,7 @@ static void test_open_info(void **state)
 	size_t len;
 
 	(void)state;
-	assert_int_equal(tool(hostA, "create web1 65536 1024 5000"), 0);
+	assert_int_equal(shim_tool(hostA, "create web1 65536 1024 5000"), 0);
 	assert_int_equal(hv_open("xen:nosuch", &d), -ENOENT);
 	assert_int_equal(hv_open("xen:web1", &d), 0);
 	assert_int_equal(hv_open("xen:web1", &d2), -EBUSY);
@@ -151,7 +136,7 @@ static void test_open_info(void **state)
 		hv_close(d);
 	}
 	/* A writable disk is seen (replication refuses such a guest). */
-	assert_int_equal(tool(hostA, "create disky 65536 10 10 rw-disk"), 0);
+	assert_int_equal(shim_tool(hostA, "create disky 65536 10 10 rw-disk"), 0);
 	assert_int_equal(hv_open("xen:disky", &d), 0);
 	assert_int_equal(hv_info(d, &i), 0);
 	assert_int_equal(i.rw_disks, 1);
@@ -171,7 +156,7 @@ static void test_dirty_bitmap(void **state)
 	struct shim_map m;
 
 	(void)state;
-	assert_int_equal(tool(hostA, "create quiet 65536 0 0"), 0);
+	assert_int_equal(shim_tool(hostA, "create quiet 65536 0 0"), 0);
 	assert_int_equal(hv_open("xen:quiet", &d), 0);
 	assert_int_equal(bitmap_init(&b, 16384), 0);
 	assert_int_equal(hv_logdirty_harvest(d, &b, 0), -EINVAL); /* off */
@@ -219,7 +204,7 @@ static void test_read_batches(void **state)
 	int64_t n;
 
 	(void)state;
-	assert_int_equal(tool(hostA, "create reader 65536 2000 20000"), 0);
+	assert_int_equal(shim_tool(hostA, "create reader 65536 2000 20000"), 0);
 	assert_int_equal(hv_open("xen:reader", &d), 0);
 	m = map_of(hostA, "reader");
 	usleep(150000); /* the guest writes ~3000 pages */
@@ -268,7 +253,7 @@ static void test_throttle(void **state)
 	struct shim_map m;
 
 	(void)state;
-	assert_int_equal(tool(hostA, "create slow 65536 100 100"), 0);
+	assert_int_equal(shim_tool(hostA, "create slow 65536 100 100"), 0);
 	assert_int_equal(hv_open("xen:slow", &d), 0);
 	m = map_of(hostA, "slow");
 	assert_int_equal(hv_throttle(d, 100), -EINVAL);
@@ -303,7 +288,7 @@ static void test_move(void **state)
 	(void)state;
 	for (int i = 0; i < 512; i++)
 		bufs[i] = buf + (size_t)i * 4096;
-	assert_int_equal(tool(hostA, "create mover 65536 4000 20000"), 0);
+	assert_int_equal(shim_tool(hostA, "create mover 65536 4000 20000"), 0);
 	usleep(100000);
 	on(hostA);
 	assert_int_equal(hv_open("xen:mover", &s), 0);
@@ -382,7 +367,7 @@ static void test_move(void **state)
 		usleep(10000);
 	assert_true(m.st->regs.steps > steps); /* it runs on B */
 	shim_dom_unmap(&m);
-	assert_int_equal(tool(hostB, "verify mover"), 0);
+	assert_int_equal(shim_tool(hostB, "verify mover"), 0);
 	/* The source goes; its watch says so. */
 	on(hostA);
 	assert_int_equal(hv_watch(s, &watch), 0);
@@ -395,7 +380,7 @@ static void test_move(void **state)
 	hv_close(s);
 	on(hostB);
 	hv_close(dd);
-	assert_int_equal(tool(hostB, "verify mover"), 0); /* committed: outlives the handle */
+	assert_int_equal(shim_tool(hostB, "verify mover"), 0); /* committed: outlives the handle */
 	free(blob);
 	free(dconf);
 	free(buf);
@@ -417,7 +402,7 @@ static void test_incoming_abandoned(void **state)
 	uint32_t domid;
 
 	(void)state;
-	assert_int_equal(tool(hostA, "create left 65536 100 100"), 0);
+	assert_int_equal(shim_tool(hostA, "create left 65536 100 100"), 0);
 	on(hostA);
 	assert_int_equal(hv_open("xen:left", &s), 0);
 	assert_int_equal(hv_info(s, &si), 0);

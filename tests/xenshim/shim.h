@@ -109,6 +109,10 @@ int shim_verify(const struct shim_map *m, char *why, size_t len);
 /* One guest step: write one page (and its ledger entry). */
 void shim_step(struct shim_map *m);
 
+/* Run the xenshim tool (as `xl` is run) on host with args, its output
+ * dropped: its exit status, -1 if it did not exit. For tests. */
+int shim_tool(const char *host, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Per-process counters of what the shim handed out and not yet got back
  * (for tests of cleanup on error paths). */
 struct shim_counts {

@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -414,4 +415,19 @@ int shim_verify(const struct shim_map *m, char *why, size_t len)
 		return -EBADMSG;
 	}
 	return 0;
+}
+
+int shim_tool(const char *host, const char *fmt, ...)
+{
+	char args[256], cmd[PATH_MAX + 512];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof args, fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof cmd, "FERRY_XEN_RUN_DIR='%s' '%s' %s >/dev/null 2>&1", host,
+		 XENSHIM_BIN, args);
+	st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
