@@ -298,6 +298,35 @@ static int do_end(struct rd *r, const char *b, uint64_t len)
 	return 0;
 }
 
+static int do_postcopy(struct rd *r, const char *b, uint64_t len)
+{
+	struct stream_postcopy p;
+	uint64_t first, count, words, last;
+	int x;
+
+	if (len < sizeof p)
+		return fail(r, -EBADMSG, "body of %" PRIu64 " bytes", len);
+	memcpy(&p, b, sizeof p);
+	first = le64toh(p.first);
+	count = le64toh(p.count);
+	if (!count || count > STREAM_POSTCOPY_FRAMES_MAX || first % 64 ||
+	    first >= r->info.nr_frames || count > r->info.nr_frames - first)
+		return fail(r, -EBADMSG, "frames %" PRIu64 "+%" PRIu64 " of %" PRIu64, first, count,
+			    r->info.nr_frames);
+	words = (count + 63) / 64;
+	if (len != sizeof p + words * 8)
+		return fail(r, -EBADMSG, "%" PRIu64 " bytes of bits for %" PRIu64 " frames",
+			    len - sizeof p, count);
+	memcpy(&last, b + sizeof p + (words - 1) * 8, 8);
+	if (count % 64 && le64toh(last) >> (count % 64))
+		return fail(r, -EBADMSG, "bits set past the frames it covers");
+	if (!r->sink->postcopy)
+		return fail(r, -EBADMSG, "this stream cannot switch to post-copy");
+	if ((x = r->sink->postcopy(r->sink->ctx, first, count, b + sizeof p)) > 0)
+		x = -EPROTO;
+	return x;
+}
+
 /* Dispatch one checked record body. Returns 1 after END. */
 static int dispatch(struct rd *r, uint32_t type, const char *b, uint64_t len)
 {
@@ -326,6 +355,8 @@ static int dispatch(struct rd *r, uint32_t type, const char *b, uint64_t len)
 		e = s->zero(s->ctx, first, count);
 		break;
 	}
+	case STREAM_REC_POSTCOPY:
+		return do_postcopy(r, b, len);
 	case STREAM_REC_CONTEXT:
 	case STREAM_REC_DEVICE: {
 		int (*fn)(void *, const void *, size_t) = type == STREAM_REC_CONTEXT ? s->context

@@ -58,6 +58,11 @@ struct stream_sink {
 	 * before it (and that there was one). */
 	int (*ckpt)(void *ctx, uint32_t type, const struct stream_ckpt *c);
 	int (*end)(void *ctx, const struct stream_end *totals);
+	/* POSTCOPY: frames [first, first + count) whose bit is set in bits
+	 * (le64 words, bit i of word j = frame first + 64 j + i; checked: first
+	 * a multiple of 64, inside the domain, no bit past count) are missing
+	 * from here on. NULL: the stream is refused if it has one. */
+	int (*postcopy)(void *ctx, uint64_t first, uint64_t count, const void *bits);
 };
 
 struct stream_read_stats {

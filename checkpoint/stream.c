@@ -27,6 +27,8 @@ uint64_t stream_rec_max(uint32_t type, uint32_t page_size)
 		return sizeof(struct stream_end);
 	case STREAM_REC_DOMAIN_CONFIG:
 		return STREAM_DOMAIN_CONFIG_MAX;
+	case STREAM_REC_POSTCOPY:
+		return sizeof(struct stream_postcopy) + STREAM_POSTCOPY_FRAMES_MAX / 8;
 	default:
 		return 0;
 	}
@@ -41,6 +43,7 @@ const char *stream_rec_name(uint32_t type)
 		[STREAM_REC_CKPT_BEGIN] = "CKPT_BEGIN", [STREAM_REC_CKPT_COMMIT] = "CKPT_COMMIT",
 		[STREAM_REC_END] = "END",
 		[STREAM_REC_DOMAIN_CONFIG] = "DOMAIN_CONFIG",
+		[STREAM_REC_POSTCOPY] = "POSTCOPY",
 	};
 	return type < STREAM_REC_TYPE_MAX && n[type] ? n[type] : "unknown";
 }

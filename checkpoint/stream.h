@@ -23,7 +23,7 @@
 #define STREAM_MAGIC "FERRYST\n"
 #define STREAM_MAGIC_LEN 8
 #define STREAM_VERSION_MAJOR 1
-#define STREAM_VERSION_MINOR 1
+#define STREAM_VERSION_MINOR 2
 
 /* Record header. */
 struct stream_rec_hdr {
@@ -55,6 +55,8 @@ enum stream_rec_type {
 	STREAM_REC_END = 9,          /* mandatory, last: totals */
 	STREAM_REC_DOMAIN_CONFIG = 10, /* the backend's full domain configuration,
 				      * right after a HEADER that announces it */
+	STREAM_REC_POSTCOPY = 11,    /* post-copy: frames the receiver must not
+				      * trust, which arrive after the switch */
 	STREAM_REC_TYPE_MAX
 };
 
@@ -131,6 +133,20 @@ struct stream_ckpt {
 	uint64_t digest;
 };
 _Static_assert(sizeof(struct stream_ckpt) == 32, "wire size");
+
+/* POSTCOPY body (1.2; only in a migration whose session agreed
+ * WIRE_CAP_POSTCOPY): the frames in [first, first + count) whose bit is set
+ * are missing at the receiver from here on — their content is stale or
+ * absent, and they come after the switch-over, by demand or in the
+ * background. words = ceil(count / 64) le64 words follow, bit i of word j
+ * standing for frame first + 64 j + i; bits past count are zero. first is a
+ * multiple of 64. A large domain's set takes several records. */
+struct stream_postcopy {
+	uint64_t first;
+	uint64_t count;
+};
+_Static_assert(sizeof(struct stream_postcopy) == 16, "wire size");
+#define STREAM_POSTCOPY_FRAMES_MAX (1ull << 21) /* per record: 256 KiB of bits */
 
 /* END body: totals over the whole stream before END. */
 struct stream_end {

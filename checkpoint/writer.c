@@ -4,11 +4,14 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
 #include "checkpoint/codec.h"
+#include "common/bitmap.h"
+#include "common/util.h"
 
 #define BODY_IOV_MAX 1000
 
@@ -164,6 +167,34 @@ int stream_write_zero_extent(struct stream_writer *w, uint64_t first, uint64_t c
 	r = stream_write_record(w, STREAM_REC_ZERO_EXTENT, 0, &b, 1);
 	if (r == 0)
 		w->zero_frames += count;
+	return r;
+}
+
+int stream_write_postcopy(struct stream_writer *w, const struct bitmap *missing)
+{
+	uint64_t *le;
+	int r = 0;
+
+	if (missing->nbits != w->nr_frames)
+		return w->error = -ERANGE;
+	if (!(le = malloc(STREAM_POSTCOPY_FRAMES_MAX / 8)))
+		return -ENOMEM;
+	for (uint64_t first = 0; !r && first < w->nr_frames; first += STREAM_POSTCOPY_FRAMES_MAX) {
+		uint64_t count = MIN(STREAM_POSTCOPY_FRAMES_MAX, w->nr_frames - first);
+		uint64_t words = bitmap_words(count), any = 0;
+		struct stream_postcopy p = { .first = htole64(first), .count = htole64(count) };
+		struct iovec b[2] = { { &p, sizeof p }, { le, words * 8 } };
+
+		for (uint64_t i = 0; i < words; i++) {
+			uint64_t v = missing->w[first / 64 + i];
+
+			any |= v;
+			le[i] = htole64(v);
+		}
+		if (any)
+			r = stream_write_record(w, STREAM_REC_POSTCOPY, 0, b, 2);
+	}
+	free(le);
 	return r;
 }
 

@@ -54,6 +54,11 @@ int stream_write_context(struct stream_writer *w, const void *blob, size_t len);
 /* CKPT_BEGIN or CKPT_COMMIT of epoch under fencing token; COMMIT carries
  * the count and digest of the records since BEGIN. */
 int stream_write_ckpt(struct stream_writer *w, uint32_t type, uint64_t epoch, uint64_t token);
+/* POSTCOPY records saying that the frames set in missing (nbits = the
+ * stream's nr_frames) are missing at the receiver: one record per
+ * STREAM_POSTCOPY_FRAMES_MAX frames that has any set. */
+struct bitmap;
+int stream_write_postcopy(struct stream_writer *w, const struct bitmap *missing);
 /* END with the totals; afterwards the writer takes nothing more. */
 int stream_write_end(struct stream_writer *w);
 

@@ -71,6 +71,7 @@ struct memguest {
 	bool ended;
 	struct stream_info info;
 	void *dconf; /* a copy of info.domain_config */
+	uint64_t missing; /* frames POSTCOPY records said are missing */
 };
 
 static inline int mg_header(void *c, const struct stream_info *i)
@@ -140,11 +141,26 @@ static inline int mg_end(void *c, const struct stream_end *e)
 	return 0;
 }
 
+static inline int mg_postcopy(void *c, uint64_t first, uint64_t count, const void *bits)
+{
+	struct memguest *g = c;
+	const uint8_t *b = bits;
+
+	(void)first;
+	for (uint64_t j = 0; j < (count + 63) / 64; j++) {
+		uint64_t v;
+
+		memcpy(&v, b + j * 8, 8);
+		g->missing += (uint64_t)__builtin_popcountll(le64toh(v));
+	}
+	return 0;
+}
+
 static inline struct stream_sink memguest_sink(struct memguest *g)
 {
 	struct stream_sink s = { .ctx = g, .header = mg_header, .base = mg_base,
 				 .pages = mg_pages, .zero = mg_zero, .context = mg_context,
-				 .end = mg_end };
+				 .end = mg_end, .postcopy = mg_postcopy };
 	return s;
 }
 

@@ -17,6 +17,7 @@
 #include "checkpoint/reader.h"
 #include "checkpoint/sink.h"
 #include "checkpoint/writer.h"
+#include "common/util.h"
 #include "tests/unit/memio.h"
 
 #define PS 4096
@@ -416,6 +417,114 @@ static void test_domain_config(void **state)
 	free(mb.p);
 }
 
+/* POSTCOPY: what a post-copy's switch says is missing. */
+struct pc_got {
+	struct bitmap b;
+	unsigned records;
+};
+
+static int got_postcopy(void *ctx, uint64_t first, uint64_t count, const void *bits)
+{
+	struct pc_got *g = ctx;
+	const uint8_t *p = bits;
+
+	for (uint64_t j = 0; j < (count + 63) / 64; j++) {
+		uint64_t v;
+
+		memcpy(&v, p + j * 8, 8);
+		g->b.w[first / 64 + j] |= le64toh(v);
+	}
+	g->records++;
+	return 0;
+}
+
+/* Read mb with only a POSTCOPY callback (NULL: none): 0 or the error. */
+static int read_postcopy(struct membuf *mb, struct pc_got *g, char *err, size_t errlen)
+{
+	struct xsource src = { membuf_read, mb };
+	struct stream_sink sink = { .ctx = g, .postcopy = g ? got_postcopy : NULL };
+
+	mb->pos = 0;
+	return stream_read(&src, &sink, true, NULL, err, errlen);
+}
+
+/* One raw POSTCOPY record (first, count, and words of bits) then END. */
+static void write_raw_postcopy(struct membuf *mb, uint64_t nr, uint64_t first, uint64_t count,
+			       const uint64_t *words, size_t nwords)
+{
+	struct xsink sink = { membuf_writev, mb };
+	struct stream_postcopy p = { htole64(first), htole64(count) };
+	struct iovec v[2] = { { &p, sizeof p }, { (void *)words, nwords * 8 } };
+	struct stream_writer w;
+
+	assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_MIGRATION, PS, nr, "mvm", "p",
+					     NULL, NULL, 0), 0);
+	assert_int_equal(stream_write_record(&w, STREAM_REC_POSTCOPY, 0, v, 2), 0);
+	assert_int_equal(stream_write_end(&w), 0);
+}
+
+/* The missing set round trips over several records (a range with nothing
+ * set is left out); a misaligned, oversized or overflowing record, and one
+ * that a reader cannot take, are refused. */
+static void test_postcopy_record(void **state)
+{
+	const uint64_t nr = 2 * STREAM_POSTCOPY_FRAMES_MAX + 100;
+	const uint64_t set[] = { 0, 63, 64, 1000, STREAM_POSTCOPY_FRAMES_MAX - 1,
+				 2 * STREAM_POSTCOPY_FRAMES_MAX + 99 };
+	struct membuf mb = { 0 };
+	struct xsink sink = { membuf_writev, &mb };
+	struct stream_writer w;
+	struct bitmap want;
+	struct pc_got got = { 0 };
+	uint64_t words[2] = { 0 };
+	char err[256];
+
+	(void)state;
+	assert_int_equal(bitmap_init(&want, nr), 0);
+	assert_int_equal(bitmap_init(&got.b, nr), 0);
+	for (size_t i = 0; i < ARRAY_SIZE(set); i++)
+		bitmap_set(&want, set[i]);
+	assert_int_equal(stream_writer_start(&w, sink, STREAM_KIND_MIGRATION, PS, nr, "mvm", "p",
+					     NULL, NULL, 0), 0);
+	assert_int_equal(stream_write_postcopy(&w, &want), 0);
+	assert_int_equal(stream_write_end(&w), 0);
+	assert_int_equal(read_postcopy(&mb, &got, err, sizeof err), 0);
+	assert_true(bitmap_equal(&want, &got.b));
+	assert_int_equal(got.records, 2); /* the second 2^21 frames have none */
+	/* A reader that cannot switch to post-copy says so. */
+	assert_int_equal(read_postcopy(&mb, NULL, err, sizeof err), -EBADMSG);
+	assert_non_null(strstr(err, "post-copy"));
+	free(mb.p);
+
+	/* first not a multiple of 64 */
+	mb = (struct membuf){ 0 };
+	words[0] = 1;
+	write_raw_postcopy(&mb, 1000, 1, 64, words, 1);
+	assert_int_equal(read_postcopy(&mb, &got, err, sizeof err), -EBADMSG);
+	assert_non_null(strstr(err, "frames 1+64"));
+	free(mb.p);
+	/* past the domain's end */
+	mb = (struct membuf){ 0 };
+	write_raw_postcopy(&mb, 1000, 960, 64, words, 1);
+	assert_int_equal(read_postcopy(&mb, &got, err, sizeof err), -EBADMSG);
+	free(mb.p);
+	/* a bit past count */
+	mb = (struct membuf){ 0 };
+	words[0] = 1ull << 10;
+	write_raw_postcopy(&mb, 1000, 0, 10, words, 1);
+	assert_int_equal(read_postcopy(&mb, &got, err, sizeof err), -EBADMSG);
+	assert_non_null(strstr(err, "past the frames"));
+	free(mb.p);
+	/* bits that do not match count */
+	mb = (struct membuf){ 0 };
+	write_raw_postcopy(&mb, 1000, 0, 65, words, 1);
+	assert_int_equal(read_postcopy(&mb, &got, err, sizeof err), -EBADMSG);
+	assert_non_null(strstr(err, "bytes of bits"));
+	free(mb.p);
+	bitmap_free(&want);
+	bitmap_free(&got.b);
+}
+
 /* A write error is sticky and reported. */
 static void test_writer_errors(void **state)
 {
@@ -656,6 +765,7 @@ int main(void)
 		cmocka_unit_test(test_ckpt_counts),
 		cmocka_unit_test(test_file_sink),
 		cmocka_unit_test(test_domain_config),
+		cmocka_unit_test(test_postcopy_record),
 	};
 	return cmocka_run_group_tests_name("stream", tests, NULL, NULL);
 }
