@@ -386,6 +386,12 @@ static int handle(struct mvm *m, struct client *cl, struct client *clients,
 		send_reply(cl, req, 0, &ni, sizeof ni, NULL, 0);
 		return 0;
 	}
+	case MVM_GET_UFFD: {
+		struct mvm_u32 f = { htole32(m->uffd_kernel ? MVM_UFFD_KERNEL : 0), 0 };
+
+		send_reply(cl, req, 0, &f, sizeof f, &m->uffd, 1);
+		return 0;
+	}
 	case MVM_QUIT:
 		send_reply(cl, req, 0, NULL, 0, NULL, 0);
 		log_info("%s: quit requested", m->name);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/failpoint.h"
@@ -131,6 +132,13 @@ int main(int argc, char **argv)
 	m.pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (m.pagemap < 0)
 		fatal("%s: /proc/self/pagemap: %s", m.name, strerror(errno));
+	/* And a userfaultfd that sees the kernel's faults as well as the
+	 * user's, while we may make one (root; unprivileged processes get
+	 * user-mode ones only): post-copy resolves the NIC's receives into
+	 * missing guest RAM through it. The filter keeps the runtime itself
+	 * from registering anything with it (ram.c). */
+	m.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	m.uffd_kernel = m.uffd >= 0;
 	if (mvm_confine_user(change_user, uid, gid))
 		return 1;
 	if (!mvm_name_ok(m.name))
@@ -155,7 +163,7 @@ int main(int argc, char **argv)
 	m.nr_frames = m.cfg.mem / m.page_size;
 	m.nr_vcpus = m.cfg.nr_vcpus;
 	m.writers = m.nr_vcpus;
-	m.memfd = m.uffd = -1;
+	m.memfd = -1;
 	pthread_mutex_init(&m.lock, NULL);
 	{
 		pthread_condattr_t ca;

@@ -19,6 +19,7 @@ static const char *const names[MVM_MSG_TYPE_MAX] = {
 	[MVM_QUIT] = "quit",		 [MVM_PING] = "ping",
 	[MVM_COMMIT] = "commit",	 [MVM_NET_ATTACH] = "net-attach",
 	[MVM_OUTPUT] = "output",	 [MVM_NIC_INFO] = "nic-info",
+	[MVM_GET_UFFD] = "get-uffd",
 };
 
 const char *mvm_msg_name(unsigned type)

@@ -52,6 +52,9 @@ enum mvm_msg_type {
 			   * stop listening (kvstore guests; else -EOPNOTSUPP) */
 	MVM_OUTPUT,       /* body: mvm_output (gate the NIC's output per epoch) */
 	MVM_NIC_INFO,     /* reply: mvm_nic_info */
+	MVM_GET_UFFD,     /* reply: mvm_u32 (MVM_UFFD_* flags) + 1 fd, the userfaultfd
+			   * guest RAM is registered with (post-copy: its holder
+			   * registers MISSING faults and resolves them) */
 	MVM_MSG_TYPE_MAX
 };
 
@@ -80,6 +83,10 @@ struct mvm_u32 {
 	uint32_t reserved;
 };
 _Static_assert(sizeof(struct mvm_u32) == 8, "wire size");
+
+/* MVM_GET_UFFD's flags */
+#define MVM_UFFD_KERNEL 0x1 /* it reports the kernel's faults too (a NIC's
+			     * receive into guest RAM), not only the user's */
 
 struct mvm_u64 {
 	uint64_t v;

@@ -18,7 +18,10 @@ int mvm_ram_setup(struct mvm *m)
 {
 	struct uffdio_api api = {
 		.api = UFFD_API,
-		.features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED,
+		/* MISSING_SHMEM: post-copy's holder of the fd registers
+		 * missing-page faults on this memfd-backed range. */
+		.features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED |
+			    UFFD_FEATURE_MISSING_SHMEM,
 	};
 	struct uffdio_register reg;
 	size_t len = m->cfg.mem;
@@ -39,11 +42,14 @@ int mvm_ram_setup(struct mvm *m)
 	/* Guest RAM is guest state: keep it out of core dumps. */
 	madvise(m->ram, len, MADV_DONTDUMP);
 
-	/* User mode only: all a confined runtime may have (an unprivileged
-	 * process gets no other kind unless vm.unprivileged_userfaultfd is set),
-	 * and all it needs, since asynchronous write-protect resolves every
-	 * fault itself, the kernel's own writes (the NIC's) included. */
-	m->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	/* main() made one that sees kernel faults if it could (root), for
+	 * post-copy. Else user mode only: all an unprivileged process gets
+	 * unless vm.unprivileged_userfaultfd is set, and all the dirty log
+	 * needs, since asynchronous write-protect resolves every fault itself,
+	 * the kernel's own writes (the NIC's) included. */
+	if (m->uffd < 0)
+		m->uffd = (int)syscall(SYS_userfaultfd,
+				       O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
 	if (m->uffd < 0)
 		return log_error("%s: userfaultfd: %s", m->name, strerror(errno)), -errno;
 	if (ioctl(m->uffd, UFFDIO_API, &api) < 0)

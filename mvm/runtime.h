@@ -46,6 +46,7 @@ struct mvm {
 	/* Set up before the vCPUs start; constant afterwards. */
 	int memfd;
 	int uffd;
+	bool uffd_kernel; /* uffd reports kernel-mode faults too (made as root) */
 	int pagemap;
 	char *ram;
 	uint64_t nr_frames;
