@@ -218,6 +218,18 @@ void lanes_stats(const struct lanes *l, uint64_t pages[STREAM_ENC_MAX], uint64_t
 	}
 }
 
+void lanes_postcopy(struct lanes *l, bool (*claim)(void *ctx, uint64_t frame), void *ctx)
+{
+	for (unsigned i = 0; i < l->n; i++) {
+		l->lane[i].ps.claim = claim;
+		l->lane[i].ps.claim_ctx = ctx;
+		if (l->lane[i].codec) {
+			codec_forget_all(l->lane[i].codec);
+			codec_cache_new_pages(l->lane[i].codec, false);
+		}
+	}
+}
+
 void lanes_cache_new_pages(struct lanes *l, bool on)
 {
 	for (unsigned i = 0; i < l->n; i++)

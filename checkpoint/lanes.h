@@ -72,6 +72,10 @@ void lanes_stats(const struct lanes *l, uint64_t pages[STREAM_ENC_MAX], uint64_t
 /* Whether the codecs keep pages they send for the first time as delta
  * bases (off for a first pass, whose pages are rarely sent again soon). */
 void lanes_cache_new_pages(struct lanes *l, bool on);
+/* From the next pass on: send a frame only if claim(ctx, frame) says yes
+ * (NULL: every frame), and never as a delta (post-copy: the receiver has
+ * dropped the bases). Between passes. */
+void lanes_postcopy(struct lanes *l, bool (*claim)(void *ctx, uint64_t frame), void *ctx);
 /* Stop the threads and free everything; NULL is fine. */
 void lanes_close(struct lanes *l);
 

@@ -122,6 +122,8 @@ int page_sender_send(struct page_sender *s, const struct bitmap *set,
 
 		/* Up to BATCH frames to read; known-zero ones go to the run. */
 		for (; f < s->nr_frames && k < BATCH; f = next_frame(s, set, f + 1)) {
+			if (s->claim && !s->claim(s->claim_ctx, f))
+				continue;
 			if (populated && !bitmap_test(populated, f)) {
 				if ((r = add_zero(s, f)))
 					return r;

@@ -50,6 +50,10 @@ struct page_sender {
 	void *on_frames_ctx;
 	const volatile sig_atomic_t *cancel; /* if set and non-zero: stop, -ECANCELED */
 	unsigned stripe, nstripes; /* send only frames of this stripe (0 of 1: all) */
+	/* If set: a frame of the set is sent only if claim says yes (post-copy:
+	 * a frame that went on demand already is not sent again). */
+	bool (*claim)(void *ctx, uint64_t frame);
+	void *claim_ctx;
 	/* Totals over all sends. */
 	uint64_t pages, zero_frames;
 	/* Private. */

@@ -34,7 +34,15 @@ static const char migrate_help[] =
 	"  --bandwidth RATE        limit over all channels, bytes per second: 100M means\n"
 	"                          100 MiB/s; at least 1M (default: none)\n"
 	"  --on-no-converge P      stop (pause anyway), throttle (slow the guest down\n"
-	"                          until it converges) or abort (keep it here)\n"
+	"                          until it converges), abort (keep it here) or\n"
+	"                          postcopy (switch over and send the rest after)\n"
+	"  --postcopy              switch over after the first copy pass: the guest\n"
+	"                          runs on HOST at once, and the memory it has not got\n"
+	"                          yet follows, fetched first where it waits on it.\n"
+	"                          Until the last page is there the guest lives on both\n"
+	"                          hosts: if either host or the link between them dies\n"
+	"                          meanwhile, the guest is lost. Refused for a protected\n"
+	"                          VM (ferry protect) and on a backend without it (Xen)\n"
 	"  --peer-timeout-ms MS    give up on a silent destination after MS (15000)\n"
 	"  --channels N            connections to carry the guest, each with its own\n"
 	"                          sending thread (default: ferryd's, the number of cores)\n"
@@ -46,7 +54,8 @@ static const char migrate_help[] =
 	"left overall, the throughput, the expected downtime, what was sent and the\n"
 	"dirty rate, as much as the terminal's width fits. Ctrl-C cancels the\n"
 	"migration (unless it is past its point of no return). Exit status: 0 migrated,\n"
-	"1 failed or cancelled (the guest runs here), 3 unresolved (see ferry resolve).\n";
+	"1 failed or cancelled (the guest runs here), 3 unresolved (see ferry resolve),\n"
+	"4 lost (post-copy failed: no copy runs; the stale one here stays paused).\n";
 
 static const char jobs_help[] = "usage: ferry jobs [--json]\n\nLists this host's migration jobs, "
 				"newest first.\n";
@@ -177,6 +186,10 @@ static void summary(json_t *job)
 
 static int exit_status(json_t *job)
 {
+	const json_t *stage = json_object_get(job, "stage");
+
+	if (json_is_string(stage) && strcmp(json_string_value(stage), "lost") == 0)
+		return 4; /* post-copy failed: no copy runs */
 	return job_is(job, API_JOB_COMPLETED) ? 0 : job_is(job, API_JOB_UNRESOLVED) ? 3 : 1;
 }
 
@@ -225,6 +238,7 @@ int migrate_main(int argc, char **argv)
 		{ "on-no-converge", required_argument, 0, 'p' },
 		{ "peer-timeout-ms", required_argument, 0, 't' },
 		{ "channels", required_argument, 0, 'c' },
+		{ "postcopy", no_argument, 0, 'P' },
 		{ "wait", no_argument, 0, 'W' },
 		{ "detach", no_argument, 0, 'D' },
 		{ "json", no_argument, 0, 'j' },
@@ -265,7 +279,7 @@ int migrate_main(int argc, char **argv)
 			break;
 		case 'p':
 			if (mig_policy_parse(optarg, &pol)) {
-				want = "stop, throttle or abort";
+				want = MIG_POLICY_NAMES;
 				goto bad;
 			}
 			json_object_set_new(req, "on_no_converge", json_string(optarg));
@@ -286,6 +300,7 @@ int migrate_main(int argc, char **argv)
 			}
 			json_object_set_new(req, "channels", json_integer((json_int_t)n));
 			break;
+		case 'P': json_object_set_new(req, "postcopy", json_true()); break;
 		case 'W': detach = false; break;
 		case 'D': detach = true; break;
 		case 'j': json = true; break;

@@ -363,6 +363,9 @@ static json_t *op_migrate(json_t *req)
 	o.on_no_converge = D.on_no_converge;
 	if (pol && mig_policy_parse(pol, &o.on_no_converge))
 		return fail("on_no_converge: \"%s\" is not " MIG_POLICY_NAMES, pol);
+	if (json_object_get(req, "postcopy") && !json_is_boolean(json_object_get(req, "postcopy")))
+		return fail("postcopy: not a boolean");
+	o.postcopy = json_is_true(json_object_get(req, "postcopy"));
 	if ((r = migrate_out_start(str(req, "name", ""), str(req, "dest", ""), &o, (unsigned)nch,
 				   str(req, "idempotency", NULL), id, err, sizeof err)))
 		return fail_as(kind_of(r), "%s", err);
@@ -402,7 +405,8 @@ static json_t *op_protect(json_t *req)
 	o.heartbeat_ms = (unsigned)hb;
 	o.sync.downtime_ns = D.downtime_ms * NSEC_PER_MSEC;
 	o.sync.max_iters = D.max_iters;
-	o.sync.on_no_converge = D.on_no_converge;
+	/* A standby's sync never switches over: post-copy is not for it. */
+	o.sync.on_no_converge = D.on_no_converge == NOCONV_POSTCOPY ? NOCONV_STOP : D.on_no_converge;
 	o.sync.peer_timeout_ms = D.peer_timeout_ms;
 	if ((r = protect_start(str(req, "name", ""), str(req, "peer", ""), &o,
 			       !json_is_true(unsafe), (unsigned)nch, str(req, "idempotency", NULL), id,

@@ -50,7 +50,8 @@ static const struct {
 	[JOB_SENDING] = { "sending", API_JOB_ACTIVE, J_WRITE, true,
 			  S(JOB_COMMITTED) | S(JOB_FAILED) | S(JOB_CANCELLED) },
 	[JOB_COMMITTED] = { "committed", API_JOB_ACTIVE, J_SYNC, false,
-			    S(JOB_UNRESOLVED) | S(JOB_COMPLETED) | S(JOB_FAILED) },
+			    S(JOB_UNRESOLVED) | S(JOB_COMPLETED) | S(JOB_FAILED) | S(JOB_POSTCOPY) |
+				    S(JOB_LOST) },
 	[JOB_UNRESOLVED] = { "unresolved", API_JOB_UNRESOLVED, J_WRITE, false,
 			     S(JOB_COMPLETED) | S(JOB_FAILED) },
 	[JOB_RECEIVING] = { "receiving", API_JOB_ACTIVE, J_WRITE, true,
@@ -59,7 +60,9 @@ static const struct {
 			S(JOB_RESUMING) | S(JOB_FAILED) | S(JOB_COMPLETED) },
 	[JOB_RESUMING] = { "resuming", API_JOB_ACTIVE, J_SYNC, false,
 			   S(JOB_RUNNING) | S(JOB_FAILED) | S(JOB_RESUME_FAILED) |
-				   S(JOB_COMPLETED) },
+				   S(JOB_COMPLETED) | S(JOB_POSTCOPY) | S(JOB_LOST) },
+	[JOB_POSTCOPY] = { "postcopy", API_JOB_ACTIVE, J_SYNC, false,
+			   S(JOB_RUNNING) | S(JOB_COMPLETED) | S(JOB_LOST) },
 	[JOB_RUNNING] = { "running", API_JOB_COMPLETED, J_NONE, false,
 			  S(JOB_COMPLETED) | S(JOB_FAILED) },
 	/* Protection: its steps are written (a restarted ferryd finds what it
@@ -87,6 +90,7 @@ static const struct {
 	[JOB_FAILED] = { "failed", API_JOB_FAILED, J_WRITE, false, 0 },
 	[JOB_CANCELLED] = { "cancelled", API_JOB_CANCELLED, J_WRITE, false, 0 },
 	[JOB_RESUME_FAILED] = { "resume-failed", API_JOB_FAILED, J_WRITE, false, 0 },
+	[JOB_LOST] = { "lost", API_JOB_FAILED, J_WRITE, false, 0 },
 };
 
 static const struct job_kind_ops *kinds[JOB_KIND_MAX];
@@ -459,9 +463,11 @@ const char *job_peer_state(const char *id)
 	pthread_mutex_lock(&D.lock);
 	j = job_find(id);
 	if (j && j->kind == JOB_MIGRATE_IN)
-		s = j->state == JOB_RUNNING || j->state == JOB_COMPLETED ? "running"
-		    : j->state == JOB_FAILED				 ? "discarded"
-									 : "pending";
+		s = j->state == JOB_RUNNING || j->state == JOB_COMPLETED ||
+				    j->state == JOB_POSTCOPY ? "running"
+		    : j->state == JOB_FAILED		 ? "discarded"
+		    : j->state == JOB_LOST		 ? "lost"
+							 : "pending";
 	pthread_mutex_unlock(&D.lock);
 	return s;
 }

@@ -50,6 +50,8 @@ enum job_state {
 	JOB_READY,         /* everything applied, journaled before READY */
 	JOB_RESUMING,      /* GO came, journaled before resuming */
 	JOB_RUNNING,       /* resumed here, RUNNING on its way */
+	JOB_POSTCOPY,      /* out and in: the guest runs at the destination, part of
+			    * its memory still at the source (journaled) */
 	/* protect (the primary) and standby (the backup) */
 	JOB_SYNCING,       /* the initial sync runs */
 	JOB_PROTECTED,     /* primary: epochs commit on the backup */
@@ -67,6 +69,9 @@ enum job_state {
 	JOB_FAILED_OVER,   /* standby: the guest runs here now */
 	JOB_FENCED,        /* primary: it lost the authority to run; its copy is
 			    * paused here (destroyed once another host owns it) */
+	JOB_LOST,          /* out and in: post-copy failed; the guest is lost (no
+			    * copy runs: the source's is stale, and stays paused
+			    * for an operator; the destination's is destroyed) */
 	JOB_STATE_MAX
 };
 

@@ -36,6 +36,8 @@ static int on_journal(void *ctx, enum mig_point pt)
 	}
 	case MIG_PT_RUNNING:
 		return job_set_state(j, JOB_COMPLETED, NULL);
+	case MIG_PT_POSTCOPY:
+		return job_set_state(j, JOB_POSTCOPY, NULL);
 	default:
 		return 0;
 	}
@@ -115,6 +117,8 @@ void migrate_in_open(void *ctx, struct session *s, const struct wire_hello *h)
 	pthread_mutex_unlock(&D.lock);
 	session_free(s);
 	if (r) {
+		enum job_state end = r == -EINPROGRESS ? JOB_RESUME_FAILED : JOB_FAILED;
+
 		/* Nothing runs here: the engine destroyed the half-made guest,
 		 * or (a failed resume) closed it, and an uncommitted runtime
 		 * ends when its handle closes. "Discarded" tells the source it
@@ -122,7 +126,11 @@ void migrate_in_open(void *ctx, struct session *s, const struct wire_hello *h)
 		pthread_mutex_lock(&D.lock);
 		v->dead = true;
 		pthread_mutex_unlock(&D.lock);
-		job_set_state(j, r == -EINPROGRESS ? JOB_RESUME_FAILED : JOB_FAILED, err);
+		/* A post-copy that failed after RUNNING: it ran here, and is
+		 * lost ("discarded" would let the source resume a stale copy). */
+		if (j->state == JOB_POSTCOPY || j->st.phase == MIG_PH_POSTCOPY)
+			end = JOB_LOST;
+		job_set_state(j, end, err);
 		vm_unbusy(v); /* dead: removed on the loop */
 	}
 	/* On success on_resumed handed the guest over and RUNNING completed
@@ -137,6 +145,19 @@ static void recover(struct job *j)
 	struct vm *v = vm_get(j->vm);
 	struct hv_info info;
 	bool runs = v && v->d && !hv_info(v->d, &info) && !info.incoming;
+
+	if (j->state == JOB_POSTCOPY) {
+		/* It ran here over memory still at the source, which has given
+		 * up on us by now (our link to it is gone): it cannot finish. */
+		if (v && v->d) {
+			hv_destroy(v->d);
+			vm_record_remove(v->name);
+		}
+		job_set_state(j, JOB_LOST, "ferryd restarted during post-copy: the guest ran here "
+			      "with part of its memory at the source, and is lost");
+		vm_put(v);
+		return;
+	}
 
 	if (v && v->d && !runs) {
 		hv_destroy(v->d);

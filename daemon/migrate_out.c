@@ -73,6 +73,12 @@ static void resolve_loop(struct job *j, struct vm *v)
 				      "runs on the destination" : "");
 			return;
 		}
+		if (force == FORCE_NONE && asked && strcmp(ans, "lost") == 0) {
+			/* It ran there in post-copy and died: this copy is stale. */
+			job_set_state(j, JOB_LOST, "the guest ran at the destination in post-copy and "
+				      "was lost there; this copy is stale and stays paused");
+			return;
+		}
 		if (force == FORCE_SOURCE || (asked && strcmp(ans, "discarded") == 0)) {
 			int r = resume_here(v);
 
@@ -99,6 +105,8 @@ static int on_journal(void *ctx, enum mig_point pt)
 	struct job *j = ctx;
 	int r;
 
+	if (pt == MIG_PT_POSTCOPY)
+		return job_set_state(j, JOB_POSTCOPY, NULL);
 	if (pt != MIG_PT_GO)
 		return 0;
 	pthread_mutex_lock(&D.lock);
@@ -217,6 +225,8 @@ static void *out_main(void *p)
 						.journal = on_journal };
 	j->opts.cancel = &j->cancel;
 	j->opts.switch_ns = switch_cost(j->peer);
+	if (j->opts.postcopy || j->opts.on_no_converge == NOCONV_POSTCOPY)
+		h.caps = WIRE_CAP_POSTCOPY;
 	if (!(r = migration_connect(j, v, &h, j->opts.peer_timeout_ms, &j->opts.codec, err,
 				    sizeof err))) {
 		log_info("job %s: migrating %s to %s over %u %s channel%s", j->id, v->name, j->peer,
@@ -251,6 +261,16 @@ static void *out_main(void *p)
 		/* Free before the job says so: a retry may follow at once. */
 		migration_free_vm(j);
 		job_set_state(j, r == -ECANCELED ? JOB_CANCELLED : JOB_FAILED, err);
+	} else if (st.phase == MIG_PH_POSTCOPY) {
+		/* The guest ran at the destination with frames still here: this
+		 * copy is stale and must never run again (an operator may destroy
+		 * it); there is nothing to resolve. */
+		pthread_mutex_lock(&D.lock);
+		v->paused = true;
+		pthread_mutex_unlock(&D.lock);
+		log_error("job %s: %s", j->id, err);
+		migration_free_vm(j);
+		job_set_state(j, JOB_LOST, err);
 	} else {
 		pthread_mutex_lock(&D.lock);
 		v->paused = true;
@@ -299,6 +319,16 @@ static void recover(struct job *j)
 		job_set_state(j, JOB_FAILED, v ? "ferryd restarted during the migration; rolled "
 			      "back, the guest runs here" : "ferryd restarted during the migration; "
 			      "the guest is gone");
+	} else if (j->state == JOB_POSTCOPY) {
+		/* The destination cannot finish without us, and has given up. */
+		if (v) {
+			pthread_mutex_lock(&D.lock);
+			v->paused = true;
+			pthread_mutex_unlock(&D.lock);
+		}
+		job_set_state(j, JOB_LOST, "ferryd restarted during post-copy: the guest ran at the "
+			      "destination with part of its memory here, and is lost; this copy is "
+			      "stale and stays paused");
 	} else if (!v) {
 		/* GO was sent and the source copy is gone: it was destroyed
 		 * after RUNNING. */

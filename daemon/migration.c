@@ -65,6 +65,16 @@ static json_t *stats_json(const struct migrate_stats *s)
 					      ns_to_ms(s->steps.journal), "go_to_running_ms",
 					      ns_to_ms(s->steps.go_running), "destination_resume_ms",
 					      ns_to_ms(s->steps.resume)));
+	if (o && s->postcopy)
+		json_object_set_new(o, "postcopy",
+				    json_pack("{s:I, s:I, s:I, s:f, s:{s:f, s:f, s:f}}",
+					      "missing_pages", (json_int_t)s->pc_missing,
+					      "demand_pages", (json_int_t)s->pc_demand,
+					      "background_pages", (json_int_t)s->pc_background,
+					      "ms", ns_to_ms(s->pc_ns), "fault_latency_ms", "p50",
+					      s->pc_fault_p50_us / 1000.0, "p99",
+					      s->pc_fault_p99_us / 1000.0, "max",
+					      s->pc_fault_max_us / 1000.0));
 	return o;
 }
 
@@ -83,6 +93,8 @@ static const char *in_state(enum job_state s)
 	case JOB_COMPLETED: return "running";
 	case JOB_FAILED: return "discarded";
 	case JOB_RESUME_FAILED: return "resume-failed";
+	case JOB_POSTCOPY: return "postcopy";
+	case JOB_LOST: return "lost";
 	default: return "receiving";
 	}
 }
@@ -91,7 +103,9 @@ void migration_json(const struct job *j, json_t *o)
 {
 	json_object_set_new(o, "phase", json_string(mig_phase_name(j->st.phase)));
 	json_object_set_new(o, "stats", stats_json(&j->st));
-	json_object_set_new(o, "codecs", wire_caps_json(j->caps));
+	json_object_set_new(o, "codecs", wire_caps_json(j->caps & WIRE_CAPS_ALL));
+	if (j->caps & WIRE_CAP_POSTCOPY)
+		json_object_set_new(o, "postcopy_channel", json_true());
 	if (j->channels)
 		json_object_set_new(o, "channels", json_integer(j->channels));
 	if (j->transport[0])
@@ -121,27 +135,29 @@ void migration_json(const struct job *j, json_t *o)
 			json_object_set_new(o, "warning", json_string(w));
 	}
 	json_object_set_new(o, "options",
-			    json_pack("{s:f, s:i, s:s, s:I, s:i}", "downtime_ms",
+			    json_pack("{s:f, s:i, s:s, s:I, s:i, s:b}", "downtime_ms",
 				      ns_to_ms(j->opts.downtime_ns), "max_iters",
 				      (int)j->opts.max_iters, "on_no_converge",
 				      mig_policy_name(j->opts.on_no_converge), "bandwidth",
 				      (json_int_t)j->opts.bandwidth, "peer_timeout_ms",
-				      j->opts.peer_timeout_ms));
+				      j->opts.peer_timeout_ms, "postcopy", j->opts.postcopy));
 }
 
 void migration_load(struct job *j, json_t *o)
 {
 	const char *pol = "stop";
 	json_int_t bw = 0;
-	int iters = 30, pto = 15000;
+	int iters = 30, pto = 15000, pc = 0;
 	double dt = 300;
 
 	/* An incoming migration's options are its source's: its record has
 	 * none (migration_json), and any there are ignored. */
 	if (j->kind == JOB_MIGRATE_IN)
 		return;
-	json_unpack(o, "{s?{s?f, s?i, s?s, s?I, s?i}}", "options", "downtime_ms", &dt, "max_iters",
-		    &iters, "on_no_converge", &pol, "bandwidth", &bw, "peer_timeout_ms", &pto);
+	json_unpack(o, "{s?{s?f, s?i, s?s, s?I, s?i, s?b}}", "options", "downtime_ms", &dt,
+		    "max_iters", &iters, "on_no_converge", &pol, "bandwidth", &bw,
+		    "peer_timeout_ms", &pto, "postcopy", &pc);
+	j->opts.postcopy = pc;
 	/* A record is checked like a request: out of range keeps the default. */
 	if (dt >= 1 && dt <= 3600000)
 		j->opts.downtime_ns = (uint64_t)(dt * 1e6);
@@ -290,7 +306,9 @@ int migration_connect(struct job *j, struct vm *v, struct wire_hello *h, int tim
 	if (j->cancel)
 		session_shutdown(s);
 	pthread_mutex_unlock(&D.lock);
-	if ((r = session_connect(s, h, j->channels, NULL, err, errlen)))
+	/* Post-copy asked for: one channel more, its own. */
+	if ((r = session_connect(s, h, j->channels + !!(h->caps & WIRE_CAP_POSTCOPY), NULL, err,
+				 errlen)))
 		return r;
 	migration_session(j, s);
 	codec->lz4 = s->caps & WIRE_CAP_LZ4;

@@ -247,7 +247,7 @@ static void usage(FILE *f)
 		"              [--max-pending N] [--max-pending-per-source N]\n"
 		"              [--source-penalty-s S] [--pool-addresses ADDR,...]\n"
 		"              [--downtime-ms MS] [--max-iters N]\n"
-		"              [--on-no-converge stop|throttle|abort] [--max-incoming N]\n"
+		"              [--on-no-converge stop|throttle|abort|postcopy] [--max-incoming N]\n"
 		"              [--job-history N]\n"
 		"              [--codecs lz4,delta|none] [--channels N]\n"
 		"              [--pki-dir DIR] [--tls-ca FILE] [--tls-cert FILE] [--tls-key FILE]\n"

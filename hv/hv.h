@@ -272,6 +272,31 @@ struct hv_ops {
 	/* Optional. output: gate the domain's network output per epoch
 	 * (enum hv_output; Xen: the plug qdisc, as xl remus). */
 	int (*output)(struct hv_domain *d, enum hv_output op, uint64_t epoch);
+
+	/*
+	 * Optional, all three or none: post-copy, on the destination (NULL:
+	 * the backend has none; Xen 4.17 has none).
+	 * postcopy_begin (domain paused, made by create): from now on the
+	 * frames set in missing are missing — their content is dropped, and
+	 * any thread of the domain (vCPU or device, user or kernel access)
+	 * that touches one waits until it is placed. *fd (the handle's) polls
+	 * readable while touches wait. -EOPNOTSUPP with a log line if this
+	 * domain cannot (mvm: a runtime not started as root, with a NIC).
+	 * Until postcopy_end, write_pages and discard_pages place frames:
+	 * a frame already present stays as it is (whichever copy comes first
+	 * wins), every thread waiting on a placed frame runs on, and they may
+	 * be called from any thread while the domain runs; read_pages of a
+	 * missing frame is -EAGAIN.
+	 * postcopy_faults: up to max missing frames touched since the last
+	 * call (a frame may repeat), their count or -errno; a touched frame
+	 * that is not missing (a hole) is placed as zero on the spot. *left:
+	 * the frames still missing.
+	 * postcopy_end: every frame is present, touches are no longer
+	 * reported; -EBUSY while frames are missing.
+	 */
+	int (*postcopy_begin)(struct hv_domain *d, const struct bitmap *missing, int *fd);
+	int (*postcopy_faults)(struct hv_domain *d, uint64_t *frames, size_t max, uint64_t *left);
+	int (*postcopy_end)(struct hv_domain *d);
 };
 
 /* A handle: the backend's ops and its private state. */
@@ -388,6 +413,20 @@ static inline int hv_output(struct hv_domain *d, enum hv_output op, uint64_t epo
 {
 	return d->ops->output ? d->ops->output(d, op, epoch) : -EOPNOTSUPP;
 }
+static inline bool hv_can_postcopy(const struct hv_domain *d)
+{
+	return d->ops->postcopy_begin != NULL;
+}
+static inline int hv_postcopy_begin(struct hv_domain *d, const struct bitmap *missing, int *fd)
+{
+	return d->ops->postcopy_begin ? d->ops->postcopy_begin(d, missing, fd) : -EOPNOTSUPP;
+}
+static inline int hv_postcopy_faults(struct hv_domain *d, uint64_t *frames, size_t max,
+				     uint64_t *left)
+{
+	return d->ops->postcopy_faults(d, frames, max, left);
+}
+static inline int hv_postcopy_end(struct hv_domain *d) { return d->ops->postcopy_end(d); }
 /* One number of an extra (HV_EXTRA_STATS "steps"): 0 and *v, -ENOENT if the
  * backend does not give it, or hv_extra's error. */
 int hv_extra_number(struct hv_domain *d, enum hv_extra what, const char *key, double *v);

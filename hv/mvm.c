@@ -40,6 +40,7 @@
 #include "mvm/name.h"
 #include "hv/memfd_pages.h"
 #include "hv/pagemap.h"
+#include "hv/uffd_postcopy.h"
 #include "mvm/context.h"
 
 #ifndef P_PIDFD
@@ -86,6 +87,9 @@ struct mvm_dom {
 	 * read from the mapping); created domains track which 2 MiB blocks
 	 * were allocated ahead of the first write, until their commit. */
 	struct memfd_pages pages;
+	/* Post-copy, between postcopy_begin and postcopy_end. */
+	struct uffd_pc pc;
+	bool postcopy;
 };
 
 extern const struct hv_ops hv_mvm_ops;
@@ -330,6 +334,8 @@ static void mvm_close(struct hv_domain *hd)
 
 	if (!d)
 		return;
+	if (d->postcopy)
+		uffd_pc_free(&d->pc);
 	close_fd(&d->sock);
 	/* Closing the link ends an uncommitted incoming runtime: wait for it. */
 	if (d->child && d->incoming)
@@ -956,14 +962,27 @@ static int page_io(struct mvm_dom *d, const uint64_t *frames, size_t n, void *co
 static int mvm_read_pages(struct hv_domain *hd, const uint64_t *frames, size_t n,
 			  void *const *bufs)
 {
-	return page_io(dom(hd), frames, n, bufs, false);
+	struct mvm_dom *d = dom(hd);
+
+	/* Reading a missing frame through the memfd would make it present,
+	 * as zero. */
+	for (size_t i = 0; d->postcopy && i < n; i++)
+		if (uffd_pc_missing(&d->pc, frames[i]))
+			return -EAGAIN;
+	return page_io(d, frames, n, bufs, false);
 }
 
 static int mvm_write_pages(struct hv_domain *hd, const uint64_t *frames, size_t n,
 			   const void *const *bufs)
 {
 	struct mvm_dom *d = dom(hd);
+	int r;
 
+	if (d->postcopy) {
+		if ((r = uffd_pc_place(&d->pc, frames, n, bufs)))
+			log_error("mvm:%s: placing frames: %s", d->name, strerror(-r));
+		return r;
+	}
 	if (d->incoming) /* until the commit: see memfd_pages.h, "Fresh memory" */
 		memfd_pages_prealloc(&d->pages, frames, n);
 	return page_io(d, frames, n, (void *const *)bufs, true);
@@ -972,11 +991,76 @@ static int mvm_write_pages(struct hv_domain *hd, const uint64_t *frames, size_t 
 static int mvm_discard_pages(struct hv_domain *hd, const uint64_t *frames, size_t n)
 {
 	struct mvm_dom *d = dom(hd);
-	int r = memfd_pages_discard(&d->pages, frames, n);
+	int r = d->postcopy ? uffd_pc_zero(&d->pc, frames, n)
+			    : memfd_pages_discard(&d->pages, frames, n);
 
 	if (r)
 		log_error("mvm:%s: discarding frames: %s", d->name, strerror(-r));
 	return r;
+}
+
+/* Post-copy through the runtime's userfaultfd (hv/uffd_postcopy.h). */
+static int mvm_postcopy_begin(struct hv_domain *hd, const struct bitmap *missing, int *fd)
+{
+	struct mvm_dom *d = dom(hd);
+	struct mvm_u32 f;
+	size_t len = 0;
+	int ufd = -1, r;
+
+	if (d->postcopy || !d->paused)
+		return -EBUSY;
+	r = rpc(d, MVM_GET_UFFD, NULL, 0, &f, sizeof f, &len, &ufd, 1, RPC_TIMEOUT_MS);
+	if (r || len != sizeof f || ufd < 0) {
+		if (ufd >= 0)
+			close(ufd);
+		log_error("mvm:%s: post-copy: the runtime gives no userfaultfd (%s)", d->name,
+			  r ? strerror(-r) : "bad reply");
+		return r == -EINVAL || !r ? -EOPNOTSUPP : r;
+	}
+	if (d->kvstore && !(le32toh(f.v) & MVM_UFFD_KERNEL)) {
+		close(ufd);
+		log_error("mvm:%s: post-copy: the runtime's userfaultfd sees user-mode faults only "
+			  "(it was not started as root), and its NIC receives into guest RAM",
+			  d->name);
+		return -EOPNOTSUPP;
+	}
+	d->pc = (struct uffd_pc){ .uffd = ufd, .base = d->ram_base, .page_size = d->page_size,
+				  .nr_frames = d->nr_frames };
+	if ((r = uffd_pc_begin(&d->pc, &d->pages, missing))) {
+		log_error("mvm:%s: post-copy: %s", d->name, strerror(-r));
+		uffd_pc_free(&d->pc);
+		return r;
+	}
+	d->postcopy = true;
+	*fd = d->pc.uffd;
+	return 0;
+}
+
+static int mvm_postcopy_faults(struct hv_domain *hd, uint64_t *frames, size_t max,
+			       uint64_t *left)
+{
+	struct mvm_dom *d = dom(hd);
+	int r;
+
+	if (!d->postcopy)
+		return -EINVAL;
+	if ((r = uffd_pc_faults(&d->pc, frames, max, left)) < 0)
+		log_error("mvm:%s: post-copy faults: %s", d->name, strerror(-r));
+	return r;
+}
+
+static int mvm_postcopy_end(struct hv_domain *hd)
+{
+	struct mvm_dom *d = dom(hd);
+	int r;
+
+	if (!d->postcopy)
+		return 0;
+	if ((r = uffd_pc_end(&d->pc)))
+		return r;
+	d->postcopy = false;
+	uffd_pc_free(&d->pc);
+	return 0;
 }
 
 static int mvm_save_context(struct hv_domain *hd, void **blob, size_t *len)
@@ -1194,4 +1278,7 @@ const struct hv_ops hv_mvm_ops = {
 	.extra = mvm_extra,
 	.net_attach = mvm_net_attach,
 	.output = mvm_output,
+	.postcopy_begin = mvm_postcopy_begin,
+	.postcopy_faults = mvm_postcopy_faults,
+	.postcopy_end = mvm_postcopy_end,
 };

@@ -9,9 +9,10 @@
 
 const char *mig_phase_name(enum mig_phase p)
 {
-	static const char *const n[] = { "setup", "iterating", "stop-and-copy", "commit", "done" };
+	static const char *const n[] = { "setup", "iterating", "stop-and-copy", "commit", "done",
+					 "postcopy" };
 
-	return (unsigned)p < 5 ? n[p] : "?";
+	return (unsigned)p < sizeof n / sizeof n[0] ? n[p] : "?";
 }
 
 void migrate_opts_default(struct migrate_opts *o)
@@ -24,7 +25,7 @@ void migrate_opts_default(struct migrate_opts *o)
 	o->peer_timeout_ms = 15000;
 }
 
-static const char *const policy_names[NOCONV_MAX] = { "stop", "throttle", "abort" };
+static const char *const policy_names[NOCONV_MAX] = { "stop", "throttle", "abort", "postcopy" };
 
 const char *mig_policy_name(enum noconv_policy p)
 {

@@ -39,13 +39,13 @@
 
 /* What to do when the iterations do not converge; the names below are the
  * only table of them (settings, the API, journals, the CLI). */
-enum noconv_policy { NOCONV_STOP, NOCONV_THROTTLE, NOCONV_ABORT, NOCONV_MAX };
+enum noconv_policy { NOCONV_STOP, NOCONV_THROTTLE, NOCONV_ABORT, NOCONV_POSTCOPY, NOCONV_MAX };
 /* "stop", "throttle", "abort". */
 const char *mig_policy_name(enum noconv_policy p);
 /* 0 and *p, or -EINVAL for a name that is none of them. */
 int mig_policy_parse(const char *s, enum noconv_policy *p);
-/* "stop, throttle or abort", for messages. */
-#define MIG_POLICY_NAMES "stop, throttle or abort"
+/* "stop, throttle, abort or postcopy", for messages. */
+#define MIG_POLICY_NAMES "stop, throttle, abort or postcopy"
 
 enum mig_phase {
 	MIG_PH_SETUP,
@@ -53,6 +53,8 @@ enum mig_phase {
 	MIG_PH_STOP_COPY,
 	MIG_PH_COMMIT, /* stream sent, waiting for READY / RUNNING */
 	MIG_PH_DONE,
+	MIG_PH_POSTCOPY, /* the guest runs at the destination, its missing
+			  * frames still coming */
 };
 const char *mig_phase_name(enum mig_phase p);
 
@@ -62,7 +64,10 @@ enum mig_point {
 	MIG_PT_GO,      /* source, before GO is sent (also the last chance to cancel) */
 	MIG_PT_READY,   /* destination, before READY */
 	MIG_PT_RESUME,  /* destination, GO received, before resuming */
-	MIG_PT_RUNNING, /* destination, resumed, after RUNNING (not in the downtime) */
+	MIG_PT_RUNNING, /* destination, resumed, after RUNNING (not in the downtime);
+			 * in a post-copy, once every frame is here */
+	MIG_PT_POSTCOPY, /* both, after RUNNING, before post-copy's transfer: from
+			  * here a failure loses the guest */
 };
 
 struct migrate_stats;
@@ -105,6 +110,11 @@ struct migrate_opts {
 	 * write since) and the destination keeps its copy paused and
 	 * uncommitted; no GO is said. */
 	bool sync_only;
+	/* Post-copy (postcopy.h): switch over right after the first pass
+	 * rather than when the dirty set is small (NOCONV_POSTCOPY switches
+	 * when the iterations do not converge). Needs the session to have
+	 * agreed WIRE_CAP_POSTCOPY. */
+	bool postcopy;
 	/* Destination, optional: receive into this domain (empty, paused, of
 	 * the stream's geometry; the caller's, never destroyed or closed here)
 	 * instead of creating one. Replication stages a resync this way. */
@@ -174,6 +184,14 @@ struct migrate_stats {
 	struct migrate_pass passes[MIGRATE_PASSES_MAX];
 	unsigned npasses;
 	struct migrate_downtime steps;
+	/* Post-copy, if it switched to it: the frames missing at the switch,
+	 * how many went on demand and in the background, how long it took
+	 * from RUNNING until every frame was there, and the guest's wait on a
+	 * missing frame (fault to placement, measured at the destination;
+	 * microseconds). */
+	bool postcopy;
+	uint64_t pc_missing, pc_demand, pc_background, pc_ns;
+	uint32_t pc_fault_p50_us, pc_fault_p99_us, pc_fault_max_us;
 };
 
 /*

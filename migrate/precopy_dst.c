@@ -29,6 +29,7 @@
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/util.h"
+#include "migrate/postcopy.h"
 #include "session/wire.h"
 
 
@@ -69,6 +70,16 @@ struct dst {
 	unsigned acked;      /* passes acknowledged to the source */
 	int fail;            /* first failure of a lane but 0 */
 	char fail_why[320];
+	/* Post-copy: agreed (the session's last channel is its own, read by
+	 * pcl), and switched to (POSTCOPY records came: pc). Lane 0 then reads
+	 * on a thread too, and the commit starts once its context is applied
+	 * (ctx_done) rather than at its END (l0_done, l0_r). */
+	bool pc_cap;
+	struct rlane pcl;
+	struct pc_dst *pc;
+	int pc_fd;
+	bool ctx_done, l0_done, go_read; /* under m */
+	int l0_r;
 };
 
 static void d_report(struct dst *ds, bool force)
@@ -105,7 +116,8 @@ static bool d_stop(void *ctx)
 {
 	struct dst *ds = ctx;
 
-	return __atomic_load_n(&ds->fail, __ATOMIC_RELAXED) != 0;
+	return __atomic_load_n(&ds->fail, __ATOMIC_RELAXED) != 0 ||
+	       __atomic_load_n(&ds->stop, __ATOMIC_RELAXED);
 }
 
 /* The stream source of a lane. */
@@ -203,7 +215,10 @@ static int d_pages(void *ctx, const uint64_t *frames, void *const *pages, unsign
 			return r;
 	if (!l->idx)
 		d_report(l->ds, false);
-	return l->ds->inner.pages(&l->a, frames, pages, n);
+	r = l->ds->inner.pages(&l->a, frames, pages, n);
+	if (!r && l->ds->pc_fd >= 0)
+		pc_dst_placed(l->ds->pc, frames, n);
+	return r;
 }
 
 static int d_zero(void *ctx, uint64_t first, uint64_t count)
@@ -214,6 +229,63 @@ static int d_zero(void *ctx, uint64_t first, uint64_t count)
 	if (count && (r = check_stripe(l, first, count)))
 		return r;
 	return l->ds->inner.zero(&l->a, first, count);
+}
+
+/* POSTCOPY (channel 0, before the context): the frames still to come. */
+static int d_postcopy(void *ctx, uint64_t first, uint64_t count, const void *bits)
+{
+	struct rlane *l = ctx;
+	struct dst *ds = l->ds;
+	int r;
+
+	if (l->idx || !ds->pc_cap || ds->pc_fd >= 0) {
+		snprintf(l->why, sizeof l->why, "a POSTCOPY record %s",
+			 l->idx ? "off channel 0" : ds->pc_fd >= 0 ? "after the switch"
+				: "in a session that did not agree to post-copy");
+		return -EPROTO;
+	}
+	if (!ds->pc && (r = pc_dst_new(ds->info.nr_frames, &ds->pc)))
+		return r;
+	return pc_dst_add(ds->pc, first, count, bits);
+}
+
+/* The post-copy channel's stream: demanded frames, anywhere in the
+ * domain, once the switch is made. */
+static int u_header(void *ctx, const struct stream_info *i)
+{
+	struct rlane *l = ctx;
+	struct dst *ds = l->ds;
+	int r;
+
+	pthread_mutex_lock(&ds->m);
+	while (!ds->created && !ds->fail && !ds->stop)
+		pthread_cond_wait(&ds->c, &ds->m);
+	r = ds->created ? 0 : -ECANCELED;
+	pthread_mutex_unlock(&ds->m);
+	if (r)
+		return r;
+	if (i->page_size != ds->info.page_size || i->nr_frames != ds->info.nr_frames) {
+		snprintf(l->why, sizeof l->why, "its stream header disagrees with channel 0's");
+		return -EPROTO;
+	}
+	l->a.d = ds->d;
+	l->a.fresh = false;
+	return 0;
+}
+
+static int u_pages(void *ctx, const uint64_t *frames, void *const *pages, unsigned n)
+{
+	struct rlane *l = ctx;
+	struct dst *ds = l->ds;
+	int r;
+
+	if (ds->pc_fd < 0) {
+		snprintf(l->why, sizeof l->why, "pages on the post-copy channel before the switch");
+		return -EPROTO;
+	}
+	if (!(r = ds->inner.pages(&l->a, frames, pages, n)))
+		pc_dst_placed(ds->pc, frames, n);
+	return r;
 }
 
 static int d_base(void *ctx, uint64_t frame, void *page)
@@ -269,9 +341,10 @@ static int d_context(void *ctx, const void *blob, size_t len)
 		snprintf(l->why, sizeof l->why, "a CONTEXT record (it belongs on channel 0)");
 		return -EPROTO;
 	}
-	/* Every other channel's last pass first. */
+	/* Every other channel's last pass first (post-copy: the source
+	 * paused only once every pass was applied, and the rest comes after). */
 	pthread_mutex_lock(&ds->m);
-	while (ds->ended < ds->n - 1 && !ds->fail)
+	while (!ds->pc && ds->ended < ds->n - 1 && !ds->fail)
 		pthread_cond_wait(&ds->c, &ds->m);
 	r = ds->fail;
 	pthread_mutex_unlock(&ds->m);
@@ -281,7 +354,32 @@ static int d_context(void *ctx, const void *blob, size_t len)
 	d_report(ds, true);
 	if ((r = failpoint("mig-dst-stopcopy")))
 		return r;
-	return ds->inner.context(&l->a, blob, len);
+	if (ds->pc) {
+		/* The missing frames go now, before READY: from here they are
+		 * placed, never written over. */
+		if ((r = hv_postcopy_begin(ds->d, pc_dst_missing(ds->pc), &ds->pc_fd))) {
+			snprintf(l->why, sizeof l->why, "cannot run post-copy here: %s",
+				 r == -EOPNOTSUPP ? "this domain's backend or runtime cannot"
+						  : strerror(-r));
+			return r;
+		}
+		ds->st.postcopy = true;
+		ds->st.pc_missing = bitmap_count(pc_dst_missing(ds->pc));
+		for (unsigned i = 0; i < ds->n; i++)
+			ds->lanes[i].a.fresh = false; /* zero extents place zero now */
+	}
+	if ((r = ds->inner.context(&l->a, blob, len)))
+		return r;
+	pthread_mutex_lock(&ds->m);
+	ds->ctx_done = true;
+	pthread_cond_broadcast(&ds->c);
+	/* Post-copy: GO comes on this channel next, and is the main thread's
+	 * to read; the stream goes on after it. */
+	while (ds->pc && !ds->go_read && !ds->fail && !ds->stop)
+		pthread_cond_wait(&ds->c, &ds->m);
+	r = ds->go_read || !ds->pc ? 0 : -ECANCELED;
+	pthread_mutex_unlock(&ds->m);
+	return r;
 }
 
 static int d_end(void *ctx, const struct stream_end *e)
@@ -303,13 +401,14 @@ static int read_lane(struct rlane *l)
 {
 	struct stream_sink sink = { .ctx = l, .header = d_header, .base = d_base, .pages = d_pages,
 				    .zero = d_zero, .context = d_context, .iter_end = d_iter_end,
-				    .end = d_end };
+				    .end = d_end, .postcopy = d_postcopy };
+	struct stream_sink pcsink = { .ctx = l, .header = u_header, .pages = u_pages };
 	struct xsource src = { d_read, l };
 	char why[256];
 	int r;
 
 	why[0] = '\0';
-	r = stream_read(&src, &sink, false, NULL, why, sizeof why);
+	r = stream_read(&src, l == &l->ds->pcl ? &pcsink : &sink, false, NULL, why, sizeof why);
 	/* The sink's own reason is sharper than the reader's "sink failed";
 	 * the channel may know more than an errno (a TLS failure). */
 	if (r && !l->why[0]) {
@@ -324,9 +423,22 @@ static int read_lane(struct rlane *l)
 static void *lane_main(void *arg)
 {
 	struct rlane *l = arg;
+	struct dst *ds = l->ds;
 	int r = read_lane(l);
 
-	if (r && r != -ECANCELED)
+	if (l->idx == 0) {
+		/* Channel 0 on a thread (post-copy): its end is the main
+		 * thread's to judge, as receive() does. */
+		pthread_mutex_lock(&ds->m);
+		ds->l0_done = true;
+		ds->l0_r = r;
+		pthread_cond_broadcast(&ds->c);
+		pthread_mutex_unlock(&ds->m);
+		if (r && ds->pc_fd >= 0 && !ds->stop)
+			lane_fail(l, r, l->why); /* after the switch: the guest waits on it */
+		return NULL;
+	}
+	if (r && r != -ECANCELED && !__atomic_load_n(&ds->stop, __ATOMIC_RELAXED))
 		lane_fail(l, r, l->why);
 	else if (r)
 		chan_shutdown(l->ch);
@@ -357,12 +469,17 @@ static int start_threads(struct dst *ds)
 		snprintf(ds->err, ds->errlen, "starting the heartbeat thread: %s", strerror(-r));
 		return r;
 	}
-	for (unsigned i = 1; i < ds->n; i++) {
-		if ((r = -pthread_create(&ds->lanes[i].thread, NULL, lane_main, &ds->lanes[i]))) {
+	/* Post-copy: channel 0 too, and the post-copy channel. */
+	for (unsigned i = ds->pc_cap ? 0 : 1; i <= ds->n; i++) {
+		struct rlane *l = i < ds->n ? &ds->lanes[i] : &ds->pcl;
+
+		if (i == ds->n && !ds->pc_cap)
+			break;
+		if ((r = -pthread_create(&l->thread, NULL, lane_main, l))) {
 			snprintf(ds->err, ds->errlen, "starting channel threads: %s", strerror(-r));
 			return r;
 		}
-		ds->lanes[i].running = true;
+		l->running = true;
 	}
 	return 0;
 }
@@ -374,7 +491,13 @@ static void stop_threads(struct dst *ds)
 	pthread_cond_broadcast(&ds->c);
 	pthread_mutex_unlock(&ds->m);
 	session_heartbeat_stop(ds->s);
-	for (unsigned i = 1; i < ds->n; i++) {
+	if (ds->pcl.running) {
+		/* Its stream never ends: the source stops when all is here. */
+		chan_shutdown(ds->pcl.ch);
+		pthread_join(ds->pcl.thread, NULL);
+		ds->pcl.running = false;
+	}
+	for (unsigned i = 0; i < ds->n; i++) {
 		if (ds->lanes[i].running)
 			pthread_join(ds->lanes[i].thread, NULL);
 		ds->lanes[i].running = false;
@@ -385,7 +508,21 @@ static void stop_threads(struct dst *ds)
 static int receive(struct dst *ds)
 {
 	struct rlane *l0 = &ds->lanes[0];
-	int r = read_lane(l0);
+	int r;
+
+	if (ds->pc_cap) {
+		/* Channel 0 reads on its thread: until its END, or its context
+		 * in a post-copy (its stream goes on after RUNNING). */
+		pthread_mutex_lock(&ds->m);
+		while (!ds->l0_done && !(ds->pc && ds->ctx_done) && !ds->fail)
+			pthread_cond_wait(&ds->c, &ds->m);
+		r = ds->l0_done ? ds->l0_r : 0;
+		pthread_mutex_unlock(&ds->m);
+		if (!r && !ds->fail && ds->pc && ds->ctx_done)
+			return 0;
+	} else {
+		r = read_lane(l0);
+	}
 
 	/* A lane's failure is the cause; channel 0 only saw its effect. */
 	if (ds->fail) {
@@ -427,11 +564,17 @@ static int ready(struct dst *ds)
 	}
 	if ((r = failpoint("mig-dst-before-go")))
 		return r;
-	if ((r = wait_go(ds)))
+	if ((r = wait_go(ds))) {
 		snprintf(ds->err, ds->errlen, "no GO from the source: %s",
 			 r == -ETIMEDOUT ? "it was silent" : r == -ECONNRESET ? "the connection closed"
 							   : chan_error(c0, r));
-	return r;
+		return r;
+	}
+	pthread_mutex_lock(&ds->m);
+	ds->go_read = true; /* channel 0's stream may go on (post-copy) */
+	pthread_cond_broadcast(&ds->c);
+	pthread_mutex_unlock(&ds->m);
+	return 0;
 }
 
 /* Replication's initial sync: all is here; say READY and keep the copy. */
@@ -445,6 +588,8 @@ static int sync_ready(struct dst *ds)
 		snprintf(ds->err, ds->errlen, "sending READY: %s", chan_error(ds->s->ch[0], r));
 	return r;
 }
+
+static int postcopy(struct dst *ds);
 
 /*
  * GO came: this copy is the guest from now on, nothing discards it. Resume
@@ -478,14 +623,75 @@ static int resume(struct dst *ds)
 	/* Its share of the downtime (the downtime itself is the source's
 	 * measure: from its pause to this resume). */
 	ds->st.steps.resume = mono_ns() - t0;
-	ds->st.phase = MIG_PH_DONE;
-	if (o->hooks.resumed)
+	ds->st.phase = ds->pc_fd >= 0 ? MIG_PH_POSTCOPY : MIG_PH_DONE;
+	if (o->hooks.resumed && ds->pc_fd < 0)
 		o->hooks.resumed(o->hooks.ctx, ds->d);
 	failpoint("mig-dst-after-resume");
 	session_send_msg(ds->s, WIRE_RUNNING, ds->st.steps.resume);
+	/* Post-copy: the move is done, and the guest the caller's, only once
+	 * every frame is here. */
+	if (ds->pc_fd >= 0) {
+		if ((r = d_journal(ds, MIG_PT_POSTCOPY)))
+			log_error("%s: journaling post-copy failed: %s", ds->name, strerror(-r));
+		return postcopy(ds);
+	}
 	if ((r = d_journal(ds, MIG_PT_RUNNING)))
 		log_error("%s: journaling RUNNING failed: %s", ds->name, strerror(-r));
 	d_report(ds, true);
+	return 0;
+}
+
+/*
+ * Post-copy, after RUNNING: demand what the guest waits on until every
+ * frame is here, then say so (with the fault latency). A failure loses the
+ * guest: its memory is split between the hosts, so this copy is destroyed
+ * (the source's is stale and stays paused there).
+ */
+static int postcopy(struct dst *ds)
+{
+	uint64_t t0 = mono_ns(), dem;
+	uint32_t p50, p99, max;
+	int r = pc_dst_serve(ds->pc, ds->d, ds->s, ds->pc_fd, d_stop, ds);
+
+	if (!r)
+		r = hv_postcopy_end(ds->d);
+	/* Every stream to its END before PC_DONE: the source closes on it. */
+	pthread_mutex_lock(&ds->m);
+	while (!r && !(ds->l0_done && ds->ended == ds->n - 1) && !ds->fail)
+		pthread_cond_wait(&ds->c, &ds->m);
+	if (!r && (ds->fail || ds->l0_r))
+		r = ds->fail ? ds->fail : ds->l0_r;
+	pthread_mutex_unlock(&ds->m);
+	pc_dst_stats(ds->pc, &dem, &p50, &p99, &max);
+	ds->st.pc_demand = dem;
+	ds->st.pc_background = ds->st.pc_missing > dem ? ds->st.pc_missing - dem : 0;
+	ds->st.pc_ns = mono_ns() - t0;
+	ds->st.pc_fault_p50_us = p50;
+	ds->st.pc_fault_p99_us = p99;
+	ds->st.pc_fault_max_us = max;
+	if (!r)
+		r = session_send_msg(ds->s, WIRE_PC_DONE, pc_latency_pack(p50, p99, max));
+	if (r) {
+		char why[sizeof ds->fail_why];
+
+		pthread_mutex_lock(&ds->m);
+		snprintf(why, sizeof why, "%s", ds->fail ? ds->fail_why : strerror(-r));
+		pthread_mutex_unlock(&ds->m);
+		session_abort(ds->s, -r, "post-copy failed at the destination");
+		hv_destroy(ds->d);
+		snprintf(ds->err, ds->errlen, "post-copy failed (%s): the guest ran here with part of "
+			 "its memory still at the source, and is lost; this copy is destroyed", why);
+		return r;
+	}
+	ds->st.phase = MIG_PH_DONE;
+	if (ds->o->hooks.resumed)
+		ds->o->hooks.resumed(ds->o->hooks.ctx, ds->d);
+	if ((r = d_journal(ds, MIG_PT_RUNNING)))
+		log_error("%s: journaling RUNNING failed: %s", ds->name, strerror(-r));
+	d_report(ds, true);
+	log_info("%s: post-copy done in %.0f ms: %" PRIu64 " of %" PRIu64 " frames on demand; "
+		 "fault latency p50 %u us, p99 %u us, max %u us", ds->name ? ds->name : "guest",
+		 ns_to_ms(ds->st.pc_ns), dem, ds->st.pc_missing, p50, p99, max);
 	return 0;
 }
 
@@ -505,8 +711,10 @@ static void discard(struct dst *ds, int r)
 int migrate_recv(struct session *s, const char *name, const struct migrate_opts *o,
 		 struct hv_domain **out, char *err, size_t errlen)
 {
-	struct dst ds = { .s = s, .n = s->n, .o = o, .name = name, .err = err, .errlen = errlen,
-			  .timeout_ms = o->peer_timeout_ms };
+	bool pc = s->caps & WIRE_CAP_POSTCOPY;
+	struct dst ds = { .s = s, .n = s->n - pc, .o = o, .name = name, .err = err,
+			  .errlen = errlen, .timeout_ms = o->peer_timeout_ms, .pc_cap = pc,
+			  .pc_fd = -1 };
 	int r;
 
 	err[0] = '\0';
@@ -525,6 +733,7 @@ int migrate_recv(struct session *s, const char *name, const struct migrate_opts 
 					      .ch = s->ch[i] };
 		chan_set_timeout(s->ch[i], o->peer_timeout_ms);
 	}
+	ds.pcl = (struct rlane){ .ds = &ds, .idx = ds.n, .ch = s->ch[s->n - 1] };
 	pthread_mutex_init(&ds.m, NULL);
 	pthread_cond_init(&ds.c, NULL);
 	if ((r = start_threads(&ds)) || (r = receive(&ds)) ||
@@ -544,6 +753,7 @@ int migrate_recv(struct session *s, const char *name, const struct migrate_opts 
 		hv_close(ds.d);
 	pthread_mutex_destroy(&ds.m);
 	pthread_cond_destroy(&ds.c);
+	pc_dst_free(ds.pc);
 	free(ds.lanes);
 	return r;
 }

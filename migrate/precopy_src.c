@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/util.h"
+#include "migrate/postcopy.h"
 
 #define THROTTLE_STEP 20
 #define THROTTLE_MAX 99
@@ -55,6 +56,10 @@ struct src {
 	bool final;               /* the last pass: lanes but 0 end their streams */
 	/* Stop-and-copy: when the guest paused, then each step's end. */
 	uint64_t tp, t_paused, t_harvest, t_pages, t_context, t_ready, nfinal;
+	/* Post-copy: agreed with the destination (pcs is its server), and
+	 * chosen (the switch leaves m->dirty to come after RUNNING). */
+	struct pc_src *pcs;
+	bool postcopy;
 };
 
 static bool cancelled(const struct src *m)
@@ -188,15 +193,24 @@ static int setup(struct src *m)
 	s->timeout_ms = m->o->peer_timeout_ms;
 	for (unsigned i = 0; i < s->n; i++)
 		chan_set_timeout(s->ch[i], m->o->peer_timeout_ms);
-	if ((r = session_monitor_start(s)))
-		return fail(m, r, "starting the monitor thread: %s", strerror(-r));
 	if ((r = bitmap_init(&m->dirty, m->info.nr_frames)) ||
 	    (r = bitmap_init(&m->pop, m->info.nr_frames)))
 		return fail(m, r, "out of memory");
+	if (m->o->postcopy && !(s->caps & WIRE_CAP_POSTCOPY))
+		return fail(m, -EOPNOTSUPP, "the destination does not offer post-copy");
+	if (s->caps & WIRE_CAP_POSTCOPY) {
+		/* The last channel is post-copy's own. */
+		if ((r = pc_src_open(m->d, &m->info, s->ch[s->n - 1], &m->dirty, &m->pcs)))
+			return fail_io(m, r, "starting the post-copy channel");
+		s->on_msg = pc_src_on_msg;
+		s->on_msg_ctx = m->pcs;
+	}
+	if ((r = session_monitor_start(s)))
+		return fail(m, r, "starting the monitor thread: %s", strerror(-r));
 	if ((r = hv_domain_config(m->d, &dconf, &lc.domain_config_len)))
 		return fail(m, r, "%s: its domain configuration: %s", m->d->uri, strerror(-r));
 	lc.domain_config = dconf;
-	r = lanes_open(m->d, &m->info, s->ch, s->n, &lc, &m->lanes);
+	r = lanes_open(m->d, &m->info, s->ch, s->n - (m->pcs ? 1 : 0), &lc, &m->lanes);
 	free(dconf);
 	if (r) {
 		if (r == -ENOMEM || r == -EAGAIN)
@@ -294,6 +308,11 @@ static int iterate(struct src *m)
 	if ((r = run_pass(m, 0, NULL, &m->pop, m->info.nr_frames, false, &ns)))
 		return fail_io(m, r, "iteration 0");
 	lanes_cache_new_pages(m->lanes, true);
+	if (o->postcopy) {
+		/* Switch now: whatever was written since goes after RUNNING. */
+		m->postcopy = true;
+		return 0;
+	}
 	for (unsigned it = 1;; it++) {
 		uint64_t sent = lanes_bytes(m->lanes) - m->bytes0, pages = lanes_pages(m->lanes);
 		double bw = (double)sent / ns_to_sec(mono_ns() - m->t0 - st->setup_ns);
@@ -332,6 +351,15 @@ static int iterate(struct src *m)
 					    "expected downtime %.1f ms over the target %.1f ms after %u "
 					    "iterations", nd, ns_to_ms(st->expected_downtime_ns),
 					    ns_to_ms(o->downtime_ns), it - 1);
+			if (o->on_no_converge == NOCONV_POSTCOPY && m->pcs) {
+				log_info("%s: not converging; switching to post-copy with %" PRId64
+					 " frames to come", m->d->uri, nd);
+				m->postcopy = true;
+				return 0;
+			}
+			if (o->on_no_converge == NOCONV_POSTCOPY)
+				return fail(m, -ETIMEDOUT, "did not converge, and the destination "
+					    "does not offer post-copy");
 			if (o->on_no_converge == NOCONV_STOP || st->throttle >= THROTTLE_MAX)
 				return 0; /* stop anyway with these pages */
 			if ((r = throttle_more(m)))
@@ -379,16 +407,74 @@ static int stop_and_copy(struct src *m)
 		return fail(m, r, "%s: final harvest: %s", m->d->uri, strerror(-r));
 	m->t_harvest = mono_ns();
 	m->nfinal = bitmap_count(&m->dirty);
-	if ((r = run_pass(m, m->st->iterations + 1, &m->dirty, NULL, m->nfinal, true, &ns)))
+	if (m->postcopy) {
+		/* Post-copy: say which frames are still to come, not the frames. */
+		m->st->postcopy = true;
+		m->st->pc_missing = m->nfinal;
+		r = stream_write_postcopy(w0, &m->dirty);
+	} else {
+		r = run_pass(m, m->st->iterations + 1, &m->dirty, NULL, m->nfinal, true, &ns);
+	}
+	if (r)
 		return fail_io(m, r, "stop-and-copy");
 	m->t_pages = mono_ns();
 	if ((r = hv_save_context(m->d, &ctx, &clen)))
 		return fail(m, r, "%s: saving the context: %s", m->d->uri, strerror(-r));
 	r = stream_write_context(w0, ctx, clen);
 	free(ctx);
-	if (r || (r = stream_write_end(w0)))
+	/* A post-copy's streams go on after RUNNING. */
+	if (r || (!m->postcopy && (r = stream_write_end(w0))))
 		return fail_io(m, r, "sending the context");
 	m->t_context = mono_ns();
+	return 0;
+}
+
+/*
+ * Post-copy, after RUNNING: the guest runs at the destination. Send every
+ * frame still missing there once — on demand (pc_src) or in one background
+ * pass on the lanes, whichever claims it first — then END on every stream,
+ * and wait until the destination has them all (WIRE_PC_DONE). A failure
+ * here loses the guest: this copy is stale (the destination ran), and the
+ * destination's incomplete; it stays paused, for an operator.
+ */
+static int postcopy(struct src *m)
+{
+	struct migrate_stats *st = m->st;
+	uint64_t t0 = mono_ns(), ns, lat = 0;
+	int r;
+
+	phase(m, MIG_PH_POSTCOPY);
+	m->paused = true; /* it never runs here again */
+	if (m->o->hooks.journal && (r = m->o->hooks.journal(m->o->hooks.ctx, MIG_PT_POSTCOPY)))
+		log_error("%s: journaling post-copy failed: %s", m->d->uri, strerror(-r));
+	lanes_postcopy(m->lanes, pc_src_claim, m->pcs);
+	if ((r = pc_src_serve(m->pcs)))
+		return fail(m, r, "post-copy: starting its thread: %s", strerror(-r));
+	r = run_pass(m, st->iterations + 1, &m->dirty, NULL, m->nfinal, true, &ns);
+	if (!r)
+		r = stream_write_end(lanes_writer(m->lanes, 0));
+	if (!r)
+		r = session_wait_msg(m->s, WIRE_PC_DONE, &lat);
+	st->pc_demand = pc_src_demand(m->pcs);
+	st->pc_background = st->passes[MIN(st->npasses, MIGRATE_PASSES_MAX) - 1].pages;
+	st->pc_ns = mono_ns() - t0;
+	pc_latency_unpack(lat, &st->pc_fault_p50_us, &st->pc_fault_p99_us, &st->pc_fault_max_us);
+	if (r) {
+		char why[WIRE_ABORT_TEXT_MAX + 128];
+		int e = pc_src_error(m->pcs);
+
+		if (e)
+			fail(m, e, "post-copy: sending a demanded frame: %s", strerror(-e));
+		else
+			fail_io(m, r, "post-copy");
+		snprintf(why, sizeof why, "%s", m->err);
+		return fail(m, r, "%s; the guest ran at the destination with part of its memory "
+			    "still here: it is lost (this copy is stale and stays paused)", why);
+	}
+	log_info("%s: post-copy done in %.0f ms: %" PRIu64 " frames on demand, %" PRIu64
+		 " in the background; fault latency p50 %u us, p99 %u us, max %u us", m->d->uri,
+		 ns_to_ms(st->pc_ns), st->pc_demand, st->pc_background, st->pc_fault_p50_us,
+		 st->pc_fault_p99_us, st->pc_fault_max_us);
 	return 0;
 }
 
@@ -460,6 +546,8 @@ static int commit(struct src *m)
 		  ns_to_ms(st->steps.pages), ns_to_ms(st->steps.context), ns_to_ms(st->steps.journal),
 		  ns_to_ms(st->steps.ready), ns_to_ms(trun - tgo), ns_to_ms(dres));
 	m->paused = false;
+	if (m->postcopy && (r = postcopy(m)))
+		return r;
 	if ((r = hv_destroy(m->d)))
 		return fail(m, r, "migrated, but destroying the source failed: %s", strerror(-r));
 	st->phase = MIG_PH_DONE;
@@ -475,6 +563,8 @@ static void finish(struct src *m, int r)
 	if (r && !st->committed)
 		session_shutdown(m->s); /* unblock any lane still sending */
 	session_monitor_stop(m->s);
+	if (m->pcs)
+		m->s->on_msg = NULL;
 	if (r && !st->committed) {
 		if (st->throttle)
 			hv_throttle(m->d, 0);
@@ -492,6 +582,7 @@ static void finish(struct src *m, int r)
 	}
 	if (m->o->hooks.stats)
 		m->o->hooks.stats(m->o->hooks.ctx, st);
+	pc_src_close(m->pcs);
 	lanes_close(m->lanes);
 	bitmap_free(&m->dirty);
 	bitmap_free(&m->pop);

@@ -343,7 +343,8 @@ int session_connect(struct session *s, struct wire_hello *h, unsigned channels,
 
 	snprintf(h->job, sizeof h->job, "%s", s->job);
 	snprintf(h->from, sizeof h->from, "%s", s->conf->host);
-	h->caps = s->conf->caps;
+	/* The configured codecs, and post-copy if the caller asked for it. */
+	h->caps = s->conf->caps | (h->caps & WIRE_CAP_POSTCOPY);
 	h->channels = channels;
 	h->peer_timeout_ms = (unsigned)s->timeout_ms;
 	if (answer)
@@ -355,6 +356,8 @@ int session_connect(struct session *s, struct wire_hello *h, unsigned channels,
 	wire_caps_parse(json_object_get(reply, "caps"), &caps);
 	s->caps = caps & h->caps;
 	json_unpack(reply, "{s?I, s?s}", "channels", &n, "token", &token);
+	if (n < 2)
+		s->caps &= ~WIRE_CAP_POSTCOPY;
 	if (n < 1 || n > (json_int_t)h->channels || (n > 1 && !wire_valid_token(token))) {
 		snprintf(err, errlen, "the destination answered with %lld channels%s",
 			 (long long)n, n > 1 ? " and no valid token" : "");
@@ -619,7 +622,11 @@ static struct session *opened(const struct session_conf *sc, struct chan *c,
 	s->ch[0] = c;
 	s->n = 1;
 	s->want = MIN(h->channels, sc->channels);
-	s->caps = h->caps & sc->caps;
+	/* Post-copy is the opener's to ask for, and needs a channel of its
+	 * own besides the stream's. */
+	s->caps = h->caps & (sc->caps | WIRE_CAP_POSTCOPY);
+	if (s->want < 2)
+		s->caps &= ~WIRE_CAP_POSTCOPY;
 	/* The opener gives up after its own timeout: heartbeat for the smaller
 	 * of the two. */
 	if (h->peer_timeout_ms)

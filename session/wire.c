@@ -145,7 +145,8 @@ size_t wire_frame_encode_refusal(void *buf, size_t len, const char *why, bool re
 static const struct {
 	const char *name;
 	uint32_t bit;
-} cap_names[] = { { "lz4", WIRE_CAP_LZ4 }, { "delta", WIRE_CAP_DELTA } };
+} cap_names[] = { { "lz4", WIRE_CAP_LZ4 }, { "delta", WIRE_CAP_DELTA },
+		  { "postcopy", WIRE_CAP_POSTCOPY } };
 
 json_t *wire_caps_json(uint32_t caps)
 {
@@ -186,7 +187,8 @@ int wire_caps_from_text(const char *s, uint32_t *caps)
 		for (i = 0; i < sizeof cap_names / sizeof cap_names[0]; i++)
 			if (strlen(cap_names[i].name) == n && !strncmp(s, cap_names[i].name, n))
 				break;
-		if (i == sizeof cap_names / sizeof cap_names[0])
+		if (i == sizeof cap_names / sizeof cap_names[0] ||
+		    cap_names[i].bit == WIRE_CAP_POSTCOPY) /* not a codec */
 			return -EINVAL;
 		*caps |= cap_names[i].bit;
 		s += n;

@@ -78,6 +78,11 @@ size_t wire_frame_encode_refusal(void *buf, size_t len, const char *why, bool re
 #define WIRE_CAP_LZ4 0x1u
 #define WIRE_CAP_DELTA 0x2u
 #define WIRE_CAPS_ALL (WIRE_CAP_LZ4 | WIRE_CAP_DELTA)
+/* Not a codec: the source may switch to post-copy (the migration's own
+ * request, never a configured codec). Agreed only with two or more
+ * channels: the last is then the post-copy channel (docs/migration-
+ * protocol.md), the others carry the stream. */
+#define WIRE_CAP_POSTCOPY 0x4u
 
 /* ["lz4","delta"] from a mask, and back (unknown names are ignored: a newer
  * peer may offer more). Parse: -EINVAL if not an array of strings. */
@@ -130,6 +135,11 @@ enum wire_msg {
 	WIRE_ABORT = 5,     /* destination: giving up; arg = errno */
 	/* Replication (docs/stream-format.md): */
 	WIRE_CKPT_ACK = 6,  /* backup: epoch arg is applied whole, output of it may leave */
+	/* Post-copy (after RUNNING; docs/migration-protocol.md): */
+	WIRE_PC_REQ = 7,    /* destination: the guest waits for frame arg; send it
+			    * on the post-copy channel (unless it is on its way) */
+	WIRE_PC_DONE = 8,   /* destination: every frame is here (arg: how many came
+			    * by demand); the source's copy may end */
 	WIRE_MSG_MAX
 };
 

@@ -173,7 +173,7 @@ static void test_options_and_errors(void **state)
 	expect_usage_error("--downtime-ms", "needs a value", "migrate", "vm", "h",
 			   "--downtime-ms", NULL);
 	expect_usage_error("--bogus", NULL, "migrate", "--bogus", "vm", "h", NULL);
-	expect_usage_error("--on-no-converge", "stop, throttle or abort", "migrate", "vm", "h",
+	expect_usage_error("--on-no-converge", "stop, throttle, abort or postcopy", "migrate", "vm", "h",
 			   "--on-no-converge=never", NULL);
 	expect_usage_error("--epoch-ms", "from 1 to 60000", "protect", "vm", "--peer", "h",
 			   "--epoch-ms", "0", NULL);
