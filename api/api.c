@@ -31,6 +31,7 @@ static const struct api_op ops[] = {
 	{ "jobs", false, NULL, { { 0 } } },
 	{ "status", false, "wait_ms", { { "job", API_STR, true }, { "wait_ms", API_INT, false } } },
 	{ "cancel", false, NULL, { { "job", API_STR, true } } },
+	{ "resume", false, NULL, { { "job", API_STR, true }, { "dest", API_STR, false } } },
 	{ "resolve", false, NULL, { { "job", API_STR, true }, { "force", API_STR, false } } },
 	{ "protect", true, NULL,
 	  { { "name", API_STR, true }, { "peer", API_STR, true }, { "epoch_ms", API_INT, false },

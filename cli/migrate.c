@@ -23,6 +23,7 @@
 
 static const char migrate_help[] =
 	"usage: ferry migrate NAME HOST[:PORT] [options]\n"
+	"       ferry migrate --resume JOB [HOST[:PORT]] [--json]\n"
 	"\n"
 	"Moves the running microVM NAME to the ferryd on HOST (port 7480 by default)\n"
 	"by live pre-copy: memory is copied while the guest runs, then the guest is\n"
@@ -36,13 +37,18 @@ static const char migrate_help[] =
 	"  --on-no-converge P      stop (pause anyway), throttle (slow the guest down\n"
 	"                          until it converges), abort (keep it here) or\n"
 	"                          postcopy (switch over and send the rest after)\n"
+	"  --resume JOB [HOST]     go on with a post-copy whose link failed (it retries\n"
+	"                          by itself once a second; this tries now, at HOST if\n"
+	"                          given: a new address of the same destination)\n"
 	"  --postcopy              switch over after the first copy pass: the guest\n"
 	"                          runs on HOST at once, and the memory it has not got\n"
 	"                          yet follows, fetched first where it waits on it.\n"
 	"                          Until the last page is there the guest lives on both\n"
-	"                          hosts: if either host or the link between them dies\n"
-	"                          meanwhile, the guest is lost. Refused for a protected\n"
-	"                          VM (ferry protect) and on a backend without it (Xen)\n"
+	"                          hosts: if the link fails, both wait (the job shows\n"
+	"                          postcopy-paused) and the move goes on once it is back;\n"
+	"                          if either host or its ferryd dies meanwhile, the guest\n"
+	"                          is lost. Refused for a protected VM (ferry protect)\n"
+	"                          and on a backend without it (Xen)\n"
 	"  --peer-timeout-ms MS    give up on a silent destination after MS (15000)\n"
 	"  --channels N            connections to carry the guest, each with its own\n"
 	"                          sending thread (default: ferryd's, the number of cores)\n"
@@ -239,6 +245,7 @@ int migrate_main(int argc, char **argv)
 		{ "peer-timeout-ms", required_argument, 0, 't' },
 		{ "channels", required_argument, 0, 'c' },
 		{ "postcopy", no_argument, 0, 'P' },
+		{ "resume", required_argument, 0, 'R' },
 		{ "wait", no_argument, 0, 'W' },
 		{ "detach", no_argument, 0, 'D' },
 		{ "json", no_argument, 0, 'j' },
@@ -247,6 +254,7 @@ int migrate_main(int argc, char **argv)
 	};
 	json_t *req = json_object(), *r, *job;
 	bool json = false, detach = false;
+	const char *resume = NULL;
 	enum noconv_policy pol;
 	const char *id, *want;
 	char range[48];
@@ -301,6 +309,7 @@ int migrate_main(int argc, char **argv)
 			json_object_set_new(req, "channels", json_integer((json_int_t)n));
 			break;
 		case 'P': json_object_set_new(req, "postcopy", json_true()); break;
+		case 'R': resume = optarg; break;
 		case 'W': detach = false; break;
 		case 'D': detach = true; break;
 		case 'j': json = true; break;
@@ -313,13 +322,25 @@ int migrate_main(int argc, char **argv)
 			return 2; /* reported */
 		}
 	}
-	if (argc - optind != 2) {
+	if (resume && argc - optind > 1) {
+		json_decref(req);
+		return cli_usage_error("migrate", "--resume JOB takes at most a new HOST[:PORT]");
+	}
+	if (!resume && argc - optind != 2) {
 		json_decref(req);
 		return cli_usage_error("migrate", "expects a VM's NAME and the destination HOST[:PORT]");
 	}
-	json_object_set_new(req, "op", json_string("migrate"));
-	json_object_set_new(req, "name", json_string(argv[optind]));
-	json_object_set_new(req, "dest", json_string(argv[optind + 1]));
+	if (resume) {
+		/* A paused post-copy: its options are set; a new address may be. */
+		json_decref(req);
+		req = json_pack("{s:s, s:s}", "op", "resume", "job", resume);
+		if (argc - optind == 1)
+			json_object_set_new(req, "dest", json_string(argv[optind]));
+	} else {
+		json_object_set_new(req, "op", json_string("migrate"));
+		json_object_set_new(req, "name", json_string(argv[optind]));
+		json_object_set_new(req, "dest", json_string(argv[optind + 1]));
+	}
 	if ((fd = client_open()) < 0) {
 		json_decref(req);
 		return 1;
@@ -329,7 +350,7 @@ int migrate_main(int argc, char **argv)
 		client_close(fd);
 		return 1;
 	}
-	id = jstr(r, "job");
+	id = resume ? resume : jstr(r, "job");
 	if (detach) {
 		if (json)
 			print_json(r);
@@ -339,8 +360,11 @@ int migrate_main(int argc, char **argv)
 		client_close(fd);
 		return 0;
 	}
-	signal(SIGINT, on_sigint);
-	job = follow(fd, id, true);
+	/* Ctrl-C cancels a migration; never a resumed post-copy (that would
+	 * give the guest up). */
+	if (!resume)
+		signal(SIGINT, on_sigint);
+	job = follow(fd, id, !resume);
 	json_decref(r);
 	client_close(fd);
 	if (!job)

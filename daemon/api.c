@@ -486,6 +486,14 @@ static json_t *op_cancel(json_t *req)
 	return r ? fail_as(kind_of(r), "%s", err) : okay();
 }
 
+static json_t *op_resume(json_t *req)
+{
+	char err[300];
+	int r = job_resume(str(req, "job", ""), str(req, "dest", NULL), err, sizeof err);
+
+	return r ? fail_as(kind_of(r), "%s", err) : okay();
+}
+
 static json_t *op_resolve(json_t *req)
 {
 	const char *f = str(req, "force", NULL);
@@ -509,6 +517,7 @@ static const struct handler handlers[] = {
 	{ "info", op_info },	   { "destroy", op_destroy }, { "verify", op_verify },
 	{ "migrate", op_migrate }, { "jobs", op_jobs },	    { "status", op_status },
 	{ "cancel", op_cancel },   { "resolve", op_resolve }, { "protect", op_protect },
+	{ "resume", op_resume },
 	{ "unprotect", op_unprotect }, { "takeover", op_takeover },
 };
 

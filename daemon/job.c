@@ -62,7 +62,9 @@ static const struct {
 			   S(JOB_RUNNING) | S(JOB_FAILED) | S(JOB_RESUME_FAILED) |
 				   S(JOB_COMPLETED) | S(JOB_POSTCOPY) | S(JOB_LOST) },
 	[JOB_POSTCOPY] = { "postcopy", API_JOB_ACTIVE, J_SYNC, false,
-			   S(JOB_RUNNING) | S(JOB_COMPLETED) | S(JOB_LOST) },
+			   S(JOB_RUNNING) | S(JOB_COMPLETED) | S(JOB_LOST) | S(JOB_PC_PAUSED) },
+	[JOB_PC_PAUSED] = { "postcopy-paused", API_JOB_ACTIVE, J_WRITE, false,
+			    S(JOB_POSTCOPY) | S(JOB_RUNNING) | S(JOB_COMPLETED) | S(JOB_LOST) },
 	[JOB_RUNNING] = { "running", API_JOB_COMPLETED, J_NONE, false,
 			  S(JOB_COMPLETED) | S(JOB_FAILED) },
 	/* Protection: its steps are written (a restarted ferryd finds what it
@@ -414,6 +416,10 @@ int job_cancel(const char *id, char *err, size_t errlen)
 	if (!j) {
 		snprintf(err, errlen, "no job %s", id);
 		r = -ENOENT;
+	} else if (j->state == JOB_PC_PAUSED) {
+		/* Either side may give a paused post-copy up: the guest is lost. */
+		j->cancel = 1;
+		pthread_cond_broadcast(&j->wake);
 	} else if (j->kind != JOB_MIGRATE_OUT) {
 		snprintf(err, errlen, "job %s is an incoming migration; cancel it on the source host",
 			 id);
@@ -427,6 +433,32 @@ int job_cancel(const char *id, char *err, size_t errlen)
 	} else {
 		j->cancel = 1;
 		job_shutdown_session(j);
+	}
+	pthread_mutex_unlock(&D.lock);
+	return r;
+}
+
+int job_resume(const char *id, const char *dest, char *err, size_t errlen)
+{
+	struct job *j;
+	int r = 0;
+
+	pthread_mutex_lock(&D.lock);
+	j = job_find(id);
+	if (!j) {
+		snprintf(err, errlen, "no job %s", id);
+		r = -ENOENT;
+	} else if (j->kind != JOB_MIGRATE_OUT) {
+		snprintf(err, errlen, "job %s is an incoming migration; resume it on the source host",
+			 id);
+		r = -EINVAL;
+	} else if (j->state != JOB_PC_PAUSED && j->state != JOB_POSTCOPY) {
+		snprintf(err, errlen, "job %s is not a post-copy (%s)", id, job_state_name(j->state));
+		r = -EINVAL;
+	} else {
+		if (dest && *dest)
+			snprintf(j->peer, sizeof j->peer, "%s", dest);
+		pthread_cond_broadcast(&j->wake); /* try now */
 	}
 	pthread_mutex_unlock(&D.lock);
 	return r;
@@ -463,11 +495,11 @@ const char *job_peer_state(const char *id)
 	pthread_mutex_lock(&D.lock);
 	j = job_find(id);
 	if (j && j->kind == JOB_MIGRATE_IN)
-		s = j->state == JOB_RUNNING || j->state == JOB_COMPLETED ||
-				    j->state == JOB_POSTCOPY ? "running"
-		    : j->state == JOB_FAILED		 ? "discarded"
-		    : j->state == JOB_LOST		 ? "lost"
-							 : "pending";
+		s = j->state == JOB_RUNNING || j->state == JOB_COMPLETED ? "running"
+		    : j->state == JOB_POSTCOPY || j->state == JOB_PC_PAUSED ? "postcopy"
+		    : j->state == JOB_FAILED				      ? "discarded"
+		    : j->state == JOB_LOST				      ? "lost"
+									      : "pending";
 	pthread_mutex_unlock(&D.lock);
 	return s;
 }

@@ -52,6 +52,8 @@ enum job_state {
 	JOB_RUNNING,       /* resumed here, RUNNING on its way */
 	JOB_POSTCOPY,      /* out and in: the guest runs at the destination, part of
 			    * its memory still at the source (journaled) */
+	JOB_PC_PAUSED,     /* ... and its session failed: each host keeps its half;
+			    * the source connects again, the destination waits */
 	/* protect (the primary) and standby (the backup) */
 	JOB_SYNCING,       /* the initial sync runs */
 	JOB_PROTECTED,     /* primary: epochs commit on the backup */
@@ -116,6 +118,8 @@ struct job {
 	enum job_force force;         /* resolve: what the operator decided */
 	pthread_cond_t wake;          /* resolve: try again now */
 	struct session *s;            /* its peer session while connected */
+	struct session *resume_s;     /* in: a paused post-copy's new session, handed
+				       * from the listener to the job's thread */
 	struct vm *v;                 /* out: the guest, held busy */
 
 	/* Migrations (both kinds). */
@@ -209,6 +213,9 @@ void job_shutdown_session(struct job *j);
 
 int job_cancel(const char *id, char *err, size_t errlen);
 int job_resolve(const char *id, enum job_force force, char *err, size_t errlen);
+/* A paused post-copy (out): connect again now, to dest if given (a new
+ * address). 0, or -ENOENT / -EINVAL with err set. */
+int job_resume(const char *id, const char *dest, char *err, size_t errlen);
 /* What a peer asking about job id hears: "running", "discarded",
  * "pending", "unknown". */
 const char *job_peer_state(const char *id);

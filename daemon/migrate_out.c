@@ -107,6 +107,8 @@ static int on_journal(void *ctx, enum mig_point pt)
 
 	if (pt == MIG_PT_POSTCOPY)
 		return job_set_state(j, JOB_POSTCOPY, NULL);
+	if (pt == MIG_PT_PC_PAUSED) /* (after a restart it may be so already) */
+		return j->state == JOB_PC_PAUSED ? 0 : job_set_state(j, JOB_PC_PAUSED, NULL);
 	if (pt != MIG_PT_GO)
 		return 0;
 	pthread_mutex_lock(&D.lock);
@@ -211,6 +213,61 @@ static void switch_learn(const char *peer, const struct migrate_stats *st)
 	pthread_mutex_unlock(&sw.lock);
 }
 
+/*
+ * migrate_hooks.reconnect: a post-copy's session failed. Connect again
+ * with a resume HELLO — once a second, at once when `ferry migrate
+ * --resume` says so (and perhaps where) — until it works; -EALREADY if the
+ * destination turns out to have finished alone; -ECANCELED when the
+ * operator gives up (ferry cancel) or ferryd stops.
+ */
+static int on_reconnect(void *ctx, struct session **s)
+{
+	struct job *j = ctx;
+	struct session *failed = *s;
+	char err[600], ans[32];
+
+	/* The failed session stays the engine's until there is a new one. */
+	pthread_mutex_lock(&D.lock);
+	j->s = NULL;
+	pthread_mutex_unlock(&D.lock);
+	for (unsigned tries = 0;; tries++) {
+		struct wire_hello h = { .op = WIRE_OP_MIGRATE, .caps = WIRE_CAP_POSTCOPY,
+					.resume = true };
+		struct codec_opts codec;
+		struct session *old;
+		bool cancel, stopping;
+		int r;
+
+		pthread_mutex_lock(&D.lock);
+		cancel = j->cancel;
+		stopping = D.stopping;
+		pthread_mutex_unlock(&D.lock);
+		if (cancel)
+			return -ECANCELED;
+		if (stopping)
+			return -ESHUTDOWN; /* the journal keeps it for the next ferryd */
+		if (!(r = migration_connect(j, j->v, &h, j->opts.peer_timeout_ms, &codec, err,
+					    sizeof err))) {
+			log_info("job %s: post-copy of %s reconnected to %s", j->id, j->vm, j->peer);
+			session_free(failed);
+			*s = j->s;
+			return 0;
+		}
+		pthread_mutex_lock(&D.lock);
+		old = j->s;
+		j->s = NULL;
+		pthread_mutex_unlock(&D.lock);
+		session_free(old);
+		if (!session_ask(&D.peers, j->peer, j->id, ans, sizeof ans) &&
+		    strcmp(ans, "running") == 0)
+			return -EALREADY; /* it had every frame, and finished */
+		if (tries % 10 == 0)
+			log_warn("job %s: post-copy of %s paused: %s; trying again (ferry migrate "
+				 "--resume %s [HOST] to say where)", j->id, j->vm, err, j->id);
+		resolve_pause(j, 10);
+	}
+}
+
 static void *out_main(void *p)
 {
 	struct job *j = p;
@@ -222,7 +279,7 @@ static void *out_main(void *p)
 	int r;
 
 	j->opts.hooks = (struct migrate_hooks){ .ctx = j, .stats = migration_stats,
-						.journal = on_journal };
+						.journal = on_journal, .reconnect = on_reconnect };
 	j->opts.cancel = &j->cancel;
 	j->opts.switch_ns = switch_cost(j->peer);
 	if (j->opts.postcopy || j->opts.on_no_converge == NOCONV_POSTCOPY)
@@ -261,7 +318,12 @@ static void *out_main(void *p)
 		/* Free before the job says so: a retry may follow at once. */
 		migration_free_vm(j);
 		job_set_state(j, r == -ECANCELED ? JOB_CANCELLED : JOB_FAILED, err);
-	} else if (st.phase == MIG_PH_POSTCOPY) {
+	} else if (r == -ESHUTDOWN) {
+		/* ferryd stops in a post-copy: the next one goes on with it. */
+		log_warn("job %s: ferryd stops in the middle of a post-copy of %s; the next ferryd "
+			 "goes on with it", j->id, j->vm);
+		migration_free_vm(j);
+	} else if (st.phase == MIG_PH_POSTCOPY || st.phase == MIG_PH_PC_PAUSED) {
 		/* The guest ran at the destination with frames still here: this
 		 * copy is stale and must never run again (an operator may destroy
 		 * it); there is nothing to resolve. */
@@ -298,6 +360,38 @@ int migrate_out_start(const char *name, const char *dest, const struct migrate_o
 	return migration_launch(j, JOB_SENDING, out_main, id, err, errlen);
 }
 
+/* Start-up: the post-copy a restart interrupted goes on. */
+static void *pc_resume_main(void *p)
+{
+	struct job *j = p;
+	struct vm *v = j->v;
+	struct migrate_stats st;
+	struct session *s;
+	char err[600] = "";
+	int r;
+
+	j->opts.hooks = (struct migrate_hooks){ .ctx = j, .stats = migration_stats,
+						.journal = on_journal, .reconnect = on_reconnect };
+	j->opts.cancel = &j->cancel;
+	r = migrate_postcopy_resume(v->d, &j->opts, &st, err, sizeof err);
+	pthread_mutex_lock(&D.lock);
+	s = j->s;
+	j->s = NULL;
+	pthread_mutex_unlock(&D.lock);
+	session_free(s);
+	if (!r) {
+		vm_unlist(v);
+		job_set_state(j, JOB_COMPLETED, NULL);
+	} else if (r == -ESHUTDOWN) {
+		log_warn("job %s: ferryd stops in the middle of a post-copy of %s; the next ferryd "
+			 "goes on with it", j->id, j->vm);
+	} else {
+		log_error("job %s: %s", j->id, err);
+		job_set_state(j, JOB_LOST, err);
+	}
+	return migration_thread_end(j);
+}
+
 static void *resolve_main(void *p)
 {
 	struct job *j = p;
@@ -319,16 +413,24 @@ static void recover(struct job *j)
 		job_set_state(j, JOB_FAILED, v ? "ferryd restarted during the migration; rolled "
 			      "back, the guest runs here" : "ferryd restarted during the migration; "
 			      "the guest is gone");
-	} else if (j->state == JOB_POSTCOPY) {
-		/* The destination cannot finish without us, and has given up. */
-		if (v) {
-			pthread_mutex_lock(&D.lock);
-			v->paused = true;
-			pthread_mutex_unlock(&D.lock);
+	} else if ((j->state == JOB_POSTCOPY || j->state == JOB_PC_PAUSED) &&
+		   (!v || vm_busy(v, "migrating", j->id, err, sizeof err))) {
+		/* The guest's half here is gone with its runtime. */
+		job_set_state(j, JOB_LOST, "ferryd restarted during post-copy, and the guest's "
+			      "memory here is gone: the guest is lost");
+	} else if (j->state == JOB_POSTCOPY || j->state == JOB_PC_PAUSED) {
+		/* Its half is here, paused: go on with the destination. */
+		pthread_mutex_lock(&D.lock);
+		j->running = true;
+		j->v = v;
+		v->paused = true;
+		pthread_mutex_unlock(&D.lock);
+		v = NULL; /* the thread's reference */
+		log_warn("job %s: a post-copy after a restart; reconnecting to %s", j->id, j->peer);
+		if (spawn_thread(pc_resume_main, j)) {
+			v = j->v;
+			vm_unbusy(v);
 		}
-		job_set_state(j, JOB_LOST, "ferryd restarted during post-copy: the guest ran at the "
-			      "destination with part of its memory here, and is lost; this copy is "
-			      "stale and stays paused");
 	} else if (!v) {
 		/* GO was sent and the source copy is gone: it was destroyed
 		 * after RUNNING. */

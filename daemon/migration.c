@@ -147,7 +147,7 @@ void migration_load(struct job *j, json_t *o)
 {
 	const char *pol = "stop";
 	json_int_t bw = 0;
-	int iters = 30, pto = 15000, pc = 0;
+	int iters = 30, pto = 15000, pc = 0, ch = 0;
 	double dt = 300;
 
 	/* An incoming migration's options are its source's: its record has
@@ -158,6 +158,11 @@ void migration_load(struct job *j, json_t *o)
 		    "max_iters", &iters, "on_no_converge", &pol, "bandwidth", &bw,
 		    "peer_timeout_ms", &pto, "postcopy", &pc);
 	j->opts.postcopy = pc;
+	/* What it was agreed (a post-copy connecting again after a restart
+	 * asks for as many). */
+	json_unpack(o, "{s?i}", "channels", &ch);
+	if (ch >= 1 && ch <= WIRE_CHANNELS_MAX)
+		j->channels = (unsigned)ch;
 	/* A record is checked like a request: out of range keeps the default. */
 	if (dt >= 1 && dt <= 3600000)
 		j->opts.downtime_ns = (uint64_t)(dt * 1e6);

@@ -274,7 +274,7 @@ struct hv_ops {
 	int (*output)(struct hv_domain *d, enum hv_output op, uint64_t epoch);
 
 	/*
-	 * Optional, all three or none: post-copy, on the destination (NULL:
+	 * Optional, all four or none: post-copy, on the destination (NULL:
 	 * the backend has none; Xen 4.17 has none).
 	 * postcopy_begin (domain paused, made by create): from now on the
 	 * frames set in missing are missing — their content is dropped, and
@@ -295,6 +295,11 @@ struct hv_ops {
 	 * reported; -EBUSY while frames are missing.
 	 */
 	int (*postcopy_begin)(struct hv_domain *d, const struct bitmap *missing, int *fd);
+	/* postcopy_reattach: the same for a domain that runs in post-copy
+	 * already, whose handle's holder ended (a daemon restart): the frames
+	 * with no memory are missing (into *missing, sized nr_frames; it may
+	 * name some that are zero at the source too), nothing is dropped. */
+	int (*postcopy_reattach)(struct hv_domain *d, struct bitmap *missing, int *fd);
 	int (*postcopy_faults)(struct hv_domain *d, uint64_t *frames, size_t max, uint64_t *left);
 	int (*postcopy_end)(struct hv_domain *d);
 };
@@ -420,6 +425,10 @@ static inline bool hv_can_postcopy(const struct hv_domain *d)
 static inline int hv_postcopy_begin(struct hv_domain *d, const struct bitmap *missing, int *fd)
 {
 	return d->ops->postcopy_begin ? d->ops->postcopy_begin(d, missing, fd) : -EOPNOTSUPP;
+}
+static inline int hv_postcopy_reattach(struct hv_domain *d, struct bitmap *missing, int *fd)
+{
+	return d->ops->postcopy_reattach ? d->ops->postcopy_reattach(d, missing, fd) : -EOPNOTSUPP;
 }
 static inline int hv_postcopy_faults(struct hv_domain *d, uint64_t *frames, size_t max,
 				     uint64_t *left)

@@ -999,15 +999,15 @@ static int mvm_discard_pages(struct hv_domain *hd, const uint64_t *frames, size_
 	return r;
 }
 
-/* Post-copy through the runtime's userfaultfd (hv/uffd_postcopy.h). */
-static int mvm_postcopy_begin(struct hv_domain *hd, const struct bitmap *missing, int *fd)
+/* Post-copy through the runtime's userfaultfd (hv/uffd_postcopy.h):
+ * begin (missing given; paused) or reattach (missing found). */
+static int postcopy_arm(struct mvm_dom *d, struct bitmap *missing, bool reattach, int *fd)
 {
-	struct mvm_dom *d = dom(hd);
 	struct mvm_u32 f;
 	size_t len = 0;
 	int ufd = -1, r;
 
-	if (d->postcopy || !d->paused)
+	if (d->postcopy || (!reattach && !d->paused))
 		return -EBUSY;
 	r = rpc(d, MVM_GET_UFFD, NULL, 0, &f, sizeof f, &len, &ufd, 1, RPC_TIMEOUT_MS);
 	if (r || len != sizeof f || ufd < 0) {
@@ -1026,7 +1026,9 @@ static int mvm_postcopy_begin(struct hv_domain *hd, const struct bitmap *missing
 	}
 	d->pc = (struct uffd_pc){ .uffd = ufd, .base = d->ram_base, .page_size = d->page_size,
 				  .nr_frames = d->nr_frames };
-	if ((r = uffd_pc_begin(&d->pc, &d->pages, missing))) {
+	r = reattach ? uffd_pc_reattach(&d->pc, &d->pages, missing)
+		     : uffd_pc_begin(&d->pc, &d->pages, missing);
+	if (r) {
 		log_error("mvm:%s: post-copy: %s", d->name, strerror(-r));
 		uffd_pc_free(&d->pc);
 		return r;
@@ -1034,6 +1036,16 @@ static int mvm_postcopy_begin(struct hv_domain *hd, const struct bitmap *missing
 	d->postcopy = true;
 	*fd = d->pc.uffd;
 	return 0;
+}
+
+static int mvm_postcopy_begin(struct hv_domain *hd, const struct bitmap *missing, int *fd)
+{
+	return postcopy_arm(dom(hd), (struct bitmap *)missing, false, fd);
+}
+
+static int mvm_postcopy_reattach(struct hv_domain *hd, struct bitmap *missing, int *fd)
+{
+	return postcopy_arm(dom(hd), missing, true, fd);
 }
 
 static int mvm_postcopy_faults(struct hv_domain *hd, uint64_t *frames, size_t max,
@@ -1279,6 +1291,7 @@ const struct hv_ops hv_mvm_ops = {
 	.net_attach = mvm_net_attach,
 	.output = mvm_output,
 	.postcopy_begin = mvm_postcopy_begin,
+	.postcopy_reattach = mvm_postcopy_reattach,
 	.postcopy_faults = mvm_postcopy_faults,
 	.postcopy_end = mvm_postcopy_end,
 };

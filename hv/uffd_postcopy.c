@@ -71,6 +71,27 @@ int uffd_pc_begin(struct uffd_pc *pc, const struct memfd_pages *pages,
 	return reg(pc, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP);
 }
 
+int uffd_pc_reattach(struct uffd_pc *pc, const struct memfd_pages *pages,
+		     struct bitmap *missing)
+{
+	int64_t n;
+	int r;
+
+	if (missing->nbits != pc->nr_frames || pages->nr_frames != pc->nr_frames)
+		return -EINVAL;
+	if ((n = memfd_pages_populated(pages, missing)) < 0)
+		return (int)n;
+	for (uint64_t i = 0; i < bitmap_words(missing->nbits); i++)
+		missing->w[i] = ~missing->w[i];
+	if (missing->nbits % 64)
+		missing->w[missing->nbits / 64] &= (1ull << (missing->nbits % 64)) - 1;
+	if ((r = bitmap_init(&pc->missing, pc->nr_frames)))
+		return r;
+	bitmap_or(&pc->missing, missing);
+	pc->left = bitmap_count(missing);
+	return reg(pc, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP);
+}
+
 /* Install len bytes at frame f from src; 0, or -EEXIST if (part of) it was
  * there already. */
 static int copy_in(struct uffd_pc *pc, uint64_t f, const void *src, uint64_t len)

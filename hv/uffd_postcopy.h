@@ -50,6 +50,11 @@ struct uffd_pc {
  */
 int uffd_pc_begin(struct uffd_pc *pc, const struct memfd_pages *pages,
 		  const struct bitmap *missing);
+/* Begin again after the holder restarted (the guest runs; what it has is
+ * final): the missing frames are those with no memory (SEEK_HOLE), set in
+ * missing (sized nr_frames); register again. 0 or -errno. */
+int uffd_pc_reattach(struct uffd_pc *pc, const struct memfd_pages *pages,
+		     struct bitmap *missing);
 /* Place n frames from bufs: a frame already present stays as it is. 0 or
  * -errno. */
 int uffd_pc_place(struct uffd_pc *pc, const uint64_t *frames, size_t n, const void *const *bufs);

@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "checkpoint/reader.h"
 #include "common/bitmap.h"
 #include "hv/hv.h"
 #include "session/session.h"
@@ -55,6 +56,14 @@ uint64_t pc_src_demand(const struct pc_src *p);
 int pc_src_error(const struct pc_src *p);
 /* Stop the thread and free it; NULL is fine. */
 void pc_src_close(struct pc_src *p);
+/*
+ * A paused post-copy goes on over a new session s: read what the
+ * destination says it still lacks (its stream on the post-copy channel ch:
+ * HEADER, POSTCOPY records, END) into need, cleared first. 0, or -errno
+ * with err set.
+ */
+int pc_src_learn(struct session *s, struct chan *ch, const struct hv_info *info,
+		 struct bitmap *need, char *err, size_t errlen);
 
 /* WIRE_PC_DONE's argument: the destination's fault latency in µs, packed
  * p50 (bits 0-20), p99 (21-41), max (42-63), each saturating. */
@@ -69,15 +78,25 @@ int pc_dst_new(uint64_t nr_frames, struct pc_dst **out);
 /* A POSTCOPY record's bits (stream order), into the missing set. */
 int pc_dst_add(struct pc_dst *p, uint64_t first, uint64_t count, const void *bits);
 const struct bitmap *pc_dst_missing(const struct pc_dst *p);
+/* The missing set, whole (a restarted destination's: its holes). */
+void pc_dst_set_missing(struct pc_dst *p, const struct bitmap *missing);
 /* Frames were placed (by either path): ends their waits' latency. */
 void pc_dst_placed(struct pc_dst *p, const uint64_t *frames, unsigned n);
+/* Frames [first, first + count) were placed as zero. */
+void pc_dst_placed_zero(struct pc_dst *p, uint64_t first, uint64_t count);
+/* A new session (a paused post-copy goes on): tell the source on ch what
+ * is still missing (HEADER as info says, POSTCOPY records, END), then ask
+ * again on s for every frame a thread still waits on. 0 or -errno. */
+int pc_dst_rejoin(struct pc_dst *p, struct session *s, struct chan *ch,
+		  const struct stream_info *info);
 /*
  * The guest runs over missing frames (d after hv_postcopy_begin gave fd):
  * demand each frame a thread waits on, until none is missing or stop(ctx)
- * says so (a lane failed). 0 once all are here, -errno otherwise.
+ * says so (a lane failed). 0 once all are here, -errno otherwise; *backend
+ * is set if the domain failed (not the session). *left: frames missing.
  */
 int pc_dst_serve(struct pc_dst *p, struct hv_domain *d, struct session *s, int fd,
-		 bool (*stop)(void *ctx), void *ctx);
+		 bool (*stop)(void *ctx), void *ctx, bool *backend, uint64_t *left);
 /* Frames demanded, and the fault latency so far (µs). */
 void pc_dst_stats(const struct pc_dst *p, uint64_t *demand, uint32_t *p50, uint32_t *p99,
 		  uint32_t *max);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint/writer.h"
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/util.h"
@@ -24,6 +25,7 @@
 struct pc_dst {
 	struct bitmap missing;   /* as announced: frames to come */
 	struct bitmap asked;     /* demanded once (atomic) */
+	struct bitmap have;      /* placed since the switch, by either path (atomic) */
 	pthread_mutex_t m;       /* the waits and the samples */
 	struct { uint64_t frame, t; } wait[WAITS];
 	unsigned nwait;
@@ -37,6 +39,7 @@ int pc_dst_new(uint64_t nr_frames, struct pc_dst **out)
 	struct pc_dst *p = calloc(1, sizeof *p);
 
 	if (!p || bitmap_init(&p->missing, nr_frames) || bitmap_init(&p->asked, nr_frames) ||
+	    bitmap_init(&p->have, nr_frames) ||
 	    !(p->lat = malloc(SAMPLES * sizeof *p->lat))) {
 		pc_dst_free(p);
 		return -ENOMEM;
@@ -65,12 +68,30 @@ const struct bitmap *pc_dst_missing(const struct pc_dst *p)
 	return &p->missing;
 }
 
+static void set_atomic(struct bitmap *b, uint64_t f)
+{
+	__atomic_fetch_or(&b->w[f >> 6], 1ull << (f & 63), __ATOMIC_RELEASE);
+}
+
+void pc_dst_placed_zero(struct pc_dst *p, uint64_t first, uint64_t count)
+{
+	for (uint64_t f = first; f < first + count; f++)
+		set_atomic(&p->have, f);
+}
+
+void pc_dst_set_missing(struct pc_dst *p, const struct bitmap *missing)
+{
+	bitmap_or(&p->missing, missing);
+}
+
 void pc_dst_placed(struct pc_dst *p, const uint64_t *frames, unsigned n)
 {
 	uint64_t now = 0;
 
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t f = frames[i];
+
+		set_atomic(&p->have, f);
 
 		if (!((__atomic_load_n(&p->asked.w[f >> 6], __ATOMIC_ACQUIRE) >> (f & 63)) & 1))
 			continue;
@@ -105,28 +126,72 @@ static int demand(struct pc_dst *p, struct session *s, uint64_t f, uint64_t t)
 }
 
 int pc_dst_serve(struct pc_dst *p, struct hv_domain *d, struct session *s, int fd,
-		 bool (*stop)(void *ctx), void *ctx)
+		 bool (*stop)(void *ctx), void *ctx, bool *backend, uint64_t *left)
 {
-	uint64_t frames[FAULTS], left = 1;
+	uint64_t frames[FAULTS];
 
+	*backend = false;
 	for (;;) {
 		struct pollfd pf = { .fd = fd, .events = POLLIN };
 		uint64_t t;
 		int n, r;
 
-		if (stop(ctx))
-			return -ECANCELED;
-		if (poll(&pf, 1, POLL_MS) < 0 && errno != EINTR)
+		if (poll(&pf, 1, POLL_MS) < 0 && errno != EINTR) {
+			*backend = true;
 			return -errno;
+		}
 		t = mono_ns();
-		if ((n = hv_postcopy_faults(d, frames, FAULTS, &left)) < 0)
+		if ((n = hv_postcopy_faults(d, frames, FAULTS, left)) < 0) {
+			*backend = true;
 			return n;
+		}
 		for (int i = 0; i < n; i++)
 			if ((r = demand(p, s, frames[i], t)))
 				return r;
-		if (!left)
+		if (!*left)
 			return 0;
+		if (stop(ctx))
+			return -ECANCELED;
 	}
+}
+
+static int tell_writev(void *ctx, const struct iovec *iov, int n)
+{
+	return chan_send(ctx, iov, n, CHAN_WAIT_DEFAULT);
+}
+
+int pc_dst_rejoin(struct pc_dst *p, struct session *s, struct chan *ch,
+		  const struct stream_info *info)
+{
+	struct stream_writer w;
+	struct bitmap now;
+	uint64_t again[WAITS];
+	unsigned n;
+	int r;
+
+	if ((r = bitmap_init(&now, p->missing.nbits)))
+		return r;
+	for (uint64_t i = 0; i < bitmap_words(now.nbits); i++)
+		now.w[i] = p->missing.w[i] &
+			   ~__atomic_load_n(&p->have.w[i], __ATOMIC_ACQUIRE);
+	r = stream_writer_start(&w, (struct xsink){ tell_writev, ch }, STREAM_KIND_MIGRATION,
+				info->page_size, info->nr_frames, info->backend, info->name,
+				NULL, NULL, 0);
+	if (!r)
+		r = stream_write_postcopy(&w, &now);
+	if (!r)
+		r = stream_write_end(&w);
+	bitmap_free(&now);
+	if (r)
+		return r;
+	/* The demands in flight when the link failed may be lost: again. */
+	pthread_mutex_lock(&p->m);
+	for (n = 0; n < p->nwait; n++)
+		again[n] = p->wait[n].frame;
+	pthread_mutex_unlock(&p->m);
+	for (unsigned i = 0; !r && i < n; i++)
+		r = session_send_msg(s, WIRE_PC_REQ, again[i]);
+	return r;
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -159,6 +224,7 @@ void pc_dst_free(struct pc_dst *p)
 		return;
 	bitmap_free(&p->missing);
 	bitmap_free(&p->asked);
+	bitmap_free(&p->have);
 	free(p->lat);
 	pthread_mutex_destroy(&p->m);
 	free(p);

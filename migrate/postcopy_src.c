@@ -2,12 +2,15 @@
 /* postcopy_src.c — the source's post-copy server; see postcopy.h. */
 #include "migrate/postcopy.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint/reader.h"
 #include "checkpoint/writer.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -202,4 +205,65 @@ void pc_latency_unpack(uint64_t v, uint32_t *p50, uint32_t *p99, uint32_t *max)
 	*p50 = (uint32_t)(v & LAT_MAXV);
 	*p99 = (uint32_t)(v >> LAT_BITS & LAT_MAXV);
 	*max = (uint32_t)(v >> (2 * LAT_BITS));
+}
+
+/* The destination's stream of what it lacks. */
+struct learn {
+	struct session *s;
+	struct chan *ch;
+	const struct hv_info *info;
+	struct bitmap *need;
+	bool silent;
+	char why[160];
+};
+
+static int l_read(void *ctx, void *buf, size_t len)
+{
+	struct learn *l = ctx;
+
+	return session_recv(l->s, l->ch, buf, len, l->s->timeout_ms, NULL, NULL, &l->silent);
+}
+
+static int l_header(void *ctx, const struct stream_info *i)
+{
+	struct learn *l = ctx;
+
+	if (i->kind != STREAM_KIND_MIGRATION || i->page_size != l->info->page_size ||
+	    i->nr_frames != l->info->nr_frames) {
+		snprintf(l->why, sizeof l->why, "its missing set is for another domain");
+		return -EPROTO;
+	}
+	return 0;
+}
+
+static int l_postcopy(void *ctx, uint64_t first, uint64_t count, const void *bits)
+{
+	struct learn *l = ctx;
+	const uint8_t *b = bits;
+
+	for (uint64_t j = 0; j < (count + 63) / 64; j++) {
+		uint64_t v;
+
+		memcpy(&v, b + j * 8, 8);
+		l->need->w[first / 64 + j] |= le64toh(v);
+	}
+	return 0;
+}
+
+int pc_src_learn(struct session *s, struct chan *ch, const struct hv_info *info,
+		 struct bitmap *need, char *err, size_t errlen)
+{
+	struct learn l = { .s = s, .ch = ch, .info = info, .need = need };
+	struct stream_sink sink = { .ctx = &l, .header = l_header, .postcopy = l_postcopy };
+	struct xsource src = { l_read, &l };
+	char why[256] = "";
+	int r;
+
+	bitmap_zero(need);
+	session_note_rx(s); /* silence counts from now */
+	r = stream_read(&src, &sink, false, NULL, why, sizeof why);
+	if (r)
+		snprintf(err, errlen, "reading what the destination lacks: %s",
+			 l.why[0] ? l.why : l.silent ? "it was silent" : why);
+	return r;
 }

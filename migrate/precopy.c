@@ -10,7 +10,7 @@
 const char *mig_phase_name(enum mig_phase p)
 {
 	static const char *const n[] = { "setup", "iterating", "stop-and-copy", "commit", "done",
-					 "postcopy" };
+					 "postcopy", "postcopy-paused" };
 
 	return (unsigned)p < sizeof n / sizeof n[0] ? n[p] : "?";
 }

@@ -55,6 +55,7 @@ enum mig_phase {
 	MIG_PH_DONE,
 	MIG_PH_POSTCOPY, /* the guest runs at the destination, its missing
 			  * frames still coming */
+	MIG_PH_PC_PAUSED, /* ... and the link failed: waiting for a new one */
 };
 const char *mig_phase_name(enum mig_phase p);
 
@@ -66,8 +67,11 @@ enum mig_point {
 	MIG_PT_RESUME,  /* destination, GO received, before resuming */
 	MIG_PT_RUNNING, /* destination, resumed, after RUNNING (not in the downtime);
 			 * in a post-copy, once every frame is here */
-	MIG_PT_POSTCOPY, /* both, after RUNNING, before post-copy's transfer: from
-			  * here a failure loses the guest */
+	MIG_PT_POSTCOPY, /* both, after RUNNING, before post-copy's transfer (and
+			  * again once a paused one goes on): from here the
+			  * guest's memory is split between the hosts */
+	MIG_PT_PC_PAUSED, /* both: post-copy's session failed; each host keeps its
+			   * half and waits for a new one (reconnect) */
 };
 
 struct migrate_stats;
@@ -89,6 +93,17 @@ struct migrate_hooks {
 	 * holds its output from here: what it writes after this moment is not
 	 * in the copy). */
 	void (*stopped)(void *ctx, struct hv_domain *d);
+	/*
+	 * Post-copy, both sides, optional (NULL: a failed session loses the
+	 * guest): the session *s failed; the engine has stopped every thread
+	 * on it. Give a new one to the same peer for the same job in its place
+	 * — the source connects (HELLO migrate with resume), the destination
+	 * waits for that HELLO and answers it — and free the old one: 0 and
+	 * *s the new session, or -errno to give up (the guest is lost; *s is
+	 * the old one still). It may wait as long as it likes (an operator's
+	 * cancel ends it).
+	 */
+	int (*reconnect)(void *ctx, struct session **s);
 };
 
 struct migrate_opts {
@@ -204,6 +219,29 @@ struct migrate_stats {
  */
 int migrate_send(struct hv_domain *d, struct session *s, const struct migrate_opts *o,
 		 struct migrate_stats *st, char *err, size_t errlen);
+
+/*
+ * Source side of a post-copy whose ferryd restarted (its job was journaled
+ * in post-copy): d is the guest, paused here for good. Connect again
+ * through o->hooks.reconnect (given a NULL session), learn what the
+ * destination still lacks, send it, and destroy d once the destination has
+ * every frame. 0, or -errno with err set (the guest is lost; d stays
+ * paused). The session the hook made is the caller's to free.
+ */
+int migrate_postcopy_resume(struct hv_domain *d, const struct migrate_opts *o,
+			    struct migrate_stats *st, char *err, size_t errlen);
+
+/*
+ * Destination side of a post-copy whose ferryd restarted (its job was
+ * journaled in post-copy): d runs here over missing memory. Take its
+ * post-copy up again (hv postcopy_reattach), wait for the source through
+ * o->hooks.reconnect (given a NULL session), tell it what is missing, and
+ * go on until every frame is here (then the RUNNING journal point). 0, or
+ * -errno with err set: the guest is lost and d destroyed. The session the
+ * hook gave is the caller's to free.
+ */
+int migrate_postcopy_rejoin(struct hv_domain *d, const struct migrate_opts *o, char *err,
+			    size_t errlen);
 
 /*
  * Destination side over session s (the caller keeps it; the engine sends

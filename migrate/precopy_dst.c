@@ -143,8 +143,9 @@ static int d_header(void *ctx, const struct stream_info *i)
 		snprintf(l->why, sizeof l->why, "not a migration stream (kind %u)", i->kind);
 		return -EINVAL;
 	}
-	if (l->idx) {
-		/* The domain is channel 0's to create. */
+	if (l->idx || ds->created) {
+		/* The domain is channel 0's to create (once: a rejoined
+		 * post-copy's streams find it made). */
 		pthread_mutex_lock(&ds->m);
 		while (!ds->created && !ds->fail && !ds->stop)
 			pthread_cond_wait(&ds->c, &ds->m);
@@ -228,7 +229,10 @@ static int d_zero(void *ctx, uint64_t first, uint64_t count)
 
 	if (count && (r = check_stripe(l, first, count)))
 		return r;
-	return l->ds->inner.zero(&l->a, first, count);
+	r = l->ds->inner.zero(&l->a, first, count);
+	if (!r && l->ds->pc_fd >= 0)
+		pc_dst_placed_zero(l->ds->pc, first, count);
+	return r;
 }
 
 /* POSTCOPY (channel 0, before the context): the frames still to come. */
@@ -490,7 +494,8 @@ static void stop_threads(struct dst *ds)
 	ds->stop = true;
 	pthread_cond_broadcast(&ds->c);
 	pthread_mutex_unlock(&ds->m);
-	session_heartbeat_stop(ds->s);
+	if (ds->s)
+		session_heartbeat_stop(ds->s);
 	if (ds->pcl.running) {
 		/* Its stream never ends: the source stops when all is here. */
 		chan_shutdown(ds->pcl.ch);
@@ -642,26 +647,146 @@ static int resume(struct dst *ds)
 }
 
 /*
+ * A paused post-copy's new session (from the reconnect hook): lanes over
+ * its channels, whose streams begin again (HEADER, no context), the same
+ * domain; tell the source what is still missing and ask again for what
+ * threads wait on.
+ */
+static int rejoin(struct dst *ds)
+{
+	struct session *s = ds->s;
+	int r;
+
+	if (!(s->caps & WIRE_CAP_POSTCOPY) || s->n < 2) {
+		snprintf(ds->fail_why, sizeof ds->fail_why, "the new session has no post-copy channel");
+		return -EPROTO;
+	}
+	free(ds->lanes);
+	ds->n = s->n - 1;
+	if (!(ds->lanes = calloc(ds->n, sizeof *ds->lanes)))
+		return -ENOMEM;
+	for (unsigned i = 0; i < ds->n; i++)
+		ds->lanes[i] = (struct rlane){ .a = { .d = ds->d }, .ds = ds, .idx = i,
+					       .ch = s->ch[i] };
+	ds->pcl = (struct rlane){ .a = { .d = ds->d }, .ds = ds, .idx = ds->n,
+				  .ch = s->ch[s->n - 1] };
+	for (unsigned i = 0; i < s->n; i++)
+		chan_set_timeout(s->ch[i], ds->o->peer_timeout_ms);
+	s->role = "the source";
+	s->timeout_ms = ds->o->peer_timeout_ms;
+	session_note_rx(s);
+	pthread_mutex_lock(&ds->m);
+	ds->fail = 0;
+	ds->fail_why[0] = '\0';
+	ds->stop = ds->silent = ds->l0_done = false;
+	ds->ended = ds->acked = 0;
+	ds->l0_r = 0;
+	pthread_mutex_unlock(&ds->m);
+	if ((r = pc_dst_rejoin(ds->pc, s, ds->pcl.ch, &ds->info))) {
+		snprintf(ds->fail_why, sizeof ds->fail_why, "telling the source what is missing: %s",
+			 chan_error(ds->pcl.ch, r));
+		return r;
+	}
+	return start_threads(ds);
+}
+
+/*
+ * Post-copy's session failed: each host keeps its half (the guest's
+ * threads wait on the frames they touch) and the job waits, paused, for
+ * the source to reconnect (hooks.reconnect); then it goes on. why: what
+ * failed. 0 once going on, -errno if the hook gave up.
+ */
+static int pause_and_rejoin(struct dst *ds, const char *why)
+{
+	int r;
+
+	if (!ds->o->hooks.reconnect)
+		return -ENOTCONN;
+	log_warn("%s: post-copy paused: %s; waiting for the source to reconnect",
+		 ds->name ? ds->name : "guest", why);
+	ds->st.phase = MIG_PH_PC_PAUSED;
+	d_report(ds, true);
+	if ((r = d_journal(ds, MIG_PT_PC_PAUSED)))
+		log_error("%s: journaling the pause failed: %s", ds->name, strerror(-r));
+	if (ds->s)
+		session_shutdown(ds->s);
+	stop_threads(ds);
+	for (;;) {
+		if ((r = ds->o->hooks.reconnect(ds->o->hooks.ctx, &ds->s)))
+			return r;
+		if (!(r = rejoin(ds)))
+			break;
+		log_warn("%s: post-copy: the new session failed at once: %s", ds->name,
+			 ds->fail_why[0] ? ds->fail_why : strerror(-r));
+		session_shutdown(ds->s);
+		stop_threads(ds);
+	}
+	ds->st.phase = MIG_PH_POSTCOPY;
+	d_report(ds, true);
+	if ((r = d_journal(ds, MIG_PT_POSTCOPY)))
+		log_error("%s: journaling post-copy failed: %s", ds->name, strerror(-r));
+	log_info("%s: post-copy goes on over a new session", ds->name ? ds->name : "guest");
+	return 0;
+}
+
+/*
  * Post-copy, after RUNNING: demand what the guest waits on until every
- * frame is here, then say so (with the fault latency). A failure loses the
- * guest: its memory is split between the hosts, so this copy is destroyed
- * (the source's is stale and stays paused there).
+ * frame is here and every stream has ended, then say so (with the fault
+ * latency). A failed session pauses it until the source reconnects; once
+ * every frame is here, nothing the source does matters any more. Anything
+ * else loses the guest: its memory is split between the hosts, so this
+ * copy is destroyed (the source's is stale and stays paused there).
  */
 static int postcopy(struct dst *ds)
 {
-	uint64_t t0 = mono_ns(), dem;
+	uint64_t t0 = mono_ns(), dem, left = 1;
 	uint32_t p50, p99, max;
-	int r = pc_dst_serve(ds->pc, ds->d, ds->s, ds->pc_fd, d_stop, ds);
+	char why[sizeof ds->fail_why] = "";
+	int r;
 
-	if (!r)
-		r = hv_postcopy_end(ds->d);
-	/* Every stream to its END before PC_DONE: the source closes on it. */
-	pthread_mutex_lock(&ds->m);
-	while (!r && !(ds->l0_done && ds->ended == ds->n - 1) && !ds->fail)
-		pthread_cond_wait(&ds->c, &ds->m);
-	if (!r && (ds->fail || ds->l0_r))
-		r = ds->fail ? ds->fail : ds->l0_r;
-	pthread_mutex_unlock(&ds->m);
+	for (;;) {
+		bool backend = false;
+
+		r = pc_dst_serve(ds->pc, ds->d, ds->s, ds->pc_fd, d_stop, ds, &backend, &left);
+		/* Every stream to its END before PC_DONE: the source closes on it. */
+		pthread_mutex_lock(&ds->m);
+		while (!r && !(ds->l0_done && ds->ended == ds->n - 1) && !ds->fail)
+			pthread_cond_wait(&ds->c, &ds->m);
+		if (!r && (ds->fail || ds->l0_r))
+			r = ds->fail ? ds->fail : ds->l0_r;
+		snprintf(why, sizeof why, "%s", ds->fail ? ds->fail_why : strerror(-r));
+		pthread_mutex_unlock(&ds->m);
+		if (!r) {
+			pc_dst_stats(ds->pc, &dem, &p50, &p99, &max);
+			r = session_send_msg(ds->s, WIRE_PC_DONE, pc_latency_pack(p50, p99, max));
+			if (r)
+				snprintf(why, sizeof why, "saying PC_DONE: %s",
+					 chan_error(ds->s->ch[0], r));
+		}
+		if (!r || !left || backend)
+			break; /* done, or whole anyway, or lost */
+		if ((r = pause_and_rejoin(ds, why)))
+			break;
+	}
+	if (r == -ESHUTDOWN && left) {
+		/* This ferryd stops: the guest runs on, waiting, for the next
+		 * one to go on with (postcopy_reattach). */
+		snprintf(ds->err, ds->errlen, "ferryd stops in the middle of a post-copy");
+		return r;
+	}
+	if (left) {
+		if (ds->s)
+			session_abort(ds->s, -r, "post-copy failed at the destination");
+		hv_destroy(ds->d);
+		snprintf(ds->err, ds->errlen, "post-copy failed (%s%s): the guest ran here with part "
+			 "of its memory still at the source, and is lost; this copy is destroyed",
+			 r == -ECANCELED ? "given up by the operator after: " : "", why);
+		return r ? r : -EIO;
+	}
+	if (r)
+		log_warn("%s: post-copy: every frame is here, but the source was not told (%s)",
+			 ds->name ? ds->name : "guest", why);
+	hv_postcopy_end(ds->d);
 	pc_dst_stats(ds->pc, &dem, &p50, &p99, &max);
 	ds->st.pc_demand = dem;
 	ds->st.pc_background = ds->st.pc_missing > dem ? ds->st.pc_missing - dem : 0;
@@ -669,20 +794,6 @@ static int postcopy(struct dst *ds)
 	ds->st.pc_fault_p50_us = p50;
 	ds->st.pc_fault_p99_us = p99;
 	ds->st.pc_fault_max_us = max;
-	if (!r)
-		r = session_send_msg(ds->s, WIRE_PC_DONE, pc_latency_pack(p50, p99, max));
-	if (r) {
-		char why[sizeof ds->fail_why];
-
-		pthread_mutex_lock(&ds->m);
-		snprintf(why, sizeof why, "%s", ds->fail ? ds->fail_why : strerror(-r));
-		pthread_mutex_unlock(&ds->m);
-		session_abort(ds->s, -r, "post-copy failed at the destination");
-		hv_destroy(ds->d);
-		snprintf(ds->err, ds->errlen, "post-copy failed (%s): the guest ran here with part of "
-			 "its memory still at the source, and is lost; this copy is destroyed", why);
-		return r;
-	}
 	ds->st.phase = MIG_PH_DONE;
 	if (ds->o->hooks.resumed)
 		ds->o->hooks.resumed(ds->o->hooks.ctx, ds->d);
@@ -706,6 +817,64 @@ static void discard(struct dst *ds, int r)
 		ds->d = ds->lanes[0].a.d; /* created, but failed its checks before it was shared */
 	if (ds->d && ds->d != ds->o->into)
 		hv_destroy(ds->d);
+}
+
+int migrate_postcopy_rejoin(struct hv_domain *d, const struct migrate_opts *o, char *err,
+			    size_t errlen)
+{
+	struct dst ds = { .o = o, .name = hv_uri_name(d->uri), .err = err, .errlen = errlen,
+			  .timeout_ms = o->peer_timeout_ms, .pc_cap = true, .pc_fd = -1,
+			  .created = true, .d = d };
+	struct hv_info hi;
+	struct bitmap miss = { 0 };
+	int r;
+
+	err[0] = '\0';
+	pthread_mutex_init(&ds.m, NULL);
+	pthread_cond_init(&ds.c, NULL);
+	if ((r = hv_info(d, &hi))) {
+		snprintf(err, errlen, "%s: %s", d->uri, strerror(-r));
+		goto out;
+	}
+	ds.info = (struct stream_info){ .major = STREAM_VERSION_MAJOR, .minor = STREAM_VERSION_MINOR,
+					.kind = STREAM_KIND_MIGRATION, .page_size = hi.page_size,
+					.nr_frames = hi.nr_frames };
+	snprintf(ds.info.backend, sizeof ds.info.backend, "%s", hv_backend_name(d));
+	snprintf(ds.info.name, sizeof ds.info.name, "%s", ds.name);
+	snprintf(ds.info.config, sizeof ds.info.config, "%s", hi.config);
+	ds.st.ram_bytes = hi.nr_frames * hi.page_size;
+	if ((r = bitmap_init(&miss, hi.nr_frames)) || (r = pc_dst_new(hi.nr_frames, &ds.pc))) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if ((r = hv_postcopy_reattach(d, &miss, &ds.pc_fd))) {
+		snprintf(err, errlen, "%s: cannot take its post-copy up again: %s", d->uri,
+			 strerror(-r));
+		goto out;
+	}
+	pc_dst_set_missing(ds.pc, &miss);
+	ds.st.postcopy = true;
+	ds.st.pc_missing = bitmap_count(&miss);
+	log_info("%s: post-copy: this ferryd restarted; %" PRIu64 " frames still to come",
+		 ds.name, ds.st.pc_missing);
+	ds.inner = apply_sink(&ds.pcl.a); /* each lane passes its own */
+	if (!(r = pause_and_rejoin(&ds, "this ferryd restarted")))
+		r = postcopy(&ds);
+	else if (r != -ESHUTDOWN)
+		snprintf(err, errlen, "post-copy: the source did not come back (%s): the guest ran "
+			 "here with part of its memory at the source, and is lost", strerror(-r));
+out:
+	if (r && ds.pc_fd >= 0 && !err[0])
+		snprintf(err, errlen, "%s", strerror(-r));
+	if (r && r != -ESHUTDOWN && ds.pc_fd >= 0 && ds.st.phase != MIG_PH_DONE)
+		hv_destroy(d); /* it cannot run without the rest (postcopy() may have already) */
+	stop_threads(&ds);
+	pc_dst_free(ds.pc);
+	bitmap_free(&miss);
+	free(ds.lanes);
+	pthread_mutex_destroy(&ds.m);
+	pthread_cond_destroy(&ds.c);
+	return r;
 }
 
 int migrate_recv(struct session *s, const char *name, const struct migrate_opts *o,

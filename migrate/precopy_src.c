@@ -60,6 +60,10 @@ struct src {
 	 * chosen (the switch leaves m->dirty to come after RUNNING). */
 	struct pc_src *pcs;
 	bool postcopy;
+	/* The lanes' set-up (a resumed post-copy opens them again), and what
+	 * lanes closed on a session's failure had sent. */
+	struct lanes_conf lc;
+	uint64_t carry_bytes, carry_pages[STREAM_ENC_MAX], carry_zero, carry_demand;
 };
 
 static bool cancelled(const struct src *m)
@@ -92,6 +96,18 @@ static int fail_io(struct src *m, int r, const char *what)
 	return fail(m, r, "%s: %s", what, chan_error(m->s->ch[0], r));
 }
 
+/* The lanes' figures, and those of lanes a resumed post-copy closed. */
+static void totals(struct src *m)
+{
+	struct migrate_stats *st = m->st;
+
+	lanes_stats(m->lanes, st->pages, &st->zero_frames);
+	st->bytes = lanes_bytes(m->lanes) + m->carry_bytes;
+	st->zero_frames += m->carry_zero;
+	for (unsigned i = 0; i < STREAM_ENC_MAX; i++)
+		st->pages[i] += m->carry_pages[i];
+}
+
 static void report(struct src *m, bool force)
 {
 	uint64_t now = mono_ns();
@@ -99,10 +115,8 @@ static void report(struct src *m, bool force)
 	if (!m->o->hooks.stats || (!force && now - m->last_report < 100 * NSEC_PER_MSEC))
 		return;
 	m->last_report = now;
-	if (m->lanes) {
-		lanes_stats(m->lanes, m->st->pages, &m->st->zero_frames);
-		m->st->bytes = lanes_bytes(m->lanes);
-	}
+	if (m->lanes)
+		totals(m);
 	if (m->t_copy && now > m->t_copy)
 		m->st->throughput = (uint64_t)((double)(m->st->bytes - m->bytes0) /
 					       ns_to_sec(now - m->t_copy));
@@ -209,6 +223,7 @@ static int setup(struct src *m)
 		return fail(m, r, "starting the monitor thread: %s", strerror(-r));
 	if ((r = hv_domain_config(m->d, &dconf, &lc.domain_config_len)))
 		return fail(m, r, "%s: its domain configuration: %s", m->d->uri, strerror(-r));
+	m->lc = lc;
 	lc.domain_config = dconf;
 	r = lanes_open(m->d, &m->info, s->ch, s->n - (m->pcs ? 1 : 0), &lc, &m->lanes);
 	free(dconf);
@@ -429,18 +444,109 @@ static int stop_and_copy(struct src *m)
 	return 0;
 }
 
+/* Let go of a failed post-copy session's lanes and demand server, keeping
+ * their figures. */
+static void pc_drop_session(struct src *m)
+{
+	uint64_t pages[STREAM_ENC_MAX], zero;
+
+	if (m->s) {
+		session_shutdown(m->s);
+		session_monitor_stop(m->s);
+		m->s->on_msg = NULL;
+	}
+	if (m->pcs) {
+		m->carry_demand += pc_src_demand(m->pcs);
+		pc_src_close(m->pcs);
+		m->pcs = NULL;
+	}
+	if (m->lanes) {
+		lanes_stats(m->lanes, pages, &zero);
+		m->carry_bytes += lanes_bytes(m->lanes);
+		m->carry_zero += zero;
+		for (unsigned i = 0; i < STREAM_ENC_MAX; i++)
+			m->carry_pages[i] += pages[i];
+		lanes_close(m->lanes);
+		m->lanes = NULL;
+	}
+}
+
+/* A paused post-copy's new session: learn what the destination still
+ * lacks, then the demand server and lanes over its channels again. */
+static int pc_resume_session(struct src *m)
+{
+	struct session *s = m->s;
+	int r;
+
+	if (!(s->caps & WIRE_CAP_POSTCOPY) || s->n < 2)
+		return fail(m, -EPROTO, "the new session has no post-copy channel");
+	s->role = "the destination";
+	s->timeout_ms = m->o->peer_timeout_ms;
+	for (unsigned i = 0; i < s->n; i++)
+		chan_set_timeout(s->ch[i], m->o->peer_timeout_ms);
+	if ((r = pc_src_learn(s, s->ch[s->n - 1], &m->info, &m->dirty, m->err, m->errlen)))
+		return r;
+	m->nfinal = bitmap_count(&m->dirty);
+	if ((r = pc_src_open(m->d, &m->info, s->ch[s->n - 1], &m->dirty, &m->pcs)))
+		return fail_io(m, r, "starting the post-copy channel");
+	s->on_msg = pc_src_on_msg;
+	s->on_msg_ctx = m->pcs;
+	if ((r = session_monitor_start(s)))
+		return fail(m, r, "starting the monitor thread: %s", strerror(-r));
+	if ((r = lanes_open(m->d, &m->info, s->ch, s->n - 1, &m->lc, &m->lanes)))
+		return fail_io(m, r, "sending the headers");
+	lanes_postcopy(m->lanes, pc_src_claim, m->pcs);
+	if ((r = pc_src_serve(m->pcs)))
+		return fail(m, r, "post-copy: starting its thread: %s", strerror(-r));
+	log_info("%s: post-copy goes on over a new session: %" PRIu64 " frames to send",
+		 m->d->uri, m->nfinal);
+	return 0;
+}
+
+/*
+ * Post-copy's session failed (m->err says how): each host keeps its half,
+ * the guest stays paused here, and the hook connects again (by itself, or
+ * when the operator says where: ferry migrate --resume). 0 once it goes
+ * on; -EALREADY if the destination has every frame already; or the hook's
+ * error (the guest is lost).
+ */
+static int pc_pause(struct src *m)
+{
+	int r;
+
+	if (m->s)
+		log_warn("%s: post-copy paused: %s; connecting again", m->d->uri, m->err);
+	pc_drop_session(m);
+	phase(m, MIG_PH_PC_PAUSED);
+	if (m->o->hooks.journal && (r = m->o->hooks.journal(m->o->hooks.ctx, MIG_PT_PC_PAUSED)))
+		log_error("%s: journaling the pause failed: %s", m->d->uri, strerror(-r));
+	for (;;) {
+		if ((r = m->o->hooks.reconnect(m->o->hooks.ctx, &m->s)))
+			return r;
+		if (!(r = pc_resume_session(m)))
+			break;
+		log_warn("%s: post-copy: the new session failed at once: %s", m->d->uri, m->err);
+		pc_drop_session(m);
+	}
+	phase(m, MIG_PH_POSTCOPY);
+	if (m->o->hooks.journal && (r = m->o->hooks.journal(m->o->hooks.ctx, MIG_PT_POSTCOPY)))
+		log_error("%s: journaling post-copy failed: %s", m->d->uri, strerror(-r));
+	return 0;
+}
+
 /*
  * Post-copy, after RUNNING: the guest runs at the destination. Send every
  * frame still missing there once — on demand (pc_src) or in one background
  * pass on the lanes, whichever claims it first — then END on every stream,
- * and wait until the destination has them all (WIRE_PC_DONE). A failure
- * here loses the guest: this copy is stale (the destination ran), and the
- * destination's incomplete; it stays paused, for an operator.
+ * and wait until the destination has them all (WIRE_PC_DONE). A failed
+ * session pauses it until a new one is made (hooks.reconnect); anything
+ * else loses the guest: this copy is stale (the destination ran), and the
+ * destination's incomplete; this one stays paused, for an operator.
  */
+static int postcopy_run(struct src *m);
+
 static int postcopy(struct src *m)
 {
-	struct migrate_stats *st = m->st;
-	uint64_t t0 = mono_ns(), ns, lat = 0;
 	int r;
 
 	phase(m, MIG_PH_POSTCOPY);
@@ -450,23 +556,48 @@ static int postcopy(struct src *m)
 	lanes_postcopy(m->lanes, pc_src_claim, m->pcs);
 	if ((r = pc_src_serve(m->pcs)))
 		return fail(m, r, "post-copy: starting its thread: %s", strerror(-r));
-	r = run_pass(m, st->iterations + 1, &m->dirty, NULL, m->nfinal, true, &ns);
-	if (!r)
-		r = stream_write_end(lanes_writer(m->lanes, 0));
-	if (!r)
-		r = session_wait_msg(m->s, WIRE_PC_DONE, &lat);
-	st->pc_demand = pc_src_demand(m->pcs);
-	st->pc_background = st->passes[MIN(st->npasses, MIGRATE_PASSES_MAX) - 1].pages;
-	st->pc_ns = mono_ns() - t0;
-	pc_latency_unpack(lat, &st->pc_fault_p50_us, &st->pc_fault_p99_us, &st->pc_fault_max_us);
-	if (r) {
-		char why[WIRE_ABORT_TEXT_MAX + 128];
-		int e = pc_src_error(m->pcs);
+	return postcopy_run(m);
+}
 
-		if (e)
+/* The background pass and the demands, until PC_DONE, through pauses. */
+static int postcopy_run(struct src *m)
+{
+	struct migrate_stats *st = m->st;
+	uint64_t t0 = mono_ns(), ns, lat = 0;
+	int r;
+
+	for (;;) {
+		int e;
+
+		r = run_pass(m, st->iterations + 1, &m->dirty, NULL, m->nfinal, true, &ns);
+		if (!r)
+			r = stream_write_end(lanes_writer(m->lanes, 0));
+		if (!r)
+			r = session_wait_msg(m->s, WIRE_PC_DONE, &lat);
+		if (!r)
+			break;
+		if ((e = pc_src_error(m->pcs)))
 			fail(m, e, "post-copy: sending a demanded frame: %s", strerror(-e));
 		else
 			fail_io(m, r, "post-copy");
+		if (!m->o->hooks.reconnect || cancelled(m))
+			break;
+		if ((r = pc_pause(m)) == -EALREADY) {
+			r = 0;
+			break;
+		}
+		if (r)
+			break;
+	}
+	st->pc_demand = m->carry_demand + (m->pcs ? pc_src_demand(m->pcs) : 0);
+	st->pc_background = st->passes[MIN(st->npasses, MIGRATE_PASSES_MAX) - 1].pages;
+	st->pc_ns = mono_ns() - t0;
+	pc_latency_unpack(lat, &st->pc_fault_p50_us, &st->pc_fault_p99_us, &st->pc_fault_max_us);
+	if (r == -ESHUTDOWN)
+		return fail(m, r, "ferryd stops in the middle of a post-copy");
+	if (r) {
+		char why[WIRE_ABORT_TEXT_MAX + 128];
+
 		snprintf(why, sizeof why, "%s", m->err);
 		return fail(m, r, "%s; the guest ran at the destination with part of its memory "
 			    "still here: it is lost (this copy is stale and stays paused)", why);
@@ -576,16 +707,65 @@ static void finish(struct src *m, int r)
 		hv_throttle(m->d, 0);
 	}
 	st->total_ns = mono_ns() - m->t0;
-	if (m->lanes) {
-		lanes_stats(m->lanes, st->pages, &st->zero_frames);
-		st->bytes = lanes_bytes(m->lanes);
-	}
+	if (m->lanes)
+		totals(m);
 	if (m->o->hooks.stats)
 		m->o->hooks.stats(m->o->hooks.ctx, st);
 	pc_src_close(m->pcs);
 	lanes_close(m->lanes);
 	bitmap_free(&m->dirty);
 	bitmap_free(&m->pop);
+}
+
+int migrate_postcopy_resume(struct hv_domain *d, const struct migrate_opts *o,
+			    struct migrate_stats *st, char *err, size_t errlen)
+{
+	struct src m = { .d = d, .o = o, .st = st, .err = err, .errlen = errlen,
+			 .t0 = mono_ns(), .postcopy = true, .paused = true };
+	int r;
+
+	memset(st, 0, sizeof *st);
+	st->committed = st->postcopy = true;
+	if (!o->hooks.reconnect)
+		return fail(&m, -EINVAL, "no way to reach the destination");
+	if ((r = hv_info(d, &m.info)))
+		return fail(&m, r, "%s: %s", d->uri, strerror(-r));
+	st->ram_bytes = m.info.nr_frames * m.info.page_size;
+	if ((r = bitmap_init(&m.dirty, m.info.nr_frames)))
+		return fail(&m, r, "out of memory");
+	m.lc = (struct lanes_conf){ .kind = STREAM_KIND_MIGRATION, .name = hv_uri_name(d->uri),
+				    .codec = o->codec, .bandwidth = o->bandwidth,
+				    .cancel = o->cancel, .ctx = &m, .trailer = trailer,
+				    .on_frames = on_frames };
+	m.final = true;
+	log_info("%s: post-copy: this ferryd restarted; going on with it", d->uri);
+	r = pc_pause(&m);
+	st->pc_missing = m.nfinal; /* what the destination still lacked */
+	if (r == -EALREADY)
+		r = 0; /* the destination had every frame */
+	else if (!r)
+		r = postcopy_run(&m);
+	else if (r != -ESHUTDOWN)
+		fail(&m, r, "post-copy: the destination cannot be reached again (%s); the guest ran "
+		     "there with part of its memory here: it is lost (this copy is stale and stays "
+		     "paused)", strerror(-r));
+	if (!r && (r = hv_destroy(d)))
+		fail(&m, r, "migrated, but destroying the source failed: %s", strerror(-r));
+	if (!r)
+		st->phase = MIG_PH_DONE;
+	if (m.s) {
+		session_monitor_stop(m.s);
+		m.s->on_msg = NULL;
+	}
+	st->total_ns = mono_ns() - m.t0;
+	if (m.lanes)
+		totals(&m);
+	if (o->hooks.stats)
+		o->hooks.stats(o->hooks.ctx, st);
+	pc_src_close(m.pcs);
+	lanes_close(m.lanes);
+	bitmap_free(&m.dirty);
+	return r;
 }
 
 int migrate_send(struct hv_domain *d, struct session *s, const struct migrate_opts *o,

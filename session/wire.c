@@ -213,6 +213,8 @@ json_t *wire_hello_json(const struct wire_hello *h)
 
 	if (o && h->peer_timeout_ms)
 		json_object_set_new(o, "peer_timeout_ms", json_integer(h->peer_timeout_ms));
+	if (o && h->op == WIRE_OP_MIGRATE && h->resume)
+		json_object_set_new(o, "resume", json_true());
 	if (o && h->op == WIRE_OP_PROTECT) {
 		json_object_set_new(o, "heartbeat_ms", json_integer(h->heartbeat_ms));
 		json_object_set_new(o, "epoch_ms", json_integer(h->epoch_ms));
@@ -322,6 +324,13 @@ int wire_hello_parse(const json_t *o, struct wire_hello *out, char *err, size_t 
 	if ((r = get_str(o, "name", out->name, sizeof out->name, true, err, errlen)) ||
 	    (r = get_str(o, "config", out->config, sizeof out->config, true, err, errlen)))
 		return r;
+	if (out->op == WIRE_OP_MIGRATE && json_object_get(o, "resume")) {
+		if (!json_is_boolean(json_object_get(o, "resume"))) {
+			snprintf(err, errlen, "HELLO \"resume\" is not a boolean");
+			return -EINVAL;
+		}
+		out->resume = json_is_true(json_object_get(o, "resume"));
+	}
 	if (out->op == WIRE_OP_PROTECT) {
 		const json_t *f = json_object_get(o, "fencing");
 

@@ -115,6 +115,8 @@ struct wire_hello {
 				* standby's job `job` keeps the copy it has until
 				* this sync is whole (staged apart) */
 	char token[WIRE_TOKEN_LEN + 1]; /* channel: from the destination's answer */
+	bool resume;           /* migrate: reconnect to the paused post-copy of job
+				* `job` (docs/migration-protocol.md §7) */
 };
 
 /* Build / validate a HELLO body. Parse: 0, or -EINVAL with err set. */

@@ -52,6 +52,7 @@ struct proxy {
 	struct pair pairs[MAX_PAIRS];
 	/* Read by the test thread while the proxy runs. */
 	unsigned conns, flips;
+	bool cut; /* set by the test thread (atomic) */
 	uint64_t bytes_up;
 };
 
@@ -207,16 +208,23 @@ static short events(const struct dir *rd, const struct dir *wr, uint64_t now)
 static void *proxy_main(void *arg)
 {
 	struct proxy *px = arg;
+	bool was_cut = false;
 
 	for (;;) {
 		struct pollfd pf[2 + 2 * MAX_PAIRS];
-		int map[2 + 2 * MAX_PAIRS], timeout = -1;
+		int map[2 + 2 * MAX_PAIRS], timeout = 50; /* notice a cut */
 		uint64_t now = now_ns();
+		bool cut = __atomic_load_n(&px->cut, __ATOMIC_RELAXED);
 		nfds_t n = 0;
 
+		if (was_cut && !cut) /* mended: what was cut stays dead */
+			for (int i = 0; i < MAX_PAIRS; i++)
+				if (px->pairs[i].c >= 0)
+					pair_close(&px->pairs[i], true);
+		was_cut = cut;
 		pf[n++] = (struct pollfd){ .fd = px->wake[0], .events = POLLIN };
 		pf[n++] = (struct pollfd){ .fd = px->lsock, .events = POLLIN };
-		for (int i = 0; i < MAX_PAIRS; i++) {
+		for (int i = 0; i < MAX_PAIRS && !cut; i++) {
 			struct pair *p = &px->pairs[i];
 
 			if (p->c < 0)
@@ -230,7 +238,7 @@ static void *proxy_main(void *arg)
 				uint64_t at = next_ready(k ? &p->down : &p->up, now);
 				int ms = at ? (int)((at - now) / 1000000) + 1 : -1;
 
-				if (ms >= 0 && (timeout < 0 || ms < timeout))
+				if (ms >= 0 && ms < timeout)
 					timeout = ms;
 			}
 		}
@@ -244,7 +252,9 @@ static void *proxy_main(void *arg)
 		if (pf[1].revents & POLLIN) {
 			int c = accept4(px->lsock, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
-			if (c >= 0) {
+			if (c >= 0 && cut) {
+				close_rst(&c);
+			} else if (c >= 0) {
 				int slot = -1, s;
 
 				for (int i = 0; i < MAX_PAIRS && slot < 0; i++)
@@ -357,6 +367,11 @@ uint64_t proxy_bytes_up(const struct proxy *p)
 unsigned proxy_flips(const struct proxy *p)
 {
 	return __atomic_load_n(&p->flips, __ATOMIC_RELAXED);
+}
+
+void proxy_cut(struct proxy *p, bool cut)
+{
+	__atomic_store_n(&p->cut, cut, __ATOMIC_RELAXED);
 }
 
 void proxy_stop(struct proxy *p)

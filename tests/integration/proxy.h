@@ -10,6 +10,7 @@
 #ifndef FERRY_TESTS_PROXY_H
 #define FERRY_TESTS_PROXY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct proxy;
@@ -34,6 +35,11 @@ uint16_t proxy_port(const struct proxy *p);
 unsigned proxy_connections(const struct proxy *p);
 uint64_t proxy_bytes_up(const struct proxy *p);
 unsigned proxy_flips(const struct proxy *p);
+/* Cut the link (cut true): from now on nothing passes either way on the
+ * connections it has (silently: their peers find out by their own
+ * timeouts), and new ones are accepted and reset. Mend it (false): those
+ * connections are reset, new ones pass again. */
+void proxy_cut(struct proxy *p, bool cut);
 /* Stop the thread, close every connection (with a reset), free p. */
 void proxy_stop(struct proxy *p);
 

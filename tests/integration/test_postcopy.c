@@ -14,14 +14,21 @@
  *  2. While the guest runs on B with frames missing: (a) the source's
  *     runtime is killed — its RAM is ferryd's memfd too and the guest is
  *     paused there for good, so the move completes and verifies; (b) the
- *     source's ferryd is killed — B destroys its copy and its job says
- *     "lost"; A's copy is stale and stays paused, also after A restarts
- *     (its job says "lost" too). Never two copies, never a stale one run.
+ *     source's ferryd, (c) the destination's, is SIGKILLed and restarted:
+ *     the other waits, the restarted one takes the job up from its
+ *     journal, and the move completes and verifies; (d) the source host
+ *     dies: B waits until the operator gives up (ferry cancel), then its
+ *     copy is destroyed and both jobs say "lost". Never two copies, never
+ *     a stale one run.
+ *  4. The link fails mid post-copy (a proxy cuts it): both hosts keep
+ *     their halves and wait, and the move goes on when it returns, by
+ *     itself or with ferry migrate --resume at a new address.
  *  3. --postcopy for a protected VM, and a destination that refuses post-
  *     copy, are refused with clear errors and the guest runs on at A.
  */
 #include "tests/integration/checks.h"
 #include "tests/integration/daemon.h"
+#include "tests/integration/proxy.h"
 
 #include <math.h>
 #include <signal.h>
@@ -50,8 +57,9 @@ static void start_ab(void)
 }
 
 /* A completed post-copy job's figures: frames missing at the switch, each
- * sent once (by demand or in the background), and a latency for demands. */
-static void check_postcopy_stats(const json_t *job)
+ * sent once (by demand or in the background; once is per session: after a
+ * failure, what was on its way goes again), and a latency for demands. */
+static void check_postcopy_stats(const json_t *job, bool once)
 {
 	double miss = td_jnum(job, "stats.postcopy.missing_pages");
 	double dem = td_jnum(job, "stats.postcopy.demand_pages");
@@ -61,7 +69,7 @@ static void check_postcopy_stats(const json_t *job)
 		fail_msg("no post-copy figures: %s", dumps(job));
 	if (miss < 1)
 		fail_msg("a post-copy with nothing missing: %s", dumps(job));
-	if (dem + bg > miss)
+	if (once && dem + bg > miss)
 		fail_msg("%.0f frames sent on demand and %.0f in the background, of %.0f missing: "
 			 "a frame went twice: %s", dem, bg, miss, dumps(job));
 	if (dem > 0 && !(td_jnum(job, "stats.postcopy.fault_latency_ms.max") > 0))
@@ -71,7 +79,7 @@ static void check_postcopy_stats(const json_t *job)
 /* 1. */
 static void test_never_converges(void **state)
 {
-	unsigned rounds = h_rounds(3);
+	unsigned rounds = 1; /* long: the rounds setting is for short tests */
 	char dest[32], *out, *id;
 	json_t *job, *o;
 	int st;
@@ -101,7 +109,7 @@ static void test_never_converges(void **state)
 		o = json_loads(out, 0, NULL);
 		if (st != 0 || !o || strcmp(td_jstr(o, "state"), "completed") != 0)
 			fail_msg("ferry migrate --postcopy: exit %d, output %s", st, out);
-		check_postcopy_stats(o);
+		check_postcopy_stats(o, true);
 		if (r == 0)
 			print_message("--postcopy: %.0f frames missing at the switch, %.0f on demand, "
 				      "%.0f in the background, in %.0f ms; fault latency p50 %.2f ms, "
@@ -124,7 +132,7 @@ static void test_never_converges(void **state)
 		id = td_migrate(&B, "pc1", A.port, "s:i, s:I, s:s", "max_iters", 2, "bandwidth",
 				(json_int_t)(32 << 20), "on_no_converge", "postcopy");
 		job = td_wait_job(&B, id, "completed", 60000);
-		check_postcopy_stats(job);
+		check_postcopy_stats(job, true);
 		if (td_jnum(job, "stats.iterations") < 1)
 			fail_msg("the policy switched before any iteration: %s", dumps(job));
 		json_decref(job);
@@ -160,40 +168,32 @@ static void test_never_converges(void **state)
  * in post-copy (the guest runs on B, frames still at A): its job id. */
 static char *start_slow_postcopy(const char *vm)
 {
-	json_t *job;
 	char *id;
 
-	td_create(&A, vm, MEM, 2, "dirtier:ws=128M,rate=max,prefill=1");
+	td_create(&A, vm, MEM, 2, "dirtier:ws=64M,rate=max,prefill=1");
 	td_wait_running(&A, vm, 5000);
-	/* 4 MiB/s: the first pass and the background pass take seconds. */
+	/* 8 MiB/s: the first pass and the background pass take seconds. */
 	id = td_migrate(&A, vm, B.port, "s:b, s:I", "postcopy", 1, "bandwidth",
-			(json_int_t)(4 << 20));
-	for (uint64_t until = mono_ns() + 120 * NSEC_PER_SEC;;) {
-		job = td_job(&A, id);
-		if (strcmp(td_jstr(job, "stage"), "postcopy") == 0)
-			break;
-		if (strcmp(td_jstr(job, "state"), "active") != 0 || mono_ns() > until)
-			fail_msg("no post-copy stage: %s", dumps(job));
-		json_decref(job);
-		h_sleep_ms(50);
-	}
-	json_decref(job);
+			(json_int_t)(8 << 20));
+	json_decref(wait_stage(&A, id, "postcopy", 120000));
 	return id;
 }
 
+static void assert_moved(const char *vm, const char *id, unsigned r, const char *how);
+
 /* 2. */
-static void test_source_dies(void **state)
+static void test_restarts(void **state)
 {
-	unsigned rounds = h_rounds(2);
+	unsigned rounds = 1; /* long: the rounds setting is for short tests */
 
 	(void)state;
-	td_test_begin("pc2-source-dies");
+	td_test_begin("pc2-restarts");
 	start_ab();
 	for (unsigned r = 0; r < rounds; r++) {
 		struct td_rt_info ri;
 		json_t *ja, *jb;
 		pid_t rt[4];
-		char *id;
+		char *id, *out;
 
 		/* (a) The source's runtime dies: its memory is ferryd's memfd
 		 * too, and the guest is paused there for good, so nothing is
@@ -202,40 +202,155 @@ static void test_source_dies(void **state)
 		if (td_runtimes(A.run_dir, "pc2a", rt, 4) != 1)
 			fail_msg("no runtime of pc2a on A during post-copy");
 		kill(rt[0], SIGKILL);
-		ja = td_wait_job(&A, id, NULL, 120000);
-		if (strcmp(td_jstr(ja, "state"), "completed") != 0)
-			fail_msg("A's runtime killed in post-copy: %s", dumps(ja));
-		json_decref(ja);
+		assert_moved("pc2a", id, r, "with the source's runtime killed");
 		free(id);
-		wait_dest_running(&A, &B, "pc2a", NULL);
-		assert_intact(&B, "pc2a", true);
-		assert_absent(&A, "pc2a", 5000);
-		td_destroy(&B, "pc2a");
 
-		/* (b) The source's ferryd dies: B cannot finish. Its copy is
-		 * destroyed and its job says the guest is lost; A's copy is
-		 * stale and stays paused, also after A restarts. Never two. */
+		/* (b) The source's ferryd is SIGKILLed: B holds its half and
+		 * waits; A, restarted, takes the job up from its journal. */
 		id = start_slow_postcopy("pc2b");
 		td_kill(&A);
+		json_decref(wait_stage(&B, id, "postcopy-paused", 20000));
+		td_start(&A, NULL);
+		assert_moved("pc2b", id, r, "with the source's ferryd restarted");
+		free(id);
+
+		/* (c) The destination's ferryd is SIGKILLed: A retries; B,
+		 * restarted, takes its faults up again and waits for A. */
+		id = start_slow_postcopy("pc2c");
+		td_kill(&B);
+		json_decref(wait_stage(&A, id, "postcopy-paused", 20000));
+		td_start(&B, NULL);
+		assert_moved("pc2c", id, r, "with the destination's ferryd restarted");
+		free(id);
+
+		/* (d) The source host dies (its ferryd and its guests): B waits
+		 * until the operator gives up; then its copy is destroyed and
+		 * its job says "lost". A, back, finds nothing to go on with.
+		 * Never two copies, never a stale one run. */
+		id = start_slow_postcopy("pc2d");
+		kill_host(&A);
+		json_decref(wait_stage(&B, id, "postcopy-paused", 20000));
+		if (td_cli(&B, &out, "cancel", id, NULL) != 0)
+			fail_msg("ferry cancel %s on B: %s", id, out);
+		free(out);
 		jb = td_wait_job(&B, id, NULL, 30000);
 		if (strcmp(td_jstr(jb, "stage"), "lost") != 0 || !strstr(td_jstr(jb, "error"), "lost"))
-			fail_msg("B's job after A died in post-copy: %s", dumps(jb));
-		td_wait_no_runtime(B.run_dir, "pc2b", 10000);
+			fail_msg("B's job after A's host died in post-copy: %s", dumps(jb));
+		td_wait_no_runtime(B.run_dir, "pc2d", 10000);
 		td_start(&A, NULL);
 		ja = td_wait_job(&A, id, NULL, 30000);
 		if (strcmp(td_jstr(ja, "stage"), "lost") != 0)
-			fail_msg("A's job after its restart in post-copy: %s", dumps(ja));
-		if (td_rt_info(A.run_dir, "pc2b", &ri) != 0 || !ri.paused)
-			fail_msg("A's stale copy of pc2b is not there, paused");
-		td_assert_frozen(&A, "pc2b", 300);
+			fail_msg("A's job after its host died in post-copy: %s", dumps(ja));
+		if (td_rt_info(A.run_dir, "pc2d", &ri) == 0)
+			fail_msg("a runtime of pc2d on A after its host died");
 		if (r == 0)
-			print_message("A died in post-copy: B says: %s\nA says: %s\n",
+			print_message("A's host died in post-copy: B says: %s\nA says: %s\n",
 				      td_jstr(jb, "error"), td_jstr(ja, "error"));
 		json_decref(ja);
 		json_decref(jb);
 		free(id);
-		td_destroy(&A, "pc2b");
-		td_wait_no_runtime(A.run_dir, "pc2b", 5000);
+		json_decref(td_call(&A, "{s:s, s:s}", "op", "destroy", "name", "pc2d"));
+		td_assert_quiet(&A);
+		td_assert_quiet(&B);
+	}
+	passed();
+}
+
+/* Start a post-copy of vm from A to B through px, slow enough to be cut in
+ * the middle; wait until it is in post-copy. */
+static char *start_postcopy_via(const char *vm, struct proxy *px)
+{
+	char *id;
+
+	td_create(&A, vm, MEM, 2, "dirtier:ws=64M,rate=max,prefill=1");
+	td_wait_running(&A, vm, 5000);
+	id = td_migrate(&A, vm, proxy_port(px), "s:b, s:I", "postcopy", 1, "bandwidth",
+			(json_int_t)(8 << 20));
+	json_decref(wait_stage(&A, id, "postcopy", 120000));
+	return id;
+}
+
+/* Both hosts hold their halves while the link is down: both jobs paused,
+ * both runtimes there. */
+static void assert_paused_halves(const char *vm, const char *id)
+{
+	pid_t rt[4];
+
+	json_decref(wait_stage(&A, id, "postcopy-paused", 20000));
+	json_decref(wait_stage(&B, id, "postcopy-paused", 20000));
+	if (td_runtimes(A.run_dir, vm, rt, 4) != 1 || td_runtimes(B.run_dir, vm, rt, 4) != 1)
+		fail_msg("a half of %s is gone while post-copy is paused", vm);
+}
+
+/* The move completed after a pause: verified on B, gone from A. */
+static void assert_moved(const char *vm, const char *id, unsigned r, const char *how)
+{
+	json_t *job = td_wait_job(&A, id, NULL, 120000);
+
+	if (strcmp(td_jstr(job, "state"), "completed") != 0)
+		fail_msg("post-copy %s: %s", how, dumps(job));
+	check_postcopy_stats(job, false);
+	if (r == 0)
+		print_message("post-copy %s: completed in %.0f ms (post-copy %.0f ms), %.0f frames on "
+			      "demand; fault latency p99 %.1f ms, max %.1f ms\n", how,
+			      td_jnum(job, "stats.total_ms"), td_jnum(job, "stats.postcopy.ms"),
+			      td_jnum(job, "stats.postcopy.demand_pages"),
+			      td_jnum(job, "stats.postcopy.fault_latency_ms.p99"),
+			      td_jnum(job, "stats.postcopy.fault_latency_ms.max"));
+	json_decref(job);
+	wait_dest_running(&A, &B, vm, NULL);
+	assert_intact(&B, vm, true);
+	assert_absent(&A, vm, 5000);
+	td_destroy(&B, vm);
+	td_wait_no_runtime(B.run_dir, vm, 5000);
+}
+
+/* 4. The link fails in the middle of a post-copy: both hosts keep their
+ * halves and wait (postcopy-paused); (a) the link comes back and the move
+ * goes on by itself; (b) the destination's old address is gone, and
+ * `ferry migrate --resume JOB HOST` gives a new one. Either way the guest
+ * verifies on B and nothing is left on A. */
+static void test_link_cut(void **state)
+{
+	unsigned rounds = 1; /* long: the rounds setting is for short tests */
+
+	(void)state;
+	td_test_begin("pc4-link-cut");
+	start_ab();
+	for (unsigned r = 0; r < rounds; r++) {
+		struct proxy *px, *px2;
+		char dest[32], *out, *id;
+		json_t *o;
+		int st;
+
+		/* (a) */
+		assert_non_null(px = proxy_start(B.port, 0));
+		id = start_postcopy_via("pc4a", px);
+		proxy_cut(px, true);
+		assert_paused_halves("pc4a", id);
+		h_sleep_ms(500);
+		proxy_cut(px, false);
+		assert_moved("pc4a", id, r, "cut and mended");
+		free(id);
+		proxy_stop(px);
+
+		/* (b) */
+		assert_non_null(px = proxy_start(B.port, 0));
+		id = start_postcopy_via("pc4b", px);
+		proxy_stop(px); /* that address is gone for good */
+		assert_paused_halves("pc4b", id);
+		assert_non_null(px2 = proxy_start(B.port, 0));
+		snprintf(dest, sizeof dest, "127.0.0.1:%u", proxy_port(px2));
+		st = td_cli(&A, &out, "migrate", "--resume", id, dest, "--json", NULL);
+		o = json_loads(out, 0, NULL);
+		if (st != 0 || !o || strcmp(td_jstr(o, "state"), "completed") != 0)
+			fail_msg("ferry migrate --resume %s %s: exit %d, output %s", id, dest, st, out);
+		json_decref(o);
+		free(out);
+		assert_moved("pc4b", id, r, "resumed at a new address");
+		free(id);
+		proxy_stop(px2);
+		td_assert_quiet(&A);
 		td_assert_quiet(&B);
 	}
 	passed();
@@ -291,8 +406,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_never_converges, teardown),
-		cmocka_unit_test_teardown(test_source_dies, teardown),
+		cmocka_unit_test_teardown(test_restarts, teardown),
 		cmocka_unit_test_teardown(test_refusals, teardown),
+		cmocka_unit_test_teardown(test_link_cut, teardown),
 	};
 	if (getenv("FERRY_TEST_ONLY"))
 		cmocka_set_test_filter(getenv("FERRY_TEST_ONLY"));
