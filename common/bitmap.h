@@ -41,6 +41,28 @@ static inline bool bitmap_test(const struct bitmap *b, uint64_t i)
 }
 
 /* Set or clear bits [start, start + n); the range must lie inside the map. */
+/* The same for bits several threads change at once (post-copy's frame
+ * sets): each bit on its own, with acquire/release ordering. The _and_
+ * forms say whether the bit was set before. */
+static inline bool bitmap_test_atomic(const struct bitmap *b, uint64_t i)
+{
+	return (__atomic_load_n(&b->w[i >> 6], __ATOMIC_ACQUIRE) >> (i & 63)) & 1;
+}
+
+static inline bool bitmap_test_and_set_atomic(struct bitmap *b, uint64_t i)
+{
+	uint64_t bit = 1ULL << (i & 63);
+
+	return __atomic_fetch_or(&b->w[i >> 6], bit, __ATOMIC_ACQ_REL) & bit;
+}
+
+static inline bool bitmap_test_and_clear_atomic(struct bitmap *b, uint64_t i)
+{
+	uint64_t bit = 1ULL << (i & 63);
+
+	return __atomic_fetch_and(&b->w[i >> 6], ~bit, __ATOMIC_ACQ_REL) & bit;
+}
+
 void bitmap_set_range(struct bitmap *b, uint64_t start, uint64_t n);
 void bitmap_clear_range(struct bitmap *b, uint64_t start, uint64_t n);
 void bitmap_zero(struct bitmap *b);

@@ -17,10 +17,7 @@
 /* Clear frame's bit; whether it was set. */
 static bool take(struct uffd_pc *pc, uint64_t f)
 {
-	uint64_t bit = 1ull << (f & 63);
-	uint64_t old = __atomic_fetch_and(&pc->missing.w[f >> 6], ~bit, __ATOMIC_ACQ_REL);
-
-	if (!(old & bit))
+	if (!bitmap_test_and_clear_atomic(&pc->missing, f))
 		return false;
 	__atomic_fetch_sub(&pc->left, 1, __ATOMIC_RELAXED);
 	return true;
@@ -28,8 +25,7 @@ static bool take(struct uffd_pc *pc, uint64_t f)
 
 bool uffd_pc_missing(struct uffd_pc *pc, uint64_t f)
 {
-	return f < pc->nr_frames &&
-	       (__atomic_load_n(&pc->missing.w[f >> 6], __ATOMIC_ACQUIRE) >> (f & 63)) & 1;
+	return f < pc->nr_frames && bitmap_test_atomic(&pc->missing, f);
 }
 
 static int reg(struct uffd_pc *pc, uint64_t mode)

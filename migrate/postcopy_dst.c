@@ -68,15 +68,10 @@ const struct bitmap *pc_dst_missing(const struct pc_dst *p)
 	return &p->missing;
 }
 
-static void set_atomic(struct bitmap *b, uint64_t f)
-{
-	__atomic_fetch_or(&b->w[f >> 6], 1ull << (f & 63), __ATOMIC_RELEASE);
-}
-
 void pc_dst_placed_zero(struct pc_dst *p, uint64_t first, uint64_t count)
 {
 	for (uint64_t f = first; f < first + count; f++)
-		set_atomic(&p->have, f);
+		bitmap_test_and_set_atomic(&p->have, f);
 }
 
 void pc_dst_set_missing(struct pc_dst *p, const struct bitmap *missing)
@@ -91,9 +86,9 @@ void pc_dst_placed(struct pc_dst *p, const uint64_t *frames, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t f = frames[i];
 
-		set_atomic(&p->have, f);
+		bitmap_test_and_set_atomic(&p->have, f);
 
-		if (!((__atomic_load_n(&p->asked.w[f >> 6], __ATOMIC_ACQUIRE) >> (f & 63)) & 1))
+		if (!bitmap_test_atomic(&p->asked, f))
 			continue;
 		if (!now)
 			now = mono_ns();
@@ -113,9 +108,7 @@ void pc_dst_placed(struct pc_dst *p, const uint64_t *frames, unsigned n)
 /* Ask for frame f once. */
 static int demand(struct pc_dst *p, struct session *s, uint64_t f, uint64_t t)
 {
-	uint64_t bit = 1ull << (f & 63);
-
-	if (__atomic_fetch_or(&p->asked.w[f >> 6], bit, __ATOMIC_ACQ_REL) & bit)
+	if (bitmap_test_and_set_atomic(&p->asked, f))
 		return 0;
 	pthread_mutex_lock(&p->m);
 	if (p->nwait < WAITS)

@@ -75,9 +75,8 @@ int pc_src_open(struct hv_domain *d, const struct hv_info *info, struct chan *ch
 bool pc_src_claim(void *ctx, uint64_t f)
 {
 	struct pc_src *p = ctx;
-	uint64_t bit = 1ull << (f & 63);
 
-	return __atomic_fetch_and(&p->need->w[f >> 6], ~bit, __ATOMIC_ACQ_REL) & bit;
+	return bitmap_test_and_clear_atomic(p->need, f);
 }
 
 void pc_src_on_msg(void *ctx, uint32_t type, uint64_t arg)

@@ -737,11 +737,38 @@ static int pause_and_rejoin(struct dst *ds, const char *why)
  * else loses the guest: its memory is split between the hosts, so this
  * copy is destroyed (the source's is stale and stays paused there).
  */
+/* Every frame is here: the guest is whole and the caller's (resumed hook,
+ * RUNNING journaled), before the source hears it and ends its copy. */
+static void pc_complete(struct dst *ds, uint64_t t0)
+{
+	uint64_t dem;
+	uint32_t p50, p99, max;
+	int r;
+
+	hv_postcopy_end(ds->d);
+	pc_dst_stats(ds->pc, &dem, &p50, &p99, &max);
+	ds->st.pc_demand = dem;
+	ds->st.pc_background = ds->st.pc_missing > dem ? ds->st.pc_missing - dem : 0;
+	ds->st.pc_ns = mono_ns() - t0;
+	ds->st.pc_fault_p50_us = p50;
+	ds->st.pc_fault_p99_us = p99;
+	ds->st.pc_fault_max_us = max;
+	ds->st.phase = MIG_PH_DONE;
+	if (ds->o->hooks.resumed)
+		ds->o->hooks.resumed(ds->o->hooks.ctx, ds->d);
+	if ((r = d_journal(ds, MIG_PT_RUNNING)))
+		log_error("%s: journaling RUNNING failed: %s", ds->name, strerror(-r));
+	d_report(ds, true);
+	log_info("%s: post-copy done in %.0f ms: %" PRIu64 " of %" PRIu64 " frames on demand; "
+		 "fault latency p50 %u us, p99 %u us, max %u us", ds->name ? ds->name : "guest",
+		 ns_to_ms(ds->st.pc_ns), dem, ds->st.pc_missing, p50, p99, max);
+}
+
 static int postcopy(struct dst *ds)
 {
-	uint64_t t0 = mono_ns(), dem, left = 1;
-	uint32_t p50, p99, max;
+	uint64_t t0 = mono_ns(), left = 1;
 	char why[sizeof ds->fail_why] = "";
+	bool whole = false;
 	int r;
 
 	for (;;) {
@@ -757,6 +784,13 @@ static int postcopy(struct dst *ds)
 		snprintf(why, sizeof why, "%s", ds->fail ? ds->fail_why : strerror(-r));
 		pthread_mutex_unlock(&ds->m);
 		if (!r) {
+			uint64_t dem;
+			uint32_t p50, p99, max;
+
+			if (!whole) {
+				pc_complete(ds, t0);
+				whole = true;
+			}
 			pc_dst_stats(ds->pc, &dem, &p50, &p99, &max);
 			r = session_send_msg(ds->s, WIRE_PC_DONE, pc_latency_pack(p50, p99, max));
 			if (r)
@@ -783,26 +817,11 @@ static int postcopy(struct dst *ds)
 			 r == -ECANCELED ? "given up by the operator after: " : "", why);
 		return r ? r : -EIO;
 	}
+	if (!whole)
+		pc_complete(ds, t0);
 	if (r)
 		log_warn("%s: post-copy: every frame is here, but the source was not told (%s)",
 			 ds->name ? ds->name : "guest", why);
-	hv_postcopy_end(ds->d);
-	pc_dst_stats(ds->pc, &dem, &p50, &p99, &max);
-	ds->st.pc_demand = dem;
-	ds->st.pc_background = ds->st.pc_missing > dem ? ds->st.pc_missing - dem : 0;
-	ds->st.pc_ns = mono_ns() - t0;
-	ds->st.pc_fault_p50_us = p50;
-	ds->st.pc_fault_p99_us = p99;
-	ds->st.pc_fault_max_us = max;
-	ds->st.phase = MIG_PH_DONE;
-	if (ds->o->hooks.resumed)
-		ds->o->hooks.resumed(ds->o->hooks.ctx, ds->d);
-	if ((r = d_journal(ds, MIG_PT_RUNNING)))
-		log_error("%s: journaling RUNNING failed: %s", ds->name, strerror(-r));
-	d_report(ds, true);
-	log_info("%s: post-copy done in %.0f ms: %" PRIu64 " of %" PRIu64 " frames on demand; "
-		 "fault latency p50 %u us, p99 %u us, max %u us", ds->name ? ds->name : "guest",
-		 ns_to_ms(ds->st.pc_ns), dem, ds->st.pc_missing, p50, p99, max);
 	return 0;
 }
 

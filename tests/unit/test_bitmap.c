@@ -10,6 +10,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -351,6 +352,61 @@ static void test_next_clear(void **state)
 	bitmap_free(&b);
 }
 
+/* Post-copy's claim: threads racing to clear every bit of one set each win
+ * a bit at most once, and every bit is won once in all. */
+struct claimer {
+	struct bitmap *b;
+	uint64_t won;
+	uint8_t *seen; /* per bit, counted by its winner */
+};
+
+static void *claim_all(void *arg)
+{
+	struct claimer *c = arg;
+
+	for (uint64_t i = 0; i < c->b->nbits; i++)
+		if (bitmap_test_and_clear_atomic(c->b, i)) {
+			c->won++;
+			__atomic_fetch_add(&c->seen[i], 1, __ATOMIC_RELAXED);
+		}
+	return NULL;
+}
+
+static void test_atomic_claim(void **state)
+{
+	enum { THREADS = 4, NBITS = 100003 };
+	struct bitmap b;
+	struct claimer c[THREADS];
+	pthread_t t[THREADS];
+	uint8_t *seen = calloc(NBITS, 1);
+	uint64_t total = 0;
+
+	(void)state;
+	assert_non_null(seen);
+	assert_int_equal(bitmap_init(&b, NBITS), 0);
+	assert_false(bitmap_test_and_set_atomic(&b, 5));
+	assert_true(bitmap_test_and_set_atomic(&b, 5));
+	assert_true(bitmap_test_atomic(&b, 5));
+	assert_true(bitmap_test_and_clear_atomic(&b, 5));
+	assert_false(bitmap_test_and_clear_atomic(&b, 5));
+	assert_false(bitmap_test_atomic(&b, 5));
+	bitmap_set_range(&b, 0, NBITS);
+	for (int i = 0; i < THREADS; i++) {
+		c[i] = (struct claimer){ .b = &b, .seen = seen };
+		assert_int_equal(pthread_create(&t[i], NULL, claim_all, &c[i]), 0);
+	}
+	for (int i = 0; i < THREADS; i++) {
+		pthread_join(t[i], NULL);
+		total += c[i].won;
+	}
+	assert_int_equal(total, NBITS);
+	for (uint64_t i = 0; i < NBITS; i++)
+		assert_int_equal(seen[i], 1);
+	assert_int_equal(bitmap_count(&b), 0);
+	bitmap_free(&b);
+	free(seen);
+}
+
 static void test_for_each_set(void **state)
 {
 	static const uint64_t want[] = { 0, 1, 63, 64, 100, 127, 128, 191, 192, 198, 199 };
@@ -574,6 +630,7 @@ int main(void)
 		cmocka_unit_test(test_next_set),
 		cmocka_unit_test(test_next_clear),
 		cmocka_unit_test(test_for_each_set),
+		cmocka_unit_test(test_atomic_claim),
 		cmocka_unit_test(test_or_andnot_equal),
 		cmocka_unit_test(test_random_vs_naive),
 	};
