@@ -23,11 +23,14 @@
  *  4. The link fails mid post-copy (a proxy cuts it): both hosts keep
  *     their halves and wait, and the move goes on when it returns, by
  *     itself or with ferry migrate --resume at a new address.
+ *  5. The same with the hosts in network namespaces on a bridge, the
+ *     source's switch port down and up.
  *  3. --postcopy for a protected VM, and a destination that refuses post-
  *     copy, are refused with clear errors and the guest runs on at A.
  */
 #include "tests/integration/checks.h"
 #include "tests/integration/daemon.h"
+#include "tests/integration/netns.h"
 #include "tests/integration/proxy.h"
 
 #include <math.h>
@@ -35,6 +38,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "common/mtime.h"
 #include "common/util.h"
@@ -356,6 +361,68 @@ static void test_link_cut(void **state)
 	passed();
 }
 
+/* 5. The same in network namespaces: two hosts on one bridge, the
+ * source's switch port taken down mid post-copy (frames dropped silently,
+ * as a failed switch does) and up again. */
+static struct tnet T;
+
+static int teardown_ns(void **state)
+{
+	int r = teardown(state);
+
+	tn_teardown(&T);
+	return r;
+}
+
+static void test_netns_cut(void **state)
+{
+	static const char *const names[] = { "A", "B" };
+	char pki[300], dest[64], *id;
+	time_t now = time(NULL);
+	json_t *r;
+
+	(void)state;
+	if (!tn_available()) {
+		print_message("no network namespaces here (needs root and iproute2)\n");
+		skip();
+	}
+	td_test_begin("pc5-netns-cut");
+	tn_setup(&T, names, 2);
+	snprintf(pki, sizeof pki, "%s/pki-pc5", td_base());
+	td_make_ca(pki);
+	for (unsigned i = 0; i < 2; i++) {
+		struct td *d = i ? &B : &A;
+		char ip[32];
+
+		snprintf(ip, sizeof ip, TN_SUBNET ".%u", i + 1);
+		td_make_cert(pki, pki, names[i], ip, now - 3600, now + 86400);
+		td_init(d, names[i], PTO);
+		d->netns = T.ns[i];
+		d->pki_dir = pki;
+		td_start(d, NULL);
+	}
+	td_create(&A, "pc5", MEM, 2, "dirtier:ws=64M,rate=max,prefill=1");
+	td_wait_running(&A, "pc5", 5000);
+	snprintf(dest, sizeof dest, TN_SUBNET ".2:%u", B.port);
+	r = td_ok(&A, "{s:s, s:s, s:s, s:b, s:I}", "op", "migrate", "name", "pc5", "dest", dest,
+		  "postcopy", 1, "bandwidth", (json_int_t)(8 << 20));
+	id = strdup(td_jstr(r, "job"));
+	json_decref(r);
+	json_decref(wait_stage(&A, id, "postcopy", 120000));
+	tn_sh("ip -n %s link set p0%d down", T.sw, (int)getpid());
+	assert_paused_halves("pc5", id);
+	h_sleep_ms(500);
+	tn_sh("ip -n %s link set p0%d up", T.sw, (int)getpid());
+	assert_moved("pc5", id, 0, "across a switch port down and up (namespaces)");
+	free(id);
+	td_assert_quiet(&A);
+	td_assert_quiet(&B);
+	assert_int_not_equal(td_term(&A, 5000), -1);
+	assert_int_not_equal(td_term(&B, 5000), -1);
+	tn_teardown(&T);
+	passed();
+}
+
 /* 3. */
 static void test_refusals(void **state)
 {
@@ -409,6 +476,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_restarts, teardown),
 		cmocka_unit_test_teardown(test_refusals, teardown),
 		cmocka_unit_test_teardown(test_link_cut, teardown),
+		cmocka_unit_test_teardown(test_netns_cut, teardown_ns),
 	};
 	if (getenv("FERRY_TEST_ONLY"))
 		cmocka_set_test_filter(getenv("FERRY_TEST_ONLY"));
