@@ -28,5 +28,8 @@ struct xsource {
 /* Sink and source over a file descriptor; ctx points at the int fd. */
 int xsink_fd_writev(void *ctx, const struct iovec *iov, int n);
 int xsource_fd_read(void *ctx, void *buf, size_t len);
+/* Sink over a channel (transport/chan.h); ctx is the struct chan *, each
+ * write one chan_send with the channel's own timeout. */
+int xsink_chan_writev(void *ctx, const struct iovec *iov, int n);
 
 #endif

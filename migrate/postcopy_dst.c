@@ -148,11 +148,6 @@ int pc_dst_serve(struct pc_dst *p, struct hv_domain *d, struct session *s, int f
 	}
 }
 
-static int tell_writev(void *ctx, const struct iovec *iov, int n)
-{
-	return chan_send(ctx, iov, n, CHAN_WAIT_DEFAULT);
-}
-
 int pc_dst_rejoin(struct pc_dst *p, struct session *s, struct chan *ch,
 		  const struct stream_info *info)
 {
@@ -167,7 +162,7 @@ int pc_dst_rejoin(struct pc_dst *p, struct session *s, struct chan *ch,
 	for (uint64_t i = 0; i < bitmap_words(now.nbits); i++)
 		now.w[i] = p->missing.w[i] &
 			   ~__atomic_load_n(&p->have.w[i], __ATOMIC_ACQUIRE);
-	r = stream_writer_start(&w, (struct xsink){ tell_writev, ch }, STREAM_KIND_MIGRATION,
+	r = stream_writer_start(&w, (struct xsink){ xsink_chan_writev, ch }, STREAM_KIND_MIGRATION,
 				info->page_size, info->nr_frames, info->backend, info->name,
 				NULL, NULL, 0);
 	if (!r)

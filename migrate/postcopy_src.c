@@ -37,13 +37,6 @@ struct pc_src {
 	int err;         /* atomic */
 };
 
-static int pc_writev(void *ctx, const struct iovec *iov, int n)
-{
-	struct pc_src *p = ctx;
-
-	return chan_send(p->ch, iov, n, CHAN_WAIT_DEFAULT);
-}
-
 int pc_src_open(struct hv_domain *d, const struct hv_info *info, struct chan *ch,
 		struct bitmap *need, struct pc_src **out)
 {
@@ -61,7 +54,7 @@ int pc_src_open(struct hv_domain *d, const struct hv_info *info, struct chan *ch
 	p->ps = info->page_size;
 	pthread_mutex_init(&p->m, NULL);
 	pthread_cond_init(&p->c, NULL);
-	r = stream_writer_start(&p->w, (struct xsink){ pc_writev, p }, STREAM_KIND_MIGRATION,
+	r = stream_writer_start(&p->w, (struct xsink){ xsink_chan_writev, ch }, STREAM_KIND_MIGRATION,
 				info->page_size, info->nr_frames, hv_backend_name(d),
 				hv_uri_name(d->uri), info->config, NULL, 0);
 	if (r) {
