@@ -47,7 +47,9 @@ static void hello(const uint8_t *body, size_t len)
 	CHECK(again.op == h.op && !strcmp(again.job, h.job) && !strcmp(again.from, h.from));
 	CHECK(!sends || (again.caps == h.caps && again.channels == h.channels &&
 			 again.peer_timeout_ms == h.peer_timeout_ms));
-	CHECK(!(h.caps & ~WIRE_CAPS_ALL));
+	CHECK(!(h.caps & ~(WIRE_CAPS_ALL | WIRE_CAP_POSTCOPY)));
+	CHECK(h.op == WIRE_OP_MIGRATE || !h.resume);
+	CHECK(again.resume == h.resume);
 	CHECK(!sends || (!strcmp(again.name, h.name) && !strcmp(again.config, h.config)));
 	CHECK(h.op != WIRE_OP_PROTECT ||
 	      (again.heartbeat_ms == h.heartbeat_ms && again.epoch_ms == h.epoch_ms &&
