@@ -32,6 +32,35 @@ static void unlock(const struct memfd_pages *p)
 		pthread_mutex_unlock(p->write_lock);
 }
 
+int memfd_pages_track_reads(struct memfd_pages *p)
+{
+	p->reads = calloc(p->nr_frames ? p->nr_frames : 1, 1);
+	return p->reads ? 0 : -ENOMEM;
+}
+
+/* Whether frames[0..k) are all hot: read through rmap. Otherwise counts
+ * this read of each (two threads never read the same frame at once, but
+ * the counts are atomic all the same: a lost count would be harmless, a
+ * data race is not). */
+static bool hot_run(const struct memfd_pages *p, const uint64_t *frames, size_t k)
+{
+	bool hot = true;
+
+	if (!p->rmap || !p->reads)
+		return false;
+	for (size_t j = 0; j < k && hot; j++)
+		hot = __atomic_load_n(&p->reads[frames[j]], __ATOMIC_RELAXED) >= MEMFD_RMAP_HOT;
+	if (hot)
+		return true;
+	for (size_t j = 0; j < k; j++) {
+		uint8_t c = __atomic_load_n(&p->reads[frames[j]], __ATOMIC_RELAXED);
+
+		if (c < MEMFD_RMAP_HOT)
+			__atomic_store_n(&p->reads[frames[j]], (uint8_t)(c + 1), __ATOMIC_RELAXED);
+	}
+	return false;
+}
+
 int memfd_pages_track_blocks(struct memfd_pages *p)
 {
 	uint64_t nblocks = DIV_ROUND_UP(p->nr_frames * p->page_size, 1ull << MEMFD_BLOCK_SHIFT);
@@ -79,7 +108,7 @@ int memfd_pages_io(const struct memfd_pages *p, const uint64_t *frames, size_t n
 			iov[k] = (struct iovec){ bufs[i + k], ps };
 			k++;
 		} while (i + k < n && k < IOV_MAX && frames[i + k] == frames[i + k - 1] + 1);
-		if (!write && p->rmap && k < MEMFD_RMAP_RUN) {
+		if (!write && k < MEMFD_RMAP_RUN && hot_run(p, frames + i, k)) {
 			for (size_t j = 0; j < k; j++)
 				memcpy(bufs[i + j], p->rmap + off + j * ps, ps);
 			i += k;
@@ -153,4 +182,6 @@ void memfd_pages_free(struct memfd_pages *p)
 {
 	free(p->blocks);
 	p->blocks = NULL;
+	free(p->reads);
+	p->reads = NULL;
 }

@@ -6,14 +6,22 @@
  * (replicate/shadow.c).
  *
  * Reads and writes go as one preadv/pwritev per run of consecutive frames; a
- * short transfer (rare on a memfd) is finished page by page. With a
- * read-only mapping (rmap), runs shorter than MEMFD_RMAP_RUN are read by
- * copying from it instead: a system call per page costs ~2 us on this kind
- * of host (a PVM guest), and a page stays mapped from one replication epoch
- * to the next (an epoch's ~450 scattered kvstore pages: 0.83-1.09 ms of
- * copying by system calls, 0.37-0.46 ms through the mapping). Only frames
- * known to be populated may be read through it: reading a hole through a
- * mapping allocates it.
+ * short transfer (rare on a memfd) is finished page by page.
+ *
+ * Hot frames through a mapping. With a read-only mapping (rmap) and read
+ * counts (memfd_pages_track_reads), a run shorter than MEMFD_RMAP_RUN whose
+ * frames have each been read MEMFD_RMAP_HOT times already is copied from the
+ * mapping instead. On this kind of host (a PVM guest) a system call costs
+ * ~1.2 us and a 4 KiB pread ~2.3 us, while the first touch of a page through
+ * a mapping costs ~15 us (~7 us even after MAP_POPULATE: the host builds its
+ * shadow entry then) and every later one ~0.45 us. So a mapping pays only
+ * for frames read again and again: a replication epoch's ~450 scattered
+ * kvstore pages (0.83-1.09 ms of copying by system calls, 0.37-0.46 ms
+ * through the mapping), not a migration's dirty pages, most read once or
+ * twice (through the mapping, 15-20 us a page: a dirtier64 pass of 15k pages
+ * took 300-450 ms, and its stop-and-copy's 1-2k pages 5-22 ms of the
+ * downtime). Only frames known to be populated may be read through it:
+ * reading a hole through a mapping allocates it.
  *
  * Writers: with write_lock, every write (and every block allocation) takes
  * it. A write into a memfd holds its inode lock, and the kernel's waiters
@@ -45,7 +53,8 @@
 
 #include "common/bitmap.h"
 
-#define MEMFD_RMAP_RUN 8       /* runs of fewer pages are read through rmap */
+#define MEMFD_RMAP_RUN 8       /* runs of fewer pages may be read through rmap */
+#define MEMFD_RMAP_HOT 4       /* ... once each was read this often by a system call */
 #define MEMFD_BLOCK_SHIFT 21   /* 2 MiB blocks allocated ahead of writes */
 
 struct memfd_pages {
@@ -55,8 +64,12 @@ struct memfd_pages {
 	const uint8_t *rmap;         /* all of it mapped read-only, or NULL */
 	pthread_mutex_t *write_lock; /* taken around writes, or NULL */
 	uint8_t *blocks;             /* blocks allocated ahead (bits), or NULL */
+	uint8_t *reads;              /* per frame: reads by system call (saturating), or NULL */
 };
 
+/* Count reads per frame, so that hot frames are read through rmap: 0 or
+ * -ENOMEM. */
+int memfd_pages_track_reads(struct memfd_pages *p);
 /* Track blocks for memfd_pages_prealloc: 0 or -ENOMEM. */
 int memfd_pages_track_blocks(struct memfd_pages *p);
 /* Allocate the blocks frames[0..n) lie in that are not allocated yet
@@ -72,6 +85,6 @@ int memfd_pages_discard(const struct memfd_pages *p, const uint64_t *frames, siz
 /* Set out (nr_frames bits) to the frames that hold memory; their count,
  * -EINVAL (wrong size) or -errno. */
 int64_t memfd_pages_populated(const struct memfd_pages *p, struct bitmap *out);
-void memfd_pages_free(struct memfd_pages *p); /* the block bits; not fd or rmap */
+void memfd_pages_free(struct memfd_pages *p); /* block bits, read counts; not fd or rmap */
 
 #endif

@@ -5,9 +5,9 @@
  * The handle holds the runtime's control socket and, received over it with
  * SCM_RIGHTS, the guest RAM memfd and the runtime's /proc/self/pagemap fd.
  * Guest RAM is read and written through hv/memfd_pages.h: preadv/pwritev on
- * the memfd, and short runs of populated pages copied from a read-only
- * mapping (never written through one: that would allocate holes a fault
- * at a time); the dirty log is harvested with PAGEMAP_SCAN on the pagemap
+ * the memfd, and short runs of hot populated pages (read often already)
+ * copied from a read-only mapping (never written through one: that would
+ * allocate holes a fault at a time); the dirty log is harvested with PAGEMAP_SCAN on the pagemap
  * fd.
  */
 #include "hv/mvm.h"
@@ -432,6 +432,8 @@ static int attach(const char *name, int sock, int child_pidfd, struct hv_domain 
 	 * past the end. Without it, reads are system calls. */
 	void *map = mmap(NULL, d->ram_size, PROT_READ, MAP_SHARED | MAP_NORESERVE, d->memfd, 0);
 	d->pages.rmap = map == MAP_FAILED ? NULL : map;
+	if (d->pages.rmap && (r = memfd_pages_track_reads(&d->pages)))
+		goto fail;
 	/* The runtime is alive while it answers, so its pid is still its own
 	 * when the pidfd is taken; the PING after proves it. */
 	if (d->pidfd < 0)
