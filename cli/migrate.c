@@ -480,9 +480,9 @@ static void print_job(json_t *job)
 			       ? " (MISSED the target)" : "");
 	if ((t = json_object_get(s, "downtime_steps")))
 		printf("  its steps    pause %.1f, harvest %.1f, last pages %.1f, context %.1f, "
-		       "GO journaled %.1f, READY %.1f, GO to running %.1f (resume there %.1f) ms\n",
+		       "address released %.1f, READY %.1f, GO to running %.1f (resume there %.1f) ms\n",
 		       jnum(t, "pause_ms"), jnum(t, "final_harvest_ms"), jnum(t, "last_pages_ms"),
-		       jnum(t, "context_ms"), jnum(t, "journal_go_ms"), jnum(t, "ready_ms"),
+		       jnum(t, "context_ms"), jnum(t, "release_ms"), jnum(t, "ready_ms"),
 		       jnum(t, "go_to_running_ms"), jnum(t, "destination_resume_ms"));
 	if ((t = json_object_get(s, "expected_downtime_steps")))
 		printf("expected dt    %.1f ms: last pages %.1f, fixed %.1f, round trips %.1f "

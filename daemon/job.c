@@ -30,13 +30,15 @@ enum journal { J_NONE, J_WRITE, J_SYNC };
 
 /*
  * The table: per state its name, what the API calls it, how entering it is
- * journaled, whether a shutdown may still cut it short, and where a job may
- * go from it. J_SYNC marks exactly the points DESIGN.md §6 names (GO, READY,
- * resuming); the starts and ends are written without fsync (a crash of
- * ferryd keeps them; a crash of the host takes the guests with it), and
- * RUNNING is not written at all: it is inside the guest's downtime, and
- * COMPLETED follows it once RUNNING is out. COMMITTED may still fail: GO is
- * journaled before it is handed to the transport, the point of no return.
+ * journaled, whether a shutdown may still cut it short, and where a job may go
+ * from it. J_SYNC marks exactly the points DESIGN.md §6 names (the source's
+ * commit, resuming; a job's first record is durable anyway, as its file is
+ * created); the other starts and the ends are written without fsync (a crash
+ * of ferryd keeps them; a crash of the host takes the guests with it), READY
+ * without one, and RUNNING not at all: they are inside the guest's downtime,
+ * and COMPLETED follows once RUNNING is out. COMMITTED may still fail: it is
+ * journaled before the stop-and-copy's pause, and GO handed to the transport
+ * is the point of no return.
  */
 static const struct {
 	const char *name;
@@ -54,9 +56,14 @@ static const struct {
 				    S(JOB_LOST) },
 	[JOB_UNRESOLVED] = { "unresolved", API_JOB_UNRESOLVED, J_WRITE, false,
 			     S(JOB_COMPLETED) | S(JOB_FAILED) },
+	/* An incoming job's record is durable from its start (a slot file is
+	 * created whole and fsync'd: daemon/journal.h), so that a destination
+	 * that restarts, even after a power loss, knows the job and answers
+	 * the source "discarded" (its guest never ran here): READY needs no
+	 * durable write of its own in the downtime. */
 	[JOB_RECEIVING] = { "receiving", API_JOB_ACTIVE, J_WRITE, true,
 			    S(JOB_READY) | S(JOB_FAILED) | S(JOB_COMPLETED) },
-	[JOB_READY] = { "ready", API_JOB_ACTIVE, J_SYNC, true,
+	[JOB_READY] = { "ready", API_JOB_ACTIVE, J_WRITE, true,
 			S(JOB_RESUMING) | S(JOB_FAILED) | S(JOB_COMPLETED) },
 	[JOB_RESUMING] = { "resuming", API_JOB_ACTIVE, J_SYNC, false,
 			   S(JOB_RUNNING) | S(JOB_FAILED) | S(JOB_RESUME_FAILED) |
@@ -428,7 +435,8 @@ int job_cancel(const char *id, char *err, size_t errlen)
 		snprintf(err, errlen, "job %s is not active (%s)", id, job_state_api(j->state));
 		r = -EALREADY;
 	} else if (j->go) {
-		snprintf(err, errlen, "job %s is past its point of no return (GO was sent)", id);
+		snprintf(err, errlen, "job %s is past its point of no return (committed: the "
+			 "stop-and-copy has begun)", id);
 		r = -EBUSY;
 	} else {
 		j->cancel = 1;

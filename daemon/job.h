@@ -43,7 +43,7 @@ enum job_state {
 	JOB_NEW,           /* made, not started */
 	/* migrate-out */
 	JOB_SENDING,       /* copying; any failure rolls back */
-	JOB_COMMITTED,     /* GO journaled: past the point of no return */
+	JOB_COMMITTED,     /* journaled before the stop-and-copy: GO may follow */
 	JOB_UNRESOLVED,    /* GO sent, no RUNNING: which copy runs is being found out */
 	/* migrate-in */
 	JOB_RECEIVING,

@@ -2,9 +2,10 @@
 /*
  * migrate_out.c — the outgoing migration job: its thread connects a
  * session to the destination and runs the pre-copy engine; after GO
- * without RUNNING it finds out which copy runs (asking the destination by
- * job id, or the operator's `ferry resolve`); at start-up it brings back a
- * job that was in flight (DESIGN.md §6 step 6).
+ * without RUNNING (or a restart after the commit) it finds out which copy
+ * runs (asking the destination by job id, or the operator's `ferry
+ * resolve`); at start-up it brings back a job that was in flight (DESIGN.md
+ * §6 step 6).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -84,7 +85,7 @@ static void resolve_loop(struct job *j, struct vm *v)
 
 			snprintf(why, sizeof why, "%s; the guest %s here",
 				 force ? "resolved by the operator"
-				       : "the destination discarded its copy after GO",
+				       : "the destination discarded its copy",
 				 r ? "could not be resumed" : "runs on");
 			job_set_state(j, JOB_FAILED, why);
 			return;
@@ -98,8 +99,9 @@ static void resolve_loop(struct job *j, struct vm *v)
 	}
 }
 
-/* migrate_hooks.journal: GO is the last moment a cancel wins; from then on
- * none does, and the job is committed before GO goes out. */
+/* migrate_hooks.journal: the commit, before the stop-and-copy's pause, is
+ * the last moment a cancel wins; from then on none does. Before GO goes
+ * out, this host lets go of the guest's address. */
 static int on_journal(void *ctx, enum mig_point pt)
 {
 	struct job *j = ctx;
@@ -109,7 +111,13 @@ static int on_journal(void *ctx, enum mig_point pt)
 		return job_set_state(j, JOB_POSTCOPY, NULL);
 	if (pt == MIG_PT_PC_PAUSED) /* (after a restart it may be so already) */
 		return j->state == JOB_PC_PAUSED ? 0 : job_set_state(j, JOB_PC_PAUSED, NULL);
-	if (pt != MIG_PT_GO)
+	if (pt == MIG_PT_GO) {
+		/* The destination listens on the guest's address once it
+		 * resumes: this host lets go of it first. */
+		net_down(j->v, true);
+		return 0;
+	}
+	if (pt != MIG_PT_COMMIT)
 		return 0;
 	pthread_mutex_lock(&D.lock);
 	if (j->cancel) {
@@ -124,9 +132,6 @@ static int on_journal(void *ctx, enum mig_point pt)
 		pthread_mutex_unlock(&D.lock);
 		return r;
 	}
-	/* The destination listens on the guest's address once it resumes:
-	 * this host lets go of it first. */
-	net_down(j->v, true);
 	return 0;
 }
 
@@ -309,7 +314,7 @@ static void *out_main(void *p)
 		job_set_state(j, JOB_COMPLETED, NULL);
 	} else if (!st.committed) {
 		/* Rolled back: the guest runs here as before (with its address,
-		 * if GO's journal had already taken it). */
+		 * if the GO hook had already taken it). */
 		if (!v->net_up)
 			net_up(v, v->d);
 		pthread_mutex_lock(&D.lock);
@@ -437,7 +442,7 @@ static void recover(struct job *j)
 		job_set_state(j, JOB_COMPLETED, NULL);
 	} else if (vm_busy(v, "migrating", j->id, err, sizeof err) == 0) {
 		if (j->state == JOB_COMMITTED)
-			job_set_state(j, JOB_UNRESOLVED, "ferryd restarted after GO");
+			job_set_state(j, JOB_UNRESOLVED, "ferryd restarted after the commit");
 		pthread_mutex_lock(&D.lock);
 		j->running = true;
 		j->v = v;

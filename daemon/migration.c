@@ -61,8 +61,8 @@ static json_t *stats_json(const struct migrate_stats *s)
 					      ns_to_ms(s->steps.harvest), "last_pages_ms",
 					      ns_to_ms(s->steps.pages), "context_ms",
 					      ns_to_ms(s->steps.context), "ready_ms",
-					      ns_to_ms(s->steps.ready), "journal_go_ms",
-					      ns_to_ms(s->steps.journal), "go_to_running_ms",
+					      ns_to_ms(s->steps.ready), "release_ms",
+					      ns_to_ms(s->steps.release), "go_to_running_ms",
 					      ns_to_ms(s->steps.go_running), "destination_resume_ms",
 					      ns_to_ms(s->steps.resume)));
 	if (o && s->postcopy)

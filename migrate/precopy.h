@@ -60,10 +60,16 @@ enum mig_phase {
 const char *mig_phase_name(enum mig_phase p);
 
 /* Journal points: the hook makes the job's state durable before the engine
- * passes the point; an error from it fails the migration there. */
+ * passes the point, or does what the point asks; an error from it fails the
+ * migration there. */
 enum mig_point {
-	MIG_PT_GO,      /* source, before GO is sent (also the last chance to cancel) */
-	MIG_PT_READY,   /* destination, before READY */
+	MIG_PT_COMMIT,  /* source, before the stop-and-copy's pause: committed
+			 * (the last chance to cancel); from here a ferryd that
+			 * dies leaves the job to settle with the destination */
+	MIG_PT_GO,      /* source, the last pages out, before READY and GO: let go
+			 * of what the destination takes on (the guest's address) */
+	MIG_PT_READY,   /* destination, before READY (need not be durable: the
+			 * job's record is, from its start) */
 	MIG_PT_RESUME,  /* destination, GO received, before resuming */
 	MIG_PT_RUNNING, /* destination, resumed, after RUNNING (not in the downtime);
 			 * in a post-copy, once every frame is here */
@@ -164,7 +170,8 @@ struct migrate_downtime {
 	uint64_t harvest;          /* the final harvest of the dirty log */
 	uint64_t pages;            /* the last pages sent */
 	uint64_t context;          /* the context saved and sent */
-	uint64_t journal;          /* GO journaled here (the destination works meanwhile) */
+	uint64_t release;          /* the GO hook: the guest's address let go here (the
+				    * destination works meanwhile) */
 	uint64_t ready;            /* then until it applied all and said READY, to GO */
 	uint64_t go_running;       /* GO sent to RUNNING back (the destination's part in it: */
 	uint64_t resume;           /* GO to its guest running, as it measured) */

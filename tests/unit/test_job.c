@@ -280,10 +280,10 @@ static void test_forbidden(void **state)
 			assert_false(job_transition_ok(s, to));
 }
 
-/* Durable exactly where DESIGN.md §6 says: before GO, before READY, before
- * resuming, entering post-copy (from it on a failure loses the guest, and a
- * restarted ferryd must know); RUNNING (inside the downtime) not written
- * at all. */
+/* Durable exactly where DESIGN.md §6 says: the source's commit (before the
+ * stop-and-copy's pause), before resuming, entering post-copy (from it on a
+ * failure loses the guest, and a restarted ferryd must know); READY and
+ * RUNNING (inside the downtime) not durable, RUNNING not written at all. */
 static void test_durable_points(void **state)
 {
 	(void)state;
@@ -292,7 +292,7 @@ static void test_durable_points(void **state)
 
 		/* DESIGN.md §6's points, and a standby's takeover (from it on, its
 		 * copy may run). */
-		assert_int_equal(durable, s == JOB_COMMITTED || s == JOB_READY || s == JOB_RESUMING ||
+		assert_int_equal(durable, s == JOB_COMMITTED || s == JOB_RESUMING ||
 					  s == JOB_TAKING_OVER || s == JOB_POSTCOPY);
 		assert_int_equal(journaled, s != JOB_NEW && s != JOB_RUNNING);
 	}
