@@ -424,7 +424,10 @@ static int stop_and_copy(struct src *m)
 	phase(m, MIG_PH_STOP_COPY);
 	if ((r = failpoint("mig-src-stopcopy")))
 		return fail(m, r, "failpoint mig-src-stopcopy");
-	if ((r = (int)hv_logdirty_harvest(m->d, &m->dirty, HV_HARVEST_FINAL)) < 0)
+	/* A peek: no harvest follows this one (a rollback turns the log off,
+	 * a post-copy keeps this set), so the pages found need not be write-
+	 * protected again, inside the downtime. */
+	if ((r = (int)hv_logdirty_harvest(m->d, &m->dirty, HV_HARVEST_FINAL | HV_HARVEST_PEEK)) < 0)
 		return fail(m, r, "%s: final harvest: %s", m->d->uri, strerror(-r));
 	m->t_harvest = mono_ns();
 	m->nfinal = bitmap_count(&m->dirty);
