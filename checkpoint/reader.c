@@ -9,10 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#include <xxhash.h>
 
 #include "checkpoint/codec.h"
+#include "common/xxh.h"
 
 #define NR_FRAMES_MAX (1ULL << 36)       /* 256 TiB of 4 KiB pages */
 #define SKIP_CHUNK (64u << 10)

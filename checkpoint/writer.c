@@ -6,12 +6,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#include <xxhash.h>
 
 #include "checkpoint/codec.h"
 #include "common/bitmap.h"
 #include "common/util.h"
+#include "common/xxh.h"
 
 #define BODY_IOV_MAX 1000
 

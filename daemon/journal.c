@@ -12,10 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <xxhash.h>
 
 #include "common/log.h"
 #include "common/util.h"
+#include "common/xxh.h"
 
 int journal_open(const char *state_dir, char *err, size_t errlen)
 {

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <xxhash.h>
 
 #include "common/util.h"
+#include "common/xxh.h"
 
 #define PAGE 4096u
 #define EMPTY 0

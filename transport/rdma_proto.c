@@ -6,9 +6,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <xxhash.h>
 
 #include "common/util.h"
+#include "common/xxh.h"
 
 #define HDR_LEN ((uint32_t)sizeof(struct rdma_slot_hdr))
 #define CSUM_COVERS offsetof(struct rdma_slot_hdr, csum) /* header bytes under the checksum */

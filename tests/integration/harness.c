@@ -11,11 +11,11 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/util.h"
+#include "common/xxh.h"
 #include "mvm/context.h"
 
 static char run_dir[PATH_MAX];
