@@ -48,6 +48,7 @@
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,9 +73,15 @@ static const char *const cp_dst_name[CP_NR_DST] = { "pwrite", "fpwrite", "mmap",
 
 struct cp_result {
 	double mib_s[CP_NR_METHODS]; /* 0 for a method not run */
+	double cpu_s[CP_NR_METHODS]; /* CPU seconds of the transfer, both sides */
 	unsigned best;               /* index of the fastest method run */
 	double best_mib_s;
 };
+
+static double cp_tv(struct timeval t)
+{
+	return (double)t.tv_sec + (double)t.tv_usec / 1e6;
+}
 
 static double cp_now(void)
 {
@@ -160,14 +167,27 @@ static void cp_source(enum cp_src src, int memfd, size_t off, size_t len,
 	_exit(0);
 }
 
-static int cp_reap(pid_t pid)
+/* Wait for a child; add the CPU seconds it used to *cpu_s (if not NULL). */
+static int cp_reap(pid_t pid, double *cpu_s)
 {
+	struct rusage ru;
 	int st;
 
-	while (waitpid(pid, &st, 0) < 0)
+	while (wait4(pid, &st, 0, &ru) < 0)
 		if (errno != EINTR)
 			return -errno;
+	if (cpu_s)
+		*cpu_s += cp_tv(ru.ru_utime) + cp_tv(ru.ru_stime);
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
+}
+
+/* CPU seconds this process (the receiving threads) has used. */
+static double cp_self_cpu(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return cp_tv(ru.ru_utime) + cp_tv(ru.ru_stime);
 }
 
 /* Stream i of n carries [off, off + len) of the RAM: equal parts in whole
@@ -308,15 +328,17 @@ out:
  * connecting to its own listener ls[i] (bound at addr[i]) and sending its
  * part of the guest memfd; this process receives them into a fresh memfd.
  * The clock runs from the last accept() to the last byte written. MiB/s,
- * or a negative errno.
+ * or a negative errno; *cpu_s: the CPU seconds of the source processes
+ * (their whole life) and of this process over the receive (the freeing of
+ * the fresh memfd included, as a destination that gives a guest back pays it).
  */
 static double cp_transfer(const int *ls, const struct sockaddr_in *addr, unsigned n,
-			  int guest, size_t len, enum cp_src src, enum cp_dst dst)
+			  int guest, size_t len, enum cp_src src, enum cp_dst dst, double *cpu_s)
 {
 	struct cp_stream ss[CP_STREAMS_MAX];
 	pid_t pid[CP_STREAMS_MAX];
 	unsigned forked = 0;
-	double t0 = 0, dt = 0;
+	double t0 = 0, dt = 0, c0 = cp_self_cpu();
 	int e = 0;
 
 	fflush(NULL);
@@ -356,11 +378,12 @@ out:
 	for (unsigned i = 0; i < forked; i++) {
 		if (e)
 			kill(pid[i], SIGKILL);
-		if (cp_reap(pid[i]) && !e)
+		if (cp_reap(pid[i], cpu_s) && !e)
 			e = -EIO;
 	}
 	if (e)
 		return e;
+	*cpu_s += cp_self_cpu() - c0;
 	return (double)len / (1 << 20) / dt;
 }
 
@@ -385,7 +408,7 @@ static int cp_guest_new(size_t len)
 	}
 	if (pid == 0)
 		cp_guest(guest, len);
-	if ((e = cp_reap(pid)))
+	if ((e = cp_reap(pid, NULL)))
 		goto err;
 	return guest;
 err:
@@ -441,16 +464,17 @@ static int __attribute__((unused)) copypath_move(int guest, size_t len, unsigned
 	for (unsigned s = 0; s < CP_NR_SRC && !e; s++)
 		for (unsigned d = 0; d < CP_NR_DST && !e; d++) {
 			unsigned m = CP_METHOD(s, d);
-			double v;
+			double v, cpu = 0;
 
 			if (!(methods & (1u << m)))
 				continue;
-			v = cp_transfer(ls, addr, n, guest, len, (enum cp_src)s, (enum cp_dst)d);
+			v = cp_transfer(ls, addr, n, guest, len, (enum cp_src)s, (enum cp_dst)d, &cpu);
 			if (v < 0) {
 				e = (int)v;
 				break;
 			}
 			out->mib_s[m] = v;
+			out->cpu_s[m] = cpu;
 			if (v > out->best_mib_s) {
 				out->best_mib_s = v;
 				out->best = m;
@@ -537,7 +561,8 @@ static const char cp_help[] =
 	"every method once; --settle S seconds (default 2) between repetitions.\n"
 	"--streams N (1-8, default 1): N source processes each send a part of the\n"
 	"RAM over a connection of its own; N threads receive them.\n"
-	"One JSON line per method (MiB/s median, min, max) and one for the best.\n";
+	"One JSON line per method (MiB/s median, min, max; cpu_s: the CPU seconds\n"
+	"of one transfer, sources and receiver, median) and one for the best.\n";
 
 int main(int argc, char **argv)
 {
@@ -547,10 +572,10 @@ int main(int argc, char **argv)
 		{ "streams", required_argument, 0, 'n' }, { "help", no_argument, 0, 'h' },
 		{ 0 }
 	};
-	static double v[CP_NR_METHODS][MAX_REPS];
+	static double v[CP_NR_METHODS][MAX_REPS], cpu[CP_NR_METHODS][MAX_REPS];
 	unsigned long mib = 1024, reps = 5, settle = 2, streams = 1;
 	unsigned methods = CP_DEFAULT_METHODS, best_m = 0;
-	struct stats bs = { 0, 0, 0 };
+	struct stats bs = { 0, 0, 0 }, bc = { 0, 0, 0 };
 	double best_med = 0;
 	char *end;
 	int c, e;
@@ -598,32 +623,38 @@ int main(int argc, char **argv)
 			fprintf(stderr, "copypath: %s\n", strerror(-e));
 			return 1;
 		}
-		for (unsigned m = 0; m < CP_NR_METHODS; m++)
+		for (unsigned m = 0; m < CP_NR_METHODS; m++) {
 			v[m][r] = res.mib_s[m];
+			cpu[m][r] = res.cpu_s[m];
+		}
 		fprintf(stderr, "copypath: rep %u: best %s:%s %.0f MiB/s\n", r + 1,
 			cp_src_name[res.best / CP_NR_DST], cp_dst_name[res.best % CP_NR_DST],
 			res.best_mib_s);
 	}
 	for (unsigned m = 0; m < CP_NR_METHODS; m++) {
-		struct stats s;
+		struct stats s, sc;
 
 		if (!(methods & (1u << m)))
 			continue;
 		s = stats_of(v[m], (unsigned)reps);
+		sc = stats_of(cpu[m], (unsigned)reps);
 		printf("{\"bench\":\"copypath\",\"src\":\"%s\",\"dst\":\"%s\",\"streams\":%lu,\"mib\":%lu,"
-		       "\"mib_s_median\":%.0f,\"mib_s_min\":%.0f,\"mib_s_max\":%.0f,\"reps\":%lu}\n",
+		       "\"mib_s_median\":%.0f,\"mib_s_min\":%.0f,\"mib_s_max\":%.0f,"
+		       "\"cpu_s_median\":%.3f,\"reps\":%lu}\n",
 		       cp_src_name[m / CP_NR_DST], cp_dst_name[m % CP_NR_DST], streams, mib, s.med, s.min,
-		       s.max, reps);
+		       s.max, sc.med, reps);
 		if (s.med > best_med) {
 			best_med = s.med;
 			bs = s;
+			bc = sc;
 			best_m = m;
 		}
 	}
 	printf("{\"bench\":\"copypath_best\",\"method\":\"%s:%s\",\"streams\":%lu,\"mib\":%lu,"
-	       "\"mib_s_median\":%.0f,\"mib_s_min\":%.0f,\"mib_s_max\":%.0f,\"reps\":%lu}\n",
+	       "\"mib_s_median\":%.0f,\"mib_s_min\":%.0f,\"mib_s_max\":%.0f,"
+	       "\"cpu_s_median\":%.3f,\"reps\":%lu}\n",
 	       cp_src_name[best_m / CP_NR_DST], cp_dst_name[best_m % CP_NR_DST],
-	       streams, mib, bs.med, bs.min, bs.max, reps);
+	       streams, mib, bs.med, bs.min, bs.max, bc.med, reps);
 	return 0;
 usage:
 	fputs(cp_help, stderr);

@@ -631,7 +631,7 @@ static double tp_transfer(const struct link_conf *lc, unsigned n, int guest, siz
 	if (e) {
 		log_warn("accepting %u channels: %s", n, err);
 		kill(pid, SIGKILL);
-		cp_reap(pid);
+		cp_reap(pid, NULL);
 		return e;
 	}
 	t0 = cp_now();
@@ -657,7 +657,7 @@ out:
 		chan_free(ch[i]);
 	if (e)
 		kill(pid, SIGKILL);
-	if (cp_reap(pid) && !e)
+	if (cp_reap(pid, NULL) && !e)
 		e = -EIO;
 	return e ? e : (double)len / (1 << 20) / dt;
 }
