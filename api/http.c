@@ -36,6 +36,8 @@ static const struct route routes[] = {
 	{ HTTP_GET, "/v1/jobs", "jobs", NULL, HTTP_OP, 200, false, false },
 	{ HTTP_GET, "/v1/jobs/{}", "status", "job", HTTP_OP, 200, false, true },
 	{ HTTP_POST, "/v1/jobs/{}/cancel", "cancel", "job", HTTP_OP, 200, false, false },
+	{ HTTP_POST, "/v1/jobs/{}/resume", "resume", "job", HTTP_OP, 200, true, false },
+	{ HTTP_POST, "/v1/jobs/{}/resolve", "resolve", "job", HTTP_OP, 200, true, false },
 	{ HTTP_GET, "/v1/events", NULL, NULL, HTTP_EVENTS, 200, false, false },
 	{ HTTP_GET, "/metrics", NULL, NULL, HTTP_METRICS, 200, false, false },
 };

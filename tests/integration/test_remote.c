@@ -503,6 +503,23 @@ static void test_walk(void **state)
 	walk(&r, "POST", "/v1/jobs/{id}/cancel", path, NULL);
 	assert_int_equal(r.status, 409); /* it has ended */
 	res_free(&r);
+	/* Resume and resolve: the control ops (test_ferryd drives them through a
+	 * post-copy and an unresolved job); here, that the paths reach them. */
+	snprintf(path, sizeof path, "/v1/jobs/%s/resume", job);
+	walk(&r, "POST", "/v1/jobs/{id}/resume", path, NULL);
+	assert_int_equal(r.status, 409); /* not a post-copy waiting for its link */
+	res_free(&r);
+	snprintf(path, sizeof path, "/v1/jobs/%s/resolve", job);
+	walk(&r, "POST", "/v1/jobs/{id}/resolve", path, "{\"force\":\"both\"}");
+	assert_int_equal(r.status, 400);
+	assert_non_null(strstr(r.body, "not source or destination"));
+	res_free(&r);
+	walk(&r, "POST", "/v1/jobs/{id}/resolve", path, "{}");
+	assert_int_equal(r.status, 409); /* it is not unresolved */
+	res_free(&r);
+	walk(&r, "POST", "/v1/jobs/{id}/resolve", "/v1/jobs/nosuchjob/resolve", NULL);
+	assert_int_equal(r.status, 404);
+	res_free(&r);
 	walk(&r, "DELETE", "/v1/vms/{name}", "/v1/vms/w1", NULL);
 	assert_int_equal(r.status, 404); /* it runs on B now */
 	res_free(&r);
