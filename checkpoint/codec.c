@@ -124,11 +124,11 @@ static inline uint64_t bucket_of(const struct codec *c, uint64_t frame)
  * cache miss per page, a tenth of the sender's CPU in that pass. */
 static uint64_t cache_find(const struct codec *c, uint64_t frame)
 {
-	uint64_t b = bucket_of(c, frame);
+	uint64_t b;
 
 	if (c->nfree == c->nslots)
 		return SLOT_NONE;
-
+	b = bucket_of(c, frame);
 	while (c->table[b].slot != SLOT_NONE) {
 		if (c->table[b].frame == frame)
 			return b;

@@ -461,8 +461,7 @@ int job_resume(const char *id, const char *dest, char *err, size_t errlen)
 			 id);
 		r = -EINVAL;
 	} else if (j->state != JOB_PC_PAUSED && j->state != JOB_POSTCOPY) {
-		snprintf(err, errlen, "job %s is not a post-copy waiting for its link (%s)", id,
-			 job_state_name(j->state));
+		snprintf(err, errlen, "job %s is not a post-copy (%s)", id, job_state_name(j->state));
 		r = -EALREADY; /* its state, not the request: a conflict */
 	} else {
 		if (dest && *dest)

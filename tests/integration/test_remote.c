@@ -507,7 +507,7 @@ static void test_walk(void **state)
 	 * post-copy and an unresolved job); here, that the paths reach them. */
 	snprintf(path, sizeof path, "/v1/jobs/%s/resume", job);
 	walk(&r, "POST", "/v1/jobs/{id}/resume", path, NULL);
-	assert_int_equal(r.status, 409); /* not a post-copy waiting for its link */
+	assert_int_equal(r.status, 409); /* it is not a post-copy */
 	res_free(&r);
 	snprintf(path, sizeof path, "/v1/jobs/%s/resolve", job);
 	walk(&r, "POST", "/v1/jobs/{id}/resolve", path, "{\"force\":\"both\"}");
